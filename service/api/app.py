@@ -1,0 +1,59 @@
+"""The FastAPI application: lifespan wiring, middleware, routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from service.api.errors import install_error_handlers
+from service.api.limits import BodySizeLimit
+from service.api.metrics import Metrics, MetricsMiddleware
+from service.api.routes import artists, artworks, health, keys, licenses, matches
+from service.runtime import Runtime
+from service.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+chopmark keeps AI image generation honest: an artwork registry with consent and licences,
+matching that sees through edits, and an append-only audit log.
+
+Authenticate with `Authorization: Bearer <API key>`. Each route names the scope it needs.
+"""
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or await run_in_threadpool(Runtime.open, settings)
+        if rt.refresher is None:
+            await run_in_threadpool(rt.load_indexes)
+            rt.start_refresher()
+        app.state.runtime = rt
+        metrics.watch(rt)
+        try:
+            yield
+        finally:
+            if runtime is None:
+                await run_in_threadpool(rt.close)
+
+    app = FastAPI(
+        title="chopmark",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    for module in (health, keys, artists, artworks, licenses, matches):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

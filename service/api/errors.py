@@ -1,0 +1,49 @@
+"""Mapping of domain errors to HTTP answers with a clear message."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from service.indexing.bank import IndexNotReady
+from service.registry.preferences import PreferencesError
+from service.registry.store import Conflict, NotFound
+from similarity import ImageRejected
+
+REJECTION_STATUS = {
+    "empty": 400,
+    "too_large": 413,
+    "too_many_pixels": 413,
+    "not_an_image": 415,
+    "unsupported": 415,
+    "truncated": 422,
+}
+
+
+def rejection_status(exc: ImageRejected) -> int:
+    return REJECTION_STATUS.get(getattr(exc, "code", ""), 422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(PreferencesError)
+    async def _prefs(_: Request, exc: PreferencesError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(ImageRejected)
+    async def _image(_: Request, exc: ImageRejected) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc), "code": getattr(exc, "code", "invalid_image")},
+            status_code=rejection_status(exc),
+        )
+
+    @app.exception_handler(IndexNotReady)
+    async def _not_ready(_: Request, exc: IndexNotReady) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})

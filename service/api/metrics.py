@@ -1,0 +1,87 @@
+"""Prometheus metrics: request counts and latencies, index sizes and freshness."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.runtime import Runtime
+
+
+class IndexCollector(Collector):
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        size = GaugeMetricFamily("chopmark_index_size", "entries in a bank index", labels=["bank"])
+        seq = GaugeMetricFamily("chopmark_index_change_seq", "last change applied", labels=["bank"])
+        age = GaugeMetricFamily(
+            "chopmark_index_refresh_age_seconds", "time since the last refresh", labels=["bank"]
+        )
+        for name, bank in self.rt.banks.items():
+            st = bank.status()
+            size.add_metric([name], st.size)
+            seq.add_metric([name], st.change_seq)
+            if st.refreshed_at is not None:
+                age.add_metric([name], time.time() - st.refreshed_at)
+        yield size
+        yield seq
+        yield age
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "chopmark_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "chopmark_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+
+    def watch(self, rt: Runtime) -> None:
+        self.registry.register(IndexCollector(rt))
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def capture(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or _unmatched(scope)
+            method = Request(scope).method
+            self.metrics.requests.labels(method, path, str(status["code"])).inc()
+            self.metrics.latency.labels(method, path).observe(time.perf_counter() - start)
+
+
+def _unmatched(scope: Scope) -> str:
+    return "unmatched"

@@ -1,0 +1,212 @@
+"""Artworks: register (one or many files), read, list, change, withdraw. Scope: ``registry``."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from service.api.deps import RegistryKey, RuntimeDep, scope_doc
+from service.api.errors import rejection_status
+from service.api.schemas import (
+    ArtworkPage,
+    ArtworkPublic,
+    ArtworkUpdate,
+    ErrorBody,
+    RegisteredArtwork,
+    RegistrationResult,
+    Rejected,
+)
+from service.auth.scopes import Scope
+from service.registry.ingest import PreparedImage, commit, prepare
+from service.registry.preferences import parse_preferences
+from similarity import ImageRejected
+
+router = APIRouter(tags=["registry"])
+_ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
+
+
+@router.post(
+    "/v1/artists/{artist_id}/artworks",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RegistrationResult,
+    responses={
+        **_ERRORS,
+        413: {"model": ErrorBody},
+        415: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+    },
+    openapi_extra=scope_doc(Scope.registry),
+    summary="Register one or more artworks (scope: registry)",
+)
+async def register_artworks(
+    artist_id: UUID,
+    rt: RuntimeDep,
+    key: RegistryKey,
+    files: Annotated[list[UploadFile], File(description="one or more image files")],
+    title: Annotated[str | None, Form(max_length=500)] = None,
+    preferences: Annotated[str | None, Form(description='JSON, e.g. {"img2img": "deny"}')] = None,
+) -> RegistrationResult | JSONResponse:
+    prefs = parse_preferences(preferences)
+    if len(files) > rt.settings.max_files_per_request:
+        raise HTTPException(413, f"at most {rt.settings.max_files_per_request} files per request")
+    with rt.pool.connection() as conn:
+        rt.registry.get_artist(conn, artist_id)  # 404 before any work
+
+    prepared: list[PreparedImage] = []
+    rejected: list[Rejected] = []
+    statuses: list[int] = []
+    limits = rt.decode_limits
+    for upload in files:
+        data = await upload.read(rt.settings.max_upload_bytes + 1)
+        try:
+            prepared.append(await run_in_threadpool(prepare, data, upload.filename, limits))
+        except ImageRejected as exc:
+            rejected.append(Rejected(filename=upload.filename, reason=str(exc)))
+            statuses.append(rejection_status(exc))
+    if not prepared:
+        worst = max(set(statuses), key=statuses.count) if statuses else 400
+        return JSONResponse(
+            {
+                "detail": "no file could be registered: "
+                + "; ".join(f"{r.filename}: {r.reason}" for r in rejected),
+                "rejected": [r.model_dump() for r in rejected],
+            },
+            status_code=worst,
+        )
+
+    def store_all() -> list[RegisteredArtwork]:
+        out = []
+        with rt.pool.connection() as conn:
+            for item in prepared:
+                art, created = commit(
+                    conn,
+                    rt.registry,
+                    rt.blobs,
+                    rt.thumbnails,
+                    key.actor,
+                    artist_id,
+                    item,
+                    title,
+                    prefs,
+                )
+                out.append(
+                    RegisteredArtwork(**ArtworkPublic.of(art).model_dump(), duplicate=not created)
+                )
+        return out
+
+    stored = await run_in_threadpool(store_all)
+    await run_in_threadpool(rt.banks["artwork"].refresh)
+    return RegistrationResult(artworks=stored, rejected=rejected)
+
+
+@router.get(
+    "/v1/artists/{artist_id}/artworks",
+    response_model=ArtworkPage,
+    responses=_ERRORS,
+    openapi_extra=scope_doc(Scope.registry),
+    summary="List an artist's artworks, oldest first, by cursor (scope: registry)",
+)
+def list_artworks(
+    artist_id: UUID,
+    rt: RuntimeDep,
+    key: RegistryKey,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    include_withdrawn: bool = False,
+) -> ArtworkPage:
+    after = _decode_cursor(cursor) if cursor else None
+    with rt.pool.connection() as conn:
+        rows = rt.registry.list_artworks(conn, artist_id, limit + 1, after, include_withdrawn)
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if more else None
+    return ArtworkPage(artworks=[ArtworkPublic.of(a) for a in page], next_cursor=next_cursor)
+
+
+def _encode_cursor(created: datetime, ident: UUID) -> str:
+    return base64.urlsafe_b64encode(f"{created.isoformat()}|{ident}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        created, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(created), UUID(ident)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(422, "cursor is not one this API handed out") from None
+
+
+@router.get(
+    "/v1/artworks/{artwork_id}",
+    response_model=ArtworkPublic,
+    responses=_ERRORS,
+    openapi_extra=scope_doc(Scope.registry),
+    summary="Read an artwork (scope: registry)",
+)
+def get_artwork(artwork_id: UUID, rt: RuntimeDep, key: RegistryKey) -> ArtworkPublic:
+    with rt.pool.connection() as conn:
+        return ArtworkPublic.of(rt.registry.get_artwork(conn, artwork_id))
+
+
+@router.get(
+    "/v1/artworks/{artwork_id}/image",
+    responses={**_ERRORS, 200: {"content": {"image/*": {}}}},
+    openapi_extra=scope_doc(Scope.registry),
+    summary="The original bytes as registered (scope: registry)",
+)
+def get_artwork_image(artwork_id: UUID, rt: RuntimeDep, key: RegistryKey) -> Response:
+    with rt.pool.connection() as conn:
+        art = rt.registry.get_artwork(conn, artwork_id)
+    return Response(rt.blobs.get(art.sha256), media_type=art.media_type)
+
+
+@router.get(
+    "/v1/artworks/{artwork_id}/thumbnail",
+    responses={**_ERRORS, 200: {"content": {"image/webp": {}}}},
+    openapi_extra=scope_doc(Scope.registry),
+    summary="A 256-px WebP thumbnail (scope: registry)",
+)
+def get_artwork_thumbnail(artwork_id: UUID, rt: RuntimeDep, key: RegistryKey) -> Response:
+    with rt.pool.connection() as conn:
+        art = rt.registry.get_artwork(conn, artwork_id)
+    return Response(rt.thumbnails.get(art.sha256), media_type="image/webp")
+
+
+@router.patch(
+    "/v1/artworks/{artwork_id}",
+    response_model=ArtworkPublic,
+    responses={**_ERRORS, 422: {"model": ErrorBody}},
+    openapi_extra=scope_doc(Scope.registry),
+    summary="Change an artwork's title or preferences (scope: registry)",
+)
+def update_artwork(
+    artwork_id: UUID, body: ArtworkUpdate, rt: RuntimeDep, key: RegistryKey
+) -> ArtworkPublic:
+    with rt.pool.connection() as conn:
+        art = rt.registry.update_artwork(
+            conn,
+            key.actor,
+            artwork_id,
+            title=body.title,
+            set_title="title" in body.model_fields_set,
+            preferences=body.preferences.explicit() if body.preferences else None,
+        )
+    return ArtworkPublic.of(art)
+
+
+@router.delete(
+    "/v1/artworks/{artwork_id}",
+    response_model=ArtworkPublic,
+    responses=_ERRORS,
+    openapi_extra=scope_doc(Scope.registry),
+    summary="Withdraw an artwork: it stops matching, its record stays (scope: registry)",
+)
+def withdraw_artwork(artwork_id: UUID, rt: RuntimeDep, key: RegistryKey) -> ArtworkPublic:
+    with rt.pool.connection() as conn:
+        art = rt.registry.withdraw_artwork(conn, key.actor, artwork_id)
+    rt.banks["artwork"].refresh()
+    return ArtworkPublic.of(art)

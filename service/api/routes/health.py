@@ -1,0 +1,73 @@
+"""Liveness, readiness and metrics. No key needed: these carry no registry data."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.api.deps import RuntimeDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process is alive (no key)")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="200 when the database answers and every index is loaded and fresh (no key)",
+    responses={503: {"description": "not ready, with the reasons"}},
+)
+def readyz(rt: RuntimeDep) -> JSONResponse:
+    reasons: list[str] = []
+    details: dict = {"database": "ok", "indexes": {}}
+    tops: dict[str, int] = {}
+    try:
+        with rt.pool.connection(timeout=3) as conn:
+            for row in conn.execute(
+                "SELECT bank, max(change_seq) AS top FROM fingerprints GROUP BY bank"
+            ).fetchall():
+                tops[row["bank"]] = int(row["top"])
+    except Exception as exc:
+        details["database"] = f"unavailable: {type(exc).__name__}: {exc}"
+        reasons.append("database unavailable")
+    now = time.time()
+    for name, bank in rt.banks.items():
+        st = bank.status()
+        age = None if st.refreshed_at is None else round(now - st.refreshed_at, 2)
+        info = {
+            "loaded": st.loaded,
+            "size": st.size,
+            "built_to": st.change_seq,
+            "database_at": tops.get(name, 0),
+            "lag": max(0, tops.get(name, 0) - st.change_seq),
+            "refreshed_seconds_ago": age,
+            "loaded_from": st.loaded_from,
+            "signals_version": st.signals_version,
+            "stale_signals": st.stale_signals,
+            "last_error": st.last_error,
+        }
+        details["indexes"][name] = info
+        if not st.loaded:
+            reasons.append(f"{name} index not loaded")
+        elif age is None or age > rt.settings.index_stale_seconds:
+            reasons.append(f"{name} index stale: last refreshed {age}s ago")
+        if st.stale_signals:
+            reasons.append(f"{name} index: {st.stale_signals} rows need re-fingerprinting")
+    embedder = getattr(rt, "embedder", None)
+    if embedder is not None:
+        details["clip"] = {"available": embedder.available, "reason": embedder.reason}
+    body = {"status": "ready" if not reasons else "not ready", "reasons": reasons, **details}
+    return JSONResponse(body, status_code=200 if not reasons else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics (no key)")
+def metrics(request: Request) -> Response:
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

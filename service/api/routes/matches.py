@@ -1,0 +1,83 @@
+"""Matching an image against the artwork registry. Scope: ``match``."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from service.api.deps import MatchKey, RuntimeDep, scope_doc
+from service.api.schemas import ErrorBody, IndexInfo, MatchPublic, MatchResponse
+from service.api.uploads import read_upload
+from service.auth.scopes import Scope
+from service.registry.matching import RegistryMatches, match_registry, record_match_decision
+from similarity import compute_signals, decode_image
+
+router = APIRouter(tags=["matching"])
+
+
+def to_public(result: RegistryMatches, with_licence: bool) -> list[MatchPublic]:
+    return [
+        MatchPublic(
+            artwork_id=m.artwork.id,
+            artist_id=m.artwork.artist_id,
+            score=round(m.match.score, 4),
+            decision=m.match.decision,
+            title=m.artwork.title,
+            preferences=m.artwork.effective_preferences,
+            licensed=(m.license is not None) if with_licence else None,
+            evidence=m.match.evidence,
+        )
+        for m in result.matches
+    ]
+
+
+@router.post(
+    "/v1/matches",
+    response_model=MatchResponse,
+    responses={
+        401: {"model": ErrorBody},
+        403: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        415: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
+    openapi_extra=scope_doc(Scope.match),
+    summary="Is this image a registered artwork, edited? (scope: match)",
+)
+async def match_image(
+    rt: RuntimeDep,
+    key: MatchKey,
+    file: Annotated[UploadFile, File(description="the image to check")],
+    user: Annotated[str | None, Form(description="platform user, to report licences")] = None,
+) -> MatchResponse:
+    data = await read_upload(file, rt.settings.max_upload_bytes)
+    timings: dict[str, float] = {}
+
+    def work() -> RegistryMatches:
+        t0 = time.perf_counter()
+        decoded = decode_image(data, rt.decode_limits)
+        t1 = time.perf_counter()
+        signals = compute_signals(decoded)
+        t2 = time.perf_counter()
+        result = match_registry(rt, signals, grantee=user)
+        t3 = time.perf_counter()
+        record_match_decision(rt, key.actor, data, result, "api:/v1/matches")
+        t4 = time.perf_counter()
+        timings.update(
+            decode=(t1 - t0) * 1e3,
+            signals=(t2 - t1) * 1e3,
+            match=(t3 - t2) * 1e3,
+            record=(t4 - t3) * 1e3,
+        )
+        return result
+
+    result = await run_in_threadpool(work)
+    return MatchResponse(
+        matches=to_public(result, with_licence=user is not None),
+        index=IndexInfo(size=result.index_size, built_to=result.built_to),
+        timings_ms={k: round(v, 2) for k, v in timings.items()},
+    )

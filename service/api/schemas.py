@@ -1,0 +1,181 @@
+"""Request and response models at the HTTP edge."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from service.registry.preferences import Preferences
+from service.registry.records import Artist, Artwork, License
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class ArtistCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: str = Field(min_length=1, max_length=200)
+    email: EmailStr
+    default_preferences: Preferences = Field(default_factory=Preferences)
+
+
+class ArtistUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default_preferences: Preferences
+
+
+class ArtistPublic(BaseModel):
+    id: UUID
+    display_name: str
+    email: str
+    default_preferences: dict[str, str]
+    created_at: datetime
+
+    @classmethod
+    def of(cls, a: Artist) -> ArtistPublic:
+        return cls(
+            id=a.id,
+            display_name=a.display_name,
+            email=a.email,
+            default_preferences=a.default_preferences,
+            created_at=a.created_at,
+        )
+
+
+class ArtworkPublic(BaseModel):
+    id: UUID
+    artist_id: UUID
+    sha256: str
+    title: str | None
+    status: Literal["active", "withdrawn"]
+    preferences: dict[str, str] = Field(description="choices set on this artwork")
+    effective_preferences: dict[str, str] = Field(
+        description="what applies: the artwork's choice, else the artist's default, else deny"
+    )
+    media_type: str
+    width: int
+    height: int
+    byte_size: int
+    original_filename: str | None
+    created_at: datetime
+    updated_at: datetime
+    withdrawn_at: datetime | None
+    image_url: str
+    thumbnail_url: str
+
+    @classmethod
+    def of(cls, w: Artwork) -> ArtworkPublic:
+        return cls(
+            id=w.id,
+            artist_id=w.artist_id,
+            sha256=w.sha256,
+            title=w.title,
+            status=w.status,  # type: ignore[arg-type]
+            preferences=w.preferences,
+            effective_preferences=w.effective_preferences,
+            media_type=w.media_type,
+            width=w.width,
+            height=w.height,
+            byte_size=w.byte_size,
+            original_filename=w.original_filename,
+            created_at=w.created_at,
+            updated_at=w.updated_at,
+            withdrawn_at=w.withdrawn_at,
+            image_url=f"/v1/artworks/{w.id}/image",
+            thumbnail_url=f"/v1/artworks/{w.id}/thumbnail",
+        )
+
+
+class RegisteredArtwork(ArtworkPublic):
+    duplicate: bool = Field(description="these bytes were already registered for this artist")
+
+
+class Rejected(BaseModel):
+    filename: str | None
+    reason: str
+
+
+class RegistrationResult(BaseModel):
+    artworks: list[RegisteredArtwork]
+    rejected: list[Rejected]
+
+
+class ArtworkPage(BaseModel):
+    artworks: list[ArtworkPublic]
+    next_cursor: str | None
+
+
+class ArtworkUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=500)
+    preferences: Preferences | None = None
+
+
+class LicenseCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grantee: str = Field(min_length=1, max_length=200, description="the platform user id")
+    scopes: list[Literal["img2img", "style", "training"]] = Field(min_length=1)
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("expires_at needs a time zone, e.g. 2027-01-01T00:00:00Z")
+        return v
+
+
+class LicensePublic(BaseModel):
+    id: UUID
+    artwork_id: UUID
+    grantee: str
+    scopes: list[str]
+    expires_at: datetime | None
+    created_at: datetime
+    revoked_at: datetime | None
+    active: bool
+
+    @classmethod
+    def of(cls, lic: License, now: datetime) -> LicensePublic:
+        return cls(
+            id=lic.id,
+            artwork_id=lic.artwork_id,
+            grantee=lic.grantee,
+            scopes=lic.scopes,
+            expires_at=lic.expires_at,
+            created_at=lic.created_at,
+            revoked_at=lic.revoked_at,
+            active=lic.active_at(now),
+        )
+
+
+class MatchPublic(BaseModel):
+    artwork_id: UUID
+    artist_id: UUID
+    score: float
+    decision: Literal["copy", "similar"]
+    title: str | None
+    preferences: dict[str, str]
+    licensed: bool | None = Field(
+        default=None, description="when a user was named: holds a live img2img licence"
+    )
+    evidence: dict[str, Any]
+
+
+class IndexInfo(BaseModel):
+    size: int
+    built_to: int
+
+
+class MatchResponse(BaseModel):
+    matches: list[MatchPublic]
+    index: IndexInfo
+    timings_ms: dict[str, float]

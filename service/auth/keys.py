@@ -1,0 +1,103 @@
+"""API keys: random 256-bit secrets shown once; only their SHA-256 is stored.
+
+A key looks like ``chm_<8-char prefix>_<secret>``; the prefix identifies it in listings and logs.
+SHA-256 (not a slow password hash) is right for high-entropy random secrets and keeps every
+request's lookup a single indexed query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from service.auth.scopes import Scope, parse_scopes
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: int
+    name: str
+    prefix: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or Scope.admin.value in self.scopes
+
+    @property
+    def actor(self) -> str:
+        return f"key:{self.prefix}:{self.name}"
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def _from_row(row: dict) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        name=row["name"],
+        prefix=row["prefix"],
+        scopes=tuple(row["scopes"]),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+        last_used_at=row["last_used_at"],
+    )
+
+
+_COLUMNS = "id, name, prefix, scopes, created_at, revoked_at, last_used_at"
+
+
+def create_key(conn: psycopg.Connection, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
+    """Create a key; return its record and the secret (never stored, shown once)."""
+    if not name.strip():
+        raise ValueError("a key needs a name")
+    checked = parse_scopes(scopes)
+    prefix = secrets.token_hex(4)
+    secret = f"chm_{prefix}_{secrets.token_urlsafe(32)}"
+    row = conn.execute(
+        f"INSERT INTO api_keys (name, prefix, key_hash, scopes) VALUES (%s, %s, %s, %s)"
+        f" RETURNING {_COLUMNS}",
+        (name.strip(), prefix, _hash(secret), checked),
+    ).fetchone()
+    return _from_row(row), secret  # type: ignore[arg-type]
+
+
+def authenticate(conn: psycopg.Connection, secret: str) -> ApiKey | None:
+    """The live key for this secret, or None. Marks it used (at most once a minute)."""
+    if not secret.startswith("chm_") or len(secret) > 200:
+        return None
+    row = conn.execute(
+        f"UPDATE api_keys SET last_used_at = now() WHERE key_hash = %s AND revoked_at IS NULL"
+        f" AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')"
+        f" RETURNING {_COLUMNS}",
+        (_hash(secret),),
+    ).fetchone()
+    if row is None:
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL",
+            (_hash(secret),),
+        ).fetchone()
+    return _from_row(row) if row else None
+
+
+def list_keys(conn: psycopg.Connection) -> list[ApiKey]:
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY id").fetchall()
+    return [_from_row(r) for r in rows]
+
+
+def revoke_key(conn: psycopg.Connection, key_id_or_prefix: str) -> ApiKey | None:
+    column = "id" if key_id_or_prefix.isdigit() else "prefix"
+    value: int | str = int(key_id_or_prefix) if column == "id" else key_id_or_prefix
+    row = conn.execute(
+        f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE {column} = %s"
+        f" RETURNING {_COLUMNS}",
+        (value,),
+    ).fetchone()
+    return _from_row(row) if row else None

@@ -1,0 +1,257 @@
+"""The ``chopmark`` command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+from uuid import UUID
+
+import typer
+from rich.table import Table
+
+from service.auth.keys import create_key, list_keys, revoke_key
+from service.cli.common import cli_actor, console, err_console, runtime
+from service.registry.preferences import PreferencesError, parse_preferences
+
+app = typer.Typer(
+    help="chopmark: provenance and copyright compliance for AI images.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+artists_app = typer.Typer(help="Artists.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(artists_app, name="artists")
+app.add_typer(audit_app, name="audit")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default: CHOPMARK_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default: CHOPMARK_PORT")] = None,
+    workers: Annotated[int | None, typer.Option(help="processes; default CHOPMARK_WORKERS")] = None,
+) -> None:
+    """Run the HTTP API (migrations are applied first)."""
+    import uvicorn
+
+    from service.db.migrate import upgrade
+    from service.db.pool import database_url
+    from service.settings import Settings
+
+    settings = Settings()
+    upgrade(database_url(settings))
+    uvicorn.run(
+        "service.api.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers or settings.workers,
+        log_level="info",
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations."""
+    from service.db.migrate import upgrade
+    from service.db.pool import database_url
+    from service.settings import Settings
+
+    applied = upgrade(database_url(Settings()))
+    for mig in applied:
+        console.print(f"applied {mig.version:04d} {mig.name}")
+    console.print(
+        "database is up to date" if not applied else f"{len(applied)} migration(s) applied"
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="who or what uses the key")],
+    scope: Annotated[list[str], typer.Option(help="repeat for several scopes")],
+) -> None:
+    """Create an API key; the key itself is printed alone on the last line."""
+    with runtime() as rt, rt.pool.connection() as conn, conn.transaction():
+        try:
+            rec, secret = create_key(conn, name, scope)
+        except ValueError as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        rt.audit.append(
+            conn,
+            "key.created",
+            cli_actor(),
+            f"key:{rec.prefix}",
+            {"name": rec.name, "scopes": list(rec.scopes)},
+        )
+    console.print(
+        f"created key {rec.id} ({rec.prefix}) for {rec.name} with scopes "
+        f"{', '.join(rec.scopes)}; it is shown once:"
+    )
+    print(secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (never their secrets)."""
+    with runtime() as rt, rt.pool.connection() as conn:
+        keys = list_keys(conn)
+    table = Table("id", "prefix", "name", "scopes", "created", "last used", "revoked")
+    for k in keys:
+        table.add_row(
+            str(k.id),
+            k.prefix,
+            k.name,
+            ",".join(k.scopes),
+            f"{k.created_at:%Y-%m-%d}",
+            f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",
+            f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "-",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="key id or prefix")]) -> None:
+    """Revoke an API key."""
+    with runtime() as rt, rt.pool.connection() as conn, conn.transaction():
+        rec = revoke_key(conn, key)
+        if rec is None:
+            err_console.print(f"[red]error:[/red] no key {key}")
+            raise typer.Exit(1)
+        rt.audit.append(conn, "key.revoked", cli_actor(), f"key:{rec.prefix}", {"name": rec.name})
+    console.print(f"revoked key {rec.id} ({rec.prefix}) {rec.name}")
+
+
+@artists_app.command("create")
+def artists_create(
+    name: Annotated[str, typer.Option(help="display name")],
+    email: Annotated[str, typer.Option()],
+    preferences: Annotated[str | None, typer.Option(help="defaults, JSON")] = None,
+) -> None:
+    """Register an artist; prints the new id."""
+    from pydantic import TypeAdapter, ValidationError
+    from pydantic.networks import EmailStr
+
+    from service.registry.store import Conflict
+
+    try:
+        TypeAdapter(EmailStr).validate_python(email)
+        prefs = parse_preferences(preferences)
+    except (ValidationError, PreferencesError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    with runtime() as rt, rt.pool.connection() as conn:
+        try:
+            artist = rt.registry.create_artist(conn, cli_actor(), name, email, prefs)
+        except Conflict as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    print(artist.id)
+
+
+@app.command()
+def register(
+    paths: Annotated[list[Path], typer.Argument(help="image files and folders")],
+    artist: Annotated[UUID, typer.Option(help="the artist's id")],
+    title: Annotated[str | None, typer.Option()] = None,
+    preferences: Annotated[str | None, typer.Option(help='JSON, e.g. {"img2img": "allow"}')] = None,
+    workers: Annotated[int | None, typer.Option(help="fingerprinting processes")] = None,
+) -> None:
+    """Register artworks from files and folders, with a progress bar and a summary."""
+    from service.cli.register import register_paths
+    from service.registry.store import NotFound
+
+    try:
+        prefs = parse_preferences(preferences)
+    except PreferencesError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        err_console.print(f"[red]error:[/red] no such file: {', '.join(map(str, missing))}")
+        raise typer.Exit(2)
+    with runtime() as rt:
+        try:
+            out = register_paths(
+                rt, cli_actor(), artist, paths, title=title, preferences=prefs, workers=workers
+            )
+        except NotFound as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    for path, reason in out.rejected:
+        err_console.print(f"[yellow]rejected[/yellow] {path}: {reason}")
+    console.print(
+        f"created {len(out.created)}, duplicate {len(out.duplicates)}, rejected {len(out.rejected)}"
+    )
+    if out.rejected and not (out.created or out.duplicates):
+        raise typer.Exit(1)
+
+
+@app.command()
+def match(
+    image: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="print the full response")] = False,
+    user: Annotated[str | None, typer.Option(help="platform user, to report licences")] = None,
+) -> None:
+    """Match an image against the registry, as POST /v1/matches does."""
+    from service.api.routes.matches import to_public
+    from service.registry.matching import match_registry, record_match_decision
+    from similarity import ImageRejected, compute_signals, decode_image
+
+    data = image.read_bytes()
+    with runtime(indexes=True) as rt:
+        try:
+            signals = compute_signals(decode_image(data, rt.decode_limits))
+        except ImageRejected as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        result = match_registry(rt, signals, grantee=user)
+        record_match_decision(rt, cli_actor(), data, result, "cli:match")
+    public = to_public(result, with_licence=user is not None)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "matches": [m.model_dump(mode="json") for m in public],
+                    "index": {"size": result.index_size, "built_to": result.built_to},
+                },
+                indent=2,
+            )
+        )
+        return
+    if not public:
+        console.print(f"no match among {result.index_size} registered works")
+        return
+    table = Table("decision", "score", "artwork", "artist", "title", "img2img", "signals")
+    for m in public:
+        fired = m.evidence.get("signals") or m.evidence.get("fired") or ""
+        table.add_row(
+            m.decision,
+            f"{m.score:.3f}",
+            str(m.artwork_id),
+            str(m.artist_id),
+            m.title or "",
+            m.preferences.get("img2img", ""),
+            ", ".join(fired) if isinstance(fired, list) else str(fired),
+        )
+    console.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit log's Merkle tree; exit 1 naming the first bad entry."""
+    from service.audit.log import verify
+
+    with runtime() as rt, rt.pool.connection() as conn:
+        result = verify(conn, rt.audit.key)
+    if result.ok:
+        console.print(f"audit log intact: {result.size} entries, root {result.root.hex()}")
+        return
+    err_console.print(f"[red]audit log check failed:[/red] {result.problem}")
+    raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,91 @@
+"""``chopmark register``: files and folders into the registry, fingerprinted in parallel."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from uuid import UUID
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from service.registry.ingest import PreparedImage, commit, prepare
+from service.registry.records import RegistrationOutcome
+from service.runtime import Runtime
+from similarity import DecodeLimits, ImageRejected
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+
+def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
+    for path in paths:
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                    yield child
+        else:
+            yield path
+
+
+def _prepare_file(path: str, limits: DecodeLimits) -> PreparedImage:
+    p = Path(path)
+    size = p.stat().st_size
+    if size > limits.max_bytes:
+        raise ImageRejected("too_large", f"{size} bytes is over the limit of {limits.max_bytes}")
+    return prepare(p.read_bytes(), p.name, limits)
+
+
+def register_paths(
+    rt: Runtime,
+    actor: str,
+    artist_id: UUID,
+    paths: list[Path],
+    *,
+    title: str | None,
+    preferences: dict[str, str],
+    workers: int | None = None,
+    show_progress: bool = True,
+) -> RegistrationOutcome:
+    files = list(expand_paths(paths))
+    outcome = RegistrationOutcome()
+    with rt.pool.connection() as conn:
+        rt.registry.get_artist(conn, artist_id)
+    workers = workers or max(1, os.cpu_count() or 1)
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not show_progress,
+    )
+    with (
+        progress,
+        ProcessPoolExecutor(max_workers=workers) as pool,
+        rt.pool.connection() as conn,
+    ):
+        task = progress.add_task("registering", total=len(files))
+        futures = {pool.submit(_prepare_file, str(f), rt.decode_limits): f for f in files}
+        for fut in as_completed(futures):
+            path = futures[fut]
+            try:
+                item = fut.result()
+            except ImageRejected as exc:
+                outcome.rejected.append((str(path), str(exc)))
+            except OSError as exc:
+                outcome.rejected.append((str(path), f"cannot read: {exc.strerror or exc}"))
+            else:
+                art, created = commit(
+                    conn,
+                    rt.registry,
+                    rt.blobs,
+                    rt.thumbnails,
+                    actor,
+                    artist_id,
+                    item,
+                    title,
+                    preferences,
+                )
+                (outcome.created if created else outcome.duplicates).append(art)
+            progress.advance(task)
+    return outcome

@@ -1,0 +1,31 @@
+"""The embedded PostgreSQL used when no ``CHOPMARK_DATABASE_URL`` is set.
+
+``pgserver`` ships real PostgreSQL 16 binaries. Several processes may share one data folder: the
+first starts the server, the others attach to it, and the last one to exit stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_servers: dict[Path, object] = {}
+
+
+def embedded_database_url(folder: Path) -> str:
+    """Start (or attach to) the embedded server in ``folder`` and return its connection URI."""
+    import pgserver
+
+    folder = folder.resolve()
+    with _lock:
+        server = _servers.get(folder)
+        if server is None:
+            folder.mkdir(parents=True, exist_ok=True)
+            log.info("starting embedded PostgreSQL in %s", folder)
+            server = pgserver.get_server(folder, cleanup_mode="stop")
+            _servers[folder] = server
+    return server.get_uri()  # type: ignore[attr-defined]

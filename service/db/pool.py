@@ -1,0 +1,30 @@
+"""Connection pool creation: psycopg 3 with ``psycopg_pool``."""
+
+from __future__ import annotations
+
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from service.db.embedded import embedded_database_url
+from service.settings import Settings
+
+
+def database_url(settings: Settings) -> str:
+    if settings.database_url:
+        return settings.database_url
+    return embedded_database_url(settings.embedded_pg_dir)
+
+
+def open_pool(
+    settings: Settings, *, min_size: int = 1, max_size: int | None = None
+) -> ConnectionPool:
+    pool = ConnectionPool(
+        database_url(settings),
+        min_size=min_size,
+        max_size=max_size or settings.db_pool_max,
+        kwargs={"row_factory": dict_row, "autocommit": False},
+        open=False,
+        name="chopmark",
+    )
+    pool.open(wait=True, timeout=30)
+    return pool

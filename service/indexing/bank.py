@@ -1,0 +1,200 @@
+"""A FAISS-backed index over one bank of fingerprints, derived from Postgres.
+
+Built from the ``fingerprints`` table (or a snapshot plus the changes since it), then kept fresh
+by polling ``change_seq``: numbers are handed out in commit order (see ``service.audit.log``), so
+"every row above the last number seen" never skips a committed change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg.rows import tuple_row
+from psycopg_pool import ConnectionPool
+
+from service.indexing.snapshots import Checkpoint, load_snapshot, save_snapshot
+from similarity import SIGNALS_VERSION, ImageSignals, Match, MatchIndex, match
+
+log = logging.getLogger(__name__)
+
+_BATCH = 20_000
+
+
+@dataclass(frozen=True)
+class BankStatus:
+    bank: str
+    loaded: bool
+    size: int
+    change_seq: int
+    refreshed_at: float | None
+    last_error: str | None
+    stale_signals: int
+    signals_version: str
+    loaded_from: str
+
+
+class BankIndex:
+    def __init__(self, bank: str, pool: ConnectionPool, snapshot_root: Path) -> None:
+        self.bank = bank
+        self.pool = pool
+        self.snapshot_root = snapshot_root
+        self._index: MatchIndex | None = None
+        self._lock = threading.RLock()
+        self._change_seq = 0
+        self._refreshed_at: float | None = None
+        self._last_error: str | None = None
+        self._stale_signals = 0
+        self._changes_since_snapshot = 0
+        self._loaded_from = "none"
+        self._database_id = ""
+
+    # loading ---------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the latest usable snapshot, or build from scratch; then catch up."""
+        with self.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT system_identifier::text AS id FROM pg_control_system()"
+            ).fetchone()
+            self._database_id = row["id"] if row else ""  # type: ignore[index]
+            top = self._max_change_seq(conn)
+        snap = load_snapshot(self.snapshot_root, self.bank)
+        if snap is not None:
+            index, cp = snap
+            if (
+                cp.signals_version == SIGNALS_VERSION
+                and cp.database_id == self._database_id
+                and cp.change_seq <= top
+            ):
+                with self._lock:
+                    self._index, self._change_seq = index, cp.change_seq
+                    self._loaded_from = f"snapshot at change {cp.change_seq}"
+                self.refresh()
+                return
+            log.info(
+                "ignoring %s snapshot: built for another database or signals version", self.bank
+            )
+        with self._lock:
+            self._index, self._change_seq = MatchIndex(), 0
+            self._loaded_from = "database"
+        self.refresh(active_only=True)
+        self.snapshot()
+
+    def _max_change_seq(self, conn: object) -> int:
+        row = conn.execute(  # type: ignore[attr-defined]
+            "SELECT coalesce(max(change_seq), 0) AS m FROM fingerprints WHERE bank = %s",
+            (self.bank,),
+        ).fetchone()
+        return int(row["m"])
+
+    def refresh(self, *, active_only: bool = False) -> int:
+        """Apply every change after the checkpoint; return how many rows were applied."""
+        applied = 0
+        try:
+            while True:
+                with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+                    cur.execute(
+                        "SELECT id, active, signals_version, pdq, pdq_quality, dense, change_seq"
+                        " FROM fingerprints WHERE bank = %s AND change_seq > %s"
+                        + (" AND active" if active_only else "")
+                        + " ORDER BY change_seq LIMIT %s",
+                        (self.bank, self._change_seq, _BATCH),
+                    )
+                    rows = cur.fetchall()
+                if not rows:
+                    break
+                self._apply(rows)
+                applied += len(rows)
+                if len(rows) < _BATCH:
+                    break
+            self._refreshed_at = time.time()
+            self._last_error = None
+        except Exception as exc:  # the reason goes to /readyz; the loop retries
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("refreshing the %s index failed: %s", self.bank, exc)
+            raise
+        return applied
+
+    def _apply(self, rows: Sequence[tuple]) -> None:
+        removes: list[int] = []
+        add_ids: list[int] = []
+        add_signals: list[ImageSignals] = []
+        stale = 0
+        for fid, active, version, pdq, quality, dense, _seq in rows:
+            removes.append(fid)
+            if not active:
+                continue
+            if version != SIGNALS_VERSION:
+                stale += 1
+                continue
+            add_ids.append(fid)
+            add_signals.append(
+                ImageSignals.from_packed(
+                    {"pdq": bytes(pdq), "pdq_quality": quality, "dense": bytes(dense), "local": b""}
+                )
+            )
+        with self._lock:
+            assert self._index is not None
+            self._index.remove(removes)
+            if add_ids:
+                self._index.add(add_ids, add_signals)
+            self._change_seq = rows[-1][6]
+            self._stale_signals += stale
+            self._changes_since_snapshot += len(rows)
+
+    def snapshot(self) -> None:
+        with self._lock:
+            if self._index is None:
+                return
+            cp = Checkpoint(
+                self.bank,
+                self._change_seq,
+                len(self._index),
+                SIGNALS_VERSION,
+                self._database_id,
+                time.time(),
+            )
+            save_snapshot(self.snapshot_root, self._index, cp)
+            self._changes_since_snapshot = 0
+
+    @property
+    def changes_since_snapshot(self) -> int:
+        return self._changes_since_snapshot
+
+    # querying --------------------------------------------------------------------------------
+    def _lookup_local(self, ids: Sequence[int]) -> Mapping[int, bytes]:
+        if not ids:
+            return {}
+        with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(
+                "SELECT id, local_features FROM fingerprints WHERE id = ANY(%s) AND active",
+                (list(ids),),
+            )
+            return {int(i): bytes(b) for i, b in cur.fetchall()}
+
+    def match(self, query: ImageSignals, limit: int = 10) -> list[Match]:
+        index = self._index
+        if index is None:
+            raise IndexNotReady(f"the {self.bank} index is not loaded yet")
+        return match(query, index, self._lookup_local, limit=limit)
+
+    def status(self) -> BankStatus:
+        return BankStatus(
+            bank=self.bank,
+            loaded=self._index is not None,
+            size=len(self._index) if self._index is not None else 0,
+            change_seq=self._change_seq,
+            refreshed_at=self._refreshed_at,
+            last_error=self._last_error,
+            stale_signals=self._stale_signals,
+            signals_version=SIGNALS_VERSION,
+            loaded_from=self._loaded_from,
+        )
+
+
+class IndexNotReady(RuntimeError):
+    pass

@@ -1,0 +1,62 @@
+"""Index snapshots on disk for a fast restart.
+
+``<root>/<bank>/CURRENT`` names the live snapshot folder; a new snapshot is written to its own
+folder and published by atomically replacing ``CURRENT``, so readers never see a half-written one
+and several processes may snapshot the same bank.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from similarity import MatchIndex
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    bank: str
+    change_seq: int
+    size: int
+    signals_version: str
+    database_id: str
+    created_at: float
+
+
+def save_snapshot(root: Path, index: MatchIndex, checkpoint: Checkpoint) -> Path:
+    bank_dir = root / checkpoint.bank
+    bank_dir.mkdir(parents=True, exist_ok=True)
+    folder = bank_dir / f"snap-{checkpoint.change_seq}-{os.getpid()}-{int(time.time() * 1000)}"
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir()
+    index.save(tmp)
+    (tmp / "checkpoint.json").write_text(json.dumps(asdict(checkpoint)))
+    tmp.rename(folder)
+    pointer = bank_dir / f"CURRENT.{os.getpid()}.tmp"
+    pointer.write_text(folder.name)
+    os.replace(pointer, bank_dir / "CURRENT")
+    _prune(bank_dir, keep=folder.name)
+    return folder
+
+
+def load_snapshot(root: Path, bank: str) -> tuple[MatchIndex, Checkpoint] | None:
+    bank_dir = root / bank
+    try:
+        name = (bank_dir / "CURRENT").read_text().strip()
+        folder = bank_dir / name
+        checkpoint = Checkpoint(**json.loads((folder / "checkpoint.json").read_text()))
+        return MatchIndex.load(folder), checkpoint
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _prune(bank_dir: Path, keep: str) -> None:
+    """Remove older snapshots (older than a minute, so a concurrent loader is not disturbed)."""
+    cutoff = time.time() - 60
+    for child in bank_dir.iterdir():
+        if child.is_dir() and child.name != keep and child.stat().st_mtime < cutoff:
+            shutil.rmtree(child, ignore_errors=True)

@@ -1,0 +1,75 @@
+"""Matching an image against the artwork registry, joined with what each artist allows."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from service.registry.records import Artwork, License
+from service.runtime import Runtime
+from similarity import ImageSignals, Match
+
+
+@dataclass(frozen=True)
+class ArtworkMatch:
+    artwork: Artwork
+    match: Match
+    license: License | None = None
+
+
+@dataclass(frozen=True)
+class RegistryMatches:
+    matches: list[ArtworkMatch]
+    index_size: int
+    built_to: int
+
+
+def match_registry(
+    rt: Runtime,
+    signals: ImageSignals,
+    *,
+    limit: int = 10,
+    grantee: str | None = None,
+    license_scope: str = "img2img",
+) -> RegistryMatches:
+    bank = rt.banks["artwork"]
+    raw = bank.match(signals, limit=limit)
+    status = bank.status()
+    if not raw:
+        return RegistryMatches([], status.size, status.change_seq)
+    with rt.pool.connection() as conn:
+        by_fp = rt.registry.artworks_by_fingerprint(conn, [m.id for m in raw])
+        licenses: dict = {}
+        if grantee:
+            licenses = rt.registry.active_licenses(
+                conn, [a.id for a in by_fp.values()], grantee, license_scope
+            )
+    out = [
+        ArtworkMatch(by_fp[m.id], m, licenses.get(by_fp[m.id].id))
+        for m in raw
+        if m.id in by_fp and by_fp[m.id].status == "active"
+    ]
+    return RegistryMatches(out, status.size, status.change_seq)
+
+
+def record_match_decision(
+    rt: Runtime, actor: str, data: bytes, result: RegistryMatches, context: str
+) -> None:
+    """Append the decision to the audit log: what was asked, what matched, on which index."""
+    entry: dict[str, Any] = {
+        "query_sha256": hashlib.sha256(data).hexdigest(),
+        "context": context,
+        "index": {"size": result.index_size, "built_to": result.built_to},
+        "matches": [
+            {
+                "artwork_id": str(m.artwork.id),
+                "artist_id": str(m.artwork.artist_id),
+                "decision": m.match.decision,
+                "score": round(m.match.score, 4),
+            }
+            for m in result.matches
+        ],
+    }
+    with rt.pool.connection() as conn, conn.transaction():
+        rt.audit.append(conn, "match.decided", actor, None, entry)

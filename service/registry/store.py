@@ -1,0 +1,357 @@
+"""SQL for artists, artworks and licences. Every change appends to the audit log in the same
+transaction, so a change and its record commit together or not at all."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from service.audit.log import AuditLog, next_change_seq
+from service.registry.records import Artist, Artwork, License
+
+_ARTWORK_SELECT = (
+    "SELECT w.*, a.default_preferences FROM artworks w JOIN artists a ON a.id = w.artist_id"
+)
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(ValueError):
+    pass
+
+
+class RegistryStore:
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+
+    # artists ---------------------------------------------------------------------------------
+    def create_artist(
+        self,
+        conn: psycopg.Connection,
+        actor: str,
+        display_name: str,
+        email: str,
+        default_preferences: dict[str, str],
+    ) -> Artist:
+        with conn.transaction():
+            if conn.execute(
+                "SELECT 1 FROM artists WHERE lower(email) = lower(%s)", (email,)
+            ).fetchone():
+                raise Conflict(f"an artist with email {email} is already registered")
+            row = conn.execute(
+                "INSERT INTO artists (display_name, email, default_preferences)"
+                " VALUES (%s, %s, %s) RETURNING *",
+                (display_name, email, Jsonb(default_preferences)),
+            ).fetchone()
+            artist = Artist.from_row(row)  # type: ignore[arg-type]
+            self.audit.append(
+                conn,
+                "artist.created",
+                actor,
+                f"artist:{artist.id}",
+                {"display_name": display_name, "default_preferences": default_preferences},
+            )
+        return artist
+
+    def get_artist(self, conn: psycopg.Connection, artist_id: UUID) -> Artist:
+        row = conn.execute("SELECT * FROM artists WHERE id = %s", (artist_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no artist {artist_id}")
+        return Artist.from_row(row)
+
+    def update_artist_defaults(
+        self, conn: psycopg.Connection, actor: str, artist_id: UUID, defaults: dict[str, str]
+    ) -> Artist:
+        with conn.transaction():
+            row = conn.execute(
+                "UPDATE artists SET default_preferences = default_preferences || %s,"
+                " updated_at = now() WHERE id = %s RETURNING *",
+                (Jsonb(defaults), artist_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no artist {artist_id}")
+            self.audit.append(
+                conn,
+                "artist.preferences_changed",
+                actor,
+                f"artist:{artist_id}",
+                {"default_preferences": row["default_preferences"]},
+            )
+        return Artist.from_row(row)
+
+    # artworks --------------------------------------------------------------------------------
+    def get_artwork(self, conn: psycopg.Connection, artwork_id: UUID) -> Artwork:
+        row = conn.execute(f"{_ARTWORK_SELECT} WHERE w.id = %s", (artwork_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no artwork {artwork_id}")
+        return Artwork.from_row(row)
+
+    def find_artwork(
+        self, conn: psycopg.Connection, artist_id: UUID, sha256: str
+    ) -> Artwork | None:
+        row = conn.execute(
+            f"{_ARTWORK_SELECT} WHERE w.artist_id = %s AND w.sha256 = %s", (artist_id, sha256)
+        ).fetchone()
+        return Artwork.from_row(row) if row else None
+
+    def artworks_by_fingerprint(
+        self, conn: psycopg.Connection, fingerprint_ids: list[int]
+    ) -> dict[int, Artwork]:
+        rows = conn.execute(
+            f"{_ARTWORK_SELECT} WHERE w.fingerprint_id = ANY(%s)", (fingerprint_ids,)
+        ).fetchall()
+        return {r["fingerprint_id"]: Artwork.from_row(r) for r in rows}
+
+    def list_artworks(
+        self,
+        conn: psycopg.Connection,
+        artist_id: UUID,
+        limit: int,
+        after: tuple[datetime, UUID] | None,
+        include_withdrawn: bool,
+    ) -> list[Artwork]:
+        self.get_artist(conn, artist_id)
+        clauses = ["w.artist_id = %s"]
+        params: list[Any] = [artist_id]
+        if not include_withdrawn:
+            clauses.append("w.status = 'active'")
+        if after is not None:
+            clauses.append("(w.created_at, w.id) > (%s, %s)")
+            params.extend(after)
+        params.append(limit)
+        rows = conn.execute(
+            f"{_ARTWORK_SELECT} WHERE {' AND '.join(clauses)} ORDER BY w.created_at, w.id LIMIT %s",
+            params,
+        ).fetchall()
+        return [Artwork.from_row(r) for r in rows]
+
+    def insert_artwork(
+        self,
+        conn: psycopg.Connection,
+        actor: str,
+        *,
+        artist_id: UUID,
+        sha256: str,
+        title: str | None,
+        preferences: dict[str, str],
+        media_type: str,
+        width: int,
+        height: int,
+        byte_size: int,
+        original_filename: str | None,
+        signals: dict[str, Any],
+    ) -> tuple[Artwork, bool]:
+        """Insert an artwork with its fingerprints; return (artwork, created).
+
+        The same bytes registered again for the same artist return the existing artwork (and
+        bring a withdrawn one back).
+        """
+        with conn.transaction():
+            existing = self.find_artwork(conn, artist_id, sha256)
+            if existing is not None and existing.status == "active":
+                return existing, False
+            seq = next_change_seq(conn)
+            if existing is not None:
+                conn.execute(
+                    "UPDATE fingerprints SET active = true, change_seq = %s WHERE id = %s",
+                    (seq, existing.fingerprint_id),
+                )
+                conn.execute(
+                    "UPDATE artworks SET status = 'active', withdrawn_at = NULL, updated_at = now()"
+                    " WHERE id = %s",
+                    (existing.id,),
+                )
+                self.audit.append(
+                    conn, "artwork.reinstated", actor, f"artwork:{existing.id}", {"sha256": sha256}
+                )
+                return self.get_artwork(conn, existing.id), True
+            artwork_id = uuid4()
+            fp = conn.execute(
+                "INSERT INTO fingerprints (bank, subject_id, signals_version, pdq, pdq_quality,"
+                " dense, local_features, change_seq) VALUES ('artwork', %s, %s, %s,"
+                " %s, %s, %s, %s) RETURNING id",
+                (
+                    artwork_id,
+                    signals["signals_version"],
+                    signals["pdq"],
+                    signals["pdq_quality"],
+                    signals["dense"],
+                    signals["local"],
+                    seq,
+                ),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO artworks (id, artist_id, sha256, title, preferences, media_type,"
+                " width, height, byte_size, original_filename, fingerprint_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    artwork_id,
+                    artist_id,
+                    sha256,
+                    title,
+                    Jsonb(preferences),
+                    media_type,
+                    width,
+                    height,
+                    byte_size,
+                    original_filename,
+                    fp["id"],  # type: ignore[index]
+                ),
+            )
+            self.audit.append(
+                conn,
+                "artwork.registered",
+                actor,
+                f"artwork:{artwork_id}",
+                {
+                    "artist_id": str(artist_id),
+                    "sha256": sha256,
+                    "title": title,
+                    "preferences": preferences,
+                    "media_type": media_type,
+                    "size": [width, height],
+                    "pdq": bytes(signals["pdq"]).hex(),
+                    "signals_version": signals["signals_version"],
+                },
+            )
+            return self.get_artwork(conn, artwork_id), True
+
+    def update_artwork(
+        self,
+        conn: psycopg.Connection,
+        actor: str,
+        artwork_id: UUID,
+        *,
+        title: str | None = None,
+        set_title: bool = False,
+        preferences: dict[str, str] | None = None,
+    ) -> Artwork:
+        with conn.transaction():
+            before = self.get_artwork(conn, artwork_id)
+            changes: dict[str, Any] = {}
+            if set_title and title != before.title:
+                changes["title"] = title
+            new_prefs = before.preferences
+            if preferences is not None:
+                new_prefs = {**before.preferences, **preferences}
+                if new_prefs != before.preferences:
+                    changes["preferences"] = new_prefs
+            if not changes:
+                return before
+            conn.execute(
+                "UPDATE artworks SET title = %s, preferences = %s, updated_at = now()"
+                " WHERE id = %s",
+                (changes.get("title", before.title), Jsonb(new_prefs), artwork_id),
+            )
+            self.audit.append(
+                conn,
+                "artwork.updated",
+                actor,
+                f"artwork:{artwork_id}",
+                {"before": {"title": before.title, "preferences": before.preferences}, **changes},
+            )
+            return self.get_artwork(conn, artwork_id)
+
+    def withdraw_artwork(self, conn: psycopg.Connection, actor: str, artwork_id: UUID) -> Artwork:
+        with conn.transaction():
+            art = self.get_artwork(conn, artwork_id)
+            if art.status == "withdrawn":
+                return art
+            seq = next_change_seq(conn)
+            conn.execute(
+                "UPDATE fingerprints SET active = false, change_seq = %s WHERE id = %s",
+                (seq, art.fingerprint_id),
+            )
+            conn.execute(
+                "UPDATE artworks SET status = 'withdrawn', withdrawn_at = now(), updated_at = now()"
+                " WHERE id = %s",
+                (artwork_id,),
+            )
+            self.audit.append(
+                conn, "artwork.withdrawn", actor, f"artwork:{artwork_id}", {"sha256": art.sha256}
+            )
+            return self.get_artwork(conn, artwork_id)
+
+    # licences --------------------------------------------------------------------------------
+    def create_license(
+        self,
+        conn: psycopg.Connection,
+        actor: str,
+        artwork_id: UUID,
+        grantee: str,
+        scopes: list[str],
+        expires_at: datetime | None,
+    ) -> License:
+        with conn.transaction():
+            self.get_artwork(conn, artwork_id)
+            row = conn.execute(
+                "INSERT INTO licenses (artwork_id, grantee, scopes, expires_at)"
+                " VALUES (%s, %s, %s, %s) RETURNING *",
+                (artwork_id, grantee, scopes, expires_at),
+            ).fetchone()
+            lic = License.from_row(row)  # type: ignore[arg-type]
+            self.audit.append(
+                conn,
+                "license.granted",
+                actor,
+                f"artwork:{artwork_id}",
+                {
+                    "license_id": str(lic.id),
+                    "grantee": grantee,
+                    "scopes": scopes,
+                    "expires_at": expires_at.isoformat() if expires_at else None,
+                },
+            )
+            return lic
+
+    def list_licenses(self, conn: psycopg.Connection, artwork_id: UUID) -> list[License]:
+        self.get_artwork(conn, artwork_id)
+        rows = conn.execute(
+            "SELECT * FROM licenses WHERE artwork_id = %s ORDER BY created_at, id", (artwork_id,)
+        ).fetchall()
+        return [License.from_row(r) for r in rows]
+
+    def get_license(self, conn: psycopg.Connection, artwork_id: UUID, license_id: UUID) -> License:
+        row = conn.execute(
+            "SELECT * FROM licenses WHERE id = %s AND artwork_id = %s", (license_id, artwork_id)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no licence {license_id} on artwork {artwork_id}")
+        return License.from_row(row)
+
+    def revoke_license(
+        self, conn: psycopg.Connection, actor: str, artwork_id: UUID, license_id: UUID
+    ) -> License:
+        with conn.transaction():
+            lic = self.get_license(conn, artwork_id, license_id)
+            if lic.revoked_at is not None:
+                return lic
+            row = conn.execute(
+                "UPDATE licenses SET revoked_at = now() WHERE id = %s RETURNING *", (license_id,)
+            ).fetchone()
+            self.audit.append(
+                conn,
+                "license.revoked",
+                actor,
+                f"artwork:{artwork_id}",
+                {"license_id": str(license_id), "grantee": lic.grantee},
+            )
+            return License.from_row(row)  # type: ignore[arg-type]
+
+    def active_licenses(
+        self, conn: psycopg.Connection, artwork_ids: list[UUID], grantee: str, scope: str
+    ) -> dict[UUID, License]:
+        now = datetime.now(UTC)
+        rows = conn.execute(
+            "SELECT * FROM licenses WHERE artwork_id = ANY(%s) AND grantee = %s"
+            " AND %s = ANY(scopes) AND revoked_at IS NULL"
+            " AND (expires_at IS NULL OR expires_at > %s)",
+            (artwork_ids, grantee, scope, now),
+        ).fetchall()
+        return {r["artwork_id"]: License.from_row(r) for r in rows}

@@ -1,0 +1,86 @@
+"""Wiring: the database pool, stores and indexes one process shares (API or CLI)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from psycopg_pool import ConnectionPool
+
+from service.audit.log import AuditLog
+from service.audit.signing import load_or_create_key
+from service.blobs import FileBlobStore, ThumbnailStore
+from service.db.migrate import upgrade
+from service.db.pool import database_url, open_pool
+from service.indexing.bank import BankIndex
+from service.indexing.refresher import IndexRefresher
+from service.registry.store import RegistryStore
+from service.settings import Settings
+from similarity import DecodeLimits
+
+log = logging.getLogger(__name__)
+
+BANKS = ("artwork",)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: ConnectionPool
+    audit: AuditLog
+    registry: RegistryStore
+    blobs: FileBlobStore
+    thumbnails: ThumbnailStore
+    banks: dict[str, BankIndex] = field(default_factory=dict)
+    refresher: IndexRefresher | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+        url = database_url(settings)
+        if migrate:
+            applied = upgrade(url)
+            for mig in applied:
+                log.info("applied migration %04d %s", mig.version, mig.name)
+        pool = open_pool(settings)
+        audit = AuditLog(load_or_create_key(settings.keys_dir / "audit-log.pem"))
+        blobs = FileBlobStore(settings.blob_dir)
+        rt = cls(
+            settings=settings,
+            pool=pool,
+            audit=audit,
+            registry=RegistryStore(audit),
+            blobs=blobs,
+            thumbnails=ThumbnailStore(blobs),
+        )
+        rt.banks = {b: BankIndex(b, pool, settings.index_dir) for b in BANKS}
+        return rt
+
+    @property
+    def decode_limits(self) -> DecodeLimits:
+        s = self.settings
+        return DecodeLimits(
+            max_bytes=s.max_upload_bytes, max_pixels=s.max_image_pixels, max_side=s.max_image_side
+        )
+
+    def load_indexes(self) -> None:
+        for bank in self.banks.values():
+            bank.load()
+
+    def start_refresher(self) -> None:
+        self.refresher = IndexRefresher(
+            list(self.banks.values()),
+            self.settings.index_refresh_seconds,
+            self.settings.index_snapshot_every,
+        )
+        self.refresher.start()
+
+    def close(self) -> None:
+        if self.refresher is not None:
+            self.refresher.stop()
+            for bank in self.banks.values():
+                try:
+                    if bank.changes_since_snapshot:
+                        bank.snapshot()
+                except Exception:
+                    log.exception("final snapshot of %s failed", bank.bank)
+        self.pool.close()

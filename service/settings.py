@@ -1,0 +1,72 @@
+"""One settings object, read from ``CHOPMARK_*`` environment variables (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration. Every field is documented in the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="CHOPMARK_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default=Path("./.chopmark"), description="blobs, indexes, embedded db")
+    database_url: str | None = Field(default=None, description="unset: embedded PostgreSQL")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_request_bytes: int = 200 * 1024 * 1024
+    max_files_per_request: int = 100
+    max_image_pixels: int = 80_000_000
+    max_image_side: int = 20_000
+
+    index_refresh_seconds: float = 2.0
+    index_stale_seconds: float = 30.0
+    index_snapshot_every: int = 1000
+    db_pool_max: int = 10
+
+    clip_checkpoint: Path | None = None
+    clip_model: str = "ViT-B-32"
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production" and not self.database_url:
+            raise ValueError(
+                "CHOPMARK_DATABASE_URL must name a PostgreSQL server in production; "
+                "the embedded database is for development only"
+            )
+        return self
+
+    @cached_property
+    def data_path(self) -> Path:
+        path = self.data_dir.expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_path / "blobs"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_path / "indexes"
+
+    @property
+    def embedded_pg_dir(self) -> Path:
+        return self.data_path / "postgres"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_path / "keys"
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,112 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or the server named by CHOPMARK_DATABASE_URL),
+a fresh database per test cloned from a migrated template, the service runtime and API client,
+API keys, and synthetic photo-like images."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.support import encode, photo_like
+
+TEMPLATE = "chopmark_test_template"
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server URL (maintenance database)."""
+    url = os.environ.get("CHOPMARK_DATABASE_URL")
+    if url:
+        yield url
+        return
+    from service.db.embedded import embedded_database_url
+
+    yield embedded_database_url(tmp_path_factory.mktemp("pg") / "data")
+
+
+def _with_database(url: str, name: str) -> str:
+    conninfo = psycopg.conninfo.conninfo_to_dict(url)
+    conninfo["dbname"] = name
+    return psycopg.conninfo.make_conninfo(**conninfo)
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server_url: str) -> str:
+    """A database with every migration applied, cloned for each test."""
+    from service.db.migrate import upgrade
+
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+        conn.execute(f"CREATE DATABASE {TEMPLATE}")
+    upgrade(_with_database(pg_server_url, TEMPLATE))
+    return TEMPLATE
+
+
+@pytest.fixture
+def database_url(pg_server_url: str, pg_template: str) -> Iterator[str]:
+    name = f"chopmark_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} TEMPLATE {pg_template}")
+    yield _with_database(pg_server_url, name)
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str):
+    from service.settings import Settings
+
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        index_refresh_seconds=0.2,
+        max_upload_bytes=2 * 1024 * 1024,
+        max_request_bytes=8 * 1024 * 1024,
+    )
+
+
+@pytest.fixture
+def runtime(settings):
+    from service.runtime import Runtime
+
+    rt = Runtime.open(settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(settings, runtime):
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+
+    with TestClient(create_app(settings, runtime=runtime)) as c:
+        yield c
+
+
+@pytest.fixture
+def make_key(runtime) -> Callable[..., str]:
+    """Create an API key with the given scopes; returns the secret."""
+    from service.auth.keys import create_key
+
+    def make(*scopes: str, name: str = "test") -> str:
+        with runtime.pool.connection() as conn, conn.transaction():
+            _, secret = create_key(conn, name, list(scopes))
+        return secret
+
+    return make
+
+
+@pytest.fixture
+def photo() -> Callable[..., bytes]:
+    """``photo(seed, size=(640, 480), fmt="JPEG")`` → encoded bytes of a synthetic photo."""
+
+    def make(seed: int, size: tuple[int, int] = (640, 480), fmt: str = "JPEG") -> bytes:
+        return encode(photo_like(seed, size), fmt)
+
+    return make

@@ -1,0 +1,77 @@
+import hashlib
+
+import pytest
+
+from provenance.merkle import (
+    EMPTY_ROOT,
+    Frontier,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    root_from_leaf_hashes,
+    verify_consistency,
+    verify_inclusion,
+)
+
+
+def leaves(n: int) -> list[bytes]:
+    return [leaf_hash(f"entry {i}".encode()) for i in range(n)]
+
+
+def recursive_root(hs: list[bytes]) -> bytes:
+    """RFC 6962's definition, written recursively, as an independent reference."""
+    if not hs:
+        return hashlib.sha256(b"").digest()
+    if len(hs) == 1:
+        return hs[0]
+    k = 1
+    while k * 2 < len(hs):
+        k *= 2
+    return node_hash(recursive_root(hs[:k]), recursive_root(hs[k:]))
+
+
+def test_hash_prefixes_follow_rfc6962() -> None:
+    assert leaf_hash(b"") == hashlib.sha256(b"\x00").digest()
+    assert (
+        node_hash(b"a" * 32, b"b" * 32) == hashlib.sha256(b"\x01" + b"a" * 32 + b"b" * 32).digest()
+    )
+    assert root_from_leaf_hashes([]) == EMPTY_ROOT
+
+
+@pytest.mark.parametrize("n", range(0, 33))
+def test_roots_agree_with_reference_and_frontier(n: int) -> None:
+    hs = leaves(n)
+    expected = recursive_root(hs)
+    assert root_from_leaf_hashes(hs) == expected
+    frontier = Frontier()
+    for h in hs:
+        frontier.append(h)
+    assert frontier.root() == expected
+    assert frontier.size == n
+    assert len(frontier.nodes) == bin(n).count("1")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 21])
+def test_inclusion_proofs_verify_and_detect_tampering(n: int) -> None:
+    hs = leaves(n)
+    root = root_from_leaf_hashes(hs)
+    for i in range(n):
+        proof = inclusion_proof(i, hs)
+        assert verify_inclusion(i, n, hs[i], proof, root)
+        assert not verify_inclusion(i, n, leaf_hash(b"forged"), proof, root)
+        if n > 1:
+            assert not verify_inclusion((i + 1) % n, n, hs[i], proof, root)
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 8, 9, 17])
+def test_consistency_proofs(n: int) -> None:
+    hs = leaves(n)
+    new_root = root_from_leaf_hashes(hs)
+    for m in range(1, n + 1):
+        old_root = root_from_leaf_hashes(hs[:m])
+        proof = consistency_proof(m, hs)
+        assert verify_consistency(m, n, old_root, new_root, proof)
+        if m < n:
+            forged = root_from_leaf_hashes([leaf_hash(b"x"), *hs[1:m]])
+            assert not verify_consistency(m, n, forged, new_root, proof)

@@ -1,0 +1,126 @@
+"""API keys: 401 without a valid key, 403 without the route's scope, listing and revoking."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import auth
+
+# Every route that needs a key, with the scope it needs and a minimal request.
+PROTECTED = [
+    ("post", "/v1/artists", "registry", {"json": {"display_name": "A", "email": "a@example.org"}}),
+    ("get", "/v1/artists/00000000-0000-0000-0000-000000000000", "registry", {}),
+    (
+        "patch",
+        "/v1/artists/00000000-0000-0000-0000-000000000000",
+        "registry",
+        {"json": {"default_preferences": {}}},
+    ),
+    (
+        "post",
+        "/v1/artists/00000000-0000-0000-0000-000000000000/artworks",
+        "registry",
+        {"files": {"files": ("a.jpg", b"x", "image/jpeg")}},
+    ),
+    ("get", "/v1/artists/00000000-0000-0000-0000-000000000000/artworks", "registry", {}),
+    ("get", "/v1/artworks/00000000-0000-0000-0000-000000000000", "registry", {}),
+    ("get", "/v1/artworks/00000000-0000-0000-0000-000000000000/image", "registry", {}),
+    ("get", "/v1/artworks/00000000-0000-0000-0000-000000000000/thumbnail", "registry", {}),
+    ("patch", "/v1/artworks/00000000-0000-0000-0000-000000000000", "registry", {"json": {}}),
+    ("delete", "/v1/artworks/00000000-0000-0000-0000-000000000000", "registry", {}),
+    (
+        "post",
+        "/v1/artworks/00000000-0000-0000-0000-000000000000/licenses",
+        "registry",
+        {"json": {"grantee": "u", "scopes": ["img2img"]}},
+    ),
+    ("get", "/v1/artworks/00000000-0000-0000-0000-000000000000/licenses", "registry", {}),
+    (
+        "delete",
+        "/v1/artworks/00000000-0000-0000-0000-000000000000/licenses/00000000-0000-0000-0000-000000000000",
+        "registry",
+        {},
+    ),
+    ("post", "/v1/matches", "match", {"files": {"file": ("a.jpg", b"x", "image/jpeg")}}),
+    ("get", "/v1/keys", "admin", {}),
+    ("post", "/v1/keys", "admin", {"json": {"name": "n", "scopes": ["match"]}}),
+    ("delete", "/v1/keys/1", "admin", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "scope", "kw"), PROTECTED)
+def test_routes_refuse_missing_bad_and_wrong_scope_keys(client, make_key, method, path, scope, kw):
+    call = getattr(client, method)
+    r = call(path, **kw)
+    assert r.status_code == 401, r.text
+    assert "API key" in r.json()["detail"]
+    r = call(path, headers=auth("chm_deadbeef_not-a-real-key"), **kw)
+    assert r.status_code == 401
+    other = "audit" if scope != "audit" else "match"
+    r = call(path, headers=auth(make_key(other)), **kw)
+    assert r.status_code == 403
+    assert f"'{scope}'" in r.json()["detail"]
+    r = call(path, headers=auth(make_key(scope)), **kw)
+    assert r.status_code not in (401, 403), r.text
+
+
+def test_openapi_states_each_routes_scope(client):
+    spec = client.get("/openapi.json").json()
+    for method, path, scope, _ in PROTECTED:
+        template = path
+        for part in path.split("/"):
+            if part.startswith("00000000"):
+                template = template.replace(part, "{x}", 1)
+        ops = [
+            op
+            for p, item in spec["paths"].items()
+            for m, op in item.items()
+            if m == method
+            and p.count("/") == template.count("/")
+            and all(
+                a == b or b.startswith("{")
+                for a, b in zip(template.split("/"), p.split("/"), strict=True)
+            )
+        ]
+        assert ops, (method, path)
+        assert ops[0]["x-required-scope"] == scope
+
+
+def test_admin_creates_lists_and_revokes_keys(client, make_key):
+    admin = auth(make_key("admin"))
+    r = client.post("/v1/keys", json={"name": "moderation bot", "scopes": ["match"]}, headers=admin)
+    assert r.status_code == 201
+    created = r.json()
+    secret = created["key"]
+    assert secret.startswith("chm_") and created["scopes"] == ["match"]
+    listed = client.get("/v1/keys", headers=admin).json()
+    assert any(k["id"] == created["id"] and "key" not in k for k in listed)
+    # the new key works for its scope, then stops working once revoked
+    assert (
+        client.get(
+            "/v1/artists/00000000-0000-0000-0000-000000000000", headers=auth(secret)
+        ).status_code
+        == 403
+    )
+    assert client.delete(f"/v1/keys/{created['id']}", headers=admin).status_code == 200
+    r = client.post(
+        "/v1/matches", headers=auth(secret), files={"file": ("a.jpg", b"x", "image/jpeg")}
+    )
+    assert r.status_code == 401
+
+
+def test_unknown_scope_is_refused(client, make_key):
+    r = client.post(
+        "/v1/keys", json={"name": "x", "scopes": ["root"]}, headers=auth(make_key("admin"))
+    )
+    assert r.status_code == 422
+
+
+def test_only_a_hash_of_the_key_is_stored(runtime, make_key):
+    secret = make_key("match")
+    with runtime.pool.connection() as conn:
+        rows = conn.execute("SELECT * FROM api_keys").fetchall()
+    for row in rows:
+        assert secret.encode() not in b"".join(
+            v if isinstance(v, bytes) else str(v).encode() for v in row.values()
+        )

@@ -1,0 +1,105 @@
+"""The audit log is append-only and `chopmark audit verify` names the first tampered entry."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.audit.log import verify
+
+
+@pytest.fixture
+def filled(runtime):
+    with runtime.pool.connection() as conn:
+        for i in range(12):
+            with conn.transaction():
+                runtime.audit.append(conn, "test.event", "tester", f"s:{i}", {"i": i})
+    return runtime
+
+
+def tamper(runtime, sql: str, *params) -> None:
+    with runtime.pool.connection() as conn, conn.transaction():
+        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update")
+        conn.execute(sql, params)
+        conn.execute("ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_update")
+
+
+def check(runtime):
+    with runtime.pool.connection() as conn:
+        return verify(conn, runtime.audit.key)
+
+
+def test_intact_log_verifies(filled):
+    result = check(filled)
+    assert result.ok and result.size == 12
+
+
+def test_updates_and_deletes_are_refused_by_the_database(filled):
+    import psycopg
+
+    with filled.pool.connection() as conn, pytest.raises(psycopg.errors.RaiseException):
+        conn.execute("UPDATE audit_log SET kind = 'x' WHERE seq = 1")
+    with filled.pool.connection() as conn, pytest.raises(psycopg.errors.RaiseException):
+        conn.execute("DELETE FROM audit_log WHERE seq = 1")
+
+
+def test_changed_entry_is_named(filled):
+    tamper(
+        filled,
+        "UPDATE audit_log SET entry = convert_to(replace(convert_from(entry, 'UTF8'),"
+        " '\"i\":5', '\"i\":6'), 'UTF8') WHERE seq = 5",
+    )
+    r = check(filled)
+    assert not r.ok and r.first_bad_seq == 5 and "changed" in r.problem
+
+
+def test_changed_entry_with_recomputed_hashes_fails_the_signature(filled):
+    from provenance.merkle import leaf_hash
+
+    with filled.pool.connection() as conn:
+        entry = bytes(conn.execute("SELECT entry FROM audit_log WHERE seq = 7").fetchone()["entry"])
+    forged = entry.replace(b'"i":7', b'"i":70')
+    tamper(
+        filled,
+        "UPDATE audit_log SET entry = %s, leaf_hash = %s WHERE seq = 7",
+        forged,
+        leaf_hash(forged),
+    )
+    r = check(filled)
+    assert not r.ok and r.first_bad_seq == 7
+
+
+def test_removed_entry_is_named(filled):
+    tamper(filled, "DELETE FROM audit_log WHERE seq = 3")
+    r = check(filled)
+    assert not r.ok and r.first_bad_seq == 3 and "missing" in r.problem
+
+
+def test_removed_tail_is_noticed(filled):
+    tamper(filled, "DELETE FROM audit_log WHERE seq >= 10")
+    r = check(filled)
+    assert not r.ok and r.first_bad_seq == 10 and "removed" in r.problem
+
+
+def test_reordered_entries_are_named(filled):
+    tamper(
+        filled,
+        "UPDATE audit_log AS a SET entry = b.entry, leaf_hash = b.leaf_hash FROM audit_log AS b"
+        " WHERE (a.seq, b.seq) IN ((4, 8), (8, 4))",
+    )
+    r = check(filled)
+    assert not r.ok and r.first_bad_seq == 4 and "reordered" in r.problem
+
+
+def test_concurrent_appends_keep_the_log_consistent(runtime):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(n: int) -> None:
+        with runtime.pool.connection() as conn:
+            for i in range(10):
+                with conn.transaction():
+                    runtime.audit.append(conn, "t", f"w{n}", None, {"i": i})
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(4)))
+    r = check(runtime)
+    assert r.ok and r.size == 40

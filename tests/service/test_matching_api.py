@@ -1,0 +1,115 @@
+"""POST /v1/matches: edited copies of registered artworks are found, unrelated images are not."""
+
+from __future__ import annotations
+
+import time
+
+from PIL import Image, ImageEnhance
+
+from tests.support import auth, encode, photo_like
+
+
+def register(client, h, *seeds, email="m@example.org", preferences=None):
+    artist = client.post(
+        "/v1/artists", json={"display_name": "M", "email": email}, headers=h
+    ).json()
+    files = [("files", (f"{s}.jpg", encode(photo_like(s)), "image/jpeg")) for s in seeds]
+    data = {"preferences": preferences} if preferences else {}
+    r = client.post(f"/v1/artists/{artist['id']}/artworks", files=files, data=data, headers=h)
+    assert r.status_code == 201, r.text
+    return artist, r.json()["artworks"]
+
+
+def query(client, h, image: Image.Image, **form):
+    r = client.post(
+        "/v1/matches",
+        files={"file": ("q.jpg", encode(image, quality=60), "image/jpeg")},
+        data=form,
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def edited(seed: int) -> Image.Image:
+    """Crop to ~70% of the area, rotate 8 degrees, lower the brightness, re-encode."""
+    img = photo_like(seed)
+    w, h = img.size
+    img = img.crop((int(w * 0.1), int(h * 0.08), int(w * 0.92), int(h * 0.93)))
+    img = img.rotate(8, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(0, 0, 0))
+    return ImageEnhance.Brightness(img).enhance(0.8)
+
+
+def test_edited_copy_is_found_with_evidence(client, make_key):
+    h = auth(make_key("registry", "match"))
+    artist, works = register(client, h, 101, 102, 103)
+    body = query(client, h, edited(102))
+    assert body["index"]["size"] == 3
+    copies = [m for m in body["matches"] if m["decision"] == "copy"]
+    assert [m["artwork_id"] for m in copies] == [works[1]["id"]]
+    top = copies[0]
+    assert top["artist_id"] == artist["id"]
+    assert 0 < top["score"] <= 1
+    assert top["evidence"], "a decision must say which signals fired"
+    assert top["preferences"]["img2img"] == "deny"
+
+
+def test_unrelated_image_is_not_a_copy(client, make_key):
+    h = auth(make_key("registry", "match"))
+    register(client, h, 111, 112)
+    body = query(client, h, photo_like(999))
+    assert not [m for m in body["matches"] if m["decision"] == "copy"]
+
+
+def test_withdrawn_artwork_stops_matching(client, make_key):
+    h = auth(make_key("registry", "match"))
+    _, works = register(client, h, 121)
+    assert query(client, h, photo_like(121))["matches"][0]["artwork_id"] == works[0]["id"]
+    client.delete(f"/v1/artworks/{works[0]['id']}", headers=h)
+    body = query(client, h, photo_like(121))
+    assert body["matches"] == []
+    assert body["index"]["size"] == 0
+
+
+def test_licence_is_reported_for_the_named_user(client, make_key):
+    h = auth(make_key("registry", "match"))
+    _, works = register(client, h, 131)
+    client.post(
+        f"/v1/artworks/{works[0]['id']}/licenses",
+        json={"grantee": "user-9", "scopes": ["img2img"]},
+        headers=h,
+    )
+    assert query(client, h, photo_like(131), user="user-9")["matches"][0]["licensed"] is True
+    assert query(client, h, photo_like(131), user="user-1")["matches"][0]["licensed"] is False
+
+
+def test_match_decisions_are_audited(client, runtime, make_key):
+    h = auth(make_key("registry", "match"))
+    _, works = register(client, h, 141)
+    query(client, h, edited(141))
+    with runtime.pool.connection() as conn:
+        row = conn.execute("SELECT entry FROM audit_log WHERE kind = 'match.decided'").fetchone()
+    assert works[0]["id"].encode() in bytes(row["entry"])
+
+
+def test_a_second_process_sees_new_registrations_within_seconds(client, settings, make_key):
+    """Another API process on the same database picks a registration up by polling."""
+    from service.runtime import Runtime
+    from similarity import compute_signals, decode_image
+
+    other = Runtime.open(settings)
+    other.load_indexes()
+    other.start_refresher()
+    try:
+        h = auth(make_key("registry", "match"))
+        _, works = register(client, h, 151)
+        signals = compute_signals(decode_image(encode(photo_like(151))))
+        deadline = time.monotonic() + 10
+        found = []
+        while time.monotonic() < deadline and not found:
+            found = [m for m in other.banks["artwork"].match(signals) if m.decision == "copy"]
+            time.sleep(0.1)
+        assert found, "the other process never saw the registration"
+    finally:
+        other.close()
+    assert works

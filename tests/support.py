@@ -1,0 +1,46 @@
+"""Helpers shared by tests: synthetic images and request headers."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+
+def auth(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def photo_like(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A deterministic picture with structure at several scales: smooth colour fields, shapes,
+    edges and fine texture, so fingerprints and local features have something to hold on to."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    small = rng.random((6, 8, 3))
+    base = Image.fromarray((small * 255).astype(np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(base)
+    for _ in range(40):
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+        x1, y1 = x0 + int(rng.integers(10, w // 3)), y0 + int(rng.integers(10, h // 3))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        shape = rng.integers(0, 3)
+        if shape == 0:
+            draw.ellipse([x0, y0, x1, y1], fill=colour)
+        elif shape == 1:
+            draw.rectangle([x0, y0, x1, y1], outline=colour, width=int(rng.integers(2, 8)))
+        else:
+            draw.line([x0, y0, x1, y1], fill=colour, width=int(rng.integers(2, 6)))
+    noise = rng.normal(0, 12, (h, w, 3))
+    arr = np.clip(
+        np.asarray(base.filter(ImageFilter.GaussianBlur(0.7)), np.float64) + noise, 0, 255
+    )
+    return Image.fromarray(arr.astype(np.uint8))
+
+
+def encode(image: Image.Image, fmt: str = "JPEG", **kw: object) -> bytes:
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        kw.setdefault("quality", 90)
+    image.save(out, format=fmt, **kw)
+    return out.getvalue()
