@@ -18,15 +18,26 @@ TEMPLATE = "chopmark_test_template"
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     """A PostgreSQL server URL (maintenance database)."""
     url = os.environ.get("CHOPMARK_DATABASE_URL")
     if url:
         yield url
         return
+    import shutil
+    import tempfile
+
     from service.db.embedded import embedded_database_url
 
-    yield embedded_database_url(tmp_path_factory.mktemp("pg") / "data")
+    # Not under pytest's private (0700) temp folder: as root, pgserver runs PostgreSQL as its own
+    # system user, which must be able to reach the data folder.
+    folder = Path(tempfile.mkdtemp(prefix="chopmark-test-pg-"))
+    folder.chmod(0o755)
+    yield embedded_database_url(folder / "data")
+    from service.db.embedded import stop_embedded
+
+    stop_embedded(folder / "data")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _with_database(url: str, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -14,6 +15,10 @@ from service.registry.ingest import PreparedImage, commit, prepare
 from service.registry.records import RegistrationOutcome
 from service.runtime import Runtime
 from similarity import DecodeLimits, ImageRejected
+
+# Workers start fresh: forking a process that holds a connection pool, threads and OpenMP state
+# is unsafe.
+_SPAWN = multiprocessing.get_context("spawn")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -61,7 +66,7 @@ def register_paths(
     )
     with (
         progress,
-        ProcessPoolExecutor(max_workers=workers) as pool,
+        ProcessPoolExecutor(max_workers=workers, mp_context=_SPAWN) as pool,
         rt.pool.connection() as conn,
     ):
         task = progress.add_task("registering", total=len(files))

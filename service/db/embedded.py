@@ -29,3 +29,11 @@ def embedded_database_url(folder: Path) -> str:
             server = pgserver.get_server(folder, cleanup_mode="stop")
             _servers[folder] = server
     return server.get_uri()  # type: ignore[attr-defined]
+
+
+def stop_embedded(folder: Path) -> None:
+    """Release this process's handle; the server stops when no process uses it any more."""
+    with _lock:
+        server = _servers.pop(folder.resolve(), None)
+    if server is not None:
+        server.cleanup()  # type: ignore[attr-defined]

@@ -1,0 +1,105 @@
+"""The `chopmark` command line, run as a user runs it: a subprocess with CHOPMARK_* settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import encode, photo_like
+
+
+@pytest.fixture
+def cli(settings, tmp_path):
+    env = {
+        **os.environ,
+        "CHOPMARK_DATABASE_URL": settings.database_url,
+        "CHOPMARK_DATA_DIR": str(settings.data_dir),
+        "COLUMNS": "200",
+    }
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "service.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        if ok:
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    return run
+
+
+def test_keys_create_prints_the_key_alone_on_the_last_line(cli):
+    out = cli("keys", "create", "--name", "moderation", "--scope", "match", "--scope", "moderate")
+    key = out.stdout.strip().splitlines()[-1]
+    assert key.startswith("chm_") and " " not in key
+    listing = cli("keys", "list").stdout
+    assert "moderation" in listing and "match,moderate" in listing and key not in listing
+    prefix = key.split("_")[1]
+    assert "revoked" in cli("keys", "revoke", prefix).stdout
+    bad = cli("keys", "create", "--name", "x", "--scope", "superuser", ok=False)
+    assert bad.returncode == 2 and "unknown scope" in bad.stderr
+
+
+def test_register_folder_then_match_and_verify(cli, tmp_path: Path):
+    artist = cli("artists", "create", "--name", "Ana", "--email", "ana@example.org").stdout.strip()
+    folder = tmp_path / "works"
+    (folder / "sub").mkdir(parents=True)
+    for seed in (201, 202, 203):
+        (folder / f"{seed}.jpg").write_bytes(encode(photo_like(seed)))
+    (folder / "sub" / "204.png").write_bytes(encode(photo_like(204), "PNG"))
+    (folder / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    (folder / "notes.txt").write_text("ignored: not an image suffix")
+    out = cli("register", "--artist", artist, str(folder))
+    assert "created 4, duplicate 0, rejected 1" in out.stdout
+    assert "broken.jpg" in out.stderr
+    again = cli("register", "--artist", artist, str(folder / "201.jpg"))
+    assert "created 0, duplicate 1, rejected 0" in again.stdout
+
+    query = tmp_path / "query.jpg"
+    img = photo_like(202)
+    w, h = img.size
+    query.write_bytes(encode(img.crop((0, 0, int(w * 0.85), int(h * 0.85))), quality=50))
+    result = json.loads(cli("match", str(query), "--json").stdout)
+    assert result["index"]["size"] == 4
+    assert result["matches"][0]["decision"] == "copy"
+    assert result["matches"][0]["title"] is None
+    table = cli("match", str(query)).stdout
+    assert "copy" in table
+
+    verified = cli("audit", "verify")
+    assert "intact" in verified.stdout
+
+
+def test_audit_verify_fails_on_tampering(cli, runtime):
+    cli("artists", "create", "--name", "Bo", "--email", "bo@example.org")
+    cli("artists", "create", "--name", "Cy", "--email", "cy@example.org")
+    with runtime.pool.connection() as conn, conn.transaction():
+        conn.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update")
+        conn.execute("DELETE FROM audit_log WHERE seq = 0")
+    out = cli("audit", "verify", ok=False)
+    assert out.returncode == 1
+    assert "entry 0" in out.stderr
+
+
+def test_db_upgrade_is_idempotent(cli):
+    assert "up to date" in cli("db", "upgrade").stdout
+
+
+def test_register_refuses_unknown_artist_and_bad_preferences(cli, tmp_path):
+    f = tmp_path / "a.jpg"
+    f.write_bytes(encode(photo_like(1)))
+    out = cli("register", "--artist", "6f1c1c2e-0000-4000-8000-000000000000", str(f), ok=False)
+    assert out.returncode == 1 and "no artist" in out.stderr
+    artist = cli("artists", "create", "--name", "D", "--email", "d@example.org").stdout.strip()
+    out = cli("register", "--artist", artist, "--preferences", "{nope", str(f), ok=False)
+    assert out.returncode == 2 and "preferences" in out.stderr

@@ -1,0 +1,65 @@
+"""Health, readiness, metrics, OpenAPI docs, migrations."""
+
+from __future__ import annotations
+
+import threading
+
+from service.db.migrate import available_migrations, pending, upgrade
+
+
+def test_healthz_readyz_metrics_docs(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["database"] == "ok"
+    assert body["indexes"]["artwork"]["loaded"] is True
+    metrics = client.get("/metrics").text
+    assert "chopmark_http_requests_total" in metrics
+    assert 'chopmark_index_size{bank="artwork"}' in metrics
+    assert client.get("/docs").status_code == 200
+
+
+def test_readyz_reports_an_unloaded_or_stale_index(client, runtime):
+    bank = runtime.banks["artwork"]
+    bank._refreshed_at = 0.0  # as if the refresher had stopped long ago
+    runtime.refresher.stop()
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert any("stale" in reason for reason in r.json()["reasons"])
+    bank._index = None
+    r = client.get("/readyz")
+    assert any("not loaded" in reason for reason in r.json()["reasons"])
+
+
+def test_readyz_reports_a_database_that_does_not_answer(client, runtime):
+    runtime.refresher.stop()
+    runtime.pool.close()
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert "database unavailable" in r.json()["reasons"]
+
+
+def test_concurrent_upgrades_apply_each_migration_once(pg_server_url):
+    import uuid
+
+    import psycopg
+
+    name = f"chopmark_mig_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    url = psycopg.conninfo.make_conninfo(pg_server_url, dbname=name)
+    try:
+        results: list[int] = []
+        threads = [
+            threading.Thread(target=lambda: results.append(len(upgrade(url)))) for _ in range(3)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [0, 0, len(available_migrations())]
+        assert pending(url) == []
+    finally:
+        with psycopg.connect(pg_server_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
