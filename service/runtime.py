@@ -10,6 +10,7 @@ from psycopg_pool import ConnectionPool
 from service.audit.log import AuditLog
 from service.audit.signing import load_or_create_key
 from service.blobs import FileBlobStore, ThumbnailStore
+from service.db.embedded import stop_embedded
 from service.db.migrate import upgrade
 from service.db.pool import database_url, open_pool
 from service.indexing.bank import BankIndex
@@ -84,3 +85,7 @@ class Runtime:
                 except Exception:
                     log.exception("final snapshot of %s failed", bank.bank)
         self.pool.close()
+        if not self.settings.database_url:
+            # Release the embedded server here, not only at exit: uvicorn ends a process with the
+            # signal it caught, which skips atexit handlers.
+            stop_embedded(self.settings.embedded_pg_dir)

@@ -40,4 +40,4 @@ def runtime(*, indexes: bool = False) -> Iterator[Runtime]:
             for bank in rt.banks.values():
                 if bank.changes_since_snapshot:
                     bank.snapshot()
-        rt.pool.close()
+        rt.close()
