@@ -1,0 +1,149 @@
+"""Stamp a generated image: watermark the pixels, encode with labels, then sign (always last)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from provenance.c2pa_io import SignOptions, sign_image
+from provenance.containers import normalize_mime
+from provenance.labels import (
+    AigcLabel,
+    LabelSet,
+    a1111_parameters,
+    data_mining_from_policy,
+    encode_with_labels,
+)
+from provenance.manifest import GenerationFacts, build_manifest, encode_soft_binding_value
+from provenance.signer import Signer
+
+if TYPE_CHECKING:
+    from provenance.watermark import Watermarker
+
+
+class StampError(Exception):
+    """The stamped image failed a check made before signing."""
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """Which labels go into the file. The A1111 ``parameters`` text is opt-in; with a private
+    prompt it carries no prompt lines."""
+
+    aigc: bool = True
+    content_producer: str = "chopmark"
+    content_propagator: str = ""
+    propagate_id: str = ""
+    digital_source_type: bool = True
+    consent: bool = True
+    a1111_parameters: bool = False
+
+
+@dataclass(frozen=True)
+class StampedImage:
+    data: bytes
+    mime: str
+    manifest_id: str
+    manifest_bytes: bytes
+    watermark_alg: str
+    watermark_payload: int
+    watermark_value: str
+    sha256: str
+    watermark_verified: bool | None = None
+
+
+def stamp_image(
+    image: Image.Image,
+    facts: GenerationFacts,
+    watermarker: Watermarker,
+    signer: Signer,
+    payload: int,
+    output_format: str = "png",
+    label_options: LabelOptions | None = None,
+    sign_options: SignOptions | None = None,
+    quality: int = 95,
+    verify_watermark: bool = False,
+) -> StampedImage:
+    """Watermark ``payload`` into ``image``, encode with labels, sign; the signed bytes are final.
+
+    ``verify_watermark`` decodes the encoded file and checks the payload reads back before signing
+    (raises :class:`StampError` if not).
+    """
+    mime = normalize_mime(output_format)
+    label_options = label_options or LabelOptions()
+    value = encode_soft_binding_value(payload, watermarker.payload_bits)
+    rgb = image.convert("RGB") if image.mode != "RGB" else image
+    marked = watermarker.embed(rgb, payload)
+    facts = dataclasses.replace(
+        facts,
+        watermark_alg=watermarker.alg,
+        watermark_value=value,
+        width=facts.width or marked.width,
+        height=facts.height or marked.height,
+    )
+    spec = build_manifest(facts)
+    labels = labels_for(facts, label_options, spec.label)
+    encoded = encode_with_labels(marked, mime, labels, quality)
+
+    verified = None
+    if verify_watermark:
+        with Image.open(io.BytesIO(encoded)) as decoded:
+            reading = watermarker.detect(decoded.convert("RGB"))
+        verified = bool(reading.present and reading.payload == payload)
+        if not verified:
+            raise StampError(f"the {watermarker.alg} watermark does not read back after encoding")
+
+    signed = sign_image(encoded, mime, spec, signer, sign_options)
+    return StampedImage(
+        data=signed.data,
+        mime=mime,
+        manifest_id=signed.manifest_id,
+        manifest_bytes=signed.manifest_bytes,
+        watermark_alg=watermarker.alg,
+        watermark_payload=payload,
+        watermark_value=value,
+        sha256=hashlib.sha256(signed.data).hexdigest(),
+        watermark_verified=verified,
+    )
+
+
+def labels_for(facts: GenerationFacts, options: LabelOptions, manifest_id: str) -> LabelSet:
+    """The labels for one generation. The AIGC ``ReservedCode1`` names the C2PA manifest."""
+    aigc = None
+    if options.aigc:
+        aigc = AigcLabel(
+            content_producer=options.content_producer,
+            produce_id=facts.generation_id,
+            reserved_code1=manifest_id,
+            content_propagator=options.content_propagator,
+            propagate_id=options.propagate_id,
+        )
+    parameters = None
+    if options.a1111_parameters:
+        private = facts.prompt_private
+        parameters = a1111_parameters(
+            prompt="" if private else facts.prompt or "",
+            negative_prompt=None if private else facts.negative_prompt,
+            steps=facts.steps,
+            sampler=facts.sampler,
+            cfg_scale=facts.guidance,
+            seed=facts.seed,
+            width=facts.width,
+            height=facts.height,
+            model_name=facts.model_name,
+            model_sha256=facts.model_sha256,
+            loras=[(a.name, a.sha256) for a in facts.adapters],
+        )
+    policy = dict(facts.training_mining) if options.consent else None
+    return LabelSet(
+        aigc=aigc,
+        digital_source_type=facts.digital_source_type if options.digital_source_type else None,
+        parameters=parameters,
+        data_mining=data_mining_from_policy(policy) if policy else None,
+        training_mining=policy or None,
+    )
