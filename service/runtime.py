@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import ConnectionPool
 
+from provenance.watermark import Watermarker, default_watermarker
 from service.audit.log import AuditLog
 from service.audit.signing import load_or_create_key
 from service.blobs import FileBlobStore, ThumbnailStore
@@ -17,11 +18,13 @@ from service.indexing.bank import BankIndex
 from service.indexing.refresher import IndexRefresher
 from service.registry.store import RegistryStore
 from service.settings import Settings
+from service.stamping.credentials import SigningSetup, load_signing
+from service.stamping.store import OutputStore
 from similarity import DecodeLimits
 
 log = logging.getLogger(__name__)
 
-BANKS = ("artwork",)
+BANKS = ("artwork", "output")
 
 
 @dataclass
@@ -32,6 +35,9 @@ class Runtime:
     registry: RegistryStore
     blobs: FileBlobStore
     thumbnails: ThumbnailStore
+    signing: SigningSetup
+    watermarker: Watermarker
+    outputs: OutputStore
     banks: dict[str, BankIndex] = field(default_factory=dict)
     refresher: IndexRefresher | None = None
 
@@ -52,6 +58,9 @@ class Runtime:
             registry=RegistryStore(audit),
             blobs=blobs,
             thumbnails=ThumbnailStore(blobs),
+            signing=load_signing(settings),
+            watermarker=default_watermarker(),
+            outputs=OutputStore(audit),
         )
         rt.banks = {b: BankIndex(b, pool, settings.index_dir) for b in BANKS}
         return rt

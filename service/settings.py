@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     index_snapshot_every: int = 1000
     db_pool_max: int = 10
 
+    signing_chain: Path | None = Field(
+        default=None, description="PEM chain, leaf first, no root; unset: a development CA"
+    )
+    signing_key: Path | None = None
+    trust_anchors: list[Path] = Field(default_factory=list, description="extra root PEM files")
+    prompt_privacy: bool = Field(default=False, description="manifests hold only prompt hashes")
+    write_parameters: bool = Field(default=False, description="A1111 `parameters` label")
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    sbr_public: bool = Field(default=False, description="/sbr without an API key")
+
     clip_checkpoint: Path | None = None
     clip_model: str = "ViT-B-32"
 
@@ -62,6 +72,10 @@ class Settings(BaseSettings):
     @property
     def embedded_pg_dir(self) -> Path:
         return self.data_path / "postgres"
+
+    @property
+    def signing_dir(self) -> Path:
+        return self.data_path / "signing"
 
     @property
     def keys_dir(self) -> Path:

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from service.api.errors import install_error_handlers
 from service.api.limits import BodySizeLimit
 from service.api.metrics import Metrics, MetricsMiddleware
-from service.api.routes import artists, artworks, health, keys, licenses, matches
+from service.api.routes import artists, artworks, health, keys, licenses, matches, sbr, stamps
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
 
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, keys, artists, artworks, licenses, matches):
+    for module in (health, keys, artists, artworks, licenses, matches, stamps, sbr):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -43,23 +43,43 @@ def _authenticate(
     return key
 
 
+def _check_scope(key: ApiKey, scope: Scope) -> ApiKey:
+    if not key.allows(scope.value):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"this API key lacks the '{scope.value}' scope",
+        )
+    return key
+
+
 def require(scope: Scope) -> Callable[..., ApiKey]:
     """A dependency that admits only keys holding ``scope`` (or ``admin``)."""
 
     def dependency(key: Annotated[ApiKey, Depends(_authenticate)]) -> ApiKey:
-        if not key.allows(scope.value):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"this API key lacks the '{scope.value}' scope",
-            )
-        return key
+        return _check_scope(key, scope)
 
     dependency.__name__ = f"require_{scope.value}"
     return dependency
 
 
+def require_unless_public(scope: Scope, public: Callable[[Runtime], bool]) -> Callable[..., None]:
+    """Like ``require``, but open to everyone when ``public(runtime)`` says so."""
+
+    def dependency(
+        rt: RuntimeDep,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> None:
+        if not public(rt):
+            _check_scope(_authenticate(rt, creds), scope)
+
+    dependency.__name__ = f"require_{scope.value}_unless_public"
+    return dependency
+
+
 RegistryKey = Annotated[ApiKey, Depends(require(Scope.registry))]
 MatchKey = Annotated[ApiKey, Depends(require(Scope.match))]
+StampKey = Annotated[ApiKey, Depends(require(Scope.stamp))]
+ModerateKey = Annotated[ApiKey, Depends(require(Scope.moderate))]
 AuditKey = Annotated[ApiKey, Depends(require(Scope.audit))]
 AdminKey = Annotated[ApiKey, Depends(require(Scope.admin))]
 

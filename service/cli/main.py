@@ -12,6 +12,7 @@ from rich.table import Table
 
 from service.auth.keys import create_key, list_keys, revoke_key
 from service.cli.common import cli_actor, console, err_console, runtime
+from service.cli.provenance_cmds import credentials_app, verify
 from service.registry.preferences import PreferencesError, parse_preferences
 
 app = typer.Typer(
@@ -25,6 +26,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(artists_app, name="artists")
 app.add_typer(audit_app, name="audit")
+app.add_typer(credentials_app, name="credentials")
+app.command()(verify)
 
 
 @app.command()

@@ -1,0 +1,164 @@
+"""The C2PA Soft Binding Resolution API over our own outputs, mounted under ``/sbr``.
+
+Scope: ``moderate`` (or no key at all when ``CHOPMARK_SBR_PUBLIC`` is set, for public resolvers).
+Values follow the API: a match is ``{"manifestId", "similarityScore"}`` with an integer score
+0-100; binding values are base64 (the hex form our manifests carry is accepted too).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from service.api.deps import RuntimeDep, require_unless_public, scope_doc
+from service.api.schemas import ErrorBody
+from service.auth.scopes import Scope
+from service.runtime import Runtime
+from service.stamping.resolve import resolve_image
+from similarity import SIGNALS_VERSION, decode_image
+
+FINGERPRINT_ALG = f"org.chopmark.fingerprint.{SIGNALS_VERSION}"
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+
+
+router = APIRouter(
+    prefix="/sbr",
+    tags=["soft binding resolution"],
+    dependencies=[
+        Depends(require_unless_public(Scope.moderate, lambda rt: rt.settings.sbr_public))
+    ],
+)
+_ERRORS = {400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
+
+
+class BindingQuery(BaseModel):
+    alg: str = Field(min_length=1, max_length=200)
+    value: str = Field(min_length=1, max_length=4096)
+
+
+class SbrMatch(BaseModel):
+    manifestId: str
+    similarityScore: int = Field(ge=0, le=100)
+
+
+class SbrResult(BaseModel):
+    matches: list[SbrMatch]
+
+
+def _payload_from_value(value: str, bits: int) -> int:
+    text = value.strip()
+    if len(text) == (bits + 3) // 4 and _HEX.match(text):
+        return int(text, 16)
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(400, "value is neither base64 nor the hex form of a payload") from None
+    if len(raw) * 8 < bits or len(raw) > (bits + 7) // 8:
+        raise HTTPException(400, f"value must encode {bits} bits ({(bits + 7) // 8} bytes)")
+    return int.from_bytes(raw, "big")
+
+
+def _by_binding(rt: Runtime, q: BindingQuery, max_results: int) -> SbrResult:
+    wm = rt.watermarker
+    if q.alg != wm.alg:
+        raise HTTPException(
+            400, f"unsupported alg {q.alg!r}; see /sbr/services/supportedAlgorithms"
+        )
+    payload = _payload_from_value(q.value, wm.payload_bits)
+    with rt.pool.connection() as conn:
+        rec = rt.outputs.by_payload(conn, wm.alg, payload)
+    matches = [SbrMatch(manifestId=rec.manifest_id, similarityScore=100)] if rec else []
+    return SbrResult(matches=matches[:max_results])
+
+
+MaxResults = Annotated[int, Query(alias="maxResults", ge=1, le=100)]
+
+
+@router.get(
+    "/matches/byBinding",
+    response_model=SbrResult,
+    responses=_ERRORS,
+    openapi_extra=scope_doc(Scope.moderate),
+    summary="Manifests for a watermark value (scope: moderate)",
+)
+def by_binding_get(rt: RuntimeDep, alg: str, value: str, max_results: MaxResults = 10) -> SbrResult:
+    return _by_binding(rt, BindingQuery(alg=alg, value=value), max_results)
+
+
+@router.post(
+    "/matches/byBinding",
+    response_model=SbrResult,
+    responses=_ERRORS,
+    openapi_extra=scope_doc(Scope.moderate),
+    summary="Manifests for a watermark value, in the body (scope: moderate)",
+)
+def by_binding_post(rt: RuntimeDep, body: BindingQuery, max_results: MaxResults = 10) -> SbrResult:
+    return _by_binding(rt, body, max_results)
+
+
+@router.post(
+    "/matches/byContent",
+    response_model=SbrResult,
+    responses={**_ERRORS, 413: {"model": ErrorBody}, 415: {"model": ErrorBody}},
+    openapi_extra={
+        **scope_doc(Scope.moderate),
+        "requestBody": {
+            "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}},
+            "required": True,
+        },
+    },
+    summary="Manifests for an image: our watermark, cross-checked by fingerprint (scope: moderate)",
+)
+async def by_content(
+    request: Request, rt: RuntimeDep, max_results: MaxResults = 10, alg: str | None = None
+) -> SbrResult:
+    supported = {rt.watermarker.alg, FINGERPRINT_ALG}
+    if alg is not None and alg not in supported:
+        raise HTTPException(400, f"unsupported alg {alg!r}; see /sbr/services/supportedAlgorithms")
+    data = await request.body()
+    if len(data) > rt.settings.max_upload_bytes:
+        raise HTTPException(
+            413, f"the image is over the limit of {rt.settings.max_upload_bytes} bytes"
+        )
+
+    def work() -> SbrResult:
+        decoded = decode_image(data, rt.decode_limits, target_side=None)
+        res = resolve_image(rt, decoded, limit=max_results)
+        return SbrResult(
+            matches=[
+                SbrMatch(manifestId=o.record.manifest_id, similarityScore=round(100 * o.score))
+                for o in res.outputs
+            ]
+        )
+
+    return await run_in_threadpool(work)
+
+
+@router.get(
+    "/manifests/{manifest_id}",
+    responses={**_ERRORS, 404: {"model": ErrorBody}, 200: {"content": {"application/c2pa": {}}}},
+    openapi_extra=scope_doc(Scope.moderate),
+    summary="A manifest store (scope: moderate)",
+)
+def get_manifest(manifest_id: str, rt: RuntimeDep) -> Response:
+    with rt.pool.connection() as conn:
+        data = rt.outputs.manifest(conn, manifest_id)
+    if data is None:
+        raise HTTPException(404, f"no manifest {manifest_id}")
+    return Response(data, media_type="application/c2pa")
+
+
+@router.get(
+    "/services/supportedAlgorithms",
+    openapi_extra=scope_doc(Scope.moderate),
+    summary="Soft-binding algorithms this service resolves (scope: moderate)",
+)
+def supported_algorithms(rt: RuntimeDep) -> dict[str, list[dict[str, str]]]:
+    return {"watermarks": [{"alg": rt.watermarker.alg}], "fingerprints": [{"alg": FINGERPRINT_ALG}]}

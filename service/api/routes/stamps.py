@@ -1,0 +1,220 @@
+"""Stamping images made elsewhere: watermark, labels, a signed C2PA manifest. Scope: `stamp`."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from provenance.manifest import AdapterFact, GenerationFacts, ParentImage
+from service.api.deps import RuntimeDep, StampKey, scope_doc
+from service.api.schemas import ErrorBody
+from service.api.uploads import read_upload
+from service.auth.scopes import Scope
+from service.stamping.stamper import stamp_and_record
+from service.stamping.store import OutputRecord
+from similarity import decode_image
+
+router = APIRouter(prefix="/v1/stamps", tags=["provenance"])
+_ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
+Use = Literal["allowed", "notAllowed", "constrained"]
+_SHA256 = r"^[0-9a-fA-F]{64}$"
+
+
+class AdapterIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    sha256: str = Field(pattern=_SHA256)
+    scale: float = Field(default=1.0, ge=-10, le=10)
+
+
+class StampMetadata(BaseModel):
+    """What the platform knows about how the image was made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generator: str = Field(min_length=1, max_length=200, description="the software that made it")
+    generator_version: str | None = Field(default=None, max_length=100)
+    model_name: str = Field(min_length=1, max_length=300)
+    model_hash: str | None = Field(default=None, pattern=_SHA256)
+    prompt: str | None = Field(default=None, max_length=20_000)
+    negative_prompt: str | None = Field(default=None, max_length=20_000)
+    prompt_private: bool = Field(default=False, description="record only the prompt's SHA-256")
+    seed: int | None = None
+    steps: int | None = Field(default=None, ge=1, le=1000)
+    guidance: float | None = None
+    sampler: str | None = Field(default=None, max_length=100)
+    adapters: list[AdapterIn] = Field(default_factory=list, max_length=50)
+    platform_user: str | None = Field(default=None, max_length=200)
+    input_was_image: bool = Field(
+        default=False, description="img2img or inpainting: send the input as the `parent` file"
+    )
+    training_mining: (
+        dict[
+            Literal[
+                "cawg.ai_inference",
+                "cawg.ai_generative_training",
+                "cawg.ai_training",
+                "cawg.data_mining",
+            ],
+            Use,
+        ]
+        | None
+    ) = None
+
+
+class WatermarkInfo(BaseModel):
+    alg: str
+    value: str
+    verified: bool = Field(description="the watermark read back from the emitted bytes")
+
+
+class StampPublic(BaseModel):
+    id: UUID
+    manifest_id: str
+    watermark: WatermarkInfo
+    image_url: str
+    sha256: str
+    media_type: str
+    width: int
+    height: int
+    kind: str
+    platform_user: str | None
+    created_at: datetime
+    facts: dict[str, Any]
+
+    @classmethod
+    def of(cls, r: OutputRecord) -> StampPublic:
+        v = r.watermark_verified
+        return cls(
+            id=r.id,
+            manifest_id=r.manifest_id,
+            watermark=WatermarkInfo(alg=r.watermark_alg, value=r.watermark_value, verified=v),
+            image_url=f"/v1/stamps/{r.id}/image",
+            sha256=r.sha256,
+            media_type=r.media_type,
+            width=r.width,
+            height=r.height,
+            kind=r.kind,
+            platform_user=r.platform_user,
+            created_at=r.created_at,
+            facts=r.facts,
+        )
+
+
+def parse_metadata(raw: str) -> StampMetadata:
+    try:
+        return StampMetadata.model_validate(json.loads(raw))
+    except json.JSONDecodeError as exc:
+        raise HTTPException(422, f"metadata is not valid JSON: {exc.msg}") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'metadata'}: {e['msg']}" for e in exc.errors()
+        )
+        raise HTTPException(422, f"invalid metadata: {problems}") from None
+
+
+def to_facts(meta: StampMetadata, parent: ParentImage | None) -> GenerationFacts:
+    kwargs: dict[str, Any] = {}
+    if meta.training_mining is not None:
+        kwargs["training_mining"] = dict(meta.training_mining)
+    return GenerationFacts(
+        generation_id="pending",
+        kind="img2img" if meta.input_was_image else "external",
+        model_name=meta.model_name,
+        model_sha256=meta.model_hash.lower() if meta.model_hash else None,
+        software_agent=meta.generator,
+        software_version=meta.generator_version or "unknown",
+        adapters=tuple(AdapterFact(a.name, a.sha256.lower(), a.scale) for a in meta.adapters),
+        prompt=meta.prompt,
+        negative_prompt=meta.negative_prompt,
+        prompt_private=meta.prompt_private,
+        seed=meta.seed,
+        steps=meta.steps,
+        guidance=meta.guidance,
+        sampler=meta.sampler,
+        platform_user=meta.platform_user,
+        parent=parent,
+        **kwargs,
+    )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=StampPublic,
+    responses={
+        **_ERRORS,
+        413: {"model": ErrorBody},
+        415: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+    },
+    openapi_extra=scope_doc(Scope.stamp),
+    summary="Watermark, label and sign an image made elsewhere (scope: stamp)",
+)
+async def create_stamp(
+    rt: RuntimeDep,
+    key: StampKey,
+    file: Annotated[UploadFile, File(description="the generated image")],
+    metadata: Annotated[str, Form(description="JSON: see StampMetadata")],
+    parent: Annotated[UploadFile | None, File(description="the input image, for img2img")] = None,
+    format: Annotated[Literal["png", "jpeg", "webp"] | None, Form()] = None,
+) -> StampPublic:
+    meta = parse_metadata(metadata)
+    data = await read_upload(file, rt.settings.max_upload_bytes)
+    parent_bytes = await read_upload(parent, rt.settings.max_upload_bytes) if parent else None
+    if meta.input_was_image and not parent_bytes:
+        raise HTTPException(422, "input_was_image is true: send the input image as `parent`")
+
+    def work() -> StampPublic:
+        decoded = decode_image(data, rt.decode_limits, target_side=None)
+        parent_image = None
+        if parent_bytes:
+            pdec = decode_image(parent_bytes, rt.decode_limits, target_side=128)
+            parent_image = ParentImage(parent_bytes, f"image/{pdec.format.lower()}")
+        facts = to_facts(meta, parent_image)
+        try:
+            result = stamp_and_record(
+                rt, key.actor, decoded.image, facts, origin="stamp", output_format=format
+            )
+        except ValueError as exc:  # e.g. smaller than the watermark's minimum size
+            raise HTTPException(422, f"cannot stamp this image: {exc}") from None
+        return StampPublic.of(result.record)
+
+    return await run_in_threadpool(work)
+
+
+@router.get(
+    "/{stamp_id}",
+    response_model=StampPublic,
+    responses=_ERRORS,
+    openapi_extra=scope_doc(Scope.stamp),
+    summary="Read a stamp record (scope: stamp)",
+)
+def get_stamp(stamp_id: UUID, rt: RuntimeDep, key: StampKey) -> StampPublic:
+    with rt.pool.connection() as conn:
+        rec = rt.outputs.get(conn, stamp_id)
+    if rec is None:
+        raise HTTPException(404, f"no stamped image {stamp_id}")
+    return StampPublic.of(rec)
+
+
+@router.get(
+    "/{stamp_id}/image",
+    responses={**_ERRORS, 200: {"content": {"image/*": {}}}},
+    openapi_extra=scope_doc(Scope.stamp),
+    summary="The stamped image, byte for byte as signed (scope: stamp)",
+)
+def get_stamp_image(stamp_id: UUID, rt: RuntimeDep, key: StampKey) -> Response:
+    with rt.pool.connection() as conn:
+        rec = rt.outputs.get(conn, stamp_id)
+    if rec is None:
+        raise HTTPException(404, f"no stamped image {stamp_id}")
+    return Response(rt.blobs.get(rec.sha256), media_type=rec.media_type)

@@ -1,0 +1,69 @@
+"""Tracing an image back to our records after its metadata is gone: the watermark names a record,
+the fingerprints must agree. A watermark whose record does not match the pixels (one copied onto
+another image) is reported, never trusted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from provenance.watermark import WatermarkReading
+from service.stamping.store import OutputRecord
+from similarity import DecodedImage, Match, compute_signals
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+Method = Literal["watermark+fingerprint", "fingerprint"]
+
+
+@dataclass(frozen=True)
+class ResolvedOutput:
+    record: OutputRecord
+    method: Method
+    score: float
+    match: Match | None
+
+
+@dataclass(frozen=True)
+class Resolution:
+    watermark: WatermarkReading
+    watermark_record: OutputRecord | None
+    watermark_consistent: bool | None
+    outputs: list[ResolvedOutput] = field(default_factory=list)
+
+    @property
+    def forged_watermark(self) -> bool:
+        """Our watermark is present and names a record, but the pixels are not that output."""
+        return self.watermark_record is not None and self.watermark_consistent is False
+
+    @property
+    def best(self) -> ResolvedOutput | None:
+        return self.outputs[0] if self.outputs else None
+
+
+def resolve_image(rt: Runtime, decoded: DecodedImage, *, limit: int = 10) -> Resolution:
+    """Blocking: watermark detection, fingerprint matching over our outputs, cross-check."""
+    reading = rt.watermarker.detect(decoded.image)
+    signals = compute_signals(decoded)
+    fp_matches = rt.banks["output"].match(signals, limit=limit)
+    with rt.pool.connection() as conn:
+        by_fp = rt.outputs.by_fingerprints(conn, [m.id for m in fp_matches])
+        wm_record = None
+        if reading.present and reading.payload is not None:
+            wm_record = rt.outputs.by_payload(conn, rt.watermarker.alg, reading.payload)
+    copies = {m.id: m for m in fp_matches if m.decision == "copy" and m.id in by_fp}
+    consistent = None
+    outputs: list[ResolvedOutput] = []
+    if wm_record is not None:
+        m = copies.pop(wm_record.fingerprint_id, None)
+        consistent = m is not None
+        if m is not None:
+            outputs.append(
+                ResolvedOutput(
+                    wm_record, "watermark+fingerprint", max(m.score, reading.confidence), m
+                )
+            )
+    for fid, m in sorted(copies.items(), key=lambda kv: -kv[1].score):
+        outputs.append(ResolvedOutput(by_fp[fid], "fingerprint", m.score, m))
+    return Resolution(reading, wm_record, consistent, outputs[:limit])

@@ -1,0 +1,205 @@
+"""POST /v1/stamps, the soft-binding resolution API and `chopmark verify`: a stamped image keeps
+its provenance after its metadata is stripped, and a copied watermark does not pass as ours."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from provenance.c2pa_io import read_manifest
+from provenance.labels import read_labels
+from tests.support import auth, encode, photo_like
+
+META = {
+    "generator": "ExampleDiffusion",
+    "generator_version": "2.1",
+    "model_name": "example-xl",
+    "model_hash": "ab" * 32,
+    "prompt": "a lighthouse at dusk",
+    "seed": 7,
+    "platform_user": "user-1",
+    "adapters": [{"name": "inkwash", "sha256": "cd" * 32, "scale": 0.8}],
+}
+
+
+def stamp(client, h, image: Image.Image, meta=META, **extra):
+    files = {"file": ("gen.png", encode(image, "PNG"), "image/png")}
+    if "parent" in extra:
+        files["parent"] = ("in.jpg", extra.pop("parent"), "image/jpeg")
+    r = client.post(
+        "/v1/stamps", files=files, data={"metadata": json.dumps(meta), **extra}, headers=h
+    )
+    return r
+
+
+@pytest.fixture
+def stamped(client, make_key):
+    h = auth(make_key("stamp", "moderate"))
+    src = photo_like(401, (640, 512))
+    r = stamp(client, h, src)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    image = client.get(body["image_url"], headers=h).content
+    return h, src, body, image
+
+
+def test_stamp_is_signed_labelled_and_watermarked(client, runtime, stamped):
+    h, _src, body, data = stamped
+    assert body["watermark"]["alg"] == runtime.watermarker.alg
+    assert body["watermark"]["verified"] is True
+    assert body["media_type"] == "image/png"
+    trusted = read_manifest(data, "image/png", runtime.signing.trust_anchors_pem)
+    assert trusted.state == "Trusted"
+    assert trusted.manifest_id == body["manifest_id"]
+    assert trusted.digital_source_type.endswith("/trainedAlgorithmicMedia")
+    assert [b.alg for b in trusted.soft_bindings] == [body["watermark"]["alg"]]
+    assert read_manifest(data, "image/png").state == "Valid"
+    labels = read_labels(data)
+    assert labels.aigc is not None and labels.digital_source_type.endswith("AlgorithmicMedia")
+    assert (
+        client.get(f"/v1/stamps/{body['id']}", headers=h).json()["manifest_id"]
+        == body["manifest_id"]
+    )
+    # the record in Postgres: manifest bytes, fingerprints, an audit entry
+    with runtime.pool.connection() as conn:
+        row = conn.execute("SELECT manifest_bytes, fingerprint_id FROM outputs").fetchone()
+        kinds = [r["kind"] for r in conn.execute("SELECT kind FROM audit_log").fetchall()]
+    assert len(bytes(row["manifest_bytes"])) > 1000 and row["fingerprint_id"]
+    assert "stamp.stamped" in kinds
+
+
+def test_stripped_copy_is_traced_through_watermark_and_fingerprint(client, runtime, stamped):
+    h, _, body, data = stamped
+    stripped = encode(Image.open(io.BytesIO(data)).convert("RGB"), "JPEG", quality=80)
+    assert read_manifest(stripped, "image/jpeg").state == "Absent"
+    r = client.post(
+        "/sbr/matches/byContent", content=stripped, headers={**h, "Content-Type": "image/jpeg"}
+    )
+    assert r.status_code == 200, r.text
+    matches = r.json()["matches"]
+    assert matches[0]["manifestId"] == body["manifest_id"]
+    assert 0 <= matches[0]["similarityScore"] <= 100
+    store = client.get(f"/sbr/manifests/{body['manifest_id']}", headers=h)
+    assert store.status_code == 200
+    assert store.headers["content-type"] == "application/c2pa"
+    with runtime.pool.connection() as conn:
+        kept = conn.execute("SELECT manifest_bytes FROM outputs").fetchone()["manifest_bytes"]
+    assert store.content == bytes(kept)
+
+
+def test_by_binding_accepts_base64_and_hex(client, runtime, stamped):
+    h, _, body, _ = stamped
+    alg, value = body["watermark"]["alg"], body["watermark"]["value"]
+    b64 = base64.b64encode(int(value, 16).to_bytes(6, "big")).decode()
+    for v in (value, b64):
+        got = client.get("/sbr/matches/byBinding", params={"alg": alg, "value": v}, headers=h)
+        assert got.json()["matches"][0]["manifestId"] == body["manifest_id"]
+    got = client.post(
+        "/sbr/matches/byBinding", json={"alg": alg, "value": "000000000001"}, headers=h
+    )
+    assert got.json() == {"matches": []}
+    bad = client.get(
+        "/sbr/matches/byBinding", params={"alg": "other.alg", "value": value}, headers=h
+    )
+    assert bad.status_code == 400
+    bad = client.get("/sbr/matches/byBinding", params={"alg": alg, "value": "***"}, headers=h)
+    assert bad.status_code == 400
+    algs = client.get("/sbr/services/supportedAlgorithms", headers=h).json()
+    assert algs["watermarks"] == [{"alg": alg}] and algs["fingerprints"][0]["alg"]
+
+
+def test_watermark_pasted_onto_another_image_is_caught(client, runtime, stamped):
+    h, src, _body, data = stamped
+    marked = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), np.float64)
+    residual = marked - np.asarray(src, np.float64)
+    victim = np.asarray(photo_like(777, src.size), np.float64)
+    forged = Image.fromarray(np.clip(victim + residual, 0, 255).astype(np.uint8))
+    from service.stamping.resolve import resolve_image
+    from similarity import decode_image
+
+    res = resolve_image(runtime, decode_image(encode(forged, "PNG"), target_side=None))
+    assert res.watermark.present and res.watermark_record is not None
+    assert res.forged_watermark is True
+    assert res.outputs == []
+    r = client.post(
+        "/sbr/matches/byContent",
+        content=encode(forged, "PNG"),
+        headers={**h, "Content-Type": "image/png"},
+    )
+    assert r.json() == {"matches": []}
+
+
+def test_unrelated_image_resolves_to_nothing(client, stamped):
+    h, *_ = stamped
+    r = client.post(
+        "/sbr/matches/byContent",
+        content=encode(photo_like(12345), "JPEG"),
+        headers={**h, "Content-Type": "image/jpeg"},
+    )
+    assert r.status_code == 200 and r.json() == {"matches": []}
+
+
+def test_img2img_stamp_carries_its_input_as_parent(client, runtime, make_key):
+    h = auth(make_key("stamp"))
+    meta = {**META, "input_was_image": True}
+    r = stamp(client, h, photo_like(402), meta)
+    assert r.status_code == 422 and "parent" in r.json()["detail"]
+    r = stamp(client, h, photo_like(402), meta, parent=encode(photo_like(403)), format="jpeg")
+    assert r.status_code == 201, r.text
+    data = client.get(r.json()["image_url"], headers=h).content
+    report = read_manifest(data, "image/jpeg", runtime.signing.trust_anchors_pem)
+    assert report.state == "Trusted"
+    assert report.digital_source_type.endswith("/compositeWithTrainedAlgorithmicMedia")
+    assert [i.relationship for i in report.ingredients] == ["parentOf"]
+
+
+@pytest.mark.parametrize(
+    ("meta", "words"),
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"model_name": "x"}), "generator"),
+        (json.dumps({**META, "model_hash": "xyz"}), "model_hash"),
+        (json.dumps({**META, "surprise": 1}), "surprise"),
+    ],
+)
+def test_bad_metadata_is_refused_and_nothing_is_written(client, runtime, make_key, meta, words):
+    h = auth(make_key("stamp"))
+    r = client.post(
+        "/v1/stamps",
+        files={"file": ("a.png", encode(photo_like(1), "PNG"))},
+        data={"metadata": meta},
+        headers=h,
+    )
+    assert r.status_code == 422 and words in r.json()["detail"]
+    with runtime.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM outputs").fetchone()["n"] == 0
+
+
+def test_bad_image_and_tiny_image_are_refused(client, runtime, make_key):
+    h = auth(make_key("stamp"))
+    r = client.post(
+        "/v1/stamps",
+        files={"file": ("a.png", b"not an image")},
+        data={"metadata": json.dumps(META)},
+        headers=h,
+    )
+    assert r.status_code == 415
+    r = stamp(client, h, photo_like(5, (64, 64)))
+    assert r.status_code == 422
+    with runtime.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM outputs").fetchone()["n"] == 0
+
+
+def test_sbr_can_be_public(client, runtime, stamped):
+    _, _, body, _ = stamped
+    assert client.get("/sbr/services/supportedAlgorithms").status_code == 401
+    runtime.settings.sbr_public = True
+    try:
+        assert client.get(f"/sbr/manifests/{body['manifest_id']}").status_code == 200
+    finally:
+        runtime.settings.sbr_public = False
