@@ -24,7 +24,7 @@ from similarity import DecodeLimits
 
 log = logging.getLogger(__name__)
 
-BANKS = ("artwork", "output")
+BANKS = ("artwork", "output", "source")
 
 
 @dataclass
