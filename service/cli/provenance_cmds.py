@@ -80,7 +80,7 @@ def verify_image(data: bytes) -> dict[str, Any]:
             "forged": res.forged_watermark,
         },
         "labels": {
-            "aigc": labels.aigc.__dict__ if labels.aigc else None,
+            "aigc": labels.aigc,
             "digital_source_type": labels.digital_source_type,
         },
         "record": None

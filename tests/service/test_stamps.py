@@ -203,3 +203,45 @@ def test_sbr_can_be_public(client, runtime, stamped):
         assert client.get(f"/sbr/manifests/{body['manifest_id']}").status_code == 200
     finally:
         runtime.settings.sbr_public = False
+
+
+def test_cli_verify_and_credentials_show(client, runtime, settings, stamped, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    _, _, body, data = stamped
+    env = {
+        **os.environ,
+        "CHOPMARK_DATABASE_URL": settings.database_url,
+        "CHOPMARK_DATA_DIR": str(settings.data_dir),
+        "COLUMNS": "200",
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    stripped = tmp_path / "stripped.jpg"
+    stripped.write_bytes(encode(Image.open(io.BytesIO(data)).convert("RGB"), "JPEG", quality=85))
+    out = cli("verify", str(stripped), "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["manifest"]["state"] == "Absent"
+    assert got["watermark"]["present"] is True and got["watermark"]["forged"] is False
+    assert got["record"]["id"] == body["id"]
+    assert got["record"]["manifest_id"] == body["manifest_id"]
+    signed = tmp_path / "signed.png"
+    signed.write_bytes(data)
+    text = cli("verify", str(signed)).stdout
+    assert "Trusted" in text and body["id"] in text
+    creds = cli("credentials", "show", "--json")
+    assert creds.returncode == 0, creds.stderr
+    desc = json.loads(creds.stdout)
+    assert desc["origin"] and desc["chain"][0]["sha256_fingerprint"]
+    assert "O=" in desc["signer_subject"] or desc["signer_organization"]

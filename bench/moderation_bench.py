@@ -1,0 +1,302 @@
+"""Latency and throughput of one moderation check at 1M registered works, against the floor of
+decoding the same image, measured in the same run.
+
+Setup (a temporary data folder with an embedded PostgreSQL): real images from ``--images`` are
+registered through the registry's own ingest (a few dozen, so that copies are found and verified
+with local features) and a few are stamped as our outputs; the artwork index also holds
+``--works`` synthetic works loaded from a snapshot, so every search runs over the full index:
+random PDQ hashes, dense views near those of 20 distractor images (a real view plus Gaussian
+noise, clipped, normalised; as ``bench/match_speed.py`` makes them), and the local features of
+a distractor, served from memory in place of Postgres rows (1M rows of local features would not
+fit this machine); distractor images are never queried. The synthetic snapshot is built once
+and cached in ``--cache`` (hard-linked into each run).
+
+Queries mix edited copies of registered works (blocked), unregistered images (allowed) and
+stamped outputs stripped of their metadata (review). For each query, in turn: the decode floor
+(``decode_image`` at full size, as the check decodes) and the whole check through the function
+the route calls (``run_check``: decode, signals, watermark, C2PA, labels, three banks, policy,
+record in Postgres and the audit log). Throughput: sequential and with 2 threads.
+
+    OMP_NUM_THREADS=1 python bench/moderation_bench.py --images /work/shared/data/images \
+        --works 1000000 --out bench/results/moderation.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from service.indexing.snapshots import Checkpoint
+from service.moderation.check import run_check
+from service.moderation.policy import Policy
+from similarity import SIGNALS_VERSION, MatchIndex, compute_signals, decode_image
+from similarity import dense as dense_mod
+
+SYNTHETIC_BASE_ID = 1_000_000_000
+CHUNK = 200_000  # the first chunk trains the IVF; later chunks never trigger a retrain
+DISTRACTORS = 20  # images whose descriptors seed the synthetic works; never queried
+
+
+def build_synthetic(n: int, folder: Path, base_views: np.ndarray, seed: int = 7) -> None:
+    """A MatchIndex snapshot of ``n`` synthetic works, written to ``folder``: random PDQ hashes,
+    dense views near real ones (a real view plus Gaussian noise, clipped, normalised)."""
+    rng = np.random.default_rng(seed)
+    index = MatchIndex()
+    views = len(dense_mod.VIEWS)
+    t0 = time.perf_counter()
+    for start in range(0, n, CHUNK):
+        m = min(CHUNK, n - start)
+        ids = np.arange(SYNTHETIC_BASE_ID + start, SYNTHETIC_BASE_ID + start + m, dtype=np.int64)
+        pdq = rng.integers(0, 256, (m, 32), dtype=np.uint8)
+        quality = rng.integers(60, 101, m)
+        base = base_views[rng.integers(0, len(base_views), m * views)]
+        dense = np.clip(base + rng.normal(0, 0.05, base.shape).astype(np.float32), 0, None)
+        dense /= np.linalg.norm(dense, axis=1, keepdims=True) + 1e-6
+        index.add_packed(
+            ids, pdq=pdq, pdq_quality=quality, dense=dense.reshape(m, views, dense_mod.DIM)
+        )
+        print(f"  synthetic works: {start + m:,} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    index.save(tmp)
+    tmp.rename(folder)
+
+
+def usable(folder: Path) -> bool:
+    try:
+        MatchIndex.load(folder)
+    except Exception:
+        return False
+    return True
+
+
+def serve_synthetic_local_features(bank: object, pool: list[bytes]) -> None:
+    """Give every synthetic work the local features of a distractor image, as if its row were in
+    Postgres; real works are still read from Postgres."""
+    from_db = bank._lookup_local  # type: ignore[attr-defined]
+
+    def lookup(ids: list[int]) -> dict[int, bytes]:
+        found = dict(from_db([i for i in ids if i < SYNTHETIC_BASE_ID]))
+        found.update({i: pool[i % len(pool)] for i in ids if i >= SYNTHETIC_BASE_ID})
+        return found
+
+    bank._lookup_local = lookup  # type: ignore[attr-defined]
+
+
+def link_snapshot(cached: Path, index_dir: Path, database_id: str, n: int) -> None:
+    """Publish the cached snapshot as the artwork bank's snapshot at change 0 of this database."""
+    bank_dir = index_dir / "artwork"
+    target = bank_dir / "snap-0-bench"
+    target.mkdir(parents=True)
+    for f in cached.iterdir():
+        os.link(f, target / f.name)
+    cp = Checkpoint("artwork", 0, n, SIGNALS_VERSION, database_id, time.time())
+    (target / "checkpoint.json").write_text(json.dumps(asdict(cp)))
+    (bank_dir / "CURRENT").write_text(target.name)
+
+
+def jpeg(img: Image.Image, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    img.convert("RGB").save(out, format="JPEG", quality=quality)
+    return out.getvalue()
+
+
+def edit(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    img = img.crop((int(w * 0.06), int(h * 0.05), int(w * 0.95), int(h * 0.96)))
+    return img.resize((max(1, int(img.size[0] * 0.9)), max(1, int(img.size[1] * 0.9))))
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=Path, required=True)
+    ap.add_argument("--works", type=int, default=1_000_000)
+    ap.add_argument("--registered", type=int, default=40, help="real images registered")
+    ap.add_argument("--stamped", type=int, default=6, help="real images stamped as outputs")
+    ap.add_argument("--queries", type=int, default=90)
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "chopmark-bench")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    from match_quality import SAME_WORK  # files in the folder that show the same work
+
+    twins = {name for group in SAME_WORK for name in group}
+    files = sorted(
+        p
+        for p in args.images.iterdir()
+        if p.suffix.lower() in (".jpg", ".jpeg") and p.name not in twins
+    )
+    np.random.default_rng(11).shuffle(files)
+    pool_files, files = files[:DISTRACTORS], files[DISTRACTORS:]
+    reg_files = files[: args.registered]
+    stamp_files = files[args.registered : args.registered + args.stamped]
+    free_files = files[args.registered + args.stamped :]
+
+    pool = [compute_signals(decode_image(f.read_bytes()), for_query=False) for f in pool_files]
+    tag = hashlib.sha256("|".join(f.name for f in pool_files).encode()).hexdigest()[:8]
+    cached = args.cache / f"synthetic-{args.works}-{SIGNALS_VERSION}-{tag}"
+    if args.works and cached.exists() and not usable(cached):
+        print(f"{cached} was written by another index format: rebuilding it")
+        shutil.rmtree(cached)
+    if args.works and not cached.exists():
+        print(f"building {args.works:,} synthetic works into {cached} (once)")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        build_synthetic(args.works, cached, np.concatenate([s.dense_views for s in pool]))
+
+    from service.api.routes.stamps import StampMetadata, to_facts
+    from service.registry.ingest import commit, prepare
+    from service.runtime import Runtime
+    from service.settings import Settings
+    from service.stamping.stamper import stamp_and_record
+
+    root = Path(tempfile.mkdtemp(prefix="chopmark-modbench-"))
+    root.chmod(0o755)
+    settings = Settings(data_dir=root / "data", index_refresh_seconds=3600)
+    rt = Runtime.open(settings)
+    try:
+        t0 = time.perf_counter()
+        with rt.pool.connection() as conn:
+            artist = rt.registry.create_artist(conn, "bench", "Bench", "bench@example.org", {})
+            for f in reg_files:
+                item = prepare(f.read_bytes(), f.name, rt.decode_limits)
+                commit(
+                    conn, rt.registry, rt.blobs, rt.thumbnails, "bench", artist.id, item, None, {}
+                )
+            db_id = conn.execute(
+                "SELECT system_identifier::text AS id FROM pg_control_system()"
+            ).fetchone()["id"]
+        if args.works:
+            link_snapshot(cached, settings.index_dir, db_id, args.works)
+        rt.load_indexes()
+        serve_synthetic_local_features(rt.banks["artwork"], [s.local for s in pool])
+        meta = StampMetadata(generator="BenchDiffusion", model_name="bench-model")
+        stamped = []
+        for f in stamp_files:
+            img = decode_image(f.read_bytes(), target_side=None).image
+            res = stamp_and_record(rt, "bench", img, to_facts(meta, None), origin="stamp")
+            stamped.append(rt.blobs.get(res.record.sha256))
+        rt.banks["output"].refresh()
+        size = rt.banks["artwork"].status().size
+        if size < args.works:
+            raise SystemExit(f"the synthetic snapshot was not loaded ({size:,} works)")
+        print(
+            f"setup: {size:,} works in the artwork index, {len(stamped)} outputs "
+            f"({time.perf_counter() - t0:.0f} s)"
+        )
+
+        queries: list[tuple[str, bytes]] = []
+        rng = np.random.default_rng(3)
+        for i in range(args.queries):
+            kind = ("copy", "free", "ours")[i % 3]
+            if kind == "copy":
+                f = reg_files[rng.integers(len(reg_files))]
+                queries.append((kind, jpeg(edit(Image.open(f)), 85)))
+            elif kind == "free":
+                f = free_files[rng.integers(len(free_files))]
+                queries.append((kind, f.read_bytes()))
+            else:
+                data = stamped[rng.integers(len(stamped))]
+                queries.append((kind, jpeg(Image.open(io.BytesIO(data)), 88)))
+
+        policy = Policy()
+
+        def check(data: bytes) -> dict:
+            return run_check(rt, data, policy, actor="bench", api_key_id=None).report
+
+        for _, data in queries[:6]:  # warm up
+            check(data)
+        floor_ms, prim_ms, check_ms, verdicts, stages = [], [], [], {}, {}
+        for kind, data in queries:
+            s = time.perf_counter()
+            decoded = decode_image(data, rt.decode_limits, target_side=None)
+            floor_ms.append((time.perf_counter() - s) * 1e3)
+            rt.watermarker.detect(decoded.image)
+            compute_signals(decoded)
+            prim_ms.append((time.perf_counter() - s) * 1e3)
+            s = time.perf_counter()
+            report = check(data)
+            check_ms.append((time.perf_counter() - s) * 1e3)
+            verdicts.setdefault(kind, []).append(report["verdict"])
+            for k, v in report["timings"].items():
+                stages.setdefault(k, []).append(v)
+
+        s = time.perf_counter()
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda q: check(q[1]), queries))
+        wall2 = time.perf_counter() - s
+
+        f50, c50 = pct(floor_ms, 50), pct(check_ms, 50)
+        rows = [
+            ("decode floor (full decode)", f50, pct(floor_ms, 99), 1.0),
+            (
+                "primitives floor (decode + watermark detect + signals, one after another)",
+                pct(prim_ms, 50),
+                pct(prim_ms, 99),
+                pct(prim_ms, 50) / f50,
+            ),
+            ("moderation check, in-process", c50, pct(check_ms, 99), c50 / f50),
+        ]
+        lines = [
+            f"Artwork index: {size:,} works ({args.works:,} synthetic + {len(reg_files)} real); "
+            f"{len(stamped)} stamped outputs; {len(queries)} queries "
+            f"({', '.join(f'{k}: {len(v)}' for k, v in verdicts.items())}).",
+            "",
+            "| measure | p50 ms | p99 ms | p50 ratio to floor |",
+            "|---|---:|---:|---:|",
+            *[f"| {n} | {a:.1f} | {b:.1f} | {r:.1f}x |" for n, a, b, r in rows],
+            "",
+            f"Check p50 / primitives floor p50: {c50 / pct(prim_ms, 50):.2f}x.",
+            "",
+            f"Throughput: {len(check_ms) / (sum(check_ms) / 1e3):.1f} checks/s sequential, "
+            f"{len(queries) / wall2:.1f} checks/s with 2 threads.",
+            "",
+            "Median per stage (ms; watermark runs beside signals, c2pa, labels and the banks):",
+            "",
+            "| stage | p50 ms | p99 ms |",
+            "|---|---:|---:|",
+            *[
+                f"| {k} | {statistics.median(v):.1f} | {pct(v, 99):.1f} |"
+                for k, v in stages.items()
+            ],
+            "",
+            "Verdicts by query kind: "
+            + "; ".join(
+                f"{k}: " + ", ".join(f"{x} {v.count(x)}" for x in sorted(set(v)))
+                for k, v in verdicts.items()
+            ),
+        ]
+        text = "\n".join(lines)
+        print(text)
+        if args.out:
+            command = "OMP_NUM_THREADS=1 python " + " ".join(sys.argv)
+            args.out.write_text(
+                "# Moderation check latency at scale\n\n"
+                f"Command: `{command}`\n\n"
+                f"Machine: {os.cpu_count()} CPU cores (shared), "
+                f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.\n\n" + text + "\n"
+            )
+    finally:
+        rt.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

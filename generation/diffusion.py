@@ -1,0 +1,276 @@
+"""Run one generation request on the loaded model: txt2img, img2img or inpainting, with adapters.
+
+One :class:`DiffusionRunner` holds the process's model. Requests are serialised by a lock, so
+concurrent callers queue instead of racing on the pipeline (schedulers and adapters are state);
+``run_async`` hands the work to a dedicated single worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from generation.adapters import apply_adapters
+from generation.hashing import HashCache
+from generation.models import LoadedModel, load_model
+from generation.params import (
+    MODES,
+    AdapterUse,
+    AppliedAdapter,
+    DiffusionResult,
+    GenerationParams,
+    ModelInfo,
+)
+from generation.schedulers import make_scheduler, resolve_scheduler_name
+
+__all__ = [
+    "AdapterUse",
+    "DiffusionResult",
+    "DiffusionRunner",
+    "GenerationParams",
+    "QueueFullError",
+    "shared_runner",
+]
+
+MIN_SIDE = 64
+MAX_SEED = 2**63 - 1
+MAX_PROMPT_CHARS = 4000
+
+
+class QueueFullError(RuntimeError):
+    """Too many requests are already waiting for the model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerLimits:
+    max_side: int = 2048
+    max_pixels: int = 2048 * 2048
+    max_steps: int = 150
+    max_guidance: float = 30.0
+    max_queue: int = 32
+
+
+def _check_image(image: object, label: str) -> None:
+    if not isinstance(image, Image.Image):
+        raise ValueError(f"{label} must be a PIL image")
+
+
+def validate_params(params: GenerationParams, limits: RunnerLimits) -> GenerationParams:
+    """Check a request and return a copy with the scheduler name made canonical."""
+    if not isinstance(params.prompt, str) or not isinstance(params.negative_prompt, str):
+        raise ValueError("prompt and negative_prompt must be strings")
+    if len(params.prompt) + len(params.negative_prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"prompt and negative prompt exceed {MAX_PROMPT_CHARS} characters")
+    if params.mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {params.mode!r}")
+    for label, side in (("width", params.width), ("height", params.height)):
+        if not isinstance(side, int) or isinstance(side, bool):
+            raise ValueError(f"{label} must be an integer")
+        if side % 8 != 0:
+            raise ValueError(f"{label} {side} is not a multiple of 8")
+        if not MIN_SIDE <= side <= limits.max_side:
+            raise ValueError(f"{label} {side} outside {MIN_SIDE}..{limits.max_side}")
+    if params.width * params.height > limits.max_pixels:
+        raise ValueError(f"{params.width}x{params.height} exceeds {limits.max_pixels} pixels")
+    if not isinstance(params.steps, int) or not 1 <= params.steps <= limits.max_steps:
+        raise ValueError(f"steps must be an integer in 1..{limits.max_steps}")
+    if not math.isfinite(params.guidance) or not 0 <= params.guidance <= limits.max_guidance:
+        raise ValueError(f"guidance must be in 0..{limits.max_guidance}")
+    if not isinstance(params.seed, int) or not 0 <= params.seed <= MAX_SEED:
+        raise ValueError(f"seed must be an integer in 0..{MAX_SEED}")
+    if not math.isfinite(params.strength) or not 0 < params.strength <= 1:
+        raise ValueError("strength must be in (0, 1]")
+    if params.mode == "txt2img":
+        if params.init_image is not None or params.mask_image is not None:
+            raise ValueError("txt2img takes no init or mask image")
+    else:
+        _check_image(params.init_image, "init_image")
+        if int(params.steps * params.strength) < 1:
+            raise ValueError("steps x strength must be at least 1 for image-to-image")
+    if params.mode == "inpaint":
+        _check_image(params.mask_image, "mask_image")
+    elif params.mask_image is not None:
+        raise ValueError(f"{params.mode} takes no mask image")
+    for adapter in params.adapters:
+        if not isinstance(adapter, AdapterUse):
+            raise ValueError("adapters must be AdapterUse values")
+    return dataclasses.replace(params, scheduler=resolve_scheduler_name(params.scheduler))
+
+
+class DiffusionRunner:
+    """The process's model and the queue in front of it."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        *,
+        limits: RunnerLimits | None = None,
+        hash_cache: HashCache | None = None,
+    ) -> None:
+        self._model = model
+        self._limits = limits or RunnerLimits()
+        self._hash_cache = hash_cache
+        self._run_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._pending = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self._base_scheduler = dict(model.txt2img.scheduler.config)
+
+    @classmethod
+    def from_path(
+        cls,
+        model_path: str | os.PathLike[str] | None,
+        *,
+        cache_dir: str | os.PathLike[str],
+        config_dir: str | os.PathLike[str] | None = None,
+        limits: RunnerLimits | None = None,
+    ) -> DiffusionRunner:
+        """Load ``model_path`` (None: the tiny default, cached in ``cache_dir``) and wrap it."""
+        hash_cache = HashCache(Path(cache_dir) / "hashes.json")
+        model = load_model(
+            model_path, cache_dir=cache_dir, hash_cache=hash_cache, config_dir=config_dir
+        )
+        return cls(model, limits=limits, hash_cache=hash_cache)
+
+    @property
+    def model(self) -> LoadedModel:
+        return self._model
+
+    def info(self) -> ModelInfo:
+        return self._model.info()
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests running or waiting right now."""
+        with self._count_lock:
+            return self._pending
+
+    def _enter(self) -> int:
+        with self._count_lock:
+            if self._pending >= self._limits.max_queue:
+                raise QueueFullError(f"{self._pending} requests already waiting for the model")
+            ahead = self._pending
+            self._pending += 1
+            return ahead
+
+    def _leave(self) -> None:
+        with self._count_lock:
+            self._pending -= 1
+
+    def run(self, params: GenerationParams) -> DiffusionResult:
+        """Generate one image; blocks while earlier requests finish."""
+        checked = validate_params(params, self._limits)
+        ahead = self._enter()
+        try:
+            return self._generate(checked, ahead)
+        finally:
+            self._leave()
+
+    async def run_async(self, params: GenerationParams) -> DiffusionResult:
+        """Like :meth:`run`, on the runner's single worker thread; the event loop stays free."""
+        checked = validate_params(params, self._limits)
+        ahead = self._enter()
+        try:
+            future: Future[DiffusionResult] = self._worker().submit(self._generate, checked, ahead)
+        except BaseException:
+            self._leave()
+            raise
+        future.add_done_callback(lambda _: self._leave())
+        return await asyncio.wrap_future(future)
+
+    def _worker(self) -> ThreadPoolExecutor:
+        with self._count_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffusion")
+            return self._executor
+
+    def close(self) -> None:
+        """Stop the worker thread after the queued requests finish."""
+        with self._count_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    def _generate(self, params: GenerationParams, ahead: int) -> DiffusionResult:
+        with self._run_lock:
+            start = time.perf_counter()
+            model = self._model
+            applied: list[AppliedAdapter] = apply_adapters(
+                model.txt2img, params.adapters, hash_cache=self._hash_cache
+            )
+            pipe = {"txt2img": model.txt2img, "img2img": model.img2img, "inpaint": model.inpaint}[
+                params.mode
+            ]
+            pipe.scheduler = make_scheduler(params.scheduler, self._base_scheduler)
+            size = (params.width, params.height)
+            kwargs: dict[str, object] = {
+                "prompt": params.prompt,
+                "negative_prompt": params.negative_prompt,
+                "num_inference_steps": params.steps,
+                "guidance_scale": params.guidance,
+                "generator": torch.Generator(device=model.device).manual_seed(params.seed),
+                "output_type": "pil",
+            }
+            if params.mode != "txt2img":
+                assert params.init_image is not None
+                kwargs["image"] = _fit(
+                    params.init_image.convert("RGB"), size, Image.Resampling.LANCZOS
+                )
+                kwargs["strength"] = params.strength
+            if params.mode == "inpaint":
+                assert params.mask_image is not None
+                kwargs["mask_image"] = _fit(
+                    params.mask_image.convert("L"), size, Image.Resampling.BILINEAR
+                )
+            if params.mode != "img2img":
+                kwargs["width"], kwargs["height"] = size
+            with torch.inference_mode():
+                output = pipe(**kwargs)
+            image = output.images[0].convert("RGB")
+            elapsed = time.perf_counter() - start
+        return DiffusionResult(
+            image=image,
+            params=params,
+            elapsed_s=elapsed,
+            model=model.info(),
+            adapters=applied,
+            queued_behind=ahead,
+        )
+
+
+def _fit(image: Image.Image, size: tuple[int, int], resample: Image.Resampling) -> Image.Image:
+    return image if image.size == size else image.resize(size, resample)
+
+
+_SHARED: dict[tuple[str | None, str], DiffusionRunner] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_runner(
+    model_path: str | os.PathLike[str] | None,
+    *,
+    cache_dir: str | os.PathLike[str],
+    config_dir: str | os.PathLike[str] | None = None,
+) -> DiffusionRunner:
+    """The one runner per process for this model, loaded on first call."""
+    key = (
+        str(Path(model_path).resolve()) if model_path is not None else None,
+        str(Path(cache_dir).resolve()),
+    )
+    with _SHARED_LOCK:
+        runner = _SHARED.get(key)
+        if runner is None:
+            runner = DiffusionRunner.from_path(
+                model_path, cache_dir=cache_dir, config_dir=config_dir
+            )
+            _SHARED[key] = runner
+        return runner

@@ -1,0 +1,389 @@
+"""gate -> diffuse -> screen -> stamp -> record, as plain code over small protocols.
+
+A blocked request never reaches the model and is recorded like any other. The stamp step and the
+record live in ``service/`` (Postgres, blob store, signing) behind :class:`Stamper` and
+:class:`Recorder`; this module imports nothing of ``service``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+from uuid import UUID
+
+from PIL import Image
+
+from generation.diffusion_protocol import ImageGenerator
+from generation.gate import AdapterRequest, Gate, GateResult, InputImage
+from generation.params import DiffusionResult, GenerationParams, Mode, ModelInfo
+from generation.screen import Screen, ScreenResult
+from provenance.manifest import AdapterFact, GenerationFacts, ParentImage
+
+log = logging.getLogger(__name__)
+
+Status = Literal["queued", "running", "completed", "blocked", "failed"]
+Stage = Literal["gate", "diffuse", "screen", "stamp", "record"]
+ScreenPolicy = Literal["flag", "block"]
+SOFTWARE_VERSION = "0.1.0"
+# Screens run here beside the stamp step (the screen never raises).
+_HELPERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="screen")
+
+
+@dataclass
+class GenerationRequest:
+    """One request, inputs decoded, adapters named. ``id`` becomes the output's id too."""
+
+    id: UUID
+    actor: str
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 20
+    guidance: float = 7.0
+    width: int = 512
+    height: int = 512
+    scheduler: str = "euler"
+    strength: float = 0.75
+    platform_user: str | None = None
+    init: InputImage | None = None
+    mask: InputImage | None = None
+    controls: tuple[InputImage, ...] = ()
+    adapters: tuple[AdapterRequest, ...] = ()
+    prompt_private: bool = False
+    api_key_id: int | None = None
+
+    @property
+    def mode(self) -> Mode:
+        if self.init is None:
+            return "txt2img"
+        return "inpaint" if self.mask is not None else "img2img"
+
+    def inputs(self) -> list[InputImage]:
+        found = [self.init, self.mask, *self.controls]
+        return [i for i in found if i is not None]
+
+    def params(self, gate: GateResult) -> GenerationParams:
+        return GenerationParams(
+            prompt=self.prompt,
+            negative_prompt=self.negative_prompt,
+            seed=self.seed,
+            steps=self.steps,
+            guidance=self.guidance,
+            width=self.width,
+            height=self.height,
+            scheduler=self.scheduler,
+            strength=self.strength,
+            mode=self.mode,
+            init_image=self.init.image if self.init is not None else None,
+            mask_image=self.mask.image if self.mask is not None else None,
+            adapters=gate.adapter_uses(self.adapters),
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The request's parameters as recorded (prompts in the clear; see the recorder)."""
+        return {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "prompt_sha256": hashlib.sha256(self.prompt.encode()).hexdigest(),
+            "prompt_private": self.prompt_private,
+            "seed": self.seed,
+            "steps": self.steps,
+            "guidance": self.guidance,
+            "width": self.width,
+            "height": self.height,
+            "scheduler": self.scheduler,
+            "strength": self.strength if self.mode != "txt2img" else None,
+            "mode": self.mode,
+            "platform_user": self.platform_user,
+            "adapters_requested": [dataclasses.asdict(a) for a in self.adapters],
+        }
+
+
+@dataclass(frozen=True)
+class StampOutcome:
+    """What the stamp step emitted: the signed file's facts (the bytes stay in the store)."""
+
+    output_id: UUID
+    manifest_id: str
+    sha256: str
+    media_type: str
+    width: int
+    height: int
+    watermark_alg: str
+    watermark_value: str
+    watermark_verified: bool
+    pdq: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["output_id"] = str(self.output_id)
+        return data
+
+
+class Stamper(Protocol):
+    """Watermark, label, sign and store one output (service: ``stamp_and_record``)."""
+
+    def stamp(
+        self,
+        image: Image.Image,
+        facts: GenerationFacts,
+        *,
+        generation_id: UUID,
+        actor: str,
+        audit_extra: dict[str, Any],
+    ) -> StampOutcome: ...
+
+
+@dataclass
+class GenerationRecord:
+    """Everything recorded about one generation, whatever its outcome."""
+
+    request: GenerationRequest
+    status: Status
+    stage: Stage | None = None
+    gate: GateResult | None = None
+    model: ModelInfo | None = None
+    adapters: list[dict[str, Any]] = field(default_factory=list)
+    screen: ScreenResult | None = None
+    stamp: StampOutcome | None = None
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def id(self) -> UUID:
+        return self.request.id
+
+    @property
+    def reasons(self) -> list[dict[str, str]]:
+        out = self.gate.reasons() if self.gate is not None else []
+        if self.status == "blocked" and self.stage == "screen" and self.screen is not None:
+            out += [
+                {"check": "screen", "subject": "output", "code": f.code, "message": f.message}
+                for f in self.screen.flags
+            ]
+        return out
+
+    @property
+    def flags(self) -> list[dict[str, Any]]:
+        return [f.to_dict() for f in self.screen.flags] if self.screen is not None else []
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """Every gate check and the screen, each with its evidence."""
+        out = [c.to_dict() for c in self.gate.checks] if self.gate is not None else []
+        if self.screen is not None:
+            out.append(
+                {
+                    "check": "screen",
+                    "subject": "output",
+                    "outcome": "flag" if self.screen.flagged else "pass",
+                    "code": ",".join(f.code for f in self.screen.flags) or "no_source_match",
+                    "message": "; ".join(f.message for f in self.screen.flags)
+                    or "the output matches no training source",
+                    "evidence": self.screen.to_dict(),
+                }
+            )
+        return out
+
+    def model_dict(self) -> dict[str, Any] | None:
+        return dataclasses.asdict(self.model) if self.model is not None else None
+
+
+class Recorder(Protocol):
+    """Writes a generation's record (an upsert by id) and its audit-log entry."""
+
+    def record(self, record: GenerationRecord) -> None: ...
+
+
+@dataclass
+class GenerationOutcome:
+    record: GenerationRecord
+    error: BaseException | None = None
+
+    @property
+    def status(self) -> Status:
+        return self.record.status
+
+
+def generation_facts(
+    request: GenerationRequest, result: DiffusionResult, software_version: str = SOFTWARE_VERSION
+) -> GenerationFacts:
+    """The manifest's facts: model, adapters with their hashes, prompt, parameters, parent."""
+    parent = None
+    if request.init is not None:
+        parent = ParentImage(request.init.data, request.init.media_type, title="init image")
+    params = result.params
+    return GenerationFacts(
+        generation_id=str(request.id),
+        kind=params.mode,
+        model_name=result.model.name,
+        model_sha256=result.model.sha256,
+        software_agent="chopmark",
+        software_version=software_version,
+        adapters=tuple(AdapterFact(a.name, a.sha256, a.scale) for a in result.adapters),
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt or None,
+        prompt_private=request.prompt_private,
+        seed=params.seed,
+        steps=params.steps,
+        guidance=params.guidance,
+        sampler=params.scheduler,
+        width=result.image.width,
+        height=result.image.height,
+        platform_user=request.platform_user,
+        parent=parent,
+    )
+
+
+class GenerationPipeline:
+    def __init__(
+        self,
+        generator: ImageGenerator,
+        gate: Gate,
+        screen: Screen,
+        stamper: Stamper,
+        recorder: Recorder,
+        *,
+        screen_policy: ScreenPolicy = "flag",
+        software_version: str = SOFTWARE_VERSION,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if screen_policy not in ("flag", "block"):
+            raise ValueError("screen_policy must be 'flag' or 'block'")
+        self.generator = generator
+        self.gate = gate
+        self.screen = screen
+        self.stamper = stamper
+        self.recorder = recorder
+        self.screen_policy = screen_policy
+        self.software_version = software_version
+        self._clock = clock
+
+    # the gate ----------------------------------------------------------------------------------
+    def check(self, request: GenerationRequest) -> GateResult:
+        """Run the gate alone (never raises)."""
+        return self.gate.check(request.inputs(), request.adapters, request.platform_user)
+
+    def record_blocked(self, request: GenerationRequest, gate: GateResult) -> GenerationOutcome:
+        record = GenerationRecord(request, "blocked", "gate", gate, model=self._model_info())
+        record.timings["gate"] = gate.elapsed_s
+        self._timed(record, "record", self.recorder.record, record)
+        return GenerationOutcome(record)
+
+    # the whole flow ----------------------------------------------------------------------------
+    def run(self, request: GenerationRequest) -> GenerationOutcome:
+        """Blocking: gate, then (unless blocked) diffuse, screen, stamp, record."""
+        gate = self.check(request)
+        if gate.blocked:
+            return self.record_blocked(request, gate)
+        record = self._start(request, gate)
+        try:
+            result = self._timed(record, "diffuse", self.generator.run, request.params(gate))
+        except Exception as exc:
+            return self._fail(record, "diffuse", exc)
+        return self._finish(record, result)
+
+    async def run_async(
+        self, request: GenerationRequest, gate: GateResult | None = None
+    ) -> GenerationOutcome:
+        """Like :meth:`run`; the model runs on the generator's worker, the rest in threads.
+
+        Pass ``gate`` when it already ran (a caller that answers 403 before queueing).
+        """
+        if gate is None:
+            gate = await asyncio.to_thread(self.check, request)
+        if gate.blocked:
+            return await asyncio.to_thread(self.record_blocked, request, gate)
+        record = await asyncio.to_thread(self._start, request, gate)
+        start = self._clock()
+        try:
+            result = await self.generator.run_async(request.params(gate))
+        except Exception as exc:
+            record.timings["diffuse"] = self._clock() - start
+            return await asyncio.to_thread(self._fail, record, "diffuse", exc)
+        record.timings["diffuse"] = self._clock() - start
+        return await asyncio.to_thread(self._finish, record, result)
+
+    # steps -------------------------------------------------------------------------------------
+    def _timed(self, record: GenerationRecord, stage: str, fn: Callable[..., Any], *args: Any):
+        start = self._clock()
+        try:
+            return fn(*args)
+        finally:
+            record.timings[stage] = record.timings.get(stage, 0.0) + self._clock() - start
+
+    def _model_info(self) -> ModelInfo | None:
+        try:
+            return self.generator.info()
+        except Exception:
+            log.exception("the model's description is unavailable")
+            return None
+
+    def _start(self, request: GenerationRequest, gate: GateResult) -> GenerationRecord:
+        record = GenerationRecord(request, "running", None, gate, model=self._model_info())
+        record.timings["gate"] = gate.elapsed_s
+        self._timed(record, "record", self.recorder.record, record)
+        return record
+
+    def _fail(self, record: GenerationRecord, stage: Stage, exc: BaseException):
+        record.status, record.stage = "failed", stage
+        record.error = f"{type(exc).__name__}: {exc}"
+        try:
+            self._timed(record, "record", self.recorder.record, record)
+        except Exception:
+            log.exception("recording the failure of generation %s failed", record.id)
+        return GenerationOutcome(record, exc)
+
+    def _finish(self, record: GenerationRecord, result: DiffusionResult) -> GenerationOutcome:
+        record.model = result.model
+        record.adapters = [dataclasses.asdict(a) for a in result.adapters]
+        for applied, registered in zip(result.adapters, record.gate.adapters, strict=False):
+            if applied.sha256 != registered.sha256:
+                return self._fail(
+                    record,
+                    "diffuse",
+                    RuntimeError(
+                        f"adapter {applied.name!r} on disk hashes to {applied.autov2}, "
+                        f"not the registered {registered.autov2}"
+                    ),
+                )
+        if self.screen_policy == "block":
+            record.screen = self._timed(record, "screen", self.screen.screen, result.image)
+            if record.screen.flagged:
+                record.status, record.stage = "blocked", "screen"
+                self._timed(record, "record", self.recorder.record, record)
+                return GenerationOutcome(record)
+            pending = None
+        else:  # flags only annotate the record: screen beside the stamp
+            pending = _HELPERS.submit(
+                self._timed, record, "screen", self.screen.screen, result.image
+            )
+        facts = generation_facts(record.request, result, self.software_version)
+        extra = {"generation": {"gate": [c.code for c in record.gate.checks]}}
+        try:
+            record.stamp = self._timed(
+                record,
+                "stamp",
+                lambda: self.stamper.stamp(
+                    result.image,
+                    facts,
+                    generation_id=record.id,
+                    actor=record.request.actor,
+                    audit_extra=extra,
+                ),
+            )
+        except Exception as exc:
+            if pending is not None:
+                record.screen = pending.result()
+            return self._fail(record, "stamp", exc)
+        if pending is not None:
+            record.screen = pending.result()
+        record.status, record.stage = "completed", None
+        self._timed(record, "record", self.recorder.record, record)
+        return GenerationOutcome(record)

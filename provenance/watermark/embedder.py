@@ -1,0 +1,136 @@
+"""Adding the tiled pattern to the luma of an RGB image at a fixed PSNR.
+
+The pattern is the chip tile rendered at ``period_for`` pixels per tile, times the perceptual
+strength map, added equally to R, G and B. Before the final pass the embedder reads the marked
+image the way the detector will (informed embedding): each coded bit's chips are re-weighted so
+that bits the picture itself works against get more of the energy budget and those it already
+favours get less; the PSNR budget stays the same.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from . import fold as fl
+from .layout import TILE, TileLayout, interpolation_matrix, render, separable
+from .masking import strength_small
+from .whitening import highpass, to_working, weights, whiten, working_crop, working_size
+
+TILES_ACROSS = 5  # tile periods along the short side of the embedded image
+MIN_PERIOD = 2 * TILE  # pixels: chips at least two pixels wide
+TARGET_PSNR_DB = 40.5
+MIN_PSNR_DB = 40.05
+HOST_REJECTION = 0.5  # share of the picture's own contribution each bit is weighted against
+MIN_BIT_GAIN = 0.35  # no bit's chips drop below this share of the plain amplitude
+
+
+def period_for(height: int, width: int) -> int:
+    """Tile period in pixels for an image of this size."""
+    return max(MIN_PERIOD, round(min(height, width) / TILES_ACROSS))
+
+
+def _mean_square(a: np.ndarray) -> float:
+    flat = a.ravel()
+    return float(np.einsum("i,i->", flat, flat)) / flat.size
+
+
+def _gain(pattern: np.ndarray, psnr_db: float) -> float:
+    target_rms = 255.0 / 10 ** (psnr_db / 20)
+    # Rounding to integers adds about 1/12 to the mean squared error.
+    return float(
+        np.sqrt(max(target_rms**2 - 1 / 12, 0.1) / (float(np.mean(pattern * pattern)) + 1e-12))
+    )
+
+
+def compose(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``rgb + delta`` on every channel, rounded and saturated to uint8."""
+    d = np.rint(delta)
+    pos = np.clip(d, 0, 255).astype(np.uint8)
+    neg = np.clip(-d, 0, 255).astype(np.uint8)
+    return cv2.subtract(cv2.add(rgb, cv2.merge([pos, pos, pos])), cv2.merge([neg, neg, neg]))
+
+
+def working_pattern(
+    chips: np.ndarray, height: int, width: int, period: int, strength: np.ndarray
+) -> np.ndarray:
+    """The masked pattern as the detector's working image of an unedited image would hold it
+    (``strength`` is the small perceptual map)."""
+    wh, ww = working_size(height, width)
+    rows, cols = working_crop(height, width)
+    tile = chips.shape[0]
+    ys = np.arange(rows.start, rows.stop, dtype=np.float64)
+    xs = np.arange(cols.start, cols.stop, dtype=np.float64)
+    my = interpolation_matrix((ys + 0.5) * (height / wh) * tile / period - 0.5, tile)
+    mx = interpolation_matrix((xs + 0.5) * (width / ww) * tile / period - 0.5, tile)
+    mask = cv2.resize(strength, (ww, wh), interpolation=cv2.INTER_LINEAR)[rows, cols]
+    return separable(my, chips, mx) * mask
+
+
+def bit_weights(
+    gray: np.ndarray,
+    pattern_w: np.ndarray,
+    layout: TileLayout,
+    templates: fl.Templates,
+    coded_bits: np.ndarray,
+    period: int,
+) -> np.ndarray:
+    """Amplitude factor per coded bit (informed embedding). The detector's view of the picture
+    alone and of the pattern alone (``pattern_w``, working size, final amplitude) give each
+    bit's gain and the picture's own pull on it; the factors maximise the smallest margin at an
+    unchanged total energy."""
+    h, w = gray.shape
+    host_w = to_working(gray)
+    weight = weights(host_w)
+    e_host = whiten(host_w, weight)
+    e_pattern = highpass(pattern_w) * weight
+    lattice = fl.unedited_lattice(h, w, period)
+    fold_host = fl.fold_total(e_host, lattice)
+    fold_pattern = fl.fold_total(e_pattern, lattice)
+    corr = fl.correlate(fold_host + fold_pattern, templates.pilot(lattice))
+    offset = fl.peaks(fl.zscore(corr), 1)[0][:2]
+    host = layout.coded_soft(fl.read_chips(fold_host, templates, lattice, offset))
+    own = layout.coded_soft(fl.read_chips(fold_pattern, templates, lattice, offset))
+    symbols = 2.0 * coded_bits - 1.0
+    gain = own * symbols
+    pull = HOST_REJECTION * host * symbols
+    gain = np.maximum(gain, 0.2 * max(float(np.median(gain)), 1e-9))
+    budget = float(layout.n_coded)
+    lo, hi = 0.0, float(np.max(np.abs(pull)) + 10 * np.max(gain))
+    for _ in range(40):  # the largest common target margin whose amplitudes fit the budget
+        mid = 0.5 * (lo + hi)
+        amp = np.maximum(MIN_BIT_GAIN, (mid - pull) / gain)
+        if float(np.sum(amp * amp)) > budget:
+            hi = mid
+        else:
+            lo = mid
+    return np.maximum(MIN_BIT_GAIN, (lo - pull) / gain).astype(np.float32)
+
+
+def embed(
+    rgb: np.ndarray,
+    layout: TileLayout,
+    templates: fl.Templates,
+    coded_bits: np.ndarray,
+    informed: bool = True,
+) -> np.ndarray:
+    """The watermarked copy of ``rgb`` (uint8, (h, w, 3)), PSNR about ``TARGET_PSNR_DB``."""
+    h, w, _ = rgb.shape
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    strength = strength_small(gray)
+    period = period_for(h, w)
+    chips = layout.chips(coded_bits)
+    if informed:
+        pattern_w = working_pattern(chips, h, w, period, strength)
+        pattern_w *= _gain(pattern_w, TARGET_PSNR_DB)
+        gains = bit_weights(gray, pattern_w, layout, templates, coded_bits, period)
+        chips = layout.chips(coded_bits, gains)
+    mask = cv2.resize(strength, (w, h), interpolation=cv2.INTER_LINEAR)
+    pattern = render(chips, h, w, period)
+    pattern *= mask
+    delta = pattern * _gain(pattern, TARGET_PSNR_DB)
+    mse = _mean_square(delta) + 1 / 12  # rounding adds about 1/12
+    floor = (255.0 / 10 ** (MIN_PSNR_DB / 20)) ** 2
+    if mse > floor:
+        delta *= np.sqrt(floor / mse) * 0.98
+    return compose(rgb, delta)

@@ -1,0 +1,122 @@
+"""Finding the square lattice of tile repeats: the pilot's plane waves are sharp peaks in the
+whitened image's power spectrum, and their pattern, scaled and rotated, gives period and angle.
+
+A lattice maps working pixels to tile coordinates in chips: ``chips = matrix @ (x, y)``, with
+``(x, y)`` measured from the image centre. An unedited image has ``matrix = I * TILE / period``;
+scaling and rotation scale and rotate it, and a 2x2 matrix also absorbs aspect change and shear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .layout import TILE
+
+MAX_ANGLE_DEG = 5.0
+MIN_TILES = 1.9  # the shortest working side must hold this many periods ...
+MAX_TILES = 5.8  # ... and at most this many
+COARSE_KEEP = 24  # coarse maxima refined before ranking
+COARSE_PERIOD_STEP = 0.5  # working pixels
+COARSE_ANGLE_STEP = 0.5  # degrees
+BACKGROUND_SIGMA = 6.0  # frequency bins
+NMS = 7  # coarse maxima must top this many grid steps square
+
+
+@dataclass(frozen=True)
+class Lattice:
+    matrix: np.ndarray  # (2, 2) chips per working pixel
+    score: float = 0.0
+
+    @staticmethod
+    def similarity(period: float, angle: float, score: float = 0.0) -> Lattice:
+        k = TILE / period
+        c, s = np.cos(angle) * k, np.sin(angle) * k
+        return Lattice(np.array([[c, s], [-s, c]]), score)
+
+    @property
+    def period(self) -> float:
+        """Mean tile period in working pixels."""
+        return float(TILE / np.sqrt(abs(np.linalg.det(self.matrix))))
+
+    @property
+    def angle_deg(self) -> float:
+        m = self.matrix
+        return float(np.rad2deg(np.arctan2(m[0, 1] - m[1, 0], m[0, 0] + m[1, 1])))
+
+
+def spectrum_snr(e: np.ndarray) -> np.ndarray:
+    """Power spectrum of the Hann-windowed image over its local background, zero frequency at
+    the centre (``fftshift`` order), float32."""
+    h, w = e.shape
+    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
+    padded = np.zeros((cv2.getOptimalDFTSize(h), cv2.getOptimalDFTSize(w)), np.float32)
+    padded[:h, :w] = e * window
+    spec = cv2.dft(padded, flags=cv2.DFT_COMPLEX_OUTPUT)
+    power = np.fft.fftshift(spec[..., 0] ** 2 + spec[..., 1] ** 2)
+    background = cv2.GaussianBlur(power, (0, 0), BACKGROUND_SIGMA)
+    return (power / (background + 1e-6 * float(background.mean()) + 1e-20)).astype(np.float32)
+
+
+def sample(img: np.ndarray, x: np.ndarray, y: np.ndarray, periodic: bool = False) -> np.ndarray:
+    """Bicubic samples of a float32 image at float positions (arrays of any shape)."""
+    size = x.size
+    cols = 1024
+    pad = -size % cols
+    mx = np.pad(np.asarray(x, np.float32).ravel(), (0, pad)).reshape(-1, cols)
+    my = np.pad(np.asarray(y, np.float32).ravel(), (0, pad)).reshape(-1, cols)
+    border = cv2.BORDER_WRAP if periodic else cv2.BORDER_CONSTANT
+    out = cv2.remap(img, mx, my, cv2.INTER_CUBIC, borderMode=border)
+    return out.ravel()[:size].reshape(np.shape(x))
+
+
+def sample_periodic(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return sample(img, x, y, periodic=True)
+
+
+def _score(
+    snr: np.ndarray, waves: np.ndarray, periods: np.ndarray, angles: np.ndarray
+) -> np.ndarray:
+    """Score of each (period, angle) pair (equal-shape arrays): log(1 + snr) summed over where
+    the pilot waves fall. A wave of ``k`` cycles per tile is at ``R(angle)^T k / period``
+    cycles per pixel."""
+    hs, ws = snr.shape
+    c, s = np.cos(angles)[..., None], np.sin(angles)[..., None]
+    p = periods[..., None]
+    fx = (c * waves[:, 0] - s * waves[:, 1]) / p
+    fy = (s * waves[:, 0] + c * waves[:, 1]) / p
+    val = sample(snr, fx * ws + ws // 2, fy * hs + hs // 2)
+    return np.log1p(np.maximum(val, 0.0)).sum(-1)
+
+
+def find_lattices(e: np.ndarray, waves: np.ndarray, count: int) -> list[Lattice]:
+    """The ``count`` best square lattices by pilot-wave score, best first: a coarse grid of
+    periods and angles (the Hann window's main lobe spans the grid step), then a fine grid
+    round each of the ``COARSE_KEEP`` best local maxima of the coarse score."""
+    h, w = e.shape
+    snr = spectrum_snr(e)
+    short = min(h, w)
+    periods = np.arange(short / MAX_TILES, short / MIN_TILES, COARSE_PERIOD_STEP, dtype=np.float32)
+    step = COARSE_ANGLE_STEP
+    angles = np.deg2rad(np.arange(-MAX_ANGLE_DEG, MAX_ANGLE_DEG + 1e-6, step, dtype=np.float32))
+    pp, aa = np.meshgrid(periods, angles, indexing="ij")
+    coarse = _score(snr, waves, pp, aa).astype(np.float32)
+    is_max = coarse >= cv2.dilate(coarse, np.ones((NMS, NMS), np.uint8))
+    flat = np.flatnonzero(is_max)
+    flat = flat[np.argsort(coarse.ravel()[flat])[::-1][:COARSE_KEEP]]
+    offsets_p, offsets_a = np.meshgrid(
+        np.arange(-0.6, 0.61, 0.1, dtype=np.float32),
+        np.deg2rad(np.arange(-0.6, 0.61, 0.1, dtype=np.float32)),
+        indexing="ij",
+    )
+    fine_p = pp.ravel()[flat][:, None] + offsets_p.ravel()[None, :]
+    fine_a = aa.ravel()[flat][:, None] + offsets_a.ravel()[None, :]
+    fine = _score(snr, waves, fine_p, fine_a)
+    best = np.argmax(fine, axis=1)
+    found = [
+        Lattice.similarity(float(fine_p[i, j]), float(fine_a[i, j]), float(fine[i, j]))
+        for i, j in enumerate(best)
+    ]
+    return sorted(found, key=lambda f: -f.score)[:count]

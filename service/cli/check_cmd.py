@@ -1,0 +1,68 @@
+"""``chopmark check IMAGE...``: moderate images in-process, as POST /v1/moderation/check does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from service.cli.common import cli_actor, console, err_console, runtime
+
+_STYLE = {"allow": "green", "review": "yellow", "block": "bold red"}
+
+
+def check(
+    images: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, help="image files to moderate")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="print the full responses")] = False,
+    user: Annotated[str | None, typer.Option(help="platform user, for licences")] = None,
+) -> None:
+    """Verdict and reasons for each image: provenance, registry and training-source checks under
+    the moderation policy (CHOPMARK_MODERATION_POLICY). Exit 2 if an image cannot be read."""
+    from service.moderation.check import run_check
+    from service.moderation.policy import POLICIES, PolicyError
+    from similarity import ImageRejected
+
+    results: list[tuple[Path, dict[str, Any] | None, str | None]] = []
+    with runtime(indexes=True) as rt:
+        try:
+            policy = POLICIES.for_key(rt.settings, None, None)
+        except PolicyError as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+        for path in images:
+            try:
+                outcome = run_check(
+                    rt, path.read_bytes(), policy, actor=cli_actor(), api_key_id=None, user=user
+                )
+                results.append((path, outcome.report, None))
+            except ImageRejected as exc:
+                results.append((path, None, str(exc)))
+    if as_json:
+        print(
+            json.dumps(
+                [r if r is not None else {"file": str(p), "error": e} for p, r, e in results],
+                indent=2,
+            )
+        )
+    else:
+        table = Table("image", "verdict", "AI-generated", "reasons")
+        for path, report, error in results:
+            if report is None:
+                table.add_row(str(path), "[red]error[/red]", "", error or "")
+                continue
+            verdict = report["verdict"]
+            ai = report["provenance"]["ai_generated"]
+            table.add_row(
+                str(path),
+                f"[{_STYLE[verdict]}]{verdict}[/{_STYLE[verdict]}]",
+                ai["status"] + (f" ({ai['generation_id']})" if ai["generation_id"] else ""),
+                "\n".join(f"{r['action']}: {r['message']}" for r in report["reasons"]),
+            )
+        console.print(table)
+    if any(r is None for _, r, _ in results):
+        raise typer.Exit(2)

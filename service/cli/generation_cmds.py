@@ -1,0 +1,346 @@
+"""``chopmark generate``, ``chopmark adapters add|list|block|allow`` and ``chopmark sources add``.
+
+Register with the main app: ``app.command()(generate)``, ``app.add_typer(adapters_app,
+name="adapters")``, ``app.add_typer(sources_app, name="sources")``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import secrets
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Annotated
+from uuid import uuid4
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from service.cli.common import cli_actor, console, err_console, runtime
+from service.genservice.adapters import AdapterRecord
+from service.registry.ingest import PreparedImage, prepare
+from similarity import DecodeLimits, ImageRejected
+
+adapters_app = typer.Typer(help="LoRA adapters allowed in generations.", no_args_is_help=True)
+sources_app = typer.Typer(help="Training sources screened against outputs.", no_args_is_help=True)
+
+_SPAWN = multiprocessing.get_context("spawn")
+EXIT_BLOCKED = 3
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def _adapter_line(a: AdapterRecord) -> str:
+    why = f" ({a.status_reason})" if a.status_reason else ""
+    return f"{a.name}  {a.status}{why}  sha256 {a.sha256}  AutoV2 {a.autov2}"
+
+
+# adapters --------------------------------------------------------------------------------------
+@adapters_app.command("add")
+def adapters_add(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a .safetensors LoRA")],
+    name: Annotated[str, typer.Option(help="the name generation requests use")],
+) -> None:
+    """Register a LoRA file: hashes, training metadata from its header, status allowed."""
+    from service.genservice.service import adapter_store
+    from service.registry.store import Conflict
+
+    with runtime() as rt, rt.pool.connection() as conn:
+        try:
+            rec = adapter_store(rt).register(conn, cli_actor(), name, file, file.name)
+        except Conflict as exc:
+            raise _fail(str(exc), 1) from None
+        except ValueError as exc:
+            raise _fail(f"not a usable adapter: {exc}") from None
+    console.print(f"registered {_adapter_line(rec)}")
+    if rec.training:
+        keys = ", ".join(sorted(rec.training)[:8])
+        console.print(f"training metadata: {len(rec.training)} fields ({keys}, ...)")
+
+
+@adapters_app.command("list")
+def adapters_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List registered adapters."""
+    from service.genservice.service import adapter_store
+
+    with runtime() as rt, rt.pool.connection() as conn:
+        found = adapter_store(rt).list(conn)
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": a.name,
+                        "status": a.status,
+                        "status_reason": a.status_reason,
+                        "sha256": a.sha256,
+                        "autov2": a.autov2,
+                        "size_bytes": a.size_bytes,
+                        "training": a.training,
+                    }
+                    for a in found
+                ],
+                indent=2,
+            )
+        )
+        return
+    table = Table("name", "status", "AutoV2", "rank", "base", "registered")
+    for a in found:
+        table.add_row(
+            a.name,
+            a.status + (f" ({a.status_reason})" if a.status_reason else ""),
+            a.autov2,
+            str(a.details.get("rank") or "-"),
+            str(a.details.get("base_family") or a.details.get("base_model_hint") or "-"),
+            f"{a.created_at:%Y-%m-%d}",
+        )
+    console.print(table)
+
+
+def _set_status(name: str, status: str, reason: str | None) -> None:
+    from service.genservice.service import adapter_store
+    from service.registry.store import NotFound
+
+    with runtime() as rt, rt.pool.connection() as conn:
+        try:
+            rec = adapter_store(rt).set_status(conn, cli_actor(), name, status, reason)
+        except NotFound as exc:
+            raise _fail(str(exc), 1) from None
+    console.print(_adapter_line(rec))
+
+
+@adapters_app.command("block")
+def adapters_block(
+    name: Annotated[str, typer.Argument()],
+    reason: Annotated[str | None, typer.Option(help="recorded and shown to requesters")] = None,
+) -> None:
+    """Block an adapter: generations naming it are refused."""
+    _set_status(name, "blocked", reason)
+
+
+@adapters_app.command("allow")
+def adapters_allow(name: Annotated[str, typer.Argument()]) -> None:
+    """Allow a blocked adapter again."""
+    _set_status(name, "allowed", None)
+
+
+# sources ---------------------------------------------------------------------------------------
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+
+def _expand(paths: list[Path]) -> list[Path]:
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(
+                p
+                for p in sorted(path.rglob("*"))
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+        else:
+            out.append(path)
+    return out
+
+
+def _prepare_source(path: str, limits: DecodeLimits) -> PreparedImage:
+    p = Path(path)
+    size = p.stat().st_size
+    if size > limits.max_bytes:
+        raise ImageRejected("too_large", f"{size} bytes is over the limit of {limits.max_bytes}")
+    return prepare(p.read_bytes(), p.name, limits)
+
+
+@sources_app.command("add")
+def sources_add(
+    paths: Annotated[list[Path], typer.Argument(help="image files and folders")],
+    dataset: Annotated[str, typer.Option(help="the training set these images belong to")],
+    licence: Annotated[str | None, typer.Option(help="licence notes for the dataset")] = None,
+    workers: Annotated[int | None, typer.Option(help="fingerprinting processes")] = None,
+) -> None:
+    """Fingerprint training-source images into the 'source' bank, with a progress bar."""
+    from service.genservice.service import runtime_embedder, source_store
+    from similarity import decode_image
+
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise _fail(f"no such file: {', '.join(map(str, missing))}")
+    files = _expand(paths)
+    added = duplicates = 0
+    rejected: list[tuple[Path, str]] = []
+    with runtime() as rt:
+        store = source_store(rt)
+        embedder = runtime_embedder(rt)
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        count = workers or max(1, os.cpu_count() or 1)
+        with (
+            progress,
+            ProcessPoolExecutor(max_workers=count, mp_context=_SPAWN) as pool,
+            rt.pool.connection() as conn,
+        ):
+            task = progress.add_task("adding sources", total=len(files))
+            futures = {pool.submit(_prepare_source, str(f), rt.decode_limits): f for f in files}
+            for fut in as_completed(futures):
+                path = futures[fut]
+                try:
+                    item = fut.result()
+                    vector = None
+                    if embedder.available:
+                        image = decode_image(item.data, rt.decode_limits, target_side=256).image
+                        vector = embedder.embed([image])[0]
+                except ImageRejected as exc:
+                    rejected.append((path, str(exc)))
+                except OSError as exc:
+                    rejected.append((path, f"cannot read: {exc.strerror or exc}"))
+                else:
+                    rt.thumbnails.put(item.sha256, item.thumbnail)
+                    _, created = store.add(
+                        conn,
+                        cli_actor(),
+                        dataset=dataset,
+                        licence=licence,
+                        item=item,
+                        embedding=vector,
+                        clip_model=embedder.name if vector is not None else None,
+                    )
+                    added, duplicates = added + created, duplicates + (not created)
+                progress.advance(task)
+    for path, reason in rejected:
+        err_console.print(f"[yellow]rejected[/yellow] {path}: {reason}")
+    clip = "with CLIP embeddings" if embedder.available else f"no CLIP ({embedder.reason})"
+    console.print(
+        f"dataset {dataset}: added {added}, duplicate {duplicates}, rejected {len(rejected)}; "
+        + clip
+    )
+    if rejected and not (added or duplicates):
+        raise typer.Exit(1)
+
+
+# generate --------------------------------------------------------------------------------------
+def _parse_lora(value: str) -> tuple[str, float]:
+    name, _, scale = value.partition(":")
+    try:
+        return name, float(scale) if scale else 1.0
+    except ValueError:
+        raise typer.BadParameter(f"--lora {value!r}: expected NAME or NAME:SCALE") from None
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help="what to draw")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="where to write the image")],
+    negative: Annotated[str, typer.Option("--negative", help="negative prompt")] = "",
+    init: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="init image: img2img")
+    ] = None,
+    mask: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="mask: inpainting")
+    ] = None,
+    strength: Annotated[float, typer.Option(min=0.01, max=1.0)] = 0.75,
+    lora: Annotated[list[str] | None, typer.Option(help="NAME:SCALE; repeat for several")] = None,
+    user: Annotated[str | None, typer.Option(help="the platform user asking")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="default: random")] = None,
+    steps: Annotated[int, typer.Option(min=1, max=150)] = 20,
+    guidance: Annotated[float, typer.Option(min=0, max=30)] = 7.0,
+    width: Annotated[int, typer.Option(min=256, max=2048)] = 512,
+    height: Annotated[int, typer.Option(min=256, max=2048)] = 512,
+    scheduler: Annotated[str, typer.Option()] = "euler",
+    as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
+) -> None:
+    """Generate through the gate, the screen and the stamp; blocked requests exit 3."""
+    from generation.gate import AdapterRequest
+    from generation.pipeline import GenerationRequest
+    from service.genservice.inputs import decode_input
+    from service.genservice.service import GenerationService
+
+    if mask is not None and init is None:
+        raise _fail("--mask needs --init")
+    adapters = tuple(AdapterRequest(*_parse_lora(v)) for v in lora or [])
+    with runtime(indexes=True) as rt:
+        try:
+            init_image = decode_input("init", init.read_bytes(), rt.decode_limits) if init else None
+            mask_image = decode_input("mask", mask.read_bytes(), rt.decode_limits) if mask else None
+        except ImageRejected as exc:
+            raise _fail(str(exc)) from None
+        request = GenerationRequest(
+            id=uuid4(),
+            actor=cli_actor(),
+            prompt=prompt,
+            negative_prompt=negative,
+            seed=seed if seed is not None else secrets.randbelow(2**32),
+            steps=steps,
+            guidance=guidance,
+            width=width,
+            height=height,
+            scheduler=scheduler,
+            strength=strength,
+            platform_user=user,
+            init=init_image,
+            mask=mask_image,
+            adapters=adapters,
+        )
+        service = GenerationService.open(rt)
+        try:
+            outcome = service.pipeline.run(request)
+            record = outcome.record
+            data = rt.blobs.get(record.stamp.sha256) if record.stamp is not None else None
+        finally:
+            service.close()
+    _report(outcome.record, as_json)
+    if record.status == "blocked":
+        raise typer.Exit(EXIT_BLOCKED)
+    if record.status != "completed" or data is None:
+        raise _fail(f"generation failed at {record.stage}: {record.error}", 1)
+    output.write_bytes(data)
+    if not as_json:
+        console.print(f"wrote {output}")
+
+
+def _report(record: object, as_json: bool) -> None:
+    from generation.pipeline import GenerationRecord
+
+    assert isinstance(record, GenerationRecord)
+    model = record.model
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "id": str(record.id),
+                    "status": record.status,
+                    "stage": record.stage,
+                    "reasons": record.reasons,
+                    "flags": record.flags,
+                    "model": record.model_dict(),
+                    "adapters": record.adapters,
+                    "output": record.stamp.to_dict() if record.stamp else None,
+                    "error": record.error,
+                    "timings_ms": {k: round(v * 1e3, 1) for k, v in record.timings.items()},
+                },
+                indent=2,
+            )
+        )
+        return
+    if model is not None and model.notice:
+        err_console.print(f"[yellow]note:[/yellow] {model.notice}")
+    if record.status == "blocked":
+        err_console.print(f"[red]blocked[/red] generation {record.id}")
+        for reason in record.reasons:
+            err_console.print(f"  {reason['code']}: {reason['message']}")
+        return
+    if record.stamp is not None:
+        s = record.stamp
+        console.print(f"generation {record.id}: manifest {s.manifest_id}")
+        console.print(f"watermark {s.watermark_alg} {s.watermark_value}; sha256 {s.sha256}")
+    for flag in record.flags:
+        console.print(f"[yellow]flag[/yellow] {flag['code']}: {flag['message']}")

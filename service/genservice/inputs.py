@@ -1,0 +1,20 @@
+"""Decoding an image a generation request feeds the model (init, mask, control)."""
+
+from __future__ import annotations
+
+from generation.gate import InputImage
+from similarity import DecodeLimits, ImageRejected, decode_image
+
+INPUT_MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+
+
+def decode_input(role: str, data: bytes, limits: DecodeLimits) -> InputImage:
+    """Decode at full size; raises ``ImageRejected`` (code ``unsupported`` for formats whose
+    consent metadata cannot be read: only PNG, JPEG and WebP are taken)."""
+    decoded = decode_image(data, limits, target_side=None)
+    media_type = INPUT_MEDIA_TYPES.get(decoded.format)
+    if media_type is None:
+        raise ImageRejected(
+            "unsupported", f"generation inputs must be PNG, JPEG or WebP, not {decoded.format}"
+        )
+    return InputImage(role, data, decoded.image, media_type)

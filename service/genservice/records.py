@@ -1,0 +1,183 @@
+"""SQL for the generation record: one row per request (blocked ones too), the registered artworks
+its inputs matched, and an audit-log entry when it ends (completed, blocked or failed)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from generation.pipeline import GenerationRecord
+from service.audit.log import AuditLog
+
+TERMINAL = ("completed", "blocked", "failed")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _match_outcome(check_blocks: bool, permitted: bool, licensed: bool, decision: str) -> str:
+    if decision != "copy":
+        return "noted"
+    if licensed:
+        return "licensed"
+    if permitted:
+        return "allowed"
+    return "blocked" if check_blocks else "noted"
+
+
+def _columns(rec: GenerationRecord) -> dict[str, Any]:
+    req = rec.request
+    model = rec.model
+    stamp = rec.stamp
+    gate = rec.gate
+    return {
+        "id": rec.id,
+        "status": rec.status,
+        "stage": rec.stage,
+        "mode": req.mode,
+        "api_key_id": req.api_key_id,
+        "actor": req.actor,
+        "platform_user": req.platform_user,
+        "prompt": None if req.prompt_private else req.prompt,
+        "negative_prompt": None if req.prompt_private else req.negative_prompt,
+        "prompt_sha256": _sha256(req.prompt),
+        "negative_prompt_sha256": _sha256(req.negative_prompt),
+        "prompt_private": req.prompt_private,
+        "seed": req.seed,
+        "steps": req.steps,
+        "guidance": req.guidance,
+        "width": req.width,
+        "height": req.height,
+        "strength": req.strength if req.mode != "txt2img" else None,
+        "scheduler": req.scheduler,
+        "model_name": model.name if model else None,
+        "model_sha256": model.sha256 if model else None,
+        "model_autov2": model.autov2 if model else None,
+        "model_default_tiny": model.is_default_tiny if model else None,
+        "model": Jsonb(rec.model_dict()) if model else None,
+        "adapters": Jsonb(
+            rec.adapters
+            or [{"name": a.name, "scale": a.scale, "applied": False} for a in req.adapters]
+        ),
+        "inputs": Jsonb([i.to_dict() for i in gate.inputs] if gate else []),
+        "decisions": Jsonb(rec.decisions()),
+        "reasons": Jsonb(rec.reasons),
+        "flags": Jsonb(rec.flags),
+        "screen": Jsonb(rec.screen.to_dict()) if rec.screen is not None else None,
+        "output_id": stamp.output_id if stamp else None,
+        "output_sha256": stamp.sha256 if stamp else None,
+        "output_pdq": stamp.pdq if stamp else None,
+        "watermark_alg": stamp.watermark_alg if stamp else None,
+        "watermark_value": stamp.watermark_value if stamp else None,
+        "manifest_id": stamp.manifest_id if stamp else None,
+        "timings": Jsonb({k: round(v * 1e3, 2) for k, v in rec.timings.items()}),
+        "error": rec.error,
+    }
+
+
+def _audit_entry(rec: GenerationRecord, cols: dict[str, Any]) -> dict[str, Any]:
+    req = rec.request
+    params = req.summary()
+    params["negative_prompt_sha256"] = _sha256(req.negative_prompt)
+    if req.prompt_private:
+        params.pop("prompt")
+        params.pop("negative_prompt")
+    return {
+        "status": rec.status,
+        "stage": rec.stage,
+        "api_key_id": req.api_key_id,
+        "parameters": params,
+        "model": rec.model_dict(),
+        "adapters": cols["adapters"].obj,
+        "inputs": cols["inputs"].obj,
+        "decisions": cols["decisions"].obj,
+        "reasons": cols["reasons"].obj,
+        "flags": cols["flags"].obj,
+        "output": rec.stamp.to_dict() if rec.stamp is not None else None,
+        "error": rec.error,
+    }
+
+
+class GenerationStore:
+    """``generation.pipeline.Recorder`` over Postgres; also reads records back."""
+
+    def __init__(self, pool: ConnectionPool, audit: AuditLog) -> None:
+        self.pool = pool
+        self.audit = audit
+
+    def record(self, record: GenerationRecord) -> None:
+        cols = _columns(record)
+        names = list(cols)
+        updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in ("id", "created_at"))
+        terminal = record.status in TERMINAL
+        with self.pool.connection() as conn, conn.transaction():
+            cur = conn.execute(
+                f"INSERT INTO generations ({', '.join(names)}, finished_at)"
+                f" VALUES ({', '.join(['%s'] * len(names))}, {'now()' if terminal else 'NULL'})"
+                f" ON CONFLICT (id) DO UPDATE SET {updates}, finished_at = EXCLUDED.finished_at"
+                " WHERE generations.status NOT IN ('completed', 'blocked', 'failed')",
+                list(cols.values()),
+            )
+            if not terminal or cur.rowcount == 0:
+                return
+            self._insert_matches(conn, record)
+            self.audit.append(
+                conn,
+                f"generation.{record.status}",
+                record.request.actor,
+                f"generation:{record.id}",
+                _audit_entry(record, cols),
+            )
+
+    def _insert_matches(self, conn: psycopg.Connection, record: GenerationRecord) -> None:
+        gate = record.gate
+        if gate is None or not gate.matches:
+            return
+        blocking = {c.subject for c in gate.checks if c.check == "registry" and c.blocks}
+        rows = [
+            (
+                record.id,
+                role,
+                UUID(hit.artwork_id),
+                UUID(hit.artist_id),
+                hit.decision,
+                hit.score,
+                _match_outcome(
+                    role in blocking, hit.permitted, hit.license_id is not None, hit.decision
+                ),
+                UUID(hit.license_id) if hit.license_id else None,
+            )
+            for role, hit in gate.matches
+        ]
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO generation_matches (generation_id, input_role, artwork_id, artist_id,"
+                " decision, score, outcome, license_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                rows,
+            )
+
+    def get(self, conn: psycopg.Connection, generation_id: UUID) -> dict[str, Any] | None:
+        row = conn.execute(
+            "SELECT g.*, o.media_type AS output_media_type, o.width AS output_width,"
+            " o.height AS output_height, o.watermark_verified, o.facts AS output_facts"
+            " FROM generations g LEFT JOIN outputs o ON o.id = g.output_id WHERE g.id = %s",
+            (generation_id,),
+        ).fetchone()
+        return dict(row) if row else None
+
+    def for_artwork(self, conn: psycopg.Connection, artwork_id: UUID) -> list[dict[str, Any]]:
+        """Generations whose inputs matched an artwork, newest first."""
+        rows = conn.execute(
+            "SELECT m.*, g.status, g.platform_user, g.created_at FROM generation_matches m"
+            " JOIN generations g ON g.id = m.generation_id WHERE m.artwork_id = %s"
+            " ORDER BY g.created_at DESC",
+            (artwork_id,),
+        ).fetchall()
+        return [dict(r) for r in rows]

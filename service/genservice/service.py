@@ -1,0 +1,143 @@
+"""One process's generation service: the pipeline built over the runtime, and the model runner.
+
+The runner is loaded on first use (``CHOPMARK_MODEL``, else the default tiny model, cached under
+``<data dir>/models``) and is one per process.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from generation.diffusion_protocol import ImageGenerator
+from generation.gate import Gate, MetadataConsentReader
+from generation.params import DiffusionResult, GenerationParams, ModelInfo
+from generation.pipeline import GenerationPipeline
+from generation.screen import DEFAULT_CLIP_THRESHOLD, Screen
+from service.genservice.adapters import AdapterStore, StoreAdapterRegistry
+from service.genservice.backends import RuntimeArtworkRegistry, RuntimeStamper
+from service.genservice.records import GenerationStore
+from service.genservice.sources import BankSourceIndex, SourceEmbeddingIndex, SourceStore
+from similarity import Embedder, load_embedder
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+
+def model_cache_dir(rt: Runtime) -> Path:
+    return rt.settings.data_path / "models"
+
+
+def adapter_store(rt: Runtime) -> AdapterStore:
+    return AdapterStore(rt.audit, rt.blobs, rt.settings.data_path / "adapters")
+
+
+def source_store(rt: Runtime) -> SourceStore:
+    return SourceStore(rt.audit)
+
+
+def runtime_embedder(rt: Runtime) -> Embedder:
+    """The runtime's CLIP embedder if it has one, else one loaded from the settings."""
+    found = getattr(rt, "embedder", None)
+    if found is not None:
+        return found
+    return load_embedder(rt.settings.clip_checkpoint, rt.settings.clip_model)
+
+
+class LazyRunner:
+    """An ``ImageGenerator`` that loads the process's diffusion runner on first use."""
+
+    def __init__(self, model_path: Path | None, cache_dir: Path) -> None:
+        self.model_path = model_path
+        self.cache_dir = cache_dir
+        self._lock = threading.Lock()
+        self._runner: Any = None
+
+    @property
+    def runner(self) -> Any:
+        with self._lock:
+            if self._runner is None:
+                from generation.diffusion import shared_runner  # torch loads here, not at import
+
+                self._runner = shared_runner(self.model_path, cache_dir=self.cache_dir)
+            return self._runner
+
+    def run(self, params: GenerationParams) -> DiffusionResult:
+        return self.runner.run(params)
+
+    async def run_async(self, params: GenerationParams) -> DiffusionResult:
+        return await self.runner.run_async(params)
+
+    def info(self) -> ModelInfo:
+        return self.runner.info()
+
+    def close(self) -> None:
+        with self._lock:
+            runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.close()
+
+
+class GenerationService:
+    def __init__(
+        self,
+        rt: Runtime,
+        generator: ImageGenerator,
+        *,
+        embedder: Embedder | None = None,
+        screen_policy: str | None = None,
+    ) -> None:
+        settings = rt.settings
+        self.rt = rt
+        self.generator = generator
+        self.embedder = embedder if embedder is not None else runtime_embedder(rt)
+        self.adapters = adapter_store(rt)
+        self.sources = source_store(rt)
+        self.records = GenerationStore(rt.pool, rt.audit)
+        gate = Gate(
+            RuntimeArtworkRegistry(rt),
+            StoreAdapterRegistry(rt.pool, self.adapters),
+            MetadataConsentReader(rt.signing.trust_anchors_pem),
+        )
+        screen = Screen(
+            BankSourceIndex(rt.pool, rt.banks["source"], self.sources),
+            embedder=self.embedder,
+            embeddings=SourceEmbeddingIndex(rt.pool),
+            clip_threshold=float(
+                getattr(settings, "clip_screen_threshold", DEFAULT_CLIP_THRESHOLD)
+            ),
+        )
+        self.pipeline = GenerationPipeline(
+            generator,
+            gate,
+            screen,
+            RuntimeStamper(rt),
+            self.records,
+            screen_policy=screen_policy or getattr(settings, "screen_policy", "flag"),
+        )
+
+    @classmethod
+    def open(cls, rt: Runtime, **kwargs: Any) -> GenerationService:
+        """The service with the configured model, loaded lazily."""
+        model = getattr(rt.settings, "model", None)
+        return cls(rt, LazyRunner(model, model_cache_dir(rt)), **kwargs)
+
+    def close(self) -> None:
+        close = getattr(self.generator, "close", None)
+        if callable(close):
+            close()
+
+
+_CREATE_LOCK = threading.Lock()
+
+
+def get_generation_service(holder: Any, rt: Runtime) -> GenerationService:
+    """``holder.generation`` (e.g. ``app.state``), created on first use when the app's lifespan
+    did not create one."""
+    with _CREATE_LOCK:
+        service = getattr(holder, "generation", None)
+        if service is None:
+            service = GenerationService.open(rt)
+            holder.generation = service
+        return service

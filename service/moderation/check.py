@@ -1,0 +1,584 @@
+"""One moderation check: decode once, compute every signal once, look at provenance (C2PA,
+watermark cross-checked with fingerprints, labels), the artwork registry and the training
+sources, apply the policy, record the outcome. Blocking: call it from a worker thread."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from provenance.c2pa_io import read_manifest
+from provenance.labels import Labels, read_labels
+from provenance.manifest_report import ManifestReport
+from provenance.watermark import WatermarkReading
+from service.moderation.policy import (
+    Decision,
+    Findings,
+    Policy,
+    RegistryHit,
+    SourceHit,
+    decide,
+)
+from service.registry.matching import RegistryMatches, match_registry
+from service.stamping.resolve import Resolution, ResolvedOutput
+from similarity import DecodedImage, ImageSignals, Match, compute_signals, decode_image
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+AI_SOURCE_TYPES = ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia")
+AIGC_GENERATED = "1"
+MATCH_LIMIT = 10
+# Watermark detection runs beside fingerprinting; bounded like the request thread pool.
+_HELPERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="moderation")
+
+
+@dataclass
+class Inspection:
+    """Everything seen in one image, before the policy is applied."""
+
+    sha256: str
+    media_type: str
+    width: int
+    height: int
+    manifest: ManifestReport
+    manifest_generation_id: str | None
+    labels: Labels | None
+    labels_error: str | None
+    watermark_error: str | None
+    resolution: Resolution
+    registry: RegistryMatches
+    sources: list[tuple[Match, str | None]] | None
+    source_index: dict[str, int] | None
+    user: str | None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ---- signals ------------------------------------------------------------------------------
+
+
+def _is_ai_source_type(value: str | None) -> bool:
+    return bool(value) and str(value).rstrip("/").rsplit("/", 1)[-1] in AI_SOURCE_TYPES
+
+
+def _detect_watermark(rt: Runtime, decoded: DecodedImage) -> tuple[WatermarkReading, str | None]:
+    try:
+        return rt.watermarker.detect(decoded.image), None
+    except ValueError as exc:  # too small to carry our watermark
+        return WatermarkReading(False, None, 0.0, None), str(exc)
+
+
+def resolve_with_signals(
+    rt: Runtime,
+    reading: WatermarkReading,
+    signals: ImageSignals,
+    *,
+    limit: int = MATCH_LIMIT,
+    fp_matches: list[Match] | None = None,
+) -> Resolution:
+    """``resolve_image`` on a watermark reading and signals already computed (and, if given,
+    the output bank's matches): the watermark names a record, the fingerprints must agree, or
+    it is reported as not ours."""
+    if fp_matches is None:
+        fp_matches = rt.banks["output"].match(signals, limit=limit)
+    with rt.pool.connection() as conn:
+        by_fp = rt.outputs.by_fingerprints(conn, [m.id for m in fp_matches])
+        wm_record = None
+        if reading.present and reading.payload is not None:
+            wm_record = rt.outputs.by_payload(conn, rt.watermarker.alg, reading.payload)
+    copies = {m.id: m for m in fp_matches if m.decision == "copy" and m.id in by_fp}
+    consistent = None
+    outputs: list[ResolvedOutput] = []
+    if wm_record is not None:
+        m = copies.pop(wm_record.fingerprint_id, None)
+        consistent = m is not None
+        if m is not None:
+            score = max(m.score, reading.confidence)
+            outputs.append(ResolvedOutput(wm_record, "watermark+fingerprint", score, m))
+    for fid, m in sorted(copies.items(), key=lambda kv: -kv[1].score):
+        outputs.append(ResolvedOutput(by_fp[fid], "fingerprint", m.score, m))
+    return Resolution(reading, wm_record, consistent, outputs[:limit])
+
+
+def _match_sources(
+    rt: Runtime, signals: ImageSignals
+) -> tuple[list[tuple[Match, str | None]] | None, dict[str, int] | None]:
+    bank = rt.banks.get("source")
+    if bank is None:
+        return None, None
+    matches = bank.match(signals, limit=MATCH_LIMIT)
+    status = bank.status()
+    subjects: dict[int, str] = {}
+    if matches:
+        with rt.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT id, subject_id FROM fingerprints WHERE id = ANY(%s)",
+                ([m.id for m in matches],),
+            ).fetchall()
+        subjects = {int(r["id"]): str(r["subject_id"]) for r in rows}
+    found = [(m, subjects.get(m.id)) for m in matches]
+    return found, {"size": status.size, "built_to": status.change_seq}
+
+
+def _manifest_generation(rt: Runtime, report: ManifestReport) -> str | None:
+    if report.manifest_id is None:
+        return None
+    with rt.pool.connection() as conn:
+        row = conn.execute(
+            "SELECT id FROM outputs WHERE manifest_id = %s", (report.manifest_id,)
+        ).fetchone()
+    return str(row["id"]) if row else None
+
+
+def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspection:
+    """Decode once (full size), then every signal; raises ``ImageRejected`` for bad input."""
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    decoded = decode_image(data, rt.decode_limits, target_side=None)
+    t1 = time.perf_counter()
+    timings["decode"] = t1 - t0
+
+    def watermark() -> tuple[WatermarkReading, str | None, float]:
+        s = time.perf_counter()
+        reading, error = _detect_watermark(rt, decoded)
+        return reading, error, time.perf_counter() - s
+
+    pending = _HELPERS.submit(watermark)
+    try:
+        s = time.perf_counter()
+        signals = compute_signals(decoded)
+        timings["signals"] = time.perf_counter() - s
+        s = time.perf_counter()
+        manifest = read_manifest(data, trust_anchors_pem=rt.signing.trust_anchors_pem)
+        manifest_generation = _manifest_generation(rt, manifest)
+        timings["c2pa"] = time.perf_counter() - s
+        s = time.perf_counter()
+        labels: Labels | None = None
+        labels_error = None
+        try:
+            labels = read_labels(data)
+        except Exception as exc:  # unsupported container or damaged metadata: reported
+            labels_error = f"{type(exc).__name__}: {exc}"
+        timings["labels"] = time.perf_counter() - s
+        s = time.perf_counter()
+        registry = match_registry(rt, signals, limit=MATCH_LIMIT, grantee=user)
+        timings["registry"] = time.perf_counter() - s
+        s = time.perf_counter()
+        sources, source_index = _match_sources(rt, signals)
+        timings["training_sources"] = time.perf_counter() - s
+        s = time.perf_counter()
+        output_matches = rt.banks["output"].match(signals, limit=MATCH_LIMIT)
+        timings["outputs"] = time.perf_counter() - s
+    finally:
+        s = time.perf_counter()
+        reading, wm_error, wm_time = pending.result()
+        timings["watermark_wait"] = time.perf_counter() - s
+    timings["watermark"] = wm_time
+    s = time.perf_counter()
+    resolution = resolve_with_signals(rt, reading, signals, fp_matches=output_matches)
+    timings["outputs"] += time.perf_counter() - s
+    return Inspection(
+        sha256=hashlib.sha256(data).hexdigest(),
+        media_type=f"image/{decoded.format.lower()}",
+        width=decoded.width,
+        height=decoded.height,
+        manifest=manifest,
+        manifest_generation_id=manifest_generation,
+        labels=labels,
+        labels_error=labels_error,
+        watermark_error=wm_error,
+        resolution=resolution,
+        registry=registry,
+        sources=sources,
+        source_index=source_index,
+        user=user,
+        timings=timings,
+    )
+
+
+# ---- findings and report ------------------------------------------------------------------
+
+
+def _declared_by(ins: Inspection) -> list[str]:
+    out = []
+    m = ins.manifest
+    if m.intact and _is_ai_source_type(m.digital_source_type):
+        out.append(f"C2PA manifest ({m.state}): {m.digital_source_type}")
+    lab = ins.labels
+    if lab is not None:
+        if _is_ai_source_type(lab.digital_source_type):
+            out.append(f"IPTC DigitalSourceType label: {lab.digital_source_type}")
+        if lab.aigc and lab.aigc.get("Label") == AIGC_GENERATED:
+            out.append("AIGC label (GB 45438-2025): Label 1")
+    return out
+
+
+def findings_of(ins: Inspection, policy: Policy) -> Findings:
+    res = ins.resolution
+    floor = policy.thresholds["output_min_score"]
+    wm_gid = None
+    if res.watermark_record is not None and res.watermark_consistent:
+        wm_gid = str(res.watermark_record.id)
+    fp = res.best  # a fingerprint copy of one of our outputs (watermark-confirmed first)
+    output_match = None
+    if fp is not None and fp.score >= floor:
+        output_match = (str(fp.record.id), fp.score, fp.method)
+    declared = _declared_by(ins)
+    return Findings(
+        manifest_state=ins.manifest.state,
+        manifest_error=ins.manifest.error
+        or (", ".join(ins.manifest.failure_codes) if ins.manifest.failure_codes else None),
+        manifest_declares_ai=any(d.startswith("C2PA") for d in declared),
+        labels_declare_ai=any(not d.startswith("C2PA") for d in declared),
+        declared_by=tuple(declared),
+        watermark_generation_id=wm_gid,
+        forged_watermark_names=str(res.watermark_record.id) if res.forged_watermark else None,
+        output_match=output_match,
+        registry=tuple(
+            RegistryHit(
+                artwork_id=str(m.artwork.id),
+                artist_id=str(m.artwork.artist_id),
+                title=m.artwork.title,
+                decision=m.match.decision,
+                score=m.match.score,
+                licensed=m.license is not None,
+                reuse=m.artwork.effective_preferences.get("img2img", "deny"),
+                evidence=m.match.evidence,
+            )
+            for m in ins.registry.matches
+        ),
+        sources=tuple(SourceHit(m.id, sid, m.decision, m.score) for m, sid in (ins.sources or [])),
+        user=ins.user,
+    )
+
+
+def _agent_name(agent: Any) -> str | None:
+    if isinstance(agent, dict):
+        name, version = agent.get("name"), agent.get("version")
+        return f"{name} {version}".strip() if name else None
+    return str(agent) if agent else None
+
+
+def _c2pa_section(ins: Inspection) -> dict[str, Any]:
+    m = ins.manifest
+    created = next((a for a in m.actions if a.get("action") == "c2pa.created"), None)
+    generator = _agent_name(created.get("softwareAgent")) if created else None
+    if generator is None and m.claim_generator:
+        generator = _agent_name(m.claim_generator[0])
+    return {
+        "state": m.state,
+        "manifest_id": m.manifest_id,
+        "generation_id": ins.manifest_generation_id,
+        "signer": None
+        if m.signer is None
+        else {
+            "issuer": m.signer.issuer,
+            "common_name": m.signer.common_name,
+            "alg": m.signer.alg,
+            "time": m.signer.time,
+        },
+        "generator": generator,
+        "digital_source_type": m.digital_source_type,
+        "actions": [
+            {
+                "action": a.get("action"),
+                "digital_source_type": a.get("digitalSourceType"),
+                "software_agent": _agent_name(a.get("softwareAgent")),
+            }
+            for a in m.actions
+        ],
+        "ingredients": [
+            {"title": i.title, "format": i.format, "relationship": i.relationship}
+            for i in m.ingredients
+        ],
+        "training_mining": m.training_mining,
+        "failure_codes": list(m.failure_codes),
+        "error": m.error,
+    }
+
+
+def _watermark_section(rt: Runtime, ins: Inspection) -> dict[str, Any]:
+    res = ins.resolution
+    r = res.watermark
+    named = str(res.watermark_record.id) if res.watermark_record is not None else None
+    return {
+        "alg": rt.watermarker.alg,
+        "checked": ins.watermark_error is None,
+        "present": r.present,
+        "value": f"{r.payload:012x}" if r.present and r.payload is not None else None,
+        "confidence": round(float(r.confidence), 4),
+        "generation_id": named if res.watermark_consistent else None,
+        "claimed_generation_id": named,
+        "consistent_with_pixels": res.watermark_consistent,
+        "forged": res.forged_watermark,
+        "note": ins.watermark_error,
+    }
+
+
+def _labels_section(ins: Inspection) -> dict[str, Any]:
+    lab = ins.labels
+    if lab is None:
+        return {"readable": False, "error": ins.labels_error}
+    params = lab.parameters
+    return {
+        "readable": True,
+        "aigc": lab.aigc,
+        "digital_source_type": lab.digital_source_type,
+        "data_mining": lab.data_mining,
+        "training_mining": lab.training_mining,
+        "consent": lab.consent(),
+        "parameters": params[:2000] if params else None,
+        "c2pa_container": lab.c2pa_container,
+        "errors": list(lab.errors),
+    }
+
+
+def _ai_section(f: Findings) -> dict[str, Any]:
+    declared = bool(f.declared_by)
+    watermarked = f.watermark_generation_id is not None
+    matched = f.output_match is not None
+    status = (
+        "declared"
+        if declared
+        else "watermarked"
+        if watermarked
+        else "matched"
+        if matched
+        else "unknown"
+    )
+    return {
+        "status": status,
+        "declared": declared,
+        "declared_by": list(f.declared_by),
+        "watermarked": watermarked,
+        "matched": matched,
+        "generation_id": f.watermark_generation_id or (f.output_match[0] if matched else None),
+    }
+
+
+def build_report(
+    rt: Runtime,
+    ins: Inspection,
+    findings: Findings,
+    decision: Decision,
+    policy: Policy,
+    *,
+    check_id: UUID,
+    created_at: datetime,
+    context: str | None,
+    job_id: UUID | None = None,
+) -> dict[str, Any]:
+    """The check as JSON: the response body, stored as is."""
+    from service.api.routes.matches import to_public
+
+    res = ins.resolution
+    registry = to_public(ins.registry, with_licence=ins.user is not None)
+    sources: dict[str, Any]
+    if ins.sources is None:
+        sources = {"available": False}
+    else:
+        sources = {
+            "available": True,
+            "index": ins.source_index,
+            "matches": [
+                {
+                    "fingerprint_id": m.id,
+                    "source_id": sid,
+                    "decision": m.decision,
+                    "score": round(m.score, 4),
+                    "evidence": m.evidence,
+                }
+                for m, sid in ins.sources
+            ],
+        }
+    return {
+        "id": str(check_id),
+        "created_at": created_at.isoformat(),
+        "job_id": str(job_id) if job_id else None,
+        "sha256": ins.sha256,
+        "media_type": ins.media_type,
+        "width": ins.width,
+        "height": ins.height,
+        "user": ins.user,
+        "context": context,
+        "verdict": decision.verdict,
+        "reasons": [r.to_dict() for r in decision.reasons],
+        "policy": {
+            "name": policy.name,
+            "version": policy.version,
+            "key_override": policy.key_override,
+        },
+        "provenance": {
+            "c2pa": _c2pa_section(ins),
+            "watermark": _watermark_section(rt, ins),
+            "outputs": [
+                {
+                    "generation_id": str(o.record.id),
+                    "manifest_id": o.record.manifest_id,
+                    "method": o.method,
+                    "score": round(o.score, 4),
+                    "kind": o.record.kind,
+                    "origin": o.record.origin,
+                    "created_at": o.record.created_at.isoformat(),
+                }
+                for o in res.outputs
+            ],
+            "ai_generated": _ai_section(findings),
+        },
+        "registry": {
+            "matches": [m.model_dump(mode="json") for m in registry],
+            "index": {"size": ins.registry.index_size, "built_to": ins.registry.built_to},
+        },
+        "training_sources": sources,
+        "labels": _labels_section(ins),
+        "timings": {k: round(v * 1e3, 2) for k, v in ins.timings.items()},
+    }
+
+
+# ---- recording ----------------------------------------------------------------------------
+
+
+def record_check(
+    conn: psycopg.Connection,
+    rt: Runtime,
+    *,
+    actor: str,
+    api_key_id: int | None,
+    report: dict[str, Any],
+) -> None:
+    """Store the check and append it (and each registry copy it found) to the audit log, inside
+    the caller's transaction."""
+    check_id = report["id"]
+    conn.execute(
+        "INSERT INTO moderation_checks (id, api_key_id, actor, platform_user, context, sha256,"
+        " verdict, reasons, result, policy_name, policy_version, job_id, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            check_id,
+            api_key_id,
+            actor,
+            report["user"],
+            report["context"],
+            report["sha256"],
+            report["verdict"],
+            Jsonb(report["reasons"]),
+            Jsonb(report),
+            report["policy"]["name"],
+            report["policy"]["version"],
+            report["job_id"],
+            report["created_at"],
+        ),
+    )
+    prov = report["provenance"]
+    rt.audit.append(
+        conn,
+        "moderation.checked",
+        actor,
+        f"moderation:{check_id}",
+        {
+            "sha256": report["sha256"],
+            "verdict": report["verdict"],
+            "reasons": [
+                {k: r[k] for k in ("signal", "rule", "action", "evidence")}
+                for r in report["reasons"]
+            ],
+            "user": report["user"],
+            "context": report["context"],
+            "job_id": report["job_id"],
+            "policy": report["policy"],
+            "c2pa": {k: prov["c2pa"][k] for k in ("state", "manifest_id", "generation_id")},
+            "watermark": {
+                k: prov["watermark"][k]
+                for k in ("present", "value", "generation_id", "claimed_generation_id", "forged")
+            },
+            "ai_generated": prov["ai_generated"]["status"],
+            "indexes": {
+                "artwork": report["registry"]["index"],
+                "source": report["training_sources"].get("index"),
+            },
+        },
+    )
+    for m in report["registry"]["matches"]:
+        if m["decision"] != "copy":
+            continue
+        rt.audit.append(
+            conn,
+            "moderation.matched",
+            actor,
+            f"artwork:{m['artwork_id']}",
+            {
+                "check_id": check_id,
+                "score": m["score"],
+                "licensed": m["licensed"],
+                "verdict": report["verdict"],
+                "user": report["user"],
+            },
+        )
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    report: dict[str, Any]
+    decision: Decision
+
+
+def run_check(
+    rt: Runtime,
+    data: bytes,
+    policy: Policy,
+    *,
+    actor: str,
+    api_key_id: int | None,
+    user: str | None = None,
+    context: str | None = None,
+    job_id: UUID | None = None,
+    conn: psycopg.Connection | None = None,
+) -> CheckOutcome:
+    """Inspect, decide, record. With ``conn``, the record joins the caller's transaction."""
+    started = time.perf_counter()
+    ins = inspect_image(rt, data, user=user)
+    s = time.perf_counter()
+    findings = findings_of(ins, policy)
+    decision = decide(policy, findings)
+    ins.timings["decide"] = time.perf_counter() - s
+    report = build_report(
+        rt,
+        ins,
+        findings,
+        decision,
+        policy,
+        check_id=uuid4(),
+        created_at=datetime.now(UTC),
+        context=context,
+        job_id=job_id,
+    )
+    s = time.perf_counter()
+    if conn is not None:
+        record_check(conn, rt, actor=actor, api_key_id=api_key_id, report=report)
+    else:
+        with rt.pool.connection() as own, own.transaction():
+            record_check(own, rt, actor=actor, api_key_id=api_key_id, report=report)
+    now = time.perf_counter()
+    report["timings"]["record"] = round((now - s) * 1e3, 2)
+    report["timings"]["total"] = round((now - started) * 1e3, 2)
+    return CheckOutcome(report, decision)
+
+
+def get_check(
+    conn: psycopg.Connection, check_id: UUID, api_key_id: int | None
+) -> dict[str, Any] | None:
+    """A stored check; with ``api_key_id``, only one made with that key."""
+    row = conn.execute(
+        "SELECT result, api_key_id FROM moderation_checks WHERE id = %s", (check_id,)
+    ).fetchone()
+    if row is None or (api_key_id is not None and row["api_key_id"] != api_key_id):
+        return None
+    return row["result"]

@@ -1,0 +1,437 @@
+"""Batch moderation: jobs in Postgres, uploaded bytes in the blob store, worked by background
+threads in any API process.
+
+A worker claims one queued item with ``FOR UPDATE SKIP LOCKED`` and keeps that row locked while
+it checks the image; the check's record, the item's outcome and the job's progress commit
+together. A process that dies mid-item releases its lock, and the item is taken up again by
+another worker. When the last item is done the job's webhook (if any) becomes due; deliveries
+are claimed the same way, retried with exponential backoff, and given up after a bounded number
+of attempts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID, uuid4
+
+import psycopg
+
+from service.api.errors import rejection_status
+from service.auth.keys import ApiKey
+from service.moderation import webhooks
+from service.moderation.check import run_check
+from service.moderation.policy import POLICIES
+from similarity import ImageRejected
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+MAX_FILES = 100
+MAX_ITEM_ATTEMPTS = 3
+WEBHOOK_EVENT = "moderation.job.finished"
+_live_workers: weakref.WeakSet[ModerationWorker] = weakref.WeakSet()
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    filename: str | None
+    data: bytes
+
+
+@dataclass(frozen=True)
+class CreatedJob:
+    job: dict[str, Any]
+    created: bool
+    webhook_secret: str | None
+
+
+def allow_private_webhooks(settings: object) -> bool:
+    configured = getattr(settings, "moderation_webhook_allow_private", None)
+    if configured is not None:
+        return bool(configured)
+    return getattr(settings, "environment", "production") == "development"
+
+
+def request_digest(
+    user: str | None, context: str | None, webhook_url: str | None, files: list[list[str]]
+) -> str:
+    body = {"user": user, "context": context, "webhook_url": webhook_url, "files": files}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+# ---- creating and reading jobs ------------------------------------------------------------
+
+
+def create_job(
+    rt: Runtime,
+    key: ApiKey,
+    files: list[BatchFile],
+    *,
+    user: str | None,
+    context: str | None,
+    webhook_url: str | None,
+    idempotency_key: str | None,
+) -> CreatedJob:
+    """Store the files and queue a job; a repeated ``idempotency_key`` returns the first job.
+
+    Raises ``IdempotencyConflict`` when the key was used for a different request.
+    """
+    if not 1 <= len(files) <= MAX_FILES:
+        raise ValueError(f"a batch holds 1 to {MAX_FILES} files")
+    stored = [(f.filename or "", rt.blobs.put(f.data), len(f.data)) for f in files]
+    digest = request_digest(user, context, webhook_url, [[n, s] for n, s, _ in stored])
+    secret = webhooks.new_secret() if webhook_url else None
+    job_id = uuid4()
+    with rt.pool.connection() as conn, conn.transaction():
+        row = conn.execute(
+            "INSERT INTO moderation_jobs (id, api_key_id, actor, total, platform_user, context,"
+            " idempotency_key, request_sha256, webhook_url, webhook_secret, webhook_state)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (api_key_id, idempotency_key) DO NOTHING RETURNING id",
+            (
+                job_id,
+                key.id,
+                key.actor,
+                len(stored),
+                user,
+                context,
+                idempotency_key,
+                digest,
+                webhook_url,
+                secret,
+                "pending" if webhook_url else None,
+            ),
+        ).fetchone()
+        if row is None:  # the key was used before, by this API key
+            first = conn.execute(
+                "SELECT id, request_sha256, webhook_secret FROM moderation_jobs"
+                " WHERE api_key_id = %s AND idempotency_key = %s",
+                (key.id, idempotency_key),
+            ).fetchone()
+            assert first is not None
+            if first["request_sha256"] != digest:
+                raise IdempotencyConflict(
+                    "this Idempotency-Key was already used with a different request"
+                )
+            job = get_job(conn, first["id"], key.id)
+            assert job is not None
+            return CreatedJob(job, False, first["webhook_secret"])
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO moderation_job_items (job_id, position, filename, sha256, byte_size)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [(job_id, i, n or None, s, size) for i, (n, s, size) in enumerate(stored)],
+            )
+        rt.audit.append(
+            conn,
+            "moderation.batch_queued",
+            key.actor,
+            f"moderation-job:{job_id}",
+            {
+                "files": [{"filename": n or None, "sha256": s} for n, s, _ in stored],
+                "user": user,
+                "context": context,
+                "webhook": bool(webhook_url),
+            },
+        )
+        job = get_job(conn, job_id, key.id)
+    assert job is not None
+    notify_workers()
+    return CreatedJob(job, True, secret)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def get_job(
+    conn: psycopg.Connection, job_id: UUID, api_key_id: int | None, *, full: bool = False
+) -> dict[str, Any] | None:
+    """The job, its progress and each item's outcome; with ``api_key_id``, only that key's."""
+    job = conn.execute("SELECT * FROM moderation_jobs WHERE id = %s", (job_id,)).fetchone()
+    if job is None or (api_key_id is not None and job["api_key_id"] != api_key_id):
+        return None
+    rows = conn.execute(
+        "SELECT i.position, i.filename, i.sha256, i.status, i.check_id, i.error,"
+        " i.error_status, c.verdict, c.reasons"
+        + (", c.result" if full else "")
+        + " FROM moderation_job_items i LEFT JOIN moderation_checks c ON c.id = i.check_id"
+        " WHERE i.job_id = %s ORDER BY i.position",
+        (job_id,),
+    ).fetchall()
+    counts = {s: 0 for s in ("queued", "checked", "rejected", "failed")}
+    items = []
+    for r in rows:
+        counts[r["status"]] += 1
+        item: dict[str, Any] = {
+            "position": r["position"],
+            "filename": r["filename"],
+            "sha256": r["sha256"],
+            "status": r["status"],
+            "check_id": str(r["check_id"]) if r["check_id"] else None,
+            "verdict": r["verdict"],
+            "reasons": r["reasons"],
+            "error": r["error"],
+            "error_status": r["error_status"],
+        }
+        if full:
+            item["result"] = r["result"]
+        items.append(item)
+    webhook = None
+    if job["webhook_url"]:
+        webhook = {
+            "url": job["webhook_url"],
+            "state": job["webhook_state"],
+            "attempts": job["webhook_attempts"],
+            "last_error": job["webhook_last_error"],
+            "delivered_at": _iso(job["webhook_delivered_at"]),
+        }
+    return {
+        "id": str(job["id"]),
+        "status": job["status"],
+        "total": job["total"],
+        "done": job["done"],
+        "counts": counts,
+        "user": job["platform_user"],
+        "context": job["context"],
+        "created_at": _iso(job["created_at"]),
+        "started_at": _iso(job["started_at"]),
+        "finished_at": _iso(job["finished_at"]),
+        "webhook": webhook,
+        "items": items,
+    }
+
+
+# ---- working jobs -------------------------------------------------------------------------
+
+_CLAIM_ITEM = """
+SELECT i.job_id, i.position, i.sha256, i.attempts, j.platform_user, j.context, j.actor,
+       j.api_key_id, k.prefix AS key_prefix, k.name AS key_name
+FROM moderation_job_items i
+JOIN moderation_jobs j ON j.id = i.job_id
+JOIN api_keys k ON k.id = j.api_key_id
+WHERE i.status = 'queued'
+ORDER BY j.created_at, i.job_id, i.position
+LIMIT 1
+FOR UPDATE OF i SKIP LOCKED
+"""
+
+_ADVANCE_JOB = """
+UPDATE moderation_jobs SET
+    done = done + 1,
+    status = CASE
+        WHEN done + 1 < total THEN 'running'
+        WHEN EXISTS (SELECT 1 FROM moderation_job_items
+                     WHERE job_id = %(id)s AND status = 'failed') THEN 'failed'
+        ELSE 'completed' END,
+    finished_at = CASE WHEN done + 1 >= total THEN now() END,
+    webhook_next_at = CASE WHEN done + 1 >= total AND webhook_state = 'pending'
+                           THEN now() ELSE webhook_next_at END
+WHERE id = %(id)s
+RETURNING status
+"""
+
+_CLAIM_WEBHOOK = """
+SELECT id, webhook_url, webhook_secret, webhook_attempts
+FROM moderation_jobs
+WHERE webhook_state = 'pending' AND status IN ('completed', 'failed')
+  AND webhook_next_at <= now()
+ORDER BY webhook_next_at
+LIMIT 1
+FOR UPDATE SKIP LOCKED
+"""
+
+
+class ModerationWorker:
+    """Background threads that work queued items and deliver due webhooks."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        threads: int = 1,
+        poll_seconds: float = 0.5,
+        webhook_backoff_seconds: float = 2.0,
+    ) -> None:
+        self.rt = rt
+        self.threads = threads
+        self.poll_seconds = poll_seconds
+        self.webhook_backoff_seconds = webhook_backoff_seconds
+        self.name = f"pid{os.getpid()}-{uuid4().hex[:6]}"
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # lifecycle
+    def start(self) -> None:
+        self._stop.clear()
+        for i in range(self.threads):
+            t = threading.Thread(target=self._loop, name=f"moderation-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        _live_workers.add(self)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads.clear()
+        _live_workers.discard(self)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:
+                log.exception("moderation worker step failed")
+                busy = False
+                self._stop.wait(self.poll_seconds * 4)
+            if not busy:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def run_once(self) -> bool:
+        """One unit of work: an item, else a due webhook. False when there was nothing to do."""
+        return self.process_item() or self.deliver_webhook()
+
+    # items
+    def _mark_running(self, job_id: UUID) -> None:
+        with self.rt.pool.connection() as conn, conn.transaction():
+            conn.execute(
+                "UPDATE moderation_jobs SET status = 'running', started_at = now()"
+                " WHERE id = %s AND status = 'queued'",
+                (job_id,),
+            )
+
+    def process_item(self) -> bool:
+        rt = self.rt
+        with rt.pool.connection() as conn, conn.transaction():
+            item = conn.execute(_CLAIM_ITEM).fetchone()
+            if item is None:
+                return False
+            job_id, position = item["job_id"], item["position"]
+            self._mark_running(job_id)
+            where = (job_id, position)
+            try:
+                with conn.transaction():  # a savepoint: a failed check leaves nothing behind
+                    policy = POLICIES.for_key(rt.settings, item["key_prefix"], item["key_name"])
+                    outcome = run_check(
+                        rt,
+                        rt.blobs.get(item["sha256"]),
+                        policy,
+                        actor=item["actor"],
+                        api_key_id=item["api_key_id"],
+                        user=item["platform_user"],
+                        context=item["context"],
+                        job_id=job_id,
+                        conn=conn,
+                    )
+                    conn.execute(
+                        "UPDATE moderation_job_items SET status = 'checked', check_id = %s,"
+                        " attempts = attempts + 1, finished_at = now()"
+                        " WHERE job_id = %s AND position = %s",
+                        (outcome.report["id"], *where),
+                    )
+            except ImageRejected as exc:
+                conn.execute(
+                    "UPDATE moderation_job_items SET status = 'rejected', error = %s,"
+                    " error_status = %s, attempts = attempts + 1, finished_at = now()"
+                    " WHERE job_id = %s AND position = %s",
+                    (str(exc), rejection_status(exc), *where),
+                )
+            except Exception as exc:
+                log.exception("moderation of job %s item %s failed", job_id, position)
+                if item["attempts"] + 1 < MAX_ITEM_ATTEMPTS:
+                    conn.execute(
+                        "UPDATE moderation_job_items SET attempts = attempts + 1, error = %s"
+                        " WHERE job_id = %s AND position = %s",
+                        (f"{type(exc).__name__}: {exc}", *where),
+                    )
+                    return True
+                conn.execute(
+                    "UPDATE moderation_job_items SET status = 'failed', error = %s,"
+                    " error_status = 500, attempts = attempts + 1, finished_at = now()"
+                    " WHERE job_id = %s AND position = %s",
+                    (f"{type(exc).__name__}: {exc}", *where),
+                )
+            conn.execute(_ADVANCE_JOB, {"id": job_id})
+        return True
+
+    # webhooks
+    def deliver_webhook(self) -> bool:
+        rt = self.rt
+        with rt.pool.connection() as conn, conn.transaction():
+            job = conn.execute(_CLAIM_WEBHOOK).fetchone()
+            if job is None:
+                return False
+            view = get_job(conn, job["id"], None)
+            assert view is not None
+            view.pop("webhook", None)
+            sent_at = datetime.now(UTC)
+            body = json.dumps(
+                {"event": WEBHOOK_EVENT, "sent_at": sent_at.isoformat(), "job": view},
+                separators=(",", ":"),
+            ).encode()
+            attempts = job["webhook_attempts"] + 1
+            try:
+                url = webhooks.check_url(
+                    job["webhook_url"], allow_private=allow_private_webhooks(rt.settings)
+                )
+                result = webhooks.post_once(
+                    url,
+                    body,
+                    job["webhook_secret"],
+                    event=WEBHOOK_EVENT,
+                    delivery=f"{job['id']}:{attempts}",
+                )
+            except webhooks.WebhookUrlError as exc:
+                result = webhooks.Attempt(False, None, str(exc), False)
+            if result.delivered:
+                state, next_at = "delivered", None
+            elif result.retry and attempts < webhooks.MAX_ATTEMPTS:
+                delay = webhooks.backoff_seconds(attempts, self.webhook_backoff_seconds)
+                state, next_at = "pending", sent_at + timedelta(seconds=delay)
+            else:
+                state, next_at = "failed", None
+            conn.execute(
+                "UPDATE moderation_jobs SET webhook_state = %s, webhook_attempts = %s,"
+                " webhook_next_at = %s, webhook_last_error = %s,"
+                " webhook_delivered_at = CASE WHEN %s THEN now() END WHERE id = %s",
+                (state, attempts, next_at, result.error, result.delivered, job["id"]),
+            )
+        return True
+
+
+def notify_workers() -> None:
+    """Wake this process's workers (others find new work by polling)."""
+    for worker in list(_live_workers):
+        worker.wake()
+
+
+def start_worker(rt: Runtime) -> ModerationWorker | None:
+    """Start the batch worker this process runs (``moderation_workers`` threads, default 1;
+    0 runs none)."""
+    threads = int(getattr(rt.settings, "moderation_workers", 1))
+    if threads <= 0:
+        return None
+    worker = ModerationWorker(rt, threads=threads)
+    worker.start()
+    return worker

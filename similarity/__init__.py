@@ -1,0 +1,41 @@
+"""Seeing that two images are the same work: decoding, fingerprints, indexes, verified matches.
+
+Typical use (all calls are blocking; run them in a worker thread)::
+
+    decoded = decode_image(upload_bytes)              # ImageRejected on bad input (.code)
+    signals = compute_signals(decoded)                # once per image
+    row = signals.pack()                              # pdq, pdq_quality, dense, local columns
+    index.add([work_id], [signals])                   # or add_packed(...) for bulk loads
+    matches = match(signals, index, lookup)           # lookup(ids) -> {id: local bytes}
+
+Registration may call `compute_signals(decoded, for_query=False)` to skip the query-side
+extras. `SIGNALS_VERSION` changes whenever stored columns must be recomputed.
+"""
+
+from similarity.clip import Embedder, OpenClipEmbedder, UnavailableEmbedder, load_embedder
+from similarity.decode import DecodedImage, DecodeLimits, ImageRejected, decode_image
+from similarity.index import Candidate, IndexConfig, MatchIndex
+from similarity.matcher import LocalFeatureLookup, Match, Thresholds, match
+from similarity.signals import PACKED_COLUMNS, SIGNALS_VERSION, ImageSignals, compute_signals
+
+__all__ = [
+    "PACKED_COLUMNS",
+    "SIGNALS_VERSION",
+    "Candidate",
+    "DecodeLimits",
+    "DecodedImage",
+    "Embedder",
+    "ImageRejected",
+    "ImageSignals",
+    "IndexConfig",
+    "LocalFeatureLookup",
+    "Match",
+    "MatchIndex",
+    "OpenClipEmbedder",
+    "Thresholds",
+    "UnavailableEmbedder",
+    "compute_signals",
+    "decode_image",
+    "load_embedder",
+    "match",
+]

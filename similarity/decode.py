@@ -1,0 +1,176 @@
+"""Safe image decoding: refuse bad input before spending memory on it."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+Image.init()
+# MPO (multi-picture JPEG) has its own opener only in some Pillow releases.
+ACCEPTED_FORMATS: tuple[str, ...] = tuple(
+    f for f in ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF") if f in Image.OPEN
+)
+
+_ORIENTATION_TAG = 0x0112
+
+# Pixel counts are checked against DecodeLimits; Pillow's own warning would only be noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+_SWAPS_SIDES = {5, 6, 7, 8}
+
+
+class ImageRejected(ValueError):
+    """An upload that cannot be used as an image; `str(e)` is the user-facing reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def __reduce__(self) -> tuple[type[ImageRejected], tuple[str, str]]:
+        # Picklable, so worker processes can report a refusal.
+        return type(self), (self.code, str(self))
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Upper bounds checked before any pixel is decoded."""
+
+    max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = 100_000_000
+    max_side: int = 30_000
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An RGB picture (EXIF orientation applied, maybe reduced) and facts about the original.
+
+    `width` and `height` are the original's size as displayed (after EXIF orientation), not
+    the size of `image`, which may be smaller when a reduced decode was asked for.
+    """
+
+    image: Image.Image
+    format: str
+    width: int
+    height: int
+
+
+def decode_image(
+    data: bytes, limits: DecodeLimits = DecodeLimits(), *, target_side: int | None = 512
+) -> DecodedImage:
+    """Decode `data` into an RGB image, refusing empty, oversized, truncated or bomb input.
+
+    With `target_side`, a JPEG is decoded straight at a reduced scale (DCT scaling) and other
+    formats are box-reduced, so that the longer side stays at least `target_side`.
+    `target_side=None` decodes at full size.
+    """
+    if not data:
+        raise ImageRejected("empty", "The upload is empty (0 bytes).")
+    if len(data) > limits.max_bytes:
+        raise ImageRejected(
+            "too_large",
+            f"The upload is {len(data)} bytes; the limit is {limits.max_bytes} bytes.",
+        )
+    try:
+        im = Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("too_many_pixels", f"The image has too many pixels ({exc}).") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageRejected(
+            "not_an_image",
+            "The upload is not an image in an accepted format "
+            f"({', '.join(f for f in ACCEPTED_FORMATS if f != 'MPO')}).",
+        ) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejected(
+            "truncated", f"The image header is damaged or cut short ({exc})."
+        ) from exc
+
+    width, height = im.size
+    _check_size(width, height, limits)
+    fmt = "JPEG" if im.format == "MPO" else str(im.format)
+    orientation = _orientation(im)
+    if orientation in _SWAPS_SIDES:
+        width, height = height, width
+
+    if target_side is not None and fmt == "JPEG":
+        longer = max(im.size)
+        if longer > target_side:
+            f = target_side / longer
+            im.draft("RGB", (max(1, int(im.size[0] * f)), max(1, int(im.size[1] * f))))
+    try:
+        im.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("too_many_pixels", f"The image has too many pixels ({exc}).") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        raise ImageRejected(
+            "truncated", f"The image data is truncated or corrupt and cannot be decoded ({exc})."
+        ) from exc
+
+    if target_side is not None and fmt != "JPEG":
+        factor = max(1, max(im.size) // target_side)
+        if factor > 1:
+            im = im.reduce(factor)
+    rgb = _to_rgb(im)
+    if orientation not in (None, 1):
+        rgb = _apply_orientation(rgb, orientation)
+    return DecodedImage(image=rgb, format=fmt, width=width, height=height)
+
+
+def _check_size(width: int, height: int, limits: DecodeLimits) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageRejected("not_an_image", "The image has no pixels.")
+    if max(width, height) > limits.max_side:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"The image is {width}x{height}; the longest side allowed is {limits.max_side}.",
+        )
+    if width * height > limits.max_pixels:
+        raise ImageRejected(
+            "too_many_pixels",
+            f"The image is {width}x{height} ({width * height} pixels); "
+            f"the limit is {limits.max_pixels} pixels.",
+        )
+
+
+def _orientation(im: Image.Image) -> int | None:
+    try:
+        value = im.getexif().get(_ORIENTATION_TAG)
+    except Exception:  # a damaged EXIF block only loses the orientation
+        return None
+    return int(value) if isinstance(value, int) and 1 <= value <= 8 else None
+
+
+def _apply_orientation(im: Image.Image, orientation: int) -> Image.Image:
+    ops = {
+        2: (Image.Transpose.FLIP_LEFT_RIGHT,),
+        3: (Image.Transpose.ROTATE_180,),
+        4: (Image.Transpose.FLIP_TOP_BOTTOM,),
+        5: (Image.Transpose.TRANSPOSE,),
+        6: (Image.Transpose.ROTATE_270,),
+        7: (Image.Transpose.TRANSVERSE,),
+        8: (Image.Transpose.ROTATE_90,),
+    }
+    for op in ops.get(orientation, ()):
+        im = im.transpose(op)
+    return im
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB pixels; transparency composited over white, 16-bit and float scaled to 8 bits."""
+    if im.mode == "RGB":
+        return im
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = float(arr.max()) or 1.0
+        grey = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")

@@ -1,0 +1,237 @@
+"""Image edits that a copy of a registered work may have gone through.
+
+Used by the quality benchmark and the tests. Every edit is a pure function of the image and a
+seeded random generator, so a run is reproducible. `EDITS` names the single edits of the copy
+list; `combine` chains two of them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
+
+EditFn = Callable[[Image.Image, np.random.Generator], Image.Image]
+
+_WORDS = ["SAMPLE", "repost", "@artfan", "my wallpaper", "LOL", "daily art", "fav", "nice"]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A named edit."""
+
+    name: str
+    apply: EditFn
+
+
+def crop(area: float) -> EditFn:
+    """Crop a window keeping `area` of the picture, at a random place and mildly changed aspect."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        w, h = img.size
+        aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
+        cw = min(w, round(w * np.sqrt(area * aspect)))
+        ch = min(h, round(w * h * area / cw))
+        x = int(rng.integers(0, w - cw + 1))
+        y = int(rng.integers(0, h - ch + 1))
+        return img.crop((x, y, x + cw, y + ch))
+
+    return fn
+
+
+def scale(factor: float) -> EditFn:
+    """Scale both sides by `factor`."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        w, h = img.size
+        return img.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.LANCZOS)
+
+    return fn
+
+
+def jpeg(quality: int) -> EditFn:
+    """Re-encode as JPEG at `quality`."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, "JPEG", quality=quality)
+        buf.seek(0)
+        out = Image.open(buf)
+        out.load()
+        return out
+
+    return fn
+
+
+def hflip(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Mirror left to right."""
+    return ImageOps.mirror(img)
+
+
+def rotate(degrees: float) -> EditFn:
+    """Rotate by `degrees` (random sign), canvas expanded, corners filled with a flat colour."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        sign = 1 if rng.random() < 0.5 else -1
+        fill = tuple(int(v) for v in rng.integers(0, 256, 3))
+        return img.convert("RGB").rotate(
+            sign * degrees, resample=Image.BICUBIC, expand=True, fillcolor=fill
+        )
+
+    return fn
+
+
+def rotate90(times: int) -> EditFn:
+    """Rotate by `times` quarter turns."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return img.rotate(90 * times, expand=True)
+
+    return fn
+
+
+def enhance(kind: str, factor: float) -> EditFn:
+    """Change brightness, contrast or colour saturation by `factor` (1.0 is unchanged)."""
+    enhancers = {
+        "brightness": ImageEnhance.Brightness,
+        "contrast": ImageEnhance.Contrast,
+        "saturation": ImageEnhance.Color,
+    }
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return enhancers[kind](img.convert("RGB")).enhance(factor)
+
+    return fn
+
+
+def grayscale(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Drop colour."""
+    return img.convert("L").convert("RGB")
+
+
+def blur(relative_radius: float) -> EditFn:
+    """Gaussian blur with a radius relative to the longer side."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return img.filter(ImageFilter.GaussianBlur(relative_radius * max(img.size)))
+
+    return fn
+
+
+def text_overlay(coverage: float) -> EditFn:
+    """Write a caption whose box covers about `coverage` of the picture."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        out = img.convert("RGB").copy()
+        w, h = out.size
+        word = _WORDS[int(rng.integers(len(_WORDS)))]
+        draw = ImageDraw.Draw(out)
+        size = 10
+        font = ImageFont.load_default(size=size)
+        target = coverage * w * h
+        for candidate in range(10, 2000, 4):
+            f = ImageFont.load_default(size=candidate)
+            x0, y0, x1, y1 = draw.textbbox((0, 0), word, font=f)
+            if (x1 - x0) > w * 0.98 or (x1 - x0) * (y1 - y0) > target:
+                break
+            size, font = candidate, f
+        x0, y0, x1, y1 = draw.textbbox((0, 0), word, font=font)
+        tx = int(rng.integers(0, max(1, w - (x1 - x0)))) - x0
+        ty = int(rng.integers(0, max(1, h - (y1 - y0)))) - y0
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        outline = tuple(255 - c for c in colour)
+        draw.text((tx, ty), word, font=font, fill=colour, stroke_width=max(1, size // 20),
+                  stroke_fill=outline)
+        return out
+
+    return fn
+
+
+def logo_overlay(coverage: float) -> EditFn:
+    """Paste an opaque badge (a coloured panel with a disc and a bar) covering `coverage`."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        out = img.convert("RGB").copy()
+        w, h = out.size
+        side = round(np.sqrt(coverage * w * h))
+        bw, bh = min(w, side), min(h, round(coverage * w * h / min(w, side)))
+        x = int(rng.integers(0, w - bw + 1))
+        y = int(rng.integers(0, h - bh + 1))
+        draw = ImageDraw.Draw(out)
+        c1, c2 = (tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(2))
+        draw.rectangle((x, y, x + bw - 1, y + bh - 1), fill=c1)
+        r = min(bw, bh) // 3
+        draw.ellipse((x + bw // 2 - r, y + bh // 2 - r, x + bw // 2 + r, y + bh // 2 + r), fill=c2)
+        draw.rectangle((x + bw // 8, y + bh - bh // 6, x + bw - bw // 8, y + bh - bh // 10),
+                       fill=c2)
+        return out
+
+    return fn
+
+
+def screenshot_border(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Place the picture on a flat canvas with uneven margins and a title bar, as a screenshot."""
+    src = img.convert("RGB")
+    w, h = src.size
+    left, right = (int(rng.uniform(0.03, 0.25) * w) for _ in range(2))
+    top, bottom = (int(rng.uniform(0.03, 0.2) * h) for _ in range(2))
+    bar = int(rng.uniform(0.04, 0.08) * h)
+    canvas_colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+    bar_colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+    out = Image.new("RGB", (w + left + right, h + top + bottom + bar), canvas_colour)
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((0, 0, out.width - 1, bar - 1), fill=bar_colour)
+    out.paste(src, (left, top + bar))
+    return out
+
+
+EDITS: tuple[Edit, ...] = (
+    Edit("crop_60", crop(0.60)),
+    Edit("crop_80", crop(0.80)),
+    Edit("scale_25", scale(0.25)),
+    Edit("scale_50", scale(0.50)),
+    Edit("jpeg_30", jpeg(30)),
+    Edit("jpeg_50", jpeg(50)),
+    Edit("hflip", hflip),
+    Edit("rotate_5", rotate(5)),
+    Edit("rotate_10", rotate(10)),
+    Edit("rotate_15", rotate(15)),
+    Edit("rotate_90", rotate90(1)),
+    Edit("rotate_180", rotate90(2)),
+    Edit("rotate_270", rotate90(3)),
+    Edit("brightness_+30", enhance("brightness", 1.3)),
+    Edit("brightness_-30", enhance("brightness", 0.7)),
+    Edit("contrast_+30", enhance("contrast", 1.3)),
+    Edit("contrast_-30", enhance("contrast", 0.7)),
+    Edit("saturation_+30", enhance("saturation", 1.3)),
+    Edit("saturation_-30", enhance("saturation", 0.7)),
+    Edit("grayscale", grayscale),
+    Edit("blur", blur(0.004)),
+    Edit("text_20", text_overlay(0.20)),
+    Edit("logo_20", logo_overlay(0.20)),
+    Edit("screenshot_border", screenshot_border),
+)
+
+EDITS_BY_NAME: dict[str, Edit] = {e.name: e for e in EDITS}
+
+
+def combine(first: Edit, second: Edit) -> Edit:
+    """Apply `first`, then `second`."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return second.apply(first.apply(img, rng), rng)
+
+    return Edit(f"{first.name}+{second.name}", fn)
+
+
+def random_pairs(count: int, seed: int = 0) -> list[Edit]:
+    """`count` pairs of two different edits, drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(count):
+        i, j = rng.choice(len(EDITS), size=2, replace=False)
+        pairs.append(combine(EDITS[int(i)], EDITS[int(j)]))
+    return pairs

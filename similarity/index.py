@@ -1,0 +1,283 @@
+"""In-memory FAISS indexes over registered works, keyed by the database id (int64).
+
+Two indexes find candidates: PDQ hashes in a binary index (range search over the query's eight
+rotations/flips) and dense views in an inner-product index. Searches may run concurrently;
+writes take an exclusive lock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from similarity import dense as dense_mod
+from similarity.dense_store import DenseStore, DenseStoreConfig
+from similarity.hash_store import HashStore, HashStoreConfig
+from similarity.pdq import DIHEDRAL_NAMES, PDQ_BYTES
+from similarity.rwlock import ReadWriteLock
+from similarity.signals import SIGNALS_VERSION, ImageSignals, unpack_dense
+
+VIEW_SLOTS = 8  # dense vector id = work id * VIEW_SLOTS + view number
+MAX_ID = (1 << 59) - 1
+PDQ_QUALITY_MIN = 50
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Candidate search settings."""
+
+    pdq_radius: int = 48  # Hamming distance within which PDQ hits become candidates
+    pdq_quality_min: int = PDQ_QUALITY_MIN
+    pdq: HashStoreConfig = field(default_factory=HashStoreConfig)
+    dense: DenseStoreConfig = field(default_factory=DenseStoreConfig)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A registered work worth verifying, and why.
+
+    `distance`: Hamming bits for "pdq"; 1 - cosine similarity for "dense". `variant` names the
+    rotation/flip of the query that hit and, for "dense", the registered view.
+    """
+
+    id: int
+    signal: Literal["pdq", "dense"]
+    distance: float
+    variant: str
+
+
+class MatchIndex:
+    """PDQ and dense indexes of registered works."""
+
+    def __init__(self, config: IndexConfig | None = None) -> None:
+        self.config = config or IndexConfig()
+        self._lock = ReadWriteLock()
+        self._pdq = HashStore(self.config.pdq)
+        self._dense = DenseStore(dense_mod.DIM, self.config.dense)
+        self._ids: set[int] = set()
+
+    # ---- writing -------------------------------------------------------------------------
+
+    def add(self, ids: Sequence[int], signals: Sequence[ImageSignals]) -> None:
+        """Register (or replace) works."""
+        if len(ids) != len(signals):
+            raise ValueError("ids and signals differ in length")
+        self.add_packed(
+            ids,
+            pdq=[s.pdq for s in signals],
+            pdq_quality=[s.pdq_quality for s in signals],
+            dense=[s.dense_views for s in signals],
+        )
+
+    def add_packed(
+        self,
+        ids: Sequence[int] | np.ndarray,
+        *,
+        pdq: Sequence[bytes] | np.ndarray,
+        pdq_quality: Sequence[int] | np.ndarray,
+        dense: Sequence[bytes | np.ndarray] | np.ndarray,
+    ) -> None:
+        """Bulk registration from stored columns.
+
+        `pdq`: 32-byte hashes, or a (n, 32) uint8 array. `dense`: packed `dense` column values,
+        (views, DIM) arrays, or one (n, views, DIM) array.
+        """
+        id_arr = np.asarray(ids, np.int64).reshape(-1)
+        n = len(id_arr)
+        if n == 0:
+            return
+        if id_arr.min() < 0 or id_arr.max() > MAX_ID:
+            raise ValueError(f"ids must be in 0..{MAX_ID}")
+        if len(np.unique(id_arr)) != n:
+            raise ValueError("duplicate ids in one call")
+        hashes = _hash_matrix(pdq, n)
+        quality = np.asarray(pdq_quality, np.int64).reshape(-1)
+        vec_ids, vecs = _dense_rows(id_arr, dense)
+        keep = quality >= self.config.pdq_quality_min
+        with self._lock.write():
+            present = [int(i) for i in id_arr if int(i) in self._ids]
+            if present:
+                self._remove_locked(present)
+            if keep.any():
+                self._pdq.add(id_arr[keep], hashes[keep])
+            self._dense.add(vec_ids, vecs)
+            self._ids.update(int(i) for i in id_arr)
+
+    def remove(self, ids: Sequence[int]) -> None:
+        """Forget works; unknown ids are ignored."""
+        with self._lock.write():
+            self._remove_locked([int(i) for i in ids if int(i) in self._ids])
+
+    def _remove_locked(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        arr = np.asarray(ids, np.int64)
+        self._pdq.remove(arr)
+        vec_ids = (arr[:, None] * VIEW_SLOTS + np.arange(VIEW_SLOTS)[None, :]).ravel()
+        self._dense.remove(vec_ids)
+        self._ids.difference_update(ids)
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, work_id: object) -> bool:
+        return work_id in self._ids
+
+    @property
+    def needs_rebuild(self) -> bool:
+        """True when the dense IVF has outgrown its training; rebuild from the stored rows
+        (a new MatchIndex and one `add_packed`) to train it again."""
+        return self._dense.needs_rebuild
+
+    def candidates(self, query: ImageSignals, k: int = 20) -> list[Candidate]:
+        """PDQ hits within `pdq_radius` (all of them) and the `k` nearest works by dense views."""
+        with self._lock.read():
+            return self._pdq_candidates(query) + self._dense_candidates(query, k)
+
+    def _pdq_candidates(self, query: ImageSignals) -> list[Candidate]:
+        if query.pdq_quality < self.config.pdq_quality_min or not self._pdq.ntotal:
+            return []
+        hashes = list(query.pdq_dihedral) or [query.pdq]
+        q = np.frombuffer(b"".join(hashes), np.uint8).reshape(len(hashes), PDQ_BYTES)
+        best: dict[int, tuple[int, int]] = {}
+        for qi, hits in enumerate(self._pdq.within(q, self.config.pdq_radius)):
+            for wid, d in hits:
+                if wid not in best or d < best[wid][0]:
+                    best[wid] = (d, qi)
+        return [
+            Candidate(id=wid, signal="pdq", distance=float(d), variant=DIHEDRAL_NAMES[qi])
+            for wid, (d, qi) in sorted(best.items(), key=lambda kv: kv[1][0])
+        ]
+
+    def _dense_candidates(self, query: ImageSignals, k: int) -> list[Candidate]:
+        if not self._dense.ntotal or k <= 0:
+            return []
+        views = query.dense_query if query.dense_query is not None else query.dense[None, :]
+        variants = np.concatenate([dense_mod.dihedral_variants(v) for v in views])
+        sims, vids = self._dense.search(variants, k * 2)
+        best: dict[int, tuple[float, int, int]] = {}
+        for qi in range(sims.shape[0]):
+            for s, vid in zip(sims[qi], vids[qi], strict=True):
+                if vid < 0:
+                    continue
+                wid, view = divmod(int(vid), VIEW_SLOTS)
+                if wid not in best or s > best[wid][0]:
+                    best[wid] = (float(s), qi, view)
+        ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:k]
+        return [
+            Candidate(
+                id=wid, signal="dense", distance=round(1.0 - s, 6),
+                variant=_dense_variant_name(qi, view),
+            )
+            for wid, (s, qi, view) in ranked
+        ]
+
+    # ---- snapshots -----------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """Write a snapshot (FAISS files, ids, settings) into `folder`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._lock.read():
+            self._pdq.save(folder)
+            self._dense.save(folder)
+            np.save(folder / "ids.npy", np.fromiter(self._ids, np.int64, len(self._ids)))
+            meta = {
+                "signals_version": SIGNALS_VERSION,
+                "count": len(self._ids),
+                "pdq_radius": self.config.pdq_radius,
+                "pdq_quality_min": self.config.pdq_quality_min,
+                "pdq": asdict(self.config.pdq),
+                "dense": asdict(self.config.dense),
+            }
+            (folder / "index.json").write_text(json.dumps(meta, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path) -> MatchIndex:
+        """Read a snapshot written by `save`; refuses one from another signals version."""
+        folder = Path(folder)
+        meta = json.loads((folder / "index.json").read_text())
+        if meta.get("signals_version") != SIGNALS_VERSION:
+            raise ValueError(
+                f"snapshot holds signals {meta.get('signals_version')!r}, "
+                f"this code makes {SIGNALS_VERSION!r}"
+            )
+        config = IndexConfig(
+            pdq_radius=int(meta["pdq_radius"]),
+            pdq_quality_min=int(meta["pdq_quality_min"]),
+            pdq=HashStoreConfig(**meta["pdq"]),
+            dense=DenseStoreConfig(**meta["dense"]),
+        )
+        index = cls(config)
+        index._pdq = HashStore.load(folder)
+        index._dense = DenseStore.load(folder)
+        index._ids = set(np.load(folder / "ids.npy").tolist())
+        if len(index._ids) != int(meta["count"]):
+            raise ValueError("snapshot is inconsistent (id count)")
+        return index
+
+    @staticmethod
+    def snapshot_version(folder: Path) -> str | None:
+        """The signals version a snapshot was made with, or None when there is none."""
+        path = Path(folder) / "index.json"
+        if not path.exists():
+            return None
+        return str(json.loads(path.read_text()).get("signals_version"))
+
+
+def _dense_variant_name(query_row: int, view: int) -> str:
+    qview, op = divmod(query_row, 8)
+    turn = "" if qview == 0 else f"/turned{dense_mod.QUERY_ANGLES[qview - 1]:+g}"
+    return f"{dense_mod.OP_NAMES[op]}{turn}/view{view}"
+
+
+def _hash_matrix(pdq: Sequence[bytes] | np.ndarray, n: int) -> np.ndarray:
+    if isinstance(pdq, np.ndarray):
+        arr = np.ascontiguousarray(pdq, np.uint8).reshape(n, PDQ_BYTES)
+    else:
+        raw = b"".join(bytes(h) for h in pdq)
+        if len(raw) != n * PDQ_BYTES:
+            raise ValueError("every pdq hash must be 32 bytes")
+        arr = np.frombuffer(raw, np.uint8).reshape(n, PDQ_BYTES)
+    return arr
+
+
+def _dense_rows(
+    ids: np.ndarray, dense: Sequence[bytes | np.ndarray] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(vector ids, vectors) for every view of every work (float16 input stays float16)."""
+    if isinstance(dense, np.ndarray) and dense.ndim == 3:
+        if len(dense) != len(ids) or dense.shape[2] != dense_mod.DIM:
+            raise ValueError("dense must be (len(ids), views, DIM)")
+        counts = np.full(len(ids), dense.shape[1])
+        vecs = dense.reshape(-1, dense_mod.DIM)
+    else:
+        rows = list(dense)
+        if len(rows) != len(ids):
+            raise ValueError("ids and dense differ in length")
+        if rows and all(isinstance(r, bytes | bytearray | memoryview) for r in rows):
+            sizes = {len(r) for r in rows}
+            if len(sizes) == 1:  # the usual case: one frombuffer for all rows
+                flat = np.frombuffer(b"".join(rows), "<f2").reshape(-1, dense_mod.DIM)
+                counts = np.full(len(ids), len(flat) // len(ids))
+                return _view_ids(ids, counts), flat
+        mats = [r if isinstance(r, np.ndarray) else unpack_dense(r) for r in rows]
+        counts = np.array([len(np.atleast_2d(m)) for m in mats])
+        vecs = np.concatenate([np.asarray(m, np.float32).reshape(-1, dense_mod.DIM)
+                               for m in mats])
+    return _view_ids(ids, counts), vecs
+
+
+def _view_ids(ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    if counts.max() > VIEW_SLOTS:
+        raise ValueError(f"at most {VIEW_SLOTS} dense views per work")
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    view_no = np.arange(int(counts.sum())) - starts
+    return (np.repeat(ids, counts) * VIEW_SLOTS + view_no).astype(np.int64)

@@ -1,0 +1,178 @@
+"""Local features (ORB keypoints) and geometric verification with RANSAC.
+
+Features are found on the picture scaled so its longer side is `WORK_SIDE`, so that a copy
+rescaled anywhere between 25% and 100% lands near the registered scale. ORB is rotation
+invariant but not mirror invariant: verification also tries the query's mirror image.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import cv2
+import faiss
+import numpy as np
+
+WORK_SIDE = 512
+MAX_FEATURES = 400
+_MAGIC = b"OB1"
+_HEADER = struct.Struct("<3sBHHH")  # magic, flags, width, height, count
+_XY_SCALE = 16.0  # fixed-point keypoint coordinates: 1/16 pixel, sides up to 4095
+
+
+@dataclass(frozen=True)
+class LocalFeatures:
+    """Keypoints (N, 2) float32 in a WORK_SIDE picture of size (width, height), ORB (N, 32)."""
+
+    xy: np.ndarray
+    descriptors: np.ndarray
+    width: int
+    height: int
+
+    def __len__(self) -> int:
+        return int(self.xy.shape[0])
+
+    def pack(self) -> bytes:
+        """Compact bytes: header, uint16 fixed-point coordinates, raw descriptors."""
+        n = len(self)
+        head = _HEADER.pack(_MAGIC, 0, self.width, self.height, n)
+        xy = np.round(self.xy * _XY_SCALE).clip(0, 65535).astype("<u2")
+        return head + xy.tobytes() + np.ascontiguousarray(self.descriptors, np.uint8).tobytes()
+
+    @classmethod
+    def unpack(cls, data: bytes) -> LocalFeatures:
+        """Inverse of `pack`; raises ValueError on foreign or damaged bytes."""
+        if len(data) < _HEADER.size:
+            raise ValueError("local features: too short")
+        magic, _flags, w, h, n = _HEADER.unpack_from(data)
+        if magic != _MAGIC or len(data) != _HEADER.size + n * (4 + 32):
+            raise ValueError("local features: bad header or length")
+        off = _HEADER.size
+        xy = np.frombuffer(data, "<u2", 2 * n, off).reshape(n, 2).astype(np.float32) / _XY_SCALE
+        desc = np.frombuffer(data, np.uint8, 32 * n, off + 4 * n).reshape(n, 32)
+        return cls(xy=xy, descriptors=desc, width=w, height=h)
+
+
+def work_gray(gray: np.ndarray) -> np.ndarray:
+    """The grey picture (uint8) scaled so its longer side is WORK_SIDE."""
+    h, w = gray.shape
+    f = WORK_SIDE / max(h, w)
+    if abs(f - 1) < 1e-3:
+        return gray
+    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
+    return cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=interp)
+
+
+_ORB_PARAMS = {
+    "nfeatures": MAX_FEATURES,
+    "scaleFactor": 1.25,
+    "nlevels": 6,
+    "edgeThreshold": 15,
+    "patchSize": 31,
+    "fastThreshold": 12,
+}
+
+
+def extract(gray_work: np.ndarray, max_features: int = MAX_FEATURES) -> LocalFeatures:
+    """ORB features of a WORK_SIDE grey picture (uint8)."""
+    orb = cv2.ORB_create(**{**_ORB_PARAMS, "nfeatures": max_features})
+    kps, desc = orb.detectAndCompute(gray_work, None)
+    h, w = gray_work.shape
+    if desc is None or not kps:
+        return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), w, h)
+    xy = np.array([k.pt for k in kps], np.float32)
+    return LocalFeatures(xy=xy, descriptors=desc, width=w, height=h)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Outcome of fitting a similarity transform from query to reference keypoints."""
+
+    inliers: int
+    matches: int
+    mirrored: bool
+    transform: list[list[float]] | None  # 2x3 query -> reference, in reference work pixels
+    scale: float
+    rotation_deg: float
+    coverage: float  # share of the reference picture that the query covers
+
+    def as_evidence(self) -> dict[str, object]:
+        return {
+            "inliers": self.inliers,
+            "tentative_matches": self.matches,
+            "mirrored": self.mirrored,
+            "transform_query_to_reference": self.transform,
+            "scale": round(self.scale, 4),
+            "rotation_deg": round(self.rotation_deg, 2),
+            "reference_coverage": round(self.coverage, 4),
+        }
+
+
+NO_MATCH = Verification(0, 0, False, None, 0.0, 0.0, 0.0)
+
+
+def nearest_two(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query descriptor, Hamming distances (n, 2) and indices (n, 2) of the two nearest
+    reference descriptors."""
+    index = faiss.IndexBinaryFlat(256)
+    index.add(np.ascontiguousarray(reference, np.uint8))
+    dist, idx = index.search(np.ascontiguousarray(query, np.uint8), 2)
+    return dist, idx
+
+
+def verify(
+    query: LocalFeatures,
+    reference: LocalFeatures,
+    *,
+    ratio: float = 0.85,
+    max_distance: int = 80,
+    reproj_px: float = 6.0,
+    min_tentative: int = 6,
+    mirrored: bool = False,
+) -> Verification:
+    """Match descriptors (ratio test), then RANSAC a partial-affine (similarity) transform.
+
+    With fewer than `min_tentative` descriptor matches, RANSAC is skipped (no transform).
+    """
+    if len(query) < 3 or len(reference) < 3:
+        return NO_MATCH
+    dist, idx = nearest_two(query.descriptors, reference.descriptors)
+    good = np.flatnonzero(
+        (dist[:, 0] < ratio * dist[:, 1]) & (dist[:, 0] <= max_distance) & (idx[:, 0] >= 0)
+    )
+    if len(good) < max(4, min_tentative):
+        return Verification(0, len(good), mirrored, None, 0.0, 0.0, 0.0)
+    ref_idx = idx[good, 0]
+    src = query.xy[good]
+    dst = reference.xy[ref_idx]
+    model, mask = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=reproj_px, maxIters=1000,
+        confidence=0.99, refineIters=10,
+    )
+    if model is None or mask is None:
+        return Verification(0, len(good), mirrored, None, 0.0, 0.0, 0.0)
+    inlier_mask = mask.ravel().astype(bool)
+    # Count each reference keypoint once: many query points collapsing on one is not evidence.
+    inliers = len(np.unique(ref_idx[inlier_mask]))
+    a, b = float(model[0, 0]), float(model[1, 0])
+    scale = float(np.hypot(a, b))
+    rotation = float(np.degrees(np.arctan2(b, a)))
+    coverage = _coverage(model, query.width, query.height, reference.width, reference.height)
+    return Verification(
+        inliers=inliers,
+        matches=len(good),
+        mirrored=mirrored,
+        transform=[[round(float(v), 5) for v in row] for row in model],
+        scale=scale,
+        rotation_deg=rotation,
+        coverage=coverage,
+    )
+
+
+def _coverage(model: np.ndarray, qw: int, qh: int, rw: int, rh: int) -> float:
+    corners = np.array([[0, 0], [qw, 0], [qw, qh], [0, qh]], np.float32)
+    mapped = corners @ model[:, :2].T + model[:, 2]
+    box = np.array([[0, 0], [rw, 0], [rw, rh], [0, rh]], np.float32)
+    area, _ = cv2.intersectConvexConvex(mapped.astype(np.float32), box)
+    return float(area) / float(rw * rh) if rw * rh else 0.0

@@ -1,0 +1,217 @@
+"""Decide whether a query image is a registered work: candidates, verification, scored verdicts.
+
+Candidates come from the PDQ and dense indexes. Each is checked with local features: descriptor
+matches must agree on one similarity transform (RANSAC), which survives crops, overlays,
+borders and rotations. The verdict per work is `copy` (strong evidence) or `similar` (weaker
+evidence); works with neither are not returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from itertools import pairwise
+from typing import Literal, Protocol
+
+from similarity.index import Candidate, MatchIndex
+from similarity.local import NO_MATCH, LocalFeatures, Verification, verify
+from similarity.signals import SIGNALS_VERSION, ImageSignals
+
+
+class LocalFeatureLookup(Protocol):
+    """Fetches the packed `local` column of registered works; unknown ids are left out."""
+
+    def __call__(self, ids: Sequence[int]) -> Mapping[int, bytes]: ...
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Decision thresholds (Hamming bits for PDQ, RANSAC inliers, 1 - cosine for dense)."""
+
+    pdq_copy_alone: int = 24  # PDQ this close is a copy without further evidence
+    pdq_copy: int = 31  # PDQ this close is a copy when local features agree a little
+    pdq_similar: int = 44
+    inliers_copy: int = 18
+    inliers_with_pdq: int = 8
+    inliers_similar: int = 10
+    dense_similar: float = 0.06
+    min_scale: float = 0.2  # plausible query -> reference scale of the fitted transform
+    max_scale: float = 5.0
+    min_coverage: float = 0.08  # share of the reference the query must overlap
+    min_inliers_to_try_other_way: int = 5  # see `_verify_both`
+    dense_candidates: int = 6  # nearest works asked from the dense index
+    max_verify: int = 10  # most candidates given to geometric verification (PDQ hits first)
+
+
+Decision = Literal["copy", "similar"]
+
+
+@dataclass(frozen=True)
+class Match:
+    """A registered work the query matches, with the evidence behind the decision."""
+
+    id: int
+    score: float
+    decision: Decision
+    evidence: dict[str, object]
+
+
+def match(
+    query: ImageSignals,
+    index: MatchIndex,
+    lookup: LocalFeatureLookup,
+    *,
+    thresholds: Thresholds = Thresholds(),
+    limit: int = 10,
+) -> list[Match]:
+    """Registered works that `query` copies or resembles, best first, at most `limit`."""
+    t = thresholds
+    found = index.candidates(query, k=t.dense_candidates)
+    by_id: dict[int, list[Candidate]] = {}
+    for c in found:
+        by_id.setdefault(c.id, []).append(c)
+    order = _verification_order(by_id)[: t.max_verify]
+    if not order:
+        return []
+    stored = lookup(order)
+    q_feats = LocalFeatures.unpack(query.local)
+    q_mirror = LocalFeatures.unpack(query.local_mirror) if query.local_mirror else None
+    results = []
+    for wid in order:
+        ref = _unpack_or_none(stored.get(wid))
+        flipped = _flip_hint(by_id[wid])
+        ver = _verify_both(q_feats, q_mirror, ref, t, flipped) if ref is not None else NO_MATCH
+        m = _decide(wid, by_id[wid], ver, ref is not None, t)
+        if m is not None:
+            results.append(m)
+    results.sort(key=lambda m: (m.decision != "copy", -m.score, m.id))
+    return results[:limit]
+
+
+def _unpack_or_none(raw: bytes | None) -> LocalFeatures | None:
+    """Stored features, or None when absent or unreadable (the decision then rests on the
+    other signals, and the evidence says local features were unavailable)."""
+    if raw is None:
+        return None
+    try:
+        return LocalFeatures.unpack(bytes(raw))
+    except ValueError:
+        return None
+
+
+def _verification_order(by_id: dict[int, list[Candidate]]) -> list[int]:
+    """PDQ hits by distance first, then dense hits by distance."""
+
+    def key(wid: int) -> tuple[int, float]:
+        pdq = [c.distance for c in by_id[wid] if c.signal == "pdq"]
+        dense = [c.distance for c in by_id[wid] if c.signal == "dense"]
+        return (0, min(pdq)) if pdq else (1, min(dense))
+
+    return sorted(by_id, key=key)
+
+
+def _plausible(v: Verification, t: Thresholds) -> bool:
+    return t.min_scale <= v.scale <= t.max_scale and v.coverage >= t.min_coverage
+
+
+def _flip_hint(cands: list[Candidate]) -> bool | None:
+    """True/False when the signal that found the work says the query is/is not mirrored;
+    None when its signals disagree."""
+    flips = {c.variant.startswith(("flip", "mirror")) for c in cands}
+    return flips.pop() if len(flips) == 1 else None
+
+
+def _verify_both(
+    query: LocalFeatures,
+    mirror: LocalFeatures | None,
+    ref: LocalFeatures,
+    t: Thresholds,
+    flipped: bool | None,
+) -> Verification:
+    """Verify the query the way the candidate signal suggests (as is, or mirrored); try the
+    other way only when the signals disagree or a first attempt found partial agreement."""
+    attempts = [(query, False), (mirror, True)]
+    if flipped:
+        attempts.reverse()
+    best = NO_MATCH
+    for feats, mirrored in attempts:
+        if feats is None:
+            continue
+        v = verify(feats, ref, mirrored=mirrored)
+        if not _plausible(v, t):
+            v = Verification(0, v.matches, mirrored, None, 0.0, 0.0, 0.0)
+        if v.inliers > best.inliers or best is NO_MATCH:
+            best = v
+        if best.inliers >= t.inliers_copy:
+            break
+        if flipped is not None and v.inliers < t.min_inliers_to_try_other_way:
+            break  # the hinted way found no geometry at all: do not pay for the other
+    return best
+
+
+def _ramp(x: float, points: Sequence[tuple[float, float]]) -> float:
+    """Piecewise-linear map through (x, y) points with increasing x; flat outside."""
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in pairwise(points):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]
+
+
+def _decide(
+    wid: int, cands: list[Candidate], ver: Verification, have_local: bool, t: Thresholds
+) -> Match | None:
+    pdq = min((c for c in cands if c.signal == "pdq"), key=lambda c: c.distance, default=None)
+    dense = min((c for c in cands if c.signal == "dense"), key=lambda c: c.distance, default=None)
+    pdq_d = pdq.distance if pdq is not None else None
+    inl = ver.inliers
+
+    pdq_score = (
+        _ramp(-pdq_d, [(-t.pdq_similar - 1, 0.0), (-t.pdq_similar, 0.5), (-t.pdq_copy, 0.8),
+                       (0, 1.0)]) if pdq_d is not None else 0.0
+    )
+    inlier_score = _ramp(
+        inl, [(0, 0.0), (t.inliers_similar, 0.5), (t.inliers_copy, 0.8), (4 * t.inliers_copy, 1.0)]
+    )
+    dense_score = (
+        _ramp(-dense.distance, [(-t.dense_similar, 0.5), (0, 0.6)])
+        if dense is not None and dense.distance <= t.dense_similar else 0.0
+    )
+
+    fired: list[str] = []
+    decision: Decision | None = None
+    if inl >= t.inliers_copy:
+        fired.append("local_features")
+        decision = "copy"
+    if pdq_d is not None and pdq_d <= t.pdq_copy_alone:
+        fired.append("pdq")
+        decision = "copy"
+    elif pdq_d is not None and pdq_d <= t.pdq_copy and inl >= t.inliers_with_pdq:
+        fired.append("pdq+local_features")
+        decision = "copy"
+    if decision is None:
+        if inl >= t.inliers_similar:
+            fired.append("local_features")
+        if pdq_d is not None and pdq_d <= t.pdq_similar:
+            fired.append("pdq")
+        if dense_score > 0:
+            fired.append("dense")
+        if fired:
+            decision = "similar"
+    if decision is None:
+        return None
+
+    score = max(pdq_score, inlier_score, dense_score)
+    score = max(score, 0.8) if decision == "copy" else min(score, 0.79)
+    evidence: dict[str, object] = {
+        "signals_version": SIGNALS_VERSION,
+        "fired": fired,
+        "pdq": None if pdq is None else {"distance": int(pdq.distance),
+                                          "query_variant": pdq.variant},
+        "dense": None if dense is None else {"distance": dense.distance,
+                                              "query_variant": dense.variant},
+        "local_features": ver.as_evidence() if have_local else None,
+        "thresholds": asdict(t),
+    }
+    return Match(id=wid, score=round(float(score), 4), decision=decision, evidence=evidence)

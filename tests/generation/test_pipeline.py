@@ -1,0 +1,483 @@
+"""gate -> diffuse -> screen -> stamp -> record on the tiny model, without the service: the
+registry, adapter list, training sources and record are in memory (real FAISS matching through
+``similarity``), the stamp is ``provenance.stamp_image`` with development credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from generation.diffusion import DiffusionRunner
+from generation.diffusion_protocol import CountingGenerator
+from generation.gate import (
+    AdapterRequest,
+    ArtworkHit,
+    Gate,
+    ImageConsent,
+    InputImage,
+    MetadataConsentReader,
+    RegisteredAdapter,
+    RegistryAnswer,
+    consent_refusals,
+)
+from generation.pipeline import (
+    GenerationPipeline,
+    GenerationRecord,
+    GenerationRequest,
+    StampOutcome,
+)
+from generation.screen import Screen, SourceAnswer, SourceHit
+from provenance.c2pa_io import read_manifest
+from provenance.credentials import Credentials, ensure_dev_credentials
+from provenance.labels import (
+    DMI_PROHIBITED,
+    DMI_PROHIBITED_GENAIML,
+    LabelSet,
+    encode_with_labels,
+)
+from provenance.manifest import GenerationFacts
+from provenance.signer import FileSigner
+from provenance.stamp import stamp_image
+from provenance.watermark import default_watermarker
+from similarity import ImageSignals, MatchIndex, compute_signals, match
+from tests.support import encode, photo_like
+
+SIDE = 256  # the watermark's minimum
+
+
+# ---- in-memory stores behind the pipeline's protocols ----------------------------------------
+class MemoryBank:
+    """Registered images in a real ``MatchIndex``, matched with geometric verification."""
+
+    def __init__(self) -> None:
+        self.index = MatchIndex()
+        self.local: dict[int, bytes] = {}
+
+    def add(self, ident: int, image: Image.Image) -> None:
+        signals = compute_signals(image)
+        self.index.add([ident], [signals])
+        self.local[ident] = signals.local
+
+    def match(self, signals: ImageSignals):
+        return match(signals, self.index, lambda ids: {i: self.local[i] for i in ids})
+
+
+@dataclass
+class MemoryRegistry:
+    bank: MemoryBank = field(default_factory=MemoryBank)
+    works: dict[int, dict[str, Any]] = field(default_factory=dict)
+    fail: bool = False
+
+    def register(self, image: Image.Image, img2img: str, licensed: set[str] = frozenset()):
+        ident = len(self.works) + 1
+        self.bank.add(ident, image)
+        self.works[ident] = {"id": str(uuid4()), "img2img": img2img, "licensed": set(licensed)}
+        return self.works[ident]["id"]
+
+    def match(self, signals: ImageSignals, platform_user: str | None) -> RegistryAnswer:
+        if self.fail:
+            raise ConnectionError("registry database unreachable")
+        hits = []
+        for m in self.bank.match(signals):
+            work = self.works[m.id]
+            hits.append(
+                ArtworkHit(
+                    artwork_id=work["id"],
+                    artist_id=str(UUID(int=m.id)),
+                    title=None,
+                    decision=m.decision,
+                    score=m.score,
+                    img2img=work["img2img"],
+                    license_id="lic-1" if platform_user in work["licensed"] else None,
+                )
+            )
+        return RegistryAnswer(hits, {"size": len(self.works)})
+
+
+@dataclass
+class MemoryAdapters:
+    known: dict[str, RegisteredAdapter] = field(default_factory=dict)
+
+    def lookup(self, name: str) -> RegisteredAdapter | None:
+        return self.known.get(name)
+
+
+@dataclass
+class MemorySources:
+    bank: MemoryBank = field(default_factory=MemoryBank)
+    size: int = 0
+
+    def add(self, image: Image.Image) -> None:
+        self.size += 1
+        self.bank.add(self.size, image)
+
+    def match(self, signals: ImageSignals) -> SourceAnswer:
+        hits = [
+            SourceHit(f"src-{m.id}", "web-scrape", None, m.decision, m.score)
+            for m in self.bank.match(signals)
+        ]
+        return SourceAnswer(hits, {"size": self.size})
+
+
+class ProvenanceStamper:
+    """``provenance.stamp_image``: watermark, labels, signed C2PA manifest; keeps the bytes."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.signer = FileSigner.from_credentials(credentials)
+        self.watermarker = default_watermarker()
+        self.files: dict[UUID, bytes] = {}
+
+    def stamp(
+        self,
+        image: Image.Image,
+        facts: GenerationFacts,
+        *,
+        generation_id: UUID,
+        actor: str,
+        audit_extra: dict[str, Any],
+    ) -> StampOutcome:
+        payload = secrets.randbits(self.watermarker.payload_bits) or 1
+        s = stamp_image(image, facts, self.watermarker, self.signer, payload)
+        self.files[generation_id] = s.data
+        return StampOutcome(
+            generation_id,
+            s.manifest_id,
+            s.sha256,
+            s.mime,
+            image.width,
+            image.height,
+            s.watermark_alg,
+            s.watermark_value,
+            True,
+        )
+
+
+@dataclass
+class ListRecorder:
+    records: list[tuple[str, str | None]] = field(default_factory=list)
+    last: GenerationRecord | None = None
+
+    def record(self, record: GenerationRecord) -> None:
+        json.dumps(record.decisions(), default=str)  # what a store writes must serialise
+        self.records.append((record.status, record.stage))
+        self.last = record
+
+
+# ---- fixtures -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def credentials(tmp_path_factory: pytest.TempPathFactory) -> Credentials:
+    return ensure_dev_credentials(tmp_path_factory.mktemp("pipeline-keys"))
+
+
+@dataclass
+class Rig:
+    pipeline: GenerationPipeline
+    model: CountingGenerator
+    registry: MemoryRegistry
+    adapters: MemoryAdapters
+    sources: MemorySources
+    stamper: ProvenanceStamper
+    recorder: ListRecorder
+
+
+@pytest.fixture
+def rig(runner: DiffusionRunner, credentials: Credentials) -> Rig:
+    model = CountingGenerator(runner)
+    registry, adapters, sources = MemoryRegistry(), MemoryAdapters(), MemorySources()
+    stamper, recorder = ProvenanceStamper(credentials), ListRecorder()
+    gate = Gate(registry, adapters, MetadataConsentReader(credentials.trust_anchors_pem))
+    pipeline = GenerationPipeline(model, gate, Screen(sources), stamper, recorder)
+    return Rig(pipeline, model, registry, adapters, sources, stamper, recorder)
+
+
+def ask(**overrides: Any) -> GenerationRequest:
+    base: dict[str, Any] = {
+        "id": uuid4(),
+        "actor": "test",
+        "prompt": "a harbour at dawn",
+        "negative_prompt": "blurry",
+        "seed": 11,
+        "steps": 2,
+        "guidance": 5.0,
+        "width": SIDE,
+        "height": SIDE,
+    }
+    base.update(overrides)
+    return GenerationRequest(**base)
+
+
+def init_image(data: bytes, mime: str = "image/jpeg", role: str = "init") -> InputImage:
+    return InputImage(role, data, Image.open(io.BytesIO(data)).convert("RGB"), mime)
+
+
+def edited(image: Image.Image) -> bytes:
+    w, h = image.size
+    crop = image.crop((w // 10, h // 10, w - w // 12, h - h // 10)).resize((400, 300))
+    return encode(ImageEnhance.Color(crop).enhance(1.3), "JPEG", quality=82)
+
+
+# ---- tests ------------------------------------------------------------------------------------
+def test_txt2img_runs_every_stage_and_the_output_is_signed(rig: Rig, credentials: Credentials):
+    outcome = rig.pipeline.run(ask(platform_user="u1"))
+    record = outcome.record
+    assert outcome.status == "completed" and rig.model.call_count == 1
+    assert rig.recorder.records == [("running", None), ("completed", None)]
+    assert set(record.timings) == {"gate", "diffuse", "screen", "stamp", "record"}
+    assert record.model is not None and record.model.is_default_tiny
+    data = rig.stamper.files[record.id]
+    report = read_manifest(data, "image/png", credentials.trust_anchors_pem)
+    assert report.state == "Trusted" and report.manifest_id == record.stamp.manifest_id
+    assert report.generation["prompt"] == "a harbour at dawn"
+    assert report.generation["model"]["sha256"] == record.model.sha256
+    reading = rig.stamper.watermarker.detect(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert reading.present and f"{reading.payload:012x}" == record.stamp.watermark_value
+    screen = record.decisions()[-1]
+    assert screen["check"] == "screen" and screen["code"] == "no_source_match"
+    assert screen["evidence"]["clip"]["available"] is False
+
+
+def test_denied_artwork_blocks_before_the_model_and_a_licence_lifts_it(rig: Rig):
+    art = photo_like(5, (640, 480))
+    artwork_id = rig.registry.register(art, "deny", licensed={"licensee"})
+    init = init_image(edited(art))
+    blocked = rig.pipeline.run(ask(init=init, strength=0.5, platform_user="someone"))
+    assert blocked.status == "blocked" and rig.model.call_count == 0
+    assert rig.recorder.records == [("blocked", "gate")]
+    reasons = blocked.record.reasons
+    assert [r["code"] for r in reasons] == ["registered_artwork_denied"]
+    assert artwork_id in reasons[0]["message"] and "someone" in reasons[0]["message"]
+    assert blocked.record.gate.blocking_matches()[0]["artwork_id"] == artwork_id
+    assert blocked.record.gate.inputs[0].sha256 == hashlib.sha256(init.data).hexdigest()
+
+    allowed = rig.pipeline.run(ask(init=init, strength=0.5, platform_user="licensee"))
+    assert allowed.status == "completed" and rig.model.call_count == 1
+    assert rig.model.calls[0].mode == "img2img"
+    codes = [c.code for c in allowed.record.gate.checks]
+    assert codes == ["registered_artwork_permitted", "no_consent_statement"]
+
+
+def test_an_artist_who_allows_img2img_is_not_blocked(rig: Rig):
+    art = photo_like(6, (640, 480))
+    rig.registry.register(art, "allow")
+    gate = rig.pipeline.check(ask(init=init_image(edited(art)), strength=0.5))
+    assert not gate.blocked
+
+
+def test_every_input_is_checked_the_mask_too(rig: Rig):
+    art = photo_like(7, (512, 512))
+    rig.registry.register(art, "deny")
+    mask = init_image(encode(art, "PNG"), "image/png", role="mask")
+    outcome = rig.pipeline.run(
+        ask(init=init_image(encode(photo_like(8), "JPEG")), mask=mask, strength=0.5)
+    )
+    assert outcome.status == "blocked" and rig.model.call_count == 0
+    assert {r["subject"] for r in outcome.record.reasons} == {"mask"}
+
+
+def test_the_gate_fails_closed(rig: Rig):
+    rig.registry.fail = True
+    outcome = rig.pipeline.run(ask(init=init_image(encode(photo_like(9))), strength=0.5))
+    assert outcome.status == "blocked" and rig.model.call_count == 0
+    (reason,) = outcome.record.reasons
+    assert reason["code"] == "check_failed" and "unreachable" in reason["message"]
+
+
+def test_a_consent_reader_that_fails_blocks(rig: Rig):
+    class Broken:
+        def read(self, data: bytes, media_type: str) -> ImageConsent:
+            raise OSError("metadata parser crashed")
+
+    rig.pipeline.gate.consent = Broken()
+    outcome = rig.pipeline.run(ask(init=init_image(encode(photo_like(10))), strength=0.5))
+    assert [r["code"] for r in outcome.record.reasons] == ["check_failed"]
+    assert rig.model.call_count == 0
+
+
+@pytest.mark.parametrize(
+    ("labels", "blocks"),
+    [
+        (LabelSet(training_mining={"cawg.ai_inference": "notAllowed"}), True),
+        (LabelSet(training_mining={"cawg.ai_inference": "constrained"}), True),
+        (LabelSet(data_mining=DMI_PROHIBITED), True),
+        (LabelSet(data_mining=DMI_PROHIBITED_GENAIML), True),
+        (
+            LabelSet(data_mining=DMI_PROHIBITED, training_mining={"cawg.ai_inference": "allowed"}),
+            False,
+        ),
+        (LabelSet(training_mining={"cawg.ai_training": "notAllowed"}), False),
+    ],
+    ids=["notAllowed", "constrained", "dmi", "dmi-genai", "dmi-but-inference-allowed", "train"],
+)
+def test_consent_in_the_input_metadata(rig: Rig, labels: LabelSet, blocks: bool):
+    data = encode_with_labels(photo_like(12, (300, 300)), "image/png", labels)
+    gate = rig.pipeline.check(ask(init=init_image(data, "image/png"), strength=0.5))
+    assert gate.blocked is blocks
+    consent = next(c for c in gate.checks if c.check == "consent")
+    assert consent.code == ("input_consent_refused" if blocks else "consent_allows")
+
+
+def test_consent_refusals_reads_manifest_entries_old_and_new():
+    old = ImageConsent("Valid", {"c2pa.ai_inference": "notAllowed"}, None, None)
+    assert consent_refusals(old) == ["C2PA manifest: cawg.ai_inference is notAllowed"]
+    assert consent_refusals(ImageConsent("Absent", None, None, None)) == []
+
+
+def test_the_registry_outranks_what_the_image_says(rig: Rig):
+    art = photo_like(13, (512, 384))
+    rig.registry.register(art, "allow")
+    labelled = encode_with_labels(
+        art, "image/png", LabelSet(training_mining={"cawg.ai_inference": "notAllowed"})
+    )
+    gate = rig.pipeline.check(ask(init=init_image(labelled, "image/png"), strength=0.5))
+    assert not gate.blocked
+    assert [c.code for c in gate.checks] == [
+        "registered_artwork_permitted",
+        "consent_overridden_by_registry",
+    ]
+
+
+def _register(rig: Rig, runner: DiffusionRunner, tmp_path: Path, name: str, **kw: Any):
+    from generation.adapters import make_test_lora
+
+    path = make_test_lora(runner.model.txt2img, tmp_path / f"{name}.safetensors", seed=3)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    rig.adapters.known[name] = RegisteredAdapter(
+        f"id-{name}", name, kw.pop("sha256", sha), sha[:10], path, kw.pop("status", "allowed"), **kw
+    )
+    return sha
+
+
+def test_adapters_must_be_registered_and_allowed(rig: Rig, runner, tmp_path: Path):
+    sha = _register(rig, runner, tmp_path, "ink")
+    _register(rig, runner, tmp_path, "banned", status="blocked", status_reason="claim upheld")
+    refused = rig.pipeline.run(
+        ask(adapters=(AdapterRequest("ghost"), AdapterRequest("banned", 0.5)))
+    )
+    assert [r["code"] for r in refused.record.reasons] == [
+        "adapter_not_registered",
+        "adapter_blocked",
+    ]
+    assert rig.model.call_count == 0
+    done = rig.pipeline.run(ask(adapters=(AdapterRequest("ink", 0.7),)))
+    assert done.status == "completed"
+    assert [(a["name"], a["sha256"], a["scale"]) for a in done.record.adapters] == [
+        ("ink", sha, 0.7)
+    ]
+    report = read_manifest(rig.stamper.files[done.record.id], "image/png")
+    assert report.generation["adapters"][0]["sha256"] == sha
+
+
+def test_an_adapter_file_that_changed_fails_the_generation(rig: Rig, runner, tmp_path: Path):
+    _register(rig, runner, tmp_path, "swapped", sha256="0" * 64)
+    outcome = rig.pipeline.run(ask(adapters=(AdapterRequest("swapped"),)))
+    assert outcome.status == "failed" and outcome.record.stage == "diffuse"
+    assert "registered" in outcome.record.error and rig.stamper.files == {}
+
+
+def test_a_memorised_training_source_is_flagged_or_blocked(rig: Rig):
+    first = rig.pipeline.run(ask(seed=21))
+    stamped = Image.open(io.BytesIO(rig.stamper.files[first.record.id])).convert("RGB")
+    rig.sources.add(stamped)
+    flagged = rig.pipeline.run(ask(seed=21))
+    assert flagged.status == "completed"
+    assert [f["code"] for f in flagged.record.flags] == ["likely_memorized_copy"]
+    rig.pipeline.screen_policy = "block"
+    blocked = rig.pipeline.run(ask(seed=21))
+    assert blocked.status == "blocked" and blocked.record.stage == "screen"
+    assert blocked.record.stamp is None and blocked.record.id not in rig.stamper.files
+    assert rig.recorder.records[-1] == ("blocked", "screen")
+
+
+def test_a_failing_screen_is_reported_and_blocks_under_the_block_policy(rig: Rig):
+    class Down:
+        def match(self, signals: ImageSignals) -> SourceAnswer:
+            raise TimeoutError("source index timed out")
+
+    rig.pipeline.screen = Screen(Down())
+    flagged = rig.pipeline.run(ask())
+    assert [f["code"] for f in flagged.record.flags] == ["screen_failed"]
+    assert flagged.status == "completed"
+    rig.pipeline.screen_policy = "block"
+    assert rig.pipeline.run(ask()).status == "blocked"
+
+
+def test_model_errors_are_recorded_as_failures(rig: Rig):
+    outcome = rig.pipeline.run(ask(width=250))  # not a multiple of 8: the runner refuses
+    assert outcome.status == "failed" and isinstance(outcome.error, ValueError)
+    assert rig.recorder.records[-1] == ("failed", "diffuse")
+
+
+def test_run_async_matches_run(rig: Rig):
+    outcome = asyncio.run(rig.pipeline.run_async(ask(seed=4)))
+    assert outcome.status == "completed" and rig.model.call_count == 1
+    assert outcome.record.timings["diffuse"] > 0
+
+
+def test_clip_screen_flags_semantic_near_duplicates(tmp_path: Path):
+    """A tiny random open_clip model: plumbing only, never accuracy."""
+    import open_clip
+    import torch
+
+    from similarity import load_embedder
+
+    config = {
+        "embed_dim": 16,
+        "vision_cfg": {
+            "image_size": 32,
+            "layers": 1,
+            "width": 32,
+            "patch_size": 16,
+            "head_width": 16,
+        },
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
+    }
+    (tmp_path / "chopmark-pipeline-clip.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / "chopmark-pipeline-clip.json")
+    torch.manual_seed(0)
+    torch.save(
+        open_clip.create_model("chopmark-pipeline-clip", pretrained=None).state_dict(),
+        tmp_path / "clip.pt",
+    )
+    embedder = load_embedder(tmp_path / "clip.pt", "chopmark-pipeline-clip")
+    assert embedder.available
+    source = photo_like(40, (320, 320))
+    stored = embedder.embed([source])[0]
+
+    class Embeddings:
+        def nearest(self, vector: np.ndarray, model: str, k: int) -> SourceAnswer:
+            score = float(np.dot(vector, stored))
+            return SourceAnswer([SourceHit("src-1", "art-set", None, "clip", score)], {"size": 1})
+
+    screen = Screen(
+        MemorySources(), embedder=embedder, embeddings=Embeddings(), clip_threshold=0.99
+    )
+    result = screen.screen(source)
+    assert result.clip["available"] is True and result.clip["model"] == embedder.name
+    assert [f.code for f in result.flags] == ["semantic_near_duplicate"]
+    unavailable = Screen(MemorySources(), embedder=load_embedder(None, "ViT-B-32"))
+    clip = unavailable.screen(source).clip
+    assert clip == {"available": False, "reason": "no CLIP checkpoint configured"}
+
+
+def test_inpainting_runs_with_its_init_image_as_parent(rig: Rig, credentials: Credentials):
+    init = init_image(encode(photo_like(14, (320, 320)), "JPEG"))
+    mask_picture = Image.new("L", (320, 320), 0)
+    mask_picture.paste(255, (80, 80, 240, 240))
+    mask = init_image(encode(mask_picture.convert("RGB"), "PNG"), "image/png", role="mask")
+    outcome = rig.pipeline.run(ask(init=init, mask=mask, strength=0.75))
+    assert outcome.status == "completed" and rig.model.calls[0].mode == "inpaint"
+    assert [i.role for i in outcome.record.gate.inputs] == ["init", "mask"]
+    report = read_manifest(rig.stamper.files[outcome.record.id], "image/png")
+    assert report.digital_source_type.endswith("/compositeWithTrainedAlgorithmicMedia")
+    assert [i.relationship for i in report.ingredients] == ["parentOf"]

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from provenance.watermark import (
+    MIN_DETECT_SIDE,
+    MIN_EMBED_SIDE,
+    TiledWatermarker,
+    Watermarker,
+    default_watermarker,
+    payload_to_hex,
+)
+
+from .conftest import EDITS, psnr, textured
+
+
+def test_default_is_a_watermarker() -> None:
+    wm = default_watermarker()
+    assert isinstance(wm, Watermarker)
+    assert wm.alg == "org.chopmark.wm.v1"
+    assert wm.payload_bits >= 48
+
+
+def test_round_trip(
+    marked: list[tuple[Image.Image, Image.Image, int]], watermarker: TiledWatermarker
+) -> None:
+    for original, image, payload in marked:
+        assert image.mode == "RGB" and image.size == original.size
+        reading = watermarker.detect(image)
+        assert reading.present
+        assert reading.payload == payload
+        assert payload_to_hex(reading.payload) == payload_to_hex(payload)
+        assert reading.confidence > 0.5
+        assert reading.bit_errors_corrected is not None
+
+
+def test_psnr_at_least_40(marked: list[tuple[Image.Image, Image.Image, int]]) -> None:
+    for original, image, _ in marked:
+        value = psnr(original, image)
+        assert 40.0 <= value < 42.0
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_survives_edit(
+    edit: str, marked: list[tuple[Image.Image, Image.Image, int]], watermarker: TiledWatermarker
+) -> None:
+    for _, image, payload in marked:
+        reading = watermarker.detect(EDITS[edit](image))
+        assert reading.present, (edit, reading.details)
+        assert reading.payload == payload
+
+
+def test_unmarked_images_read_absent(watermarker: TiledWatermarker) -> None:
+    rng = np.random.default_rng(0)
+    images = [textured(seed, (480, 360)) for seed in range(10, 16)]
+    images.append(Image.new("RGB", (300, 300), (128, 128, 128)))
+    images.append(Image.fromarray(rng.integers(0, 256, (320, 256, 3), dtype=np.uint8)))
+    for image in images:
+        reading = watermarker.detect(image)
+        assert not reading.present
+        assert reading.payload is None
+
+
+def test_a_different_key_does_not_read_the_mark(
+    marked: list[tuple[Image.Image, Image.Image, int]],
+) -> None:
+    other = TiledWatermarker(key="another deployment")
+    assert not other.detect(marked[0][1]).present
+
+
+def test_sizes_and_aspects(watermarker: TiledWatermarker) -> None:
+    for size in ((256, 256), (900, 300), (300, 700), (2048, 256), (2048, 1536)):
+        image = textured(5, size)
+        marked = watermarker.embed(image, 42)
+        assert psnr(image, marked) >= 40.0
+        assert watermarker.detect(marked).payload == 42, size
+
+
+def test_other_modes_are_converted(watermarker: TiledWatermarker) -> None:
+    image = textured(6, (400, 400)).convert("L")
+    marked = watermarker.embed(image, 7)
+    assert marked.mode == "RGB"
+    assert watermarker.detect(marked.convert("RGBA")).payload == 7
+
+
+def test_small_images_are_refused(watermarker: TiledWatermarker) -> None:
+    with pytest.raises(ValueError, match="too small"):
+        watermarker.embed(textured(1, (MIN_EMBED_SIDE - 1, 600)), 1)
+    with pytest.raises(ValueError, match="too small"):
+        watermarker.detect(Image.new("RGB", (MIN_DETECT_SIDE - 1, 400)))
+
+
+@pytest.mark.parametrize("bad", [-1, 1 << 48])
+def test_payload_out_of_range_is_refused(bad: int, watermarker: TiledWatermarker) -> None:
+    with pytest.raises(ValueError, match="payload"):
+        watermarker.embed(textured(1, (300, 300)), bad)

@@ -1,0 +1,611 @@
+"""Moderation: one call answers whether an image is ours, a registered artwork or a training
+source, with a verdict from the operator's policy; batch jobs with signed webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance
+
+from service.moderation.jobs import ModerationWorker
+from service.moderation.webhooks import SIGNATURE_HEADER, verify_signature
+from tests.support import auth, encode, photo_like
+
+STAMP_META = {
+    "generator": "ExampleDiffusion",
+    "generator_version": "2.1",
+    "model_name": "example-xl",
+    "prompt": "a harbour at dawn",
+    "seed": 11,
+}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ZERO = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture
+def mclient(settings, runtime):
+    """The API with the moderation routes and a batch worker with short webhook backoff."""
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+    from service.api.routes import moderation
+
+    app = create_app(settings, runtime=runtime)
+    if not any(getattr(r, "path", "") == "/v1/moderation/check" for r in app.routes):
+        app.include_router(moderation.router)
+    worker = ModerationWorker(runtime, poll_seconds=0.1, webhook_backoff_seconds=0.2)
+    with TestClient(app) as c:
+        worker.start()
+        try:
+            yield c
+        finally:
+            worker.stop()
+
+
+def moderate(client, h, data: bytes, name="q.jpg", **form):
+    r = client.post("/v1/moderation/check", files={"file": (name, data)}, data=form, headers=h)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def register(client, h, *seeds, preferences=None):
+    artist = client.post(
+        "/v1/artists", json={"display_name": "M", "email": "m@example.org"}, headers=h
+    ).json()
+    files = [("files", (f"{s}.jpg", encode(photo_like(s)), "image/jpeg")) for s in seeds]
+    data = {"preferences": preferences} if preferences else {}
+    r = client.post(f"/v1/artists/{artist['id']}/artworks", files=files, data=data, headers=h)
+    assert r.status_code == 201, r.text
+    return r.json()["artworks"]
+
+
+def edited(seed: int) -> bytes:
+    """Crop, rotate 8 degrees, darken, re-encode: an edited copy."""
+    img = photo_like(seed)
+    w, h = img.size
+    img = img.crop((int(w * 0.1), int(h * 0.08), int(w * 0.92), int(h * 0.93)))
+    img = img.rotate(8, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=(0, 0, 0))
+    return encode(ImageEnhance.Brightness(img).enhance(0.8), quality=70)
+
+
+def stamp(client, h, image: Image.Image) -> tuple[dict, bytes]:
+    r = client.post(
+        "/v1/stamps",
+        files={"file": ("gen.png", encode(image, "PNG"), "image/png")},
+        data={"metadata": json.dumps(STAMP_META)},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    return body, client.get(body["image_url"], headers=h).content
+
+
+def reasons(result: dict, rule: str) -> list[dict]:
+    return [r for r in result["reasons"] if r["rule"] == rule]
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    assert data[:8] == PNG_SIGNATURE
+    pos, out = 8, []
+    while pos < len(data):
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        out.append((data[pos + 4 : pos + 8], data[pos : pos + 12 + n]))
+        pos += 12 + n
+    return out
+
+
+def repaint_keeping_manifest(signed: bytes) -> bytes:
+    """Change some pixels of a signed PNG but keep every other chunk, the manifest included."""
+    arr = np.asarray(Image.open(io.BytesIO(signed)).convert("RGB")).copy()
+    arr[20:80, 20:120] = 255 - arr[20:80, 20:120]
+    fresh = png_chunks(encode(Image.fromarray(arr), "PNG"))
+    old = png_chunks(signed)
+    assert dict(fresh)[b"IHDR"] == dict(old)[b"IHDR"]
+    new_idat = b"".join(c for t, c in fresh if t == b"IDAT")
+    out, placed = [PNG_SIGNATURE], False
+    for kind, chunk in old:
+        if kind == b"IDAT":
+            if not placed:
+                out.append(new_idat)
+                placed = True
+            continue
+        out.append(chunk)
+    return b"".join(out)
+
+
+# ---- provenance ---------------------------------------------------------------------------
+
+
+def test_stamped_output_is_ours_with_its_generation_id_even_stripped(mclient, runtime, make_key):
+    h = auth(make_key("stamp", "moderate"))
+    body, signed = stamp(mclient, h, photo_like(501, (640, 512)))
+    gid = body["id"]
+
+    res = moderate(mclient, h, signed, "gen.png")
+    c2pa, wm = res["provenance"]["c2pa"], res["provenance"]["watermark"]
+    assert c2pa["state"] == "Trusted" and c2pa["manifest_id"] == body["manifest_id"]
+    assert c2pa["generation_id"] == gid
+    assert c2pa["generator"].startswith("ExampleDiffusion")
+    assert c2pa["digital_source_type"].endswith("/trainedAlgorithmicMedia")
+    assert c2pa["actions"][0]["action"] == "c2pa.created"
+    assert c2pa["signer"]["alg"]
+    assert wm["present"] and wm["generation_id"] == gid and wm["consistent_with_pixels"]
+    assert res["provenance"]["outputs"][0]["generation_id"] == gid
+    ai = res["provenance"]["ai_generated"]
+    assert ai == {
+        "status": "declared",
+        "declared": True,
+        "declared_by": ai["declared_by"],
+        "watermarked": True,
+        "matched": True,
+        "generation_id": gid,
+    }
+    assert any("AIGC" in d for d in ai["declared_by"])
+    assert res["labels"]["aigc"]["Label"] == "1"
+    assert res["verdict"] == "allow" and reasons(res, "ai_ours_with_manifest")
+
+    stripped = encode(Image.open(io.BytesIO(signed)).convert("RGB"), "JPEG", quality=85)
+    res = moderate(mclient, h, stripped)
+    assert res["provenance"]["c2pa"]["state"] == "Absent"
+    assert res["provenance"]["watermark"]["generation_id"] == gid
+    assert res["provenance"]["ai_generated"]["status"] == "watermarked"
+    assert res["labels"]["aigc"] is None
+    assert res["verdict"] == "review"
+    (why,) = reasons(res, "ai_ours_without_manifest")
+    assert why["evidence"]["watermark_generation_id"] == gid and gid in why["message"]
+
+    # the check is recorded with its evidence and in the audit log
+    stored = mclient.get(f"/v1/moderation/checks/{res['id']}", headers=h)
+    assert stored.status_code == 200 and stored.json()["verdict"] == "review"
+    assert stored.json()["provenance"]["watermark"]["generation_id"] == gid
+    with runtime.pool.connection() as conn:
+        entry = conn.execute(
+            "SELECT entry FROM audit_log WHERE kind = 'moderation.checked' AND subject = %s",
+            (f"moderation:{res['id']}",),
+        ).fetchone()["entry"]
+    assert gid.encode() in bytes(entry) and b'"review"' in bytes(entry)
+    # another key does not see it
+    other = auth(make_key("moderate", name="other platform"))
+    assert mclient.get(f"/v1/moderation/checks/{res['id']}", headers=other).status_code == 404
+
+
+def test_manifest_that_fails_validation_is_reported(mclient, make_key):
+    h = auth(make_key("stamp", "moderate"))
+    body, signed = stamp(mclient, h, photo_like(502, (640, 512)))
+    tampered = repaint_keeping_manifest(signed)
+    res = moderate(mclient, h, tampered, "gen.png")
+    c2pa = res["provenance"]["c2pa"]
+    assert c2pa["state"] == "Invalid"
+    assert c2pa["failure_codes"] or c2pa["error"]
+    (why,) = reasons(res, "manifest_invalid")
+    assert why["signal"] == "c2pa" and why["evidence"]["state"] == "Invalid"
+    # still ours by watermark and fingerprint, and no longer with a valid manifest: review
+    assert res["provenance"]["watermark"]["generation_id"] == body["id"]
+    assert res["verdict"] == "review" and reasons(res, "ai_ours_without_manifest")
+
+
+def test_pasted_watermark_does_not_pass_as_ours(mclient, make_key):
+    h = auth(make_key("stamp", "moderate"))
+    src = photo_like(503, (640, 512))
+    body, signed = stamp(mclient, h, src)
+    residual = np.asarray(Image.open(io.BytesIO(signed)).convert("RGB"), np.float64) - np.asarray(
+        src, np.float64
+    )
+    victim = np.asarray(photo_like(778, src.size), np.float64)
+    forged = Image.fromarray(np.clip(victim + residual, 0, 255).astype(np.uint8))
+    res = moderate(mclient, h, encode(forged, "PNG"), "forged.png")
+    wm = res["provenance"]["watermark"]
+    assert wm["present"] is True and wm["forged"] is True
+    assert wm["claimed_generation_id"] == body["id"] and wm["generation_id"] is None
+    assert wm["consistent_with_pixels"] is False
+    assert res["provenance"]["outputs"] == []
+    assert res["provenance"]["ai_generated"]["status"] == "unknown"
+    (why,) = reasons(res, "forged_watermark")
+    assert why["evidence"]["claimed_generation_id"] == body["id"]
+    assert not reasons(res, "ai_ours_without_manifest")
+
+
+# ---- registry -----------------------------------------------------------------------------
+
+
+def test_registered_copy_is_blocked_unless_licensed(mclient, runtime, make_key):
+    h = auth(make_key("registry", "moderate"))
+    works = register(mclient, h, 601, 602)
+    target = works[1]["id"]
+    mclient.post(
+        f"/v1/artworks/{target}/licenses",
+        json={"grantee": "user-9", "scopes": ["img2img"]},
+        headers=h,
+    )
+    query = edited(602)
+
+    res = moderate(mclient, h, query, user="user-1", context="upload 77")
+    assert res["verdict"] == "block"
+    (why,) = reasons(res, "registered_copy")
+    assert why["signal"] == "registry" and why["action"] == "block"
+    assert why["evidence"]["artwork_id"] == target and why["evidence"]["img2img"] == "deny"
+    assert "user-1" in why["message"] and why["evidence"]["licensed"] is False
+    match = res["registry"]["matches"][0]
+    assert match["artwork_id"] == target and match["decision"] == "copy"
+    assert match["licensed"] is False
+    assert res["context"] == "upload 77" and res["user"] == "user-1"
+
+    res = moderate(mclient, h, query, user="user-9")
+    assert res["verdict"] == "allow"
+    (why,) = reasons(res, "registered_copy_licensed")
+    assert why["evidence"]["licensed"] is True and "licence" in why["message"]
+    assert res["registry"]["matches"][0]["licensed"] is True
+
+    with runtime.pool.connection() as conn:
+        rows = conn.execute("SELECT verdict FROM moderation_checks ORDER BY created_at").fetchall()
+        touched = conn.execute(
+            "SELECT count(*) AS n FROM audit_log WHERE kind = 'moderation.matched'"
+            " AND subject = %s",
+            (f"artwork:{target}",),
+        ).fetchone()["n"]
+    assert [r["verdict"] for r in rows] == ["block", "allow"]
+    assert touched == 2, "the artist's event feed sees both moderation matches"
+
+
+def test_unrelated_photo_is_allowed(mclient, make_key):
+    h = auth(make_key("registry", "moderate"))
+    register(mclient, h, 611)
+    res = moderate(mclient, h, encode(photo_like(9911)))
+    assert res["verdict"] == "allow"
+    assert [r["signal"] for r in res["reasons"]] == ["none"]
+    assert not [m for m in res["registry"]["matches"] if m["decision"] == "copy"]
+    assert res["registry"]["index"]["size"] == 1
+    assert res["provenance"]["ai_generated"]["status"] == "unknown"
+    assert res["provenance"]["c2pa"]["state"] == "Absent"
+    assert res["provenance"]["watermark"]["present"] is False
+    assert res["training_sources"]["available"] is True
+    assert res["training_sources"]["matches"] == []
+    timings = res["timings"]
+    for stage in ("decode", "signals", "watermark", "c2pa", "registry", "outputs", "record"):
+        assert timings[stage] >= 0
+    assert timings["total"] >= timings["decode"]
+
+
+def test_policy_file_and_per_key_override(mclient, make_key, tmp_path, monkeypatch):
+    h = auth(make_key("registry", "moderate"))
+    strict_secret = make_key("moderate", name="strict platform")
+    prefix = strict_secret.split("_")[1]
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        'name = "community"\n'
+        "[rules]\n"
+        'registered_copy = "review"\n'
+        f'[keys."{prefix}"]\n'
+        'name = "strict"\n'
+        'rules = { registered_copy = "block" }\n'
+    )
+    monkeypatch.setenv("CHOPMARK_MODERATION_POLICY", str(policy))
+    register(mclient, h, 621)
+
+    shown = mclient.get("/v1/moderation/policy", headers=h).json()
+    assert shown["name"] == "community" and shown["rules"]["registered_copy"] == "review"
+    assert shown["source"] == str(policy) and "registered_copy" in shown["rule_descriptions"]
+    strict = mclient.get("/v1/moderation/policy", headers=auth(strict_secret)).json()
+    assert strict["key_override"] == prefix and strict["rules"]["registered_copy"] == "block"
+    assert strict["version"] != shown["version"]
+
+    res = moderate(mclient, h, edited(621))
+    assert res["verdict"] == "review" and res["policy"]["name"] == "community"
+    res = moderate(mclient, auth(strict_secret), edited(621))
+    assert res["verdict"] == "block" and res["policy"]["key_override"] == prefix
+
+    policy.write_text('[rules]\nregistered_copy = "maybe"\n')
+    r = mclient.post("/v1/moderation/check", files={"file": ("q.jpg", edited(621))}, headers=h)
+    assert r.status_code == 503 and "registered_copy" in r.json()["detail"]
+
+
+# ---- bad input ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", 400),
+        (b"this is not an image at all", 415),
+        (encode(photo_like(1))[:3000], 422),
+    ],
+)
+def test_malformed_upload_is_refused_and_not_recorded(mclient, runtime, make_key, data, code):
+    h = auth(make_key("moderate"))
+    r = mclient.post("/v1/moderation/check", files={"file": ("x.jpg", data)}, headers=h)
+    assert r.status_code == code, r.text
+    with runtime.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM moderation_checks").fetchone()["n"] == 0
+
+
+def test_image_too_small_for_a_watermark_is_still_moderated(mclient, make_key):
+    res = moderate(mclient, auth(make_key("moderate")), encode(photo_like(7, (64, 48)), "PNG"))
+    wm = res["provenance"]["watermark"]
+    assert wm["checked"] is False and "too small" in wm["note"] and wm["present"] is False
+    assert res["verdict"] == "allow" and (res["width"], res["height"]) == (64, 48)
+
+
+# ---- batch jobs ---------------------------------------------------------------------------
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 answering with the given status codes in turn."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.calls.append((dict(self.headers), body))
+                code = receiver.statuses[min(len(receiver.calls), len(receiver.statuses)) - 1]
+                self.send_response(code)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait(self, n: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.calls) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.calls) >= n, f"{len(self.calls)} webhook calls, expected {n}"
+
+
+def wait_job(client, h, job_id: str, timeout: float = 60) -> tuple[dict, list[int]]:
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/moderation/jobs/{job_id}", headers=h).json()
+        seen.append(job["done"])
+        if job["status"] in ("completed", "failed"):
+            return job, seen
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_batch_job_completes_and_its_webhook_signature_verifies(mclient, make_key):
+    h = auth(make_key("registry", "moderate"))
+    works = register(mclient, h, 631)
+    files = [
+        ("files", ("copy.jpg", edited(631), "image/jpeg")),
+        ("files", ("other.jpg", encode(photo_like(9931)), "image/jpeg")),
+        ("files", ("broken.jpg", b"not an image", "image/jpeg")),
+    ]
+    with Receiver([200]) as hook:
+        r = mclient.post(
+            "/v1/moderation/batch",
+            files=files,
+            data={"webhook_url": hook.url, "user": "user-3", "context": "nightly"},
+            headers=h,
+        )
+        assert r.status_code == 202, r.text
+        created = r.json()
+        assert created["total"] == 3 and created["status"] in ("queued", "running")
+        assert r.headers["Location"] == created["status_url"]
+        secret = created["webhook_secret"]
+        assert secret.startswith("whsec_")
+
+        job, seen = wait_job(mclient, h, created["id"])
+        assert job["status"] == "completed" and job["done"] == job["total"] == 3
+        assert seen == sorted(seen), "progress only goes forward"
+        assert job["counts"] == {"queued": 0, "checked": 2, "rejected": 1, "failed": 0}
+        by_name = {i["filename"]: i for i in job["items"]}
+        assert by_name["copy.jpg"]["verdict"] == "block"
+        assert by_name["copy.jpg"]["reasons"][0]["evidence"]["artwork_id"] == works[0]["id"]
+        assert by_name["other.jpg"]["verdict"] == "allow"
+        assert by_name["broken.jpg"]["status"] == "rejected"
+        assert by_name["broken.jpg"]["error_status"] == 415
+        check = mclient.get(
+            f"/v1/moderation/checks/{by_name['copy.jpg']['check_id']}", headers=h
+        ).json()
+        assert check["job_id"] == created["id"] and check["user"] == "user-3"
+        full = mclient.get(f"/v1/moderation/jobs/{created['id']}?full=true", headers=h).json()
+        assert full["items"][0]["result"]["registry"]["matches"]
+
+        hook.wait(1)
+        headers, body = hook.calls[0]
+        signature = headers[SIGNATURE_HEADER]
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        assert signature == expected and verify_signature(secret, body, signature)
+        assert not verify_signature(secret, body + b" ", signature)
+        assert not verify_signature("whsec_other", body, signature)
+        sent = json.loads(body)
+        assert sent["event"] == "moderation.job.finished"
+        assert sent["job"]["id"] == created["id"] and sent["job"]["status"] == "completed"
+        assert [i["verdict"] for i in sent["job"]["items"]] == ["block", "allow", None]
+        assert "webhook" not in sent["job"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        state = mclient.get(f"/v1/moderation/jobs/{created['id']}", headers=h).json()["webhook"]
+        if state["state"] == "delivered":
+            break
+        time.sleep(0.05)
+    assert state["state"] == "delivered" and state["attempts"] == 1
+
+
+def test_webhook_is_retried_with_backoff_then_delivered(mclient, make_key):
+    h = auth(make_key("moderate"))
+    with Receiver([503, 500, 200]) as hook:
+        r = mclient.post(
+            "/v1/moderation/batch",
+            files=[("files", ("a.jpg", encode(photo_like(9941)), "image/jpeg"))],
+            data={"webhook_url": hook.url},
+            headers=h,
+        )
+        assert r.status_code == 202, r.text
+        hook.wait(3)
+        bodies = [b for _, b in hook.calls]
+        assert all(
+            verify_signature(r.json()["webhook_secret"], b, hd[SIGNATURE_HEADER])
+            for hd, b in hook.calls
+        )
+        assert len(set(bodies)) == 3, "each attempt is sent afresh (its own sent_at)"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        job = mclient.get(f"/v1/moderation/jobs/{r.json()['id']}", headers=h).json()
+        if job["webhook"]["state"] == "delivered":
+            break
+        time.sleep(0.05)
+    assert job["webhook"] == {**job["webhook"], "state": "delivered", "attempts": 3}
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://127.0.0.1/x", "file:///etc/passwd", "http://user:pw@example.org/", "nope"]
+)
+def test_batch_refuses_non_http_webhooks(mclient, make_key, url):
+    r = mclient.post(
+        "/v1/moderation/batch",
+        files=[("files", ("a.jpg", encode(photo_like(1)), "image/jpeg"))],
+        data={"webhook_url": url},
+        headers=auth(make_key("moderate")),
+    )
+    assert r.status_code == 422
+
+
+def test_idempotency_key_returns_the_first_job(mclient, runtime, make_key):
+    secret = make_key("moderate")
+    h = {**auth(secret), "Idempotency-Key": "upload-batch-42"}
+    files = [("files", ("a.jpg", encode(photo_like(9951)), "image/jpeg"))]
+    first = mclient.post("/v1/moderation/batch", files=files, data={"user": "u"}, headers=h)
+    again = mclient.post("/v1/moderation/batch", files=files, data={"user": "u"}, headers=h)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other_body = mclient.post(
+        "/v1/moderation/batch",
+        files=[("files", ("a.jpg", encode(photo_like(9952)), "image/jpeg"))],
+        data={"user": "u"},
+        headers=h,
+    )
+    assert other_body.status_code == 409 and "Idempotency-Key" in other_body.json()["detail"]
+    other_key = mclient.post(
+        "/v1/moderation/batch",
+        files=files,
+        data={"user": "u"},
+        headers={**auth(make_key("moderate", name="b")), "Idempotency-Key": "upload-batch-42"},
+    )
+    assert other_key.status_code == 202 and other_key.json()["id"] != first.json()["id"]
+    with runtime.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM moderation_jobs").fetchone()["n"] == 2
+    # another key cannot read the first key's job
+    r = mclient.get(f"/v1/moderation/jobs/{first.json()['id']}", headers=auth(make_key("moderate")))
+    assert r.status_code == 404
+
+
+def test_an_item_abandoned_by_a_dead_worker_is_taken_up_by_another(
+    mclient, runtime, settings, make_key
+):
+    """A worker holds its item's row lock while it works; when its connection dies, another
+    worker takes the item up, and a locked item is never worked twice."""
+    import psycopg
+
+    from service.moderation import jobs
+
+    for worker in list(jobs._live_workers):  # no worker of this process may race the test
+        worker.stop()
+    h = auth(make_key("moderate"))
+    r = mclient.post(
+        "/v1/moderation/batch",
+        files=[("files", ("a.jpg", encode(photo_like(9961)), "image/jpeg"))],
+        headers=h,
+    )
+    job_id = r.json()["id"]
+    dead = psycopg.connect(settings.database_url)  # a process that claimed the item...
+    dead.execute("SELECT 1 FROM moderation_job_items WHERE job_id = %s FOR UPDATE", (job_id,))
+    rescuer = ModerationWorker(runtime, poll_seconds=0.1)
+    rescuer.start()
+    try:
+        assert rescuer.process_item() is False, "a locked item is skipped"
+        time.sleep(0.3)
+        assert mclient.get(f"/v1/moderation/jobs/{job_id}", headers=h).json()["done"] == 0
+        dead.close()  # ...and died
+        job, _ = wait_job(mclient, h, job_id)
+    finally:
+        rescuer.stop()
+    assert job["status"] == "completed" and job["items"][0]["status"] == "checked"
+
+
+# ---- access -------------------------------------------------------------------------------
+
+ROUTES = [
+    ("post", "/v1/moderation/check", {"files": {"file": ("a.jpg", b"x", "image/jpeg")}}),
+    ("post", "/v1/moderation/batch", {"files": {"files": ("a.jpg", b"x", "image/jpeg")}}),
+    ("get", f"/v1/moderation/jobs/{ZERO}", {}),
+    ("get", f"/v1/moderation/checks/{ZERO}", {}),
+    ("get", "/v1/moderation/policy", {}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kw"), ROUTES)
+def test_moderation_routes_need_a_key_with_the_moderate_scope(mclient, make_key, method, path, kw):
+    call = getattr(mclient, method)
+    assert call(path, **kw).status_code == 401
+    r = call(path, headers=auth(make_key("match", "registry", "stamp")), **kw)
+    assert r.status_code == 403 and "'moderate'" in r.json()["detail"]
+    assert call(path, headers=auth(make_key("moderate")), **kw).status_code not in (401, 403)
+    assert call(path, headers=auth(make_key("admin")), **kw).status_code not in (401, 403)
+    spec = mclient.get("/openapi.json").json()
+    template = path.replace(ZERO, "{x}")
+    ops = [
+        op
+        for p, item in spec["paths"].items()
+        for m, op in item.items()
+        if m == method and p.split("/")[:-1] == template.split("/")[:-1]
+    ]
+    assert ops and all(op["x-required-scope"] == "moderate" for op in ops)
+
+
+# ---- command line -------------------------------------------------------------------------
+
+
+def test_check_command_prints_verdicts_and_json(mclient, settings, make_key, tmp_path, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from service.cli.check_cmd import check
+
+    h = auth(make_key("registry", "moderate"))
+    register(mclient, h, 641)
+    (tmp_path / "copy.jpg").write_bytes(edited(641))
+    (tmp_path / "other.jpg").write_bytes(encode(photo_like(9971)))
+    (tmp_path / "bad.jpg").write_bytes(b"garbage")
+    monkeypatch.setenv("CHOPMARK_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CHOPMARK_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("COLUMNS", "200")
+    app = typer.Typer()
+    app.command()(check)
+    app.command("other")(lambda: None)  # keep `check` a named sub-command
+    runner = CliRunner()
+    out = runner.invoke(
+        app, ["check", str(tmp_path / "copy.jpg"), str(tmp_path / "other.jpg"), "--user", "u1"]
+    )
+    assert out.exit_code == 0, out.output
+    assert "block" in out.output and "allow" in out.output and "registered artwork" in out.output
+    out = runner.invoke(app, ["check", str(tmp_path / "copy.jpg"), "--json"])
+    assert out.exit_code == 0, out.output
+    (report,) = json.loads(out.output)
+    assert report["verdict"] == "block" and report["registry"]["matches"]
+    out = runner.invoke(app, ["check", str(tmp_path / "bad.jpg")])
+    assert out.exit_code == 2

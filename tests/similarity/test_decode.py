@@ -1,0 +1,115 @@
+"""Decoding refuses bad uploads early and decodes good ones the right way up."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from similarity import DecodeLimits, ImageRejected, decode_image
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height` (a decompression bomb's shape)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def _refused(data: bytes, code: str, limits: DecodeLimits = DecodeLimits()) -> ImageRejected:
+    with pytest.raises(ImageRejected) as info:
+        decode_image(data, limits)
+    assert info.value.code == code, str(info.value)
+    assert str(info.value)
+    return info.value
+
+
+def test_zero_bytes_refused() -> None:
+    _refused(b"", "empty")
+
+
+def test_random_bytes_refused() -> None:
+    _refused(np.random.default_rng(0).bytes(5000), "not_an_image")
+
+
+def test_text_file_refused() -> None:
+    err = _refused(b"%PDF-1.7\n hello", "not_an_image")
+    assert "JPEG" in str(err)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])
+def test_truncated_jpeg_refused(artwork: Image.Image, to_jpeg, keep: float) -> None:
+    data = to_jpeg(artwork)
+    _refused(data[: int(len(data) * keep)], "truncated")
+
+
+def test_truncated_png_refused(artwork: Image.Image) -> None:
+    buf = io.BytesIO()
+    artwork.save(buf, "PNG")
+    data = buf.getvalue()
+    _refused(data[: len(data) // 2], "truncated")
+
+
+def test_png_bomb_refused_fast() -> None:
+    bomb = _png_claiming(50_000, 50_000)
+    assert len(bomb) < 200
+    start = time.perf_counter()
+    err = _refused(bomb, "too_many_pixels")
+    assert time.perf_counter() - start < 0.5
+    assert "pixels" in str(err)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_pixel_and_side_limits_checked_before_decoding() -> None:
+    _refused(_png_claiming(12_000, 9_000), "too_many_pixels")  # 108 MP > 100 MP
+    _refused(_png_claiming(31_000, 10), "too_many_pixels")  # longest side
+    _refused(_png_claiming(400, 400), "too_many_pixels", DecodeLimits(max_pixels=100_000))
+
+
+def test_oversized_upload_refused(artwork: Image.Image, to_jpeg) -> None:
+    data = to_jpeg(artwork)
+    _refused(data, "too_large", DecodeLimits(max_bytes=len(data) - 1))
+
+
+def test_reduced_decode_keeps_original_size(make_picture, to_jpeg) -> None:
+    data = to_jpeg(make_picture(3, (2048, 1536)))
+    full = decode_image(data, target_side=None)
+    small = decode_image(data, target_side=512)
+    assert full.image.size == (2048, 1536) and full.format == "JPEG"
+    assert (small.width, small.height) == (2048, 1536)
+    assert 512 <= max(small.image.size) < 1024
+    assert small.image.mode == "RGB"
+
+
+def test_exif_orientation_applied(artwork: Image.Image, to_jpeg) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: display rotated 90 degrees clockwise
+    data = to_jpeg(artwork, exif=exif.tobytes())
+    out = decode_image(data, target_side=None)
+    assert (out.width, out.height) == (480, 640)
+    assert out.image.size == (480, 640)
+    expected = np.asarray(artwork.transpose(Image.Transpose.ROTATE_270), np.float32)
+    assert np.abs(np.asarray(out.image, np.float32) - expected).mean() < 6
+
+
+def test_transparent_png_on_white() -> None:
+    rgba = Image.new("RGBA", (64, 64), (255, 0, 0, 0))
+    buf = io.BytesIO()
+    rgba.save(buf, "PNG")
+    out = decode_image(buf.getvalue())
+    assert out.format == "PNG" and out.image.mode == "RGB"
+    assert out.image.getpixel((10, 10)) == (255, 255, 255)

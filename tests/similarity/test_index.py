@@ -1,0 +1,93 @@
+"""The index at larger sizes: the move from exact to IVF search, removal and snapshots there."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from similarity import IndexConfig, MatchIndex
+from similarity.dense import DIM
+from similarity.dense_store import DenseStore, DenseStoreConfig
+
+
+def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    x = rng.standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_dense_store_moves_to_ivf_and_finds_neighbours() -> None:
+    rng = np.random.default_rng(0)
+    store = DenseStore(DIM, DenseStoreConfig(flat_max=2000, min_lists=16, max_lists=16,
+                                             nprobe=16))
+    data = _unit(rng, 5000)
+    ids = np.arange(5000, dtype=np.int64) * 8
+    store.add(ids[:1500], data[:1500])
+    assert store.ivf is None
+    store.add(ids[1500:], data[1500:])
+    assert store.ivf is not None and store.ntotal == 5000 and store.flat.ntotal == 0
+    noisy = data[[10, 2500, 4999]] + 0.01 * rng.standard_normal((3, DIM)).astype(np.float32)
+    _, found = store.search(noisy, 3)
+    assert list(found[:, 0]) == [80, 20000, 39992]
+    store.remove(np.array([20000]))
+    _, found = store.search(noisy, 3)
+    assert 20000 not in found and store.ntotal == 4999
+
+
+def test_packed_bulk_load_save_load_and_concurrent_reads(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    n = 4000
+    config = IndexConfig(dense=DenseStoreConfig(flat_max=5000, min_lists=16, max_lists=16,
+                                                nprobe=16))
+    index = MatchIndex(config)
+    views = np.stack([_unit(rng, 3) for _ in range(n)])
+    hashes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    index.add_packed(np.arange(n) + 10, pdq=hashes, pdq_quality=np.full(n, 90), dense=views)
+    assert len(index) == n
+    index.remove([10, 11])
+    assert len(index) == n - 2 and 10 not in index
+    index.save(tmp_path / "snap")
+    loaded = MatchIndex.load(tmp_path / "snap")
+    assert len(loaded) == n - 2 and 12 in loaded and 10 not in loaded
+
+    from similarity.signals import ImageSignals
+
+    query = ImageSignals(pdq=hashes[100].tobytes(), pdq_quality=90, dense_views=views[100],
+                         local=b"")
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for _ in range(20):
+                found = loaded.candidates(query, k=5)
+                assert found[0].id == 110 and found[0].signal == "pdq"
+        except BaseException as exc:  # collected for the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    loaded.add_packed([99_999], pdq=hashes[:1], pdq_quality=[90], dense=views[:1])
+    for t in threads:
+        t.join()
+    assert not errors
+    assert {c.id for c in loaded.candidates(query, k=5) if c.signal == "dense"} >= {110}
+
+
+def test_hash_store_moves_to_ivf_and_keeps_near_duplicates() -> None:
+    from similarity.hash_store import HashStore, HashStoreConfig
+
+    rng = np.random.default_rng(2)
+    store = HashStore(HashStoreConfig(flat_max=1000, min_lists=8, max_lists=8, nprobe=8))
+    hashes = rng.integers(0, 256, (3000, 32), dtype=np.uint8)
+    store.add(np.arange(1000), hashes[:1000])
+    assert not store.is_ivf
+    store.add(np.arange(1000, 3000), hashes[1000:])
+    assert store.is_ivf and store.ntotal == 3000
+    bits = np.unpackbits(hashes[1234])
+    bits[rng.choice(256, 20, replace=False)] ^= 1  # a near duplicate, 20 bits away
+    hits = store.within(np.packbits(bits)[None, :], 31)[0]
+    assert hits == [(1234, 20)]
+    store.remove(np.array([1234]))
+    assert store.within(np.packbits(bits)[None, :], 31)[0] == []
