@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     output_format: Literal["png", "jpeg", "webp"] = "png"
     sbr_public: bool = Field(default=False, description="/sbr without an API key")
 
+    model: Path | None = Field(
+        default=None, description="diffusers folder or checkpoint; unset: tiny default (noise)"
+    )
+    screen_policy: Literal["flag", "block"] = "flag"
+    clip_screen_threshold: float = Field(default=0.95, ge=0, le=1)
+    max_adapter_bytes: int = 2 * 1024**3
+    moderation_policy: Path | None = Field(default=None, description="policy file (TOML/JSON)")
+    moderation_workers: int = Field(default=1, ge=0, description="batch worker threads")
+    moderation_webhook_allow_private: bool | None = None
+
     clip_checkpoint: Path | None = None
     clip_model: str = "ViT-B-32"
 

@@ -12,7 +12,22 @@ from fastapi.concurrency import run_in_threadpool
 from service.api.errors import install_error_handlers
 from service.api.limits import BodySizeLimit
 from service.api.metrics import Metrics, MetricsMiddleware
-from service.api.routes import artists, artworks, health, keys, licenses, matches, sbr, stamps
+from service.api.routes import (
+    adapters,
+    artists,
+    artworks,
+    generations,
+    health,
+    keys,
+    licenses,
+    matches,
+    moderation,
+    sbr,
+    sources,
+    stamps,
+)
+from service.genservice import GenerationService
+from service.moderation.jobs import start_worker
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
 
@@ -38,9 +53,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             rt.start_refresher()
         app.state.runtime = rt
         metrics.watch(rt)
+        app.state.generation = GenerationService.open(rt)  # the model loads on first use
+        app.state.moderation_worker = start_worker(rt)
         try:
             yield
         finally:
+            if app.state.moderation_worker is not None:
+                await run_in_threadpool(app.state.moderation_worker.stop)
+            await run_in_threadpool(app.state.generation.close)
             if runtime is None:
                 await run_in_threadpool(rt.close)
 
@@ -52,7 +72,20 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.metrics = metrics
     install_error_handlers(app)
-    for module in (health, keys, artists, artworks, licenses, matches, stamps, sbr):
+    for module in (
+        health,
+        keys,
+        artists,
+        artworks,
+        licenses,
+        matches,
+        stamps,
+        sbr,
+        adapters,
+        sources,
+        generations,
+        moderation,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -11,7 +11,9 @@ import typer
 from rich.table import Table
 
 from service.auth.keys import create_key, list_keys, revoke_key
+from service.cli.check_cmd import check
 from service.cli.common import cli_actor, console, err_console, runtime
+from service.cli.generation_cmds import adapters_app, generate, sources_app
 from service.cli.provenance_cmds import credentials_app, verify
 from service.registry.preferences import PreferencesError, parse_preferences
 
@@ -28,6 +30,10 @@ app.add_typer(artists_app, name="artists")
 app.add_typer(audit_app, name="audit")
 app.add_typer(credentials_app, name="credentials")
 app.command()(verify)
+app.add_typer(adapters_app, name="adapters")
+app.add_typer(sources_app, name="sources")
+app.command()(generate)
+app.command()(check)
 
 
 @app.command()
