@@ -28,7 +28,7 @@ from service.moderation.policy import (
     decide,
 )
 from service.registry.matching import RegistryMatches, match_registry
-from service.stamping.resolve import Resolution, ResolvedOutput
+from service.stamping.resolve import Resolution, resolve_with_signals
 from similarity import DecodedImage, ImageSignals, Match, compute_signals, decode_image
 
 if TYPE_CHECKING:
@@ -74,38 +74,6 @@ def _detect_watermark(rt: Runtime, decoded: DecodedImage) -> tuple[WatermarkRead
         return rt.watermarker.detect(decoded.image), None
     except ValueError as exc:  # too small to carry our watermark
         return WatermarkReading(False, None, 0.0, None), str(exc)
-
-
-def resolve_with_signals(
-    rt: Runtime,
-    reading: WatermarkReading,
-    signals: ImageSignals,
-    *,
-    limit: int = MATCH_LIMIT,
-    fp_matches: list[Match] | None = None,
-) -> Resolution:
-    """``resolve_image`` on a watermark reading and signals already computed (and, if given,
-    the output bank's matches): the watermark names a record, the fingerprints must agree, or
-    it is reported as not ours."""
-    if fp_matches is None:
-        fp_matches = rt.banks["output"].match(signals, limit=limit)
-    with rt.pool.connection() as conn:
-        by_fp = rt.outputs.by_fingerprints(conn, [m.id for m in fp_matches])
-        wm_record = None
-        if reading.present and reading.payload is not None:
-            wm_record = rt.outputs.by_payload(conn, rt.watermarker.alg, reading.payload)
-    copies = {m.id: m for m in fp_matches if m.decision == "copy" and m.id in by_fp}
-    consistent = None
-    outputs: list[ResolvedOutput] = []
-    if wm_record is not None:
-        m = copies.pop(wm_record.fingerprint_id, None)
-        consistent = m is not None
-        if m is not None:
-            score = max(m.score, reading.confidence)
-            outputs.append(ResolvedOutput(wm_record, "watermark+fingerprint", score, m))
-    for fid, m in sorted(copies.items(), key=lambda kv: -kv[1].score):
-        outputs.append(ResolvedOutput(by_fp[fid], "fingerprint", m.score, m))
-    return Resolution(reading, wm_record, consistent, outputs[:limit])
 
 
 def _match_sources(

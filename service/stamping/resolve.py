@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from provenance.watermark import WatermarkReading
 from service.stamping.store import OutputRecord
-from similarity import DecodedImage, Match, compute_signals
+from similarity import DecodedImage, ImageSignals, Match, compute_signals
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -42,11 +42,19 @@ class Resolution:
         return self.outputs[0] if self.outputs else None
 
 
-def resolve_image(rt: Runtime, decoded: DecodedImage, *, limit: int = 10) -> Resolution:
-    """Blocking: watermark detection, fingerprint matching over our outputs, cross-check."""
-    reading = rt.watermarker.detect(decoded.image)
-    signals = compute_signals(decoded)
-    fp_matches = rt.banks["output"].match(signals, limit=limit)
+def resolve_with_signals(
+    rt: Runtime,
+    reading: WatermarkReading,
+    signals: ImageSignals,
+    *,
+    limit: int = 10,
+    fp_matches: list[Match] | None = None,
+) -> Resolution:
+    """``resolve_image`` on a watermark reading and signals already computed (and, if given,
+    the output bank's matches): the watermark names a record, the fingerprints must agree, or
+    it is reported as not ours."""
+    if fp_matches is None:
+        fp_matches = rt.banks["output"].match(signals, limit=limit)
     with rt.pool.connection() as conn:
         by_fp = rt.outputs.by_fingerprints(conn, [m.id for m in fp_matches])
         wm_record = None
@@ -59,11 +67,14 @@ def resolve_image(rt: Runtime, decoded: DecodedImage, *, limit: int = 10) -> Res
         m = copies.pop(wm_record.fingerprint_id, None)
         consistent = m is not None
         if m is not None:
-            outputs.append(
-                ResolvedOutput(
-                    wm_record, "watermark+fingerprint", max(m.score, reading.confidence), m
-                )
-            )
+            score = max(m.score, reading.confidence)
+            outputs.append(ResolvedOutput(wm_record, "watermark+fingerprint", score, m))
     for fid, m in sorted(copies.items(), key=lambda kv: -kv[1].score):
         outputs.append(ResolvedOutput(by_fp[fid], "fingerprint", m.score, m))
     return Resolution(reading, wm_record, consistent, outputs[:limit])
+
+
+def resolve_image(rt: Runtime, decoded: DecodedImage, *, limit: int = 10) -> Resolution:
+    """Blocking: watermark detection, fingerprint matching over our outputs, cross-check."""
+    reading = rt.watermarker.detect(decoded.image)
+    return resolve_with_signals(rt, reading, compute_signals(decoded), limit=limit)
