@@ -13,7 +13,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from uuid import UUID
@@ -25,6 +24,7 @@ from generation.gate import AdapterRequest, Gate, GateResult, InputImage
 from generation.params import DiffusionResult, GenerationParams, Mode, ModelInfo
 from generation.screen import Screen, ScreenResult
 from provenance.manifest import AdapterFact, GenerationFacts, ParentImage
+from similarity import ImageSignals
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,6 @@ Status = Literal["queued", "running", "completed", "blocked", "failed"]
 Stage = Literal["gate", "diffuse", "screen", "stamp", "record"]
 ScreenPolicy = Literal["flag", "block"]
 SOFTWARE_VERSION = "0.1.0"
-# Screens run here beside the stamp step (the screen never raises).
-_HELPERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="screen")
 
 
 @dataclass
@@ -120,10 +118,14 @@ class StampOutcome:
     watermark_value: str
     watermark_verified: bool
     pdq: str | None = None
+    parts: dict[str, float] = field(default_factory=dict, compare=False)  # seconds per part
+    # Query-side fingerprints of the emitted image, when the stamper computed them.
+    signals: ImageSignals | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data["output_id"] = str(self.output_id)
+        del data["parts"], data["signals"]
         return data
 
 
@@ -359,11 +361,6 @@ class GenerationPipeline:
                 record.status, record.stage = "blocked", "screen"
                 self._timed(record, "record", self.recorder.record, record)
                 return GenerationOutcome(record)
-            pending = None
-        else:  # flags only annotate the record: screen beside the stamp
-            pending = _HELPERS.submit(
-                self._timed, record, "screen", self.screen.screen, result.image
-            )
         facts = generation_facts(record.request, result, self.software_version)
         extra = {"generation": {"gate": [c.code for c in record.gate.checks]}}
         try:
@@ -379,11 +376,15 @@ class GenerationPipeline:
                 ),
             )
         except Exception as exc:
-            if pending is not None:
-                record.screen = pending.result()
+            if record.screen is None:
+                record.screen = self._timed(record, "screen", self.screen.screen, result.image)
             return self._fail(record, "stamp", exc)
-        if pending is not None:
-            record.screen = pending.result()
+        for part, seconds in record.stamp.parts.items():
+            record.timings[f"stamp.{part}"] = seconds
+        if record.screen is None:  # flags only annotate: screen what was emitted
+            record.screen = self._timed(
+                record, "screen", self.screen.screen, result.image, record.stamp.signals
+            )
         record.status, record.stage = "completed", None
         self._timed(record, "record", self.recorder.record, record)
         return GenerationOutcome(record)

@@ -102,12 +102,14 @@ class Screen:
         self.clip_neighbours = clip_neighbours
         self._signals = signals
 
-    def screen(self, image: Image.Image) -> ScreenResult:
+    def screen(self, image: Image.Image, signals: ImageSignals | None = None) -> ScreenResult:
+        """Screen ``image``; ``signals``, when the caller already holds them (query-side, of
+        the image as emitted), spare computing them again."""
         start = time.perf_counter()
         flags: list[Flag] = []
-        signals = None
         try:
-            signals = self._signals(image)
+            if signals is None:
+                signals = self._signals(image)
             fingerprint = self._fingerprint(signals, flags)
         except Exception as exc:
             fingerprint = {"error": f"{type(exc).__name__}: {exc}"}

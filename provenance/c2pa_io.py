@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import c2pa
+from PIL import Image
 
 from provenance.containers import UnsupportedFormat, normalize_mime, read_container, sniff_mime
 from provenance.manifest import GenerationFacts, ManifestSpec, build_manifest
@@ -25,6 +26,8 @@ from provenance.signer import C2paSignerAdapter, Signer, SigningError
 
 STORE_MIME = "application/c2pa"
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+_PIL_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
+_THUMBNAIL_ID = "claim-thumbnail"
 _NO_NETWORK = {"remote_manifest_fetch": False, "ocsp_fetch": False}
 # c2pa errors that mean the manifest itself is malformed, not the asset.
 _MANIFEST_ERRORS = (
@@ -61,21 +64,31 @@ def sign_image(
     manifest: GenerationFacts | ManifestSpec,
     signer: Signer,
     options: SignOptions | None = None,
+    pixels: Image.Image | None = None,
 ) -> SignedImage:
-    """Embed a signed manifest; ``manifest_bytes`` is the store as served with application/c2pa."""
+    """Embed a signed manifest; ``manifest_bytes`` is the store as served with application/c2pa.
+
+    ``pixels`` (the image the bytes encode, if the caller holds it) spares decoding the bytes
+    again for the claim thumbnail.
+    """
     mime = normalize_mime(mime)
     options = options or SignOptions()
+    thumbnail = claim_thumbnail(image_bytes, pixels, options)
     spec = build_manifest(manifest) if isinstance(manifest, GenerationFacts) else manifest
     definition = dict(spec.definition)
     definition["label"] = spec.label
     title = definition.get("title") or "image"
     definition["title"] = f"{title}.{_EXTENSIONS[mime]}"
+    if thumbnail is not None:
+        definition["thumbnail"] = {"format": thumbnail[0], "identifier": _THUMBNAIL_ID}
 
     adapter = C2paSignerAdapter(signer)
     out = io.BytesIO()
     try:
         with c2pa.Context.from_dict(_sign_settings(options)) as context:
             builder = c2pa.Builder(definition, context=context)
+            if thumbnail is not None:
+                builder.add_resource(_THUMBNAIL_ID, io.BytesIO(thumbnail[1]))
             for ingredient in spec.ingredients:
                 builder.add_ingredient(
                     ingredient.definition, ingredient.mime, io.BytesIO(ingredient.data)
@@ -136,12 +149,34 @@ def read_manifest_store(
         return _classify(exc, True)
 
 
+def claim_thumbnail(
+    image_bytes: bytes, pixels: Image.Image | None, options: SignOptions
+) -> tuple[str, bytes] | None:
+    """The claim thumbnail as (media type, bytes), or None when none is wanted.
+
+    Made here rather than by c2pa, which decodes the whole file again to make it (about 35 ms
+    for a 1024-px PNG, against a few ms from pixels in hand or a reduced JPEG decode).
+    """
+    edge = options.thumbnail_long_edge
+    if edge is None:
+        return None
+    fmt = normalize_mime(options.thumbnail_format)
+    if pixels is None:
+        pixels = Image.open(io.BytesIO(image_bytes))
+        pixels.draft("RGB", (edge, edge))  # JPEG: decode straight to a reduced size
+    thumb = pixels.convert("RGB") if pixels.mode not in ("RGB", "L") else pixels.copy()
+    thumb.thumbnail((edge, edge), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    out = io.BytesIO()
+    if fmt == "image/png":
+        thumb.save(out, "PNG", compress_level=1)
+    else:
+        thumb.save(out, _PIL_FORMATS[fmt], quality=80)
+    return fmt, out.getvalue()
+
+
 def _sign_settings(options: SignOptions) -> dict[str, Any]:
-    thumbnail: dict[str, Any] = {"enabled": options.thumbnail_long_edge is not None}
-    if options.thumbnail_long_edge is not None:
-        thumbnail["long_edge"] = options.thumbnail_long_edge
-        thumbnail["format"] = options.thumbnail_format
-    return {"builder": {"thumbnail": thumbnail}, "verify": dict(_NO_NETWORK)}
+    # Thumbnails come from claim_thumbnail; c2pa's own generator stays off.
+    return {"builder": {"thumbnail": {"enabled": False}}, "verify": dict(_NO_NETWORK)}
 
 
 def _read_context(trust_anchors_pem: str | None) -> c2pa.Context:

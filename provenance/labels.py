@@ -21,13 +21,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image, PngImagePlugin
+import numpy as np
+from PIL import Image
 
 from provenance.containers import (
     PNG_XMP_KEYWORD,
     normalize_mime,
     read_container,
 )
+from provenance.png_encode import PngText, encode_png
 from provenance.xmp import (
     NS_CHOPMARK,
     NS_IPTC_EXT,
@@ -322,15 +324,14 @@ def encode_with_labels(
     xmp = build_xmp(xmp_props) if xmp_props else None
     out = io.BytesIO()
     if mime == "image/png":
-        info = PngImagePlugin.PngInfo()
+        texts = []
         if xmp is not None:
-            info.add_itxt(PNG_XMP_KEYWORD, xmp.decode("utf-8"))
+            texts.append(PngText(PNG_XMP_KEYWORD, xmp.decode("utf-8"), international=True))
         if labels.aigc is not None:
-            _add_png_text(info, AIGC_KEY, labels.aigc.to_json())
+            texts.append(PngText(AIGC_KEY, labels.aigc.to_json()))
         if labels.parameters is not None:
-            _add_png_text(info, PARAMETERS_KEY, labels.parameters)
-        image.save(out, "PNG", pnginfo=info)
-        return out.getvalue()
+            texts.append(PngText(PARAMETERS_KEY, labels.parameters))
+        return encode_png(_png_pixels(image), texts)
     kwargs: dict[str, Any] = {"quality": quality}
     if xmp is not None:
         if mime == "image/jpeg" and len(xmp) > _MAX_JPEG_XMP:
@@ -350,13 +351,10 @@ def encode_with_labels(
     return out.getvalue()
 
 
-def _add_png_text(info: PngImagePlugin.PngInfo, key: str, value: str) -> None:
-    try:
-        value.encode("latin-1")
-    except UnicodeEncodeError:
-        info.add_itxt(key, value)
-    else:
-        info.add_text(key, value)
+def _png_pixels(image: Image.Image) -> np.ndarray:
+    if image.mode not in ("L", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    return np.asarray(image)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,7 +19,12 @@ from provenance.labels import (
     data_mining_from_policy,
     encode_with_labels,
 )
-from provenance.manifest import GenerationFacts, build_manifest, encode_soft_binding_value
+from provenance.manifest import (
+    GenerationFacts,
+    ManifestSpec,
+    build_manifest,
+    encode_soft_binding_value,
+)
 from provenance.signer import Signer
 
 if TYPE_CHECKING:
@@ -57,23 +62,34 @@ class StampedImage:
     watermark_verified: bool | None = None
 
 
-def stamp_image(
+@dataclass(frozen=True)
+class EncodedStamp:
+    """A watermarked, labelled file, not yet signed. ``marked`` holds the watermarked pixels;
+    for a lossless format they are exactly what the file decodes to."""
+
+    marked: Image.Image
+    encoded: bytes
+    mime: str
+    spec: ManifestSpec
+    payload: int
+    watermark_alg: str
+    watermark_value: str
+
+    @property
+    def lossless(self) -> bool:
+        return self.mime == "image/png"
+
+
+def watermark_and_encode(
     image: Image.Image,
     facts: GenerationFacts,
     watermarker: Watermarker,
-    signer: Signer,
     payload: int,
     output_format: str = "png",
     label_options: LabelOptions | None = None,
-    sign_options: SignOptions | None = None,
     quality: int = 95,
-    verify_watermark: bool = False,
-) -> StampedImage:
-    """Watermark ``payload`` into ``image``, encode with labels, sign; the signed bytes are final.
-
-    ``verify_watermark`` decodes the encoded file and checks the payload reads back before signing
-    (raises :class:`StampError` if not).
-    """
+) -> EncodedStamp:
+    """The first half of the stamp: watermark ``payload`` into ``image``, encode with labels."""
     mime = normalize_mime(output_format)
     label_options = label_options or LabelOptions()
     value = encode_soft_binding_value(payload, watermarker.payload_bits)
@@ -89,27 +105,67 @@ def stamp_image(
     spec = build_manifest(facts)
     labels = labels_for(facts, label_options, spec.label)
     encoded = encode_with_labels(marked, mime, labels, quality)
+    return EncodedStamp(marked, encoded, mime, spec, payload, watermarker.alg, value)
 
+
+def sign_encoded(
+    stamp: EncodedStamp,
+    signer: Signer,
+    sign_options: SignOptions | None = None,
+    watermark_verified: bool | None = None,
+) -> StampedImage:
+    """The second half: sign the encoded file (always last; the signed bytes are final)."""
+    pixels = stamp.marked if stamp.lossless else None
+    signed = sign_image(stamp.encoded, stamp.mime, stamp.spec, signer, sign_options, pixels)
+    return StampedImage(
+        data=signed.data,
+        mime=stamp.mime,
+        manifest_id=signed.manifest_id,
+        manifest_bytes=signed.manifest_bytes,
+        watermark_alg=stamp.watermark_alg,
+        watermark_payload=stamp.payload,
+        watermark_value=stamp.watermark_value,
+        sha256=hashlib.sha256(signed.data).hexdigest(),
+        watermark_verified=watermark_verified,
+    )
+
+
+def emitted_pixels(stamp: EncodedStamp) -> Image.Image:
+    """What a recipient of the file decodes: the marked pixels themselves for PNG, else the
+    decoded file (signing does not touch the pixels)."""
+    if stamp.lossless:
+        return stamp.marked
+    with Image.open(io.BytesIO(stamp.encoded)) as decoded:
+        return decoded.convert("RGB")
+
+
+def stamp_image(
+    image: Image.Image,
+    facts: GenerationFacts,
+    watermarker: Watermarker,
+    signer: Signer,
+    payload: int,
+    output_format: str = "png",
+    label_options: LabelOptions | None = None,
+    sign_options: SignOptions | None = None,
+    quality: int = 95,
+    verify_watermark: bool = False,
+) -> StampedImage:
+    """Watermark ``payload`` into ``image``, encode with labels, sign; the signed bytes are final.
+
+    ``verify_watermark`` checks the payload reads back from the encoded file's pixels before
+    signing (raises :class:`StampError` if not).
+    """
+    stamp = watermark_and_encode(
+        image, facts, watermarker, payload, output_format, label_options, quality
+    )
     verified = None
     if verify_watermark:
-        with Image.open(io.BytesIO(encoded)) as decoded:
-            reading = watermarker.detect(decoded.convert("RGB"))
+        reading = watermarker.detect(emitted_pixels(stamp))
         verified = bool(reading.present and reading.payload == payload)
         if not verified:
             raise StampError(f"the {watermarker.alg} watermark does not read back after encoding")
-
-    signed = sign_image(encoded, mime, spec, signer, sign_options)
-    return StampedImage(
-        data=signed.data,
-        mime=mime,
-        manifest_id=signed.manifest_id,
-        manifest_bytes=signed.manifest_bytes,
-        watermark_alg=watermarker.alg,
-        watermark_payload=payload,
-        watermark_value=value,
-        sha256=hashlib.sha256(signed.data).hexdigest(),
-        watermark_verified=verified,
-    )
+    return sign_encoded(stamp, signer, sign_options, verified)
 
 
 def labels_for(facts: GenerationFacts, options: LabelOptions, manifest_id: str) -> LabelSet:

@@ -72,10 +72,6 @@ class RuntimeStamper:
             audit_extra=audit_extra,
         )
         rec = result.record
-        with self.rt.pool.connection() as conn:
-            row = conn.execute(
-                "SELECT pdq FROM fingerprints WHERE id = %s", (rec.fingerprint_id,)
-            ).fetchone()
         return StampOutcome(
             output_id=rec.id,
             manifest_id=rec.manifest_id,
@@ -86,5 +82,7 @@ class RuntimeStamper:
             watermark_alg=rec.watermark_alg,
             watermark_value=rec.watermark_value,
             watermark_verified=rec.watermark_verified,
-            pdq=bytes(row["pdq"]).hex() if row else None,
+            pdq=result.signals.pdq.hex(),
+            parts=result.timings,
+            signals=result.signals,
         )

@@ -7,21 +7,31 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
-from dataclasses import dataclass
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
 from PIL import Image
 
 from provenance.manifest import GenerationFacts, generation_assertion_data
-from provenance.stamp import LabelOptions, StampedImage, stamp_image
+from provenance.stamp import (
+    LabelOptions,
+    StampedImage,
+    emitted_pixels,
+    sign_encoded,
+    watermark_and_encode,
+)
 from service.stamping.store import OutputRecord
-from similarity import SIGNALS_VERSION, compute_signals, decode_image
+from similarity import SIGNALS_VERSION, ImageSignals, compute_signals
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
 _MAX_PAYLOAD_TRIES = 8
+# Watermark read-back and fingerprints of each emitted image, beside its signing.
+_CHECKS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stamp-check")
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,8 @@ class StampResult:
     record: OutputRecord
     stamped: StampedImage
     watermark_verified: bool
+    signals: ImageSignals
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per part
 
 
 def facts_json(facts: GenerationFacts) -> dict:
@@ -68,22 +80,31 @@ def stamp_and_record(
     output_id = output_id or uuid4()
     private = facts.prompt_private or settings.prompt_privacy
     facts = dataclasses.replace(facts, generation_id=str(output_id), prompt_private=private)
+    lap = _Laps()
     payload = new_payload(rt, watermarker.payload_bits)
-    stamped = stamp_image(
+    lap("payload")
+    stamp = watermark_and_encode(
         image,
         facts,
         watermarker,
-        rt.signing.signer,
         payload,
         output_format=output_format or settings.output_format,
         label_options=LabelOptions(a1111_parameters=settings.write_parameters),
     )
-    # The record keeps the fingerprints of what was emitted, decoded as any recipient would.
-    decoded = decode_image(stamped.data, target_side=None)
-    reading = watermarker.detect(decoded.image)
+    # The record keeps the fingerprints of what was emitted, as any recipient decodes it, and
+    # whether the watermark reads back from it; both run beside the signing (same pixels).
+    lap("watermark_encode")
+    emitted = emitted_pixels(stamp)
+    reading_job = _CHECKS.submit(watermarker.detect, emitted)
+    signals_job = _CHECKS.submit(compute_signals, emitted)  # query-side: the screen reuses them
+    stamped = sign_encoded(stamp, rt.signing.signer)
+    lap("sign")
+    reading = reading_job.result()
+    signals = signals_job.result()
+    lap("checks_wait")
     verified = bool(reading.present and reading.payload == payload)
-    signals = compute_signals(decoded)
     rt.blobs.put(stamped.data)
+    lap("blob")
     with rt.pool.connection() as conn:
         record = rt.outputs.insert(
             conn,
@@ -101,10 +122,25 @@ def stamp_and_record(
             watermark_verified=verified,
             sha256=stamped.sha256,
             media_type=stamped.mime,
-            width=decoded.width,
-            height=decoded.height,
+            width=emitted.width,
+            height=emitted.height,
             signals={**signals.pack(), "signals_version": SIGNALS_VERSION},
             audit_extra=audit_extra,
         )
+    lap("insert")
     rt.banks["output"].refresh()
-    return StampResult(record, stamped, verified)
+    lap("index")
+    return StampResult(record, stamped, verified, signals, lap.parts)
+
+
+class _Laps:
+    """Seconds spent in each named part, one after another."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.parts[name] = now - self._last
+        self._last = now

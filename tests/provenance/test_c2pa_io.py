@@ -1,6 +1,8 @@
 import io
+import json
 from dataclasses import dataclass
 
+import c2pa
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -245,6 +247,29 @@ def test_thumbnail_can_be_left_out(
     with_thumb = sign_image(png_bytes, "png", txt2img_facts, file_signer)
     assert len(small.manifest_bytes) < len(with_thumb.manifest_bytes)
     assert read_manifest(small.data).state == "Valid"
+
+
+@pytest.mark.parametrize("given_pixels", [True, False])
+def test_claim_thumbnail_shows_the_signed_picture(
+    picture: Image.Image,
+    png_bytes: bytes,
+    txt2img_facts: GenerationFacts,
+    file_signer: FileSigner,
+    given_pixels: bool,
+) -> None:
+    pixels = picture if given_pixels else None
+    signed = sign_image(png_bytes, "png", txt2img_facts, file_signer, pixels=pixels)
+    reader = c2pa.Reader("image/png", io.BytesIO(signed.data))
+    with reader:
+        store = json.loads(reader.json())
+        manifest = store["manifests"][store["active_manifest"]]
+        assert manifest["thumbnail"]["format"] == "image/jpeg"
+        out = io.BytesIO()
+        reader.resource_to_stream(manifest["thumbnail"]["identifier"], out)
+    thumb = Image.open(io.BytesIO(out.getvalue())).convert("RGB")
+    assert max(thumb.size) == 256
+    small = np.asarray(picture.convert("RGB").resize(thumb.size), dtype=np.float32)
+    assert np.abs(np.asarray(thumb, dtype=np.float32) - small).mean() < 12
 
 
 def test_unsupported_output_format_is_refused(
