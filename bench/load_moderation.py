@@ -37,33 +37,6 @@ from PIL import Image
 HOST = "127.0.0.1"
 
 
-def app_factory():  # type: ignore[no-untyped-def]
-    """The service's app, with the moderation routes and batch worker if not wired in yet."""
-    from contextlib import asynccontextmanager
-
-    from service.api.app import create_app
-    from service.api.routes import moderation
-    from service.moderation.jobs import start_worker
-
-    app = create_app()
-    if not any(getattr(r, "path", "") == "/v1/moderation/check" for r in app.routes):
-        app.include_router(moderation.router)
-        inner = app.router.lifespan_context
-
-        @asynccontextmanager
-        async def lifespan(a):  # type: ignore[no-untyped-def]
-            async with inner(a):
-                worker = start_worker(a.state.runtime)
-                try:
-                    yield
-                finally:
-                    if worker is not None:
-                        worker.stop()
-
-        app.router.lifespan_context = lifespan
-    return app
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -164,7 +137,6 @@ def main() -> None:
     ap.add_argument("--images", type=Path, required=True)
     ap.add_argument("--duration", type=float, default=60)
     ap.add_argument("--concurrency", type=int, default=4)
-    ap.add_argument("--factory", action="store_true", help="serve app_factory via uvicorn")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -176,27 +148,14 @@ def main() -> None:
     cli = [sys.executable, "-m", "service.cli.main"]
     port = free_port()
     url = f"http://{HOST}:{port}"
-    bench_dir = str(Path(__file__).resolve().parent)
-    uvicorn_cmd = [
-        sys.executable, "-m", "uvicorn", "load_moderation:app_factory", "--factory",
-        "--app-dir", bench_dir, "--host", HOST, "--port", str(port), "--log-level", "warning",
-    ]  # fmt: skip
     serve_cmd = [*cli, "serve", "--host", HOST, "--port", str(port)]
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     server = None
     how = "chopmark serve"
     try:
         subprocess.run([*cli, "db", "upgrade"], env=env, check=True, capture_output=True)
-        server = subprocess.Popen(uvicorn_cmd if args.factory else serve_cmd, env=env, **quiet)
+        server = subprocess.Popen(serve_cmd, env=env, **quiet)
         wait_ready(url, server)
-        paths = httpx.get(f"{url}/openapi.json").json()["paths"]
-        if args.factory:
-            how = "uvicorn app_factory (chopmark's app with the moderation routes added)"
-        elif "/v1/moderation/check" not in paths:
-            stop(server)
-            how = "uvicorn app_factory (chopmark serve lacks the moderation routes)"
-            server = subprocess.Popen(uvicorn_cmd, env=env, **quiet)
-            wait_ready(url, server)
         key = subprocess.run(
             [*cli, "keys", "create", "--name", "load", "--scope", "moderate", "--scope",
              "registry"],

@@ -19,6 +19,8 @@ from provenance.c2pa_io import read_manifest
 from provenance.labels import Labels, read_labels
 from provenance.manifest_report import ManifestReport
 from provenance.watermark import WatermarkReading
+from service.genservice.service import source_store
+from service.genservice.sources import SourceRecord
 from service.moderation.policy import (
     Decision,
     Findings,
@@ -56,7 +58,7 @@ class Inspection:
     watermark_error: str | None
     resolution: Resolution
     registry: RegistryMatches
-    sources: list[tuple[Match, str | None]] | None
+    sources: list[tuple[Match, SourceRecord | None]] | None
     source_index: dict[str, int] | None
     user: str | None
     timings: dict[str, float] = field(default_factory=dict)
@@ -78,21 +80,18 @@ def _detect_watermark(rt: Runtime, decoded: DecodedImage) -> tuple[WatermarkRead
 
 def _match_sources(
     rt: Runtime, signals: ImageSignals
-) -> tuple[list[tuple[Match, str | None]] | None, dict[str, int] | None]:
+) -> tuple[list[tuple[Match, SourceRecord | None]] | None, dict[str, int] | None]:
+    """Matches in the training-source bank, each with its source's record (dataset, licence)."""
     bank = rt.banks.get("source")
     if bank is None:
         return None, None
     matches = bank.match(signals, limit=MATCH_LIMIT)
     status = bank.status()
-    subjects: dict[int, str] = {}
+    records: dict[int, SourceRecord] = {}
     if matches:
         with rt.pool.connection() as conn:
-            rows = conn.execute(
-                "SELECT id, subject_id FROM fingerprints WHERE id = ANY(%s)",
-                ([m.id for m in matches],),
-            ).fetchall()
-        subjects = {int(r["id"]): str(r["subject_id"]) for r in rows}
-    found = [(m, subjects.get(m.id)) for m in matches]
+            records = source_store(rt).by_fingerprints(conn, [m.id for m in matches])
+    found = [(m, records.get(m.id)) for m in matches]
     return found, {"size": status.size, "built_to": status.change_seq}
 
 
@@ -223,7 +222,17 @@ def findings_of(ins: Inspection, policy: Policy) -> Findings:
             )
             for m in ins.registry.matches
         ),
-        sources=tuple(SourceHit(m.id, sid, m.decision, m.score) for m, sid in (ins.sources or [])),
+        sources=tuple(
+            SourceHit(
+                m.id,
+                str(rec.id) if rec else None,
+                m.decision,
+                m.score,
+                rec.dataset if rec else None,
+                rec.licence if rec else None,
+            )
+            for m, rec in (ins.sources or [])
+        ),
         user=ins.user,
     )
 
@@ -359,12 +368,16 @@ def build_report(
             "matches": [
                 {
                     "fingerprint_id": m.id,
-                    "source_id": sid,
+                    "source_id": str(rec.id) if rec else None,
+                    "dataset": rec.dataset if rec else None,
+                    "licence": rec.licence if rec else None,
+                    "original_filename": rec.original_filename if rec else None,
+                    "sha256": rec.sha256 if rec else None,
                     "decision": m.decision,
                     "score": round(m.score, 4),
                     "evidence": m.evidence,
                 }
-                for m, sid in ins.sources
+                for m, rec in ins.sources
             ],
         }
     return {

@@ -280,6 +280,8 @@ class SourceHit:
     source_id: str | None
     decision: str
     score: float
+    dataset: str | None = None
+    licence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -443,10 +445,14 @@ def _source_reasons(policy: Policy, f: Findings) -> list[Reason]:
                 rule,
                 policy.action(rule),
                 f"{'a copy of' if hit.decision == 'copy' else 'similar to'} training source "
-                f"{hit.source_id or hit.fingerprint_id} (score {hit.score:.2f})",
+                f"{hit.source_id or hit.fingerprint_id}"
+                + (f" of dataset {hit.dataset!r}" if hit.dataset else "")
+                + f" (score {hit.score:.2f})",
                 {
                     "fingerprint_id": hit.fingerprint_id,
                     "source_id": hit.source_id,
+                    "dataset": hit.dataset,
+                    "licence": hit.licence,
                     "decision": hit.decision,
                     "score": round(hit.score, 4),
                 },

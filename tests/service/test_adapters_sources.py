@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from provenance.c2pa_io import read_manifest
 from service.cli.generation_cmds import adapters_app, generate, sources_app
 from similarity import compute_signals, decode_image
-from tests.service.test_generations import include_routers, tiny_runner  # noqa: F401
+from tests.service.test_generations import tiny_runner  # noqa: F401
 from tests.support import auth, encode, photo_like
 
 KOHYA_META = {
@@ -47,7 +47,6 @@ def kohya_lora(path: Path, seed: int = 0, metadata: dict[str, str] | None = None
 
 @pytest.fixture
 def api(client):
-    include_routers(client.app)
     return client
 
 

@@ -27,7 +27,6 @@ from tests.support import auth, encode, photo_like
 
 SIZE = 256
 STEPS = 2
-ROUTERS = ("generations", "adapters", "sources")
 
 
 class KeepingGenerator(CountingGenerator):
@@ -61,21 +60,9 @@ def tiny_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     runner.close()
 
 
-def include_routers(app: Any) -> None:
-    """Mount this feature's routers unless the application already has them."""
-    import importlib
-
-    present = {getattr(r, "path", "") for r in app.routes}
-    for name in ROUTERS:
-        module = importlib.import_module(f"service.api.routes.{name}")
-        if not any(getattr(r, "path", None) in present for r in module.router.routes):
-            app.include_router(module.router)
-
-
 @pytest.fixture
 def gen(client, runtime, tiny_runner):
     """(client, counting generator): the app's generation service over the shared tiny runner."""
-    include_routers(client.app)
     counting = KeepingGenerator(tiny_runner)
     client.app.state.generation = GenerationService(runtime, counting)
     yield client, counting

@@ -36,11 +36,8 @@ def mclient(settings, runtime):
     from fastapi.testclient import TestClient
 
     from service.api.app import create_app
-    from service.api.routes import moderation
 
     app = create_app(settings, runtime=runtime)
-    if not any(getattr(r, "path", "") == "/v1/moderation/check" for r in app.routes):
-        app.include_router(moderation.router)
     worker = ModerationWorker(runtime, poll_seconds=0.1, webhook_backoff_seconds=0.2)
     with TestClient(app) as c:
         worker.start()
@@ -272,6 +269,33 @@ def test_unrelated_photo_is_allowed(mclient, make_key):
     for stage in ("decode", "signals", "watermark", "c2pa", "registry", "outputs", "record"):
         assert timings[stage] >= 0
     assert timings["total"] >= timings["decode"]
+
+
+def test_copy_of_a_training_source_names_its_dataset_and_licence(mclient, make_key):
+    h = auth(make_key("moderate", "admin"))
+    source = photo_like(7301, (512, 384))
+    r = mclient.post(
+        "/v1/sources",
+        data={"dataset": "museum-scans", "licence": "CC-BY 4.0"},
+        files=[("files", ("scan.jpg", encode(source), "image/jpeg"))],
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    source_id = r.json()["sources"][0]["id"]
+    edited = ImageEnhance.Brightness(source.crop((20, 10, 492, 374))).enhance(1.15)
+    res = moderate(mclient, h, encode(edited, quality=80))
+    matches = res["training_sources"]["matches"]
+    assert [(m["source_id"], m["decision"]) for m in matches] == [(source_id, "copy")]
+    assert matches[0]["dataset"] == "museum-scans"
+    assert matches[0]["licence"] == "CC-BY 4.0"
+    assert matches[0]["original_filename"] == "scan.jpg"
+    # The default policy allows it, but the reason names the source and its dataset.
+    assert res["verdict"] == "allow"
+    reason = next(x for x in res["reasons"] if x["signal"] == "training_sources")
+    assert reason["rule"] == "training_source_copy"
+    assert "museum-scans" in reason["message"]
+    assert reason["evidence"]["source_id"] == source_id
+    assert moderate(mclient, h, encode(photo_like(7302)))["training_sources"]["matches"] == []
 
 
 def test_policy_file_and_per_key_override(mclient, make_key, tmp_path, monkeypatch):
