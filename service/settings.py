@@ -47,6 +47,12 @@ class Settings(BaseSettings):
         default=None, description="diffusers folder or checkpoint; unset: tiny default (noise)"
     )
     screen_policy: Literal["flag", "block"] = "flag"
+    generation_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="a queued/running generation not renewed for this long "
+        "was abandoned by a dead process and is marked failed",
+    )
     clip_screen_threshold: float = Field(default=0.95, ge=0, le=1)
     max_adapter_bytes: int = 2 * 1024**3
     moderation_policy: Path | None = Field(default=None, description="policy file (TOML/JSON)")

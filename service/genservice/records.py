@@ -4,8 +4,12 @@ its inputs matched, and an audit-log entry when it ends (completed, blocked or f
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
+import socket
+import threading
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -15,6 +19,12 @@ from generation.pipeline import GenerationRecord
 from service.audit.log import AuditLog
 
 TERMINAL = ("completed", "blocked", "failed")
+DEFAULT_LEASE_SECONDS = 60.0
+INTERRUPTED = (
+    "interrupted: the process running this generation stopped before it finished "
+    "(its lease ran out); submit it again"
+)
+log = logging.getLogger(__name__)
 
 
 def _sha256(text: str) -> str:
@@ -105,25 +115,54 @@ def _audit_entry(rec: GenerationRecord, cols: dict[str, Any]) -> dict[str, Any]:
 
 
 class GenerationStore:
-    """``generation.pipeline.Recorder`` over Postgres; also reads records back."""
+    """``generation.pipeline.Recorder`` over Postgres; also reads records back.
 
-    def __init__(self, pool: ConnectionPool, audit: AuditLog) -> None:
+    A queued or running generation holds a lease in the name of this process (``worker``),
+    renewed every third of ``lease_seconds`` while it is in flight here. A generation whose lease
+    ran out was abandoned by a process that died: :meth:`expire_abandoned` marks it failed.
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        audit: AuditLog,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        worker: str | None = None,
+        heartbeat: bool = True,
+    ) -> None:
         self.pool = pool
         self.audit = audit
+        self.lease_seconds = float(lease_seconds)
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+        self._in_flight: set[UUID] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        self._heartbeat_enabled = heartbeat
 
     def record(self, record: GenerationRecord) -> None:
         cols = _columns(record)
         names = list(cols)
         updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in ("id", "created_at"))
         terminal = record.status in TERMINAL
+        lease = "NULL" if terminal else "now() + make_interval(secs => %s)"
+        values = [*cols.values(), None if terminal else self.worker]
+        if not terminal:
+            values.append(self.lease_seconds)
         with self.pool.connection() as conn, conn.transaction():
             cur = conn.execute(
-                f"INSERT INTO generations ({', '.join(names)}, finished_at)"
-                f" VALUES ({', '.join(['%s'] * len(names))}, {'now()' if terminal else 'NULL'})"
-                f" ON CONFLICT (id) DO UPDATE SET {updates}, finished_at = EXCLUDED.finished_at"
+                f"INSERT INTO generations ({', '.join(names)}, worker, lease_expires_at,"
+                f" finished_at) VALUES ({', '.join(['%s'] * len(names))}, %s, {lease},"
+                f" {'now()' if terminal else 'NULL'})"
+                f" ON CONFLICT (id) DO UPDATE SET {updates}, worker = EXCLUDED.worker,"
+                " lease_expires_at = EXCLUDED.lease_expires_at,"
+                " finished_at = EXCLUDED.finished_at"
                 " WHERE generations.status NOT IN ('completed', 'blocked', 'failed')",
-                list(cols.values()),
+                values,
             )
+            if cur.rowcount:
+                self._track(record.id, in_flight=not terminal)
             if not terminal or cur.rowcount == 0:
                 return
             self._insert_matches(conn, record)
@@ -163,6 +202,73 @@ class GenerationStore:
                 rows,
             )
 
+    # leases ------------------------------------------------------------------------------------
+    def _track(self, generation_id: UUID, *, in_flight: bool) -> None:
+        with self._lock:
+            if in_flight:
+                self._in_flight.add(generation_id)
+                if self._heartbeat_enabled and self._heartbeat is None:
+                    self._heartbeat = threading.Thread(
+                        target=self._beat, name="generation-leases", daemon=True
+                    )
+                    self._heartbeat.start()
+            else:
+                self._in_flight.discard(generation_id)
+
+    def renew(self) -> int:
+        """Extend the leases of this process's generations in flight; how many were renewed."""
+        with self._lock:
+            ids = list(self._in_flight)
+        if not ids:
+            return 0
+        with self.pool.connection() as conn:
+            cur = conn.execute(
+                "UPDATE generations SET lease_expires_at = now() + make_interval(secs => %s)"
+                " WHERE id = ANY(%s) AND worker = %s AND status IN ('queued', 'running')",
+                (self.lease_seconds, ids, self.worker),
+            )
+            return cur.rowcount
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.lease_seconds / 3):
+            try:
+                self.renew()
+            except Exception:
+                log.exception("renewing generation leases failed")
+
+    def expire_abandoned(self, conn: psycopg.Connection) -> list[UUID]:
+        """Mark failed every queued or running generation whose lease ran out, with an audit
+        entry each; the ids marked."""
+        with conn.transaction():
+            rows = conn.execute(
+                "UPDATE generations SET status = 'failed', stage = COALESCE(stage, 'diffuse'),"
+                " error = %s, finished_at = now(), lease_expires_at = NULL"
+                " WHERE status IN ('queued', 'running') AND lease_expires_at < now()"
+                " RETURNING id, actor, api_key_id, worker",
+                (INTERRUPTED,),
+            ).fetchall()
+            for row in rows:
+                self.audit.append(
+                    conn,
+                    "generation.failed",
+                    row["actor"],
+                    f"generation:{row['id']}",
+                    {
+                        "status": "failed",
+                        "api_key_id": row["api_key_id"],
+                        "error": INTERRUPTED,
+                        "worker": row["worker"],
+                    },
+                )
+        return [row["id"] for row in rows]
+
+    def close(self) -> None:
+        self._stop.set()
+        thread, self._heartbeat = self._heartbeat, None
+        if thread is not None:
+            thread.join(timeout=5)
+
+    # reading ------------------------------------------------------------------------------------
     def get(self, conn: psycopg.Connection, generation_id: UUID) -> dict[str, Any] | None:
         row = conn.execute(
             "SELECT g.*, o.media_type AS output_media_type, o.width AS output_width,"

@@ -94,7 +94,11 @@ class GenerationService:
         self.embedder = embedder if embedder is not None else runtime_embedder(rt)
         self.adapters = adapter_store(rt)
         self.sources = source_store(rt)
-        self.records = GenerationStore(rt.pool, rt.audit)
+        self.records = GenerationStore(
+            rt.pool, rt.audit, lease_seconds=getattr(settings, "generation_lease_seconds", 60.0)
+        )
+        with rt.pool.connection() as conn:  # what a dead process left behind
+            self.records.expire_abandoned(conn)
         gate = Gate(
             RuntimeArtworkRegistry(rt),
             StoreAdapterRegistry(rt.pool, self.adapters),
@@ -124,6 +128,7 @@ class GenerationService:
         return cls(rt, LazyRunner(model, model_cache_dir(rt)), **kwargs)
 
     def close(self) -> None:
+        self.records.close()
         close = getattr(self.generator, "close", None)
         if callable(close):
             close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -386,6 +388,55 @@ def test_async_generation_is_polled(gen, make_key):
         "/v1/generations", json=request(adapters=[{"name": "none"}], **{"async": True}), headers=h
     )
     assert blocked.status_code == 403 and model.call_count == 1
+
+
+def _queued_elsewhere(runtime, key_name: str, lease: float, heartbeat: bool):
+    """A generation queued by another process's store (its own worker id and lease)."""
+    from uuid import uuid4
+
+    from generation.gate import GateResult
+    from generation.pipeline import GenerationRecord, GenerationRequest
+    from service.genservice.records import GenerationStore
+
+    with runtime.pool.connection() as conn:
+        key_id = conn.execute("SELECT id FROM api_keys WHERE name = %s", (key_name,)).fetchone()
+    store = GenerationStore(runtime.pool, runtime.audit, lease_seconds=lease, heartbeat=heartbeat)
+    req = GenerationRequest(id=uuid4(), actor="other-process", prompt="p", api_key_id=key_id["id"])
+    store.record(GenerationRecord(req, "queued", gate=GateResult([], [], [], [])))
+    return store, req.id
+
+
+def test_a_generation_abandoned_by_a_dead_process_ends_as_interrupted(gen, runtime, make_key):
+    client, _ = gen
+    h = auth(make_key("generate", name="poller"))
+    _, gid = _queued_elsewhere(runtime, "poller", lease=0.3, heartbeat=False)
+    assert client.get(f"/v1/generations/{gid}", headers=h).json()["status"] == "queued"
+    time.sleep(0.6)  # the other process died: nobody renews its lease
+    body = client.get(f"/v1/generations/{gid}", headers=h).json()
+    assert body["status"] == "failed"
+    assert body["error"].startswith("interrupted") and body["finished_at"]
+    with runtime.pool.connection() as conn:
+        entry = conn.execute(
+            "SELECT kind, entry FROM audit_log WHERE subject = %s", (f"generation:{gid}",)
+        ).fetchone()
+    assert entry["kind"] == "generation.failed"
+    assert json.loads(bytes(entry["entry"]))["data"]["error"].startswith("interrupted")
+
+
+def test_a_live_process_keeps_its_generations_leased(runtime, make_key):
+    make_key("generate", name="keeper")
+    store, gid = _queued_elsewhere(runtime, "keeper", lease=0.6, heartbeat=True)
+    try:
+        time.sleep(1.5)  # well past one lease: the heartbeat renewed it
+        with runtime.pool.connection() as conn:
+            assert store.expire_abandoned(conn) == []
+            row = conn.execute("SELECT status FROM generations WHERE id = %s", (gid,)).fetchone()
+        assert row["status"] == "queued"
+    finally:
+        store.close()
+    time.sleep(0.8)  # its process stopped renewing
+    with runtime.pool.connection() as conn:
+        assert store.expire_abandoned(conn) == [gid]
 
 
 def test_training_source_copies_are_flagged_then_blocked(gen, runtime, make_key):

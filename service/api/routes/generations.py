@@ -281,6 +281,7 @@ async def create_generation(
 
 def _owned(rt: Runtime, svc: GenerationService, key: ApiKey, gid: UUID) -> dict[str, Any]:
     with rt.pool.connection() as conn:
+        svc.records.expire_abandoned(conn)
         row = svc.records.get(conn, gid)
     if row is None or (row["api_key_id"] != key.id and not key.allows(Scope.admin.value)):
         raise HTTPException(404, f"no generation {gid}")
