@@ -32,7 +32,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from provenance.watermark import default_watermarker  # noqa: E402
+from provenance.watermark import MAX_HYPOTHESES, default_watermarker  # noqa: E402
 
 Edit = Callable[[Image.Image, np.random.Generator], Image.Image]
 
@@ -409,7 +409,9 @@ def main() -> None:
         f"- {fp_s} of {synth} synthetic images (white noise, flat colour, gradients, "
         "checkerboards of random period, multi-scale noise) read as present.",
         f"- {crops + synth} detections in {secs:.0f} s. The CRC arithmetic bounds the rate at "
-        "4 x 2^-32 (about 1e-9) per image.",
+        f"{MAX_HYPOTHESES} x 2^-32 (about {MAX_HYPOTHESES * 2.0**-32:.0e}) per image "
+        f"({MAX_HYPOTHESES} decoded frames at most, each matching its check word with "
+        "probability 2^-32).",
     ]
     print("\n".join(fp_lines))
     out += fp_lines

@@ -1,5 +1,7 @@
-"""Reading the watermark: lattice candidates from the pilot waves in the spectrum, re-ranked by a
-cheap pilot correlation, the best refined per quadrant and decoded at the best tile offsets.
+"""Reading the watermark: the lattice of an unedited image first, then lattice candidates from the
+pilot waves in the spectrum (the best by spectral score and by a cheap pilot correlation, in
+turn), each refined per quadrant and decoded at the best tile offsets; when none decodes, small
+scale and angle changes of the best attempt.
 
 ``present`` is decided by the CRC alone. ``confidence`` is the margin of the soft evidence:
 0 where the decoder's codeword agrees with the evidence no better than it does on unmarked
@@ -10,6 +12,7 @@ agrees.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +22,18 @@ from PIL import Image
 from . import convolutional as cc
 from . import fold as fl
 from .lattice import Lattice, find_lattices
-from .layout import TileLayout
+from .layout import TileLayout, period_for
 from .payload import FRAME_BITS, PAYLOAD_BITS, bits_to_int, unframe_bits
 from .protocol import WatermarkReading
 from .whitening import half, luma_u8, to_working, whiten
 
-LATTICE_CANDIDATES = 6  # from the pilot-wave search, re-ranked by pilot correlation
-DECODED_LATTICES = 2  # lattices refined and decoded
-OFFSET_CANDIDATES = 2  # tile offsets decoded per lattice
-MAX_HYPOTHESES = DECODED_LATTICES * OFFSET_CANDIDATES  # frames checked against the CRC
+LATTICE_CANDIDATES = 8  # from the pilot-wave search
+DECODED_LATTICES = 6  # searched lattices refined and decoded (the unedited one comes first)
+OFFSET_CANDIDATES = 3  # tile offsets decoded per lattice
+POLISH_SCALES = (-0.003, 0.0, 0.003)  # relative period changes tried round the best attempt ...
+POLISH_ANGLES_DEG = (-0.2, 0.0, 0.2)  # ... with these rotations
+POLISHED = len(POLISH_SCALES) * len(POLISH_ANGLES_DEG) - 1
+MAX_HYPOTHESES = (1 + DECODED_LATTICES) * OFFSET_CANDIDATES + POLISHED  # frames checked
 REFINE_STEPS = 2
 NOISE_AGREEMENT = 0.88
 
@@ -78,40 +84,102 @@ def _rank(
     return sorted(ranked, key=lambda r: -r[0])
 
 
+def _searched(e: np.ndarray, layout: TileLayout, templates: fl.Templates) -> list[Lattice]:
+    """Lattices from the pilot-wave search: the best by spectral score and the best by pilot
+    correlation, alternately, ``DECODED_LATTICES`` in all."""
+    candidates = find_lattices(e, layout.waves, LATTICE_CANDIDATES)
+    by_fold = [lattice for _, lattice in _rank(e, templates, candidates)]
+    out: list[Lattice] = []
+    for pair in zip(candidates, by_fold, strict=True):
+        for lattice in pair:
+            if len(out) < DECODED_LATTICES and not any(lattice is o for o in out):
+                out.append(lattice)
+    return out
+
+
+def _lattices(
+    e: np.ndarray, layout: TileLayout, templates: fl.Templates, size: tuple[int, int]
+) -> Iterator[Lattice]:
+    """Lattice hypotheses in the order tried: the one of an unedited image of this size first
+    (no search needed for re-encoded, brightened or resized images), then the searched ones."""
+    width, height = size
+    yield fl.unedited_lattice(height, width, period_for(height, width))
+    yield from _searched(e, layout, templates)
+
+
 def _refine(
     e: np.ndarray, templates: fl.Templates, lattice: Lattice
 ) -> tuple[Lattice, fl.Folded, np.ndarray]:
-    """The lattice corrected by the quadrant drift, its fold and its pilot correlation."""
+    """The lattice corrected by the quadrant drift while that sharpens the pilot peak of the
+    whole fold, its fold and its pilot correlation."""
     folded = fl.fold_regions(e, lattice)
     corr = fl.correlate_regions(folded, templates.pilot(lattice))
+    total = fl.zscore(corr.sum(0))
     for _ in range(REFINE_STEPS):
-        near = fl.peaks(fl.zscore(corr.sum(0)), 1)[0][:2]
+        near = fl.peaks(total, 1)[0][:2]
         better = fl.corrected(lattice, folded, corr, near)
         if better is None:
             break
-        lattice = better
-        folded = fl.fold_regions(e, lattice)
-        corr = fl.correlate_regions(folded, templates.pilot(lattice))
-    return lattice, folded, corr.sum(0)
+        b_folded = fl.fold_regions(e, better)
+        b_corr = fl.correlate_regions(b_folded, templates.pilot(better))
+        b_total = fl.zscore(b_corr.sum(0))
+        if b_total.max() <= total.max():
+            break
+        lattice, folded, corr, total = better, b_folded, b_corr, b_total
+    return lattice, folded, total
+
+
+def _attempt(
+    layout: TileLayout,
+    templates: fl.Templates,
+    total: np.ndarray,
+    lattice: Lattice,
+    peak: tuple[float, float, float],
+) -> Attempt:
+    dy, dx, z = peak
+    chips = fl.read_chips(total, templates, lattice, (dy, dx))
+    payload, agreement, errors, guess = decode(layout, chips)
+    return Attempt(payload, agreement, errors, guess, z, lattice, (dy, dx))
+
+
+def _polished(
+    e: np.ndarray, layout: TileLayout, templates: fl.Templates, best: Attempt
+) -> Iterator[Attempt]:
+    """Decodes on small scale and rotation changes of the best attempt's lattice (about the image
+    centre, so the tile offset stays near the best one): a weak pilot leaves the lattice a few
+    tenths of a percent off, enough to blur the chips at the image edges."""
+    for scale in POLISH_SCALES:
+        for angle in np.deg2rad(POLISH_ANGLES_DEG):
+            if scale == 0.0 and angle == 0.0:
+                continue
+            c, s = np.cos(angle) * (1 + scale), np.sin(angle) * (1 + scale)
+            lattice = Lattice(np.array([[c, s], [-s, c]]) @ best.lattice.matrix)
+            total = fl.fold_total(e, lattice)
+            corr = fl.zscore(fl.correlate(total, templates.pilot(lattice)))
+            yield _attempt(layout, templates, total, lattice, fl.local_peak(corr, best.offset))
 
 
 def detect(layout: TileLayout, templates: fl.Templates, image: Image.Image) -> WatermarkReading:
     t0 = time.perf_counter()
     e = whiten(to_working(luma_u8(image)))
-    candidates = find_lattices(e, layout.waves, LATTICE_CANDIDATES)
     best: Attempt | None = None
     tried = 0
-    for _, lattice in _rank(e, templates, candidates)[:DECODED_LATTICES]:
+    for lattice in _lattices(e, layout, templates, image.size):
         refined, folded, corr = _refine(e, templates, lattice)
         total = folded.total
-        for dy, dx, z in fl.peaks(fl.zscore(corr), OFFSET_CANDIDATES):
+        for peak in fl.peaks(corr, OFFSET_CANDIDATES):
             tried += 1
-            chips = fl.read_chips(total, templates, refined, (dy, dx))
-            payload, agreement, errors, guess = decode(layout, chips)
-            attempt = Attempt(payload, agreement, errors, guess, z, refined, (dy, dx))
-            if payload is not None:
+            attempt = _attempt(layout, templates, total, refined, peak)
+            if attempt.payload is not None:
                 return _reading(attempt, tried, t0)
-            if best is None or agreement > best.agreement:
+            if best is None or attempt.agreement > best.agreement:
+                best = attempt
+    if best is not None:
+        for attempt in _polished(e, layout, templates, best):
+            tried += 1
+            if attempt.payload is not None:
+                return _reading(attempt, tried, t0)
+            if attempt.agreement > best.agreement:
                 best = attempt
     return _reading(best, tried, t0)
 

@@ -13,21 +13,13 @@ import cv2
 import numpy as np
 
 from . import fold as fl
-from .layout import TILE, TileLayout, interpolation_matrix, render, separable
+from .layout import TileLayout, interpolation_matrix, period_for, render, separable
 from .masking import strength_small
 from .whitening import highpass, to_working, weights, whiten, working_crop, working_size
 
-TILES_ACROSS = 5  # tile periods along the short side of the embedded image
-MIN_PERIOD = 2 * TILE  # pixels: chips at least two pixels wide
 TARGET_PSNR_DB = 40.5
-MIN_PSNR_DB = 40.05
-HOST_REJECTION = 0.5  # share of the picture's own contribution each bit is weighted against
-MIN_BIT_GAIN = 0.35  # no bit's chips drop below this share of the plain amplitude
-
-
-def period_for(height: int, width: int) -> int:
-    """Tile period in pixels for an image of this size."""
-    return max(MIN_PERIOD, round(min(height, width) / TILES_ACROSS))
+HOST_REJECTION = 0.5
+MIN_BIT_GAIN = 0.6
 
 
 def _mean_square(a: np.ndarray) -> float:
@@ -38,17 +30,13 @@ def _mean_square(a: np.ndarray) -> float:
 def _gain(pattern: np.ndarray, psnr_db: float) -> float:
     target_rms = 255.0 / 10 ** (psnr_db / 20)
     # Rounding to integers adds about 1/12 to the mean squared error.
-    return float(
-        np.sqrt(max(target_rms**2 - 1 / 12, 0.1) / (float(np.mean(pattern * pattern)) + 1e-12))
-    )
+    return float(np.sqrt(max(target_rms**2 - 1 / 12, 0.1) / (_mean_square(pattern) + 1e-12)))
 
 
 def compose(rgb: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """``rgb + delta`` on every channel, rounded and saturated to uint8."""
-    d = np.rint(delta)
-    pos = np.clip(d, 0, 255).astype(np.uint8)
-    neg = np.clip(-d, 0, 255).astype(np.uint8)
-    return cv2.subtract(cv2.add(rgb, cv2.merge([pos, pos, pos])), cv2.merge([neg, neg, neg]))
+    delta = delta.astype(np.float32, copy=False)
+    return cv2.add(rgb, cv2.merge([delta, delta, delta]), dtype=cv2.CV_8U)
 
 
 def working_pattern(
@@ -125,12 +113,7 @@ def embed(
         pattern_w *= _gain(pattern_w, TARGET_PSNR_DB)
         gains = bit_weights(gray, pattern_w, layout, templates, coded_bits, period)
         chips = layout.chips(coded_bits, gains)
-    mask = cv2.resize(strength, (w, h), interpolation=cv2.INTER_LINEAR)
     pattern = render(chips, h, w, period)
-    pattern *= mask
-    delta = pattern * _gain(pattern, TARGET_PSNR_DB)
-    mse = _mean_square(delta) + 1 / 12  # rounding adds about 1/12
-    floor = (255.0 / 10 ** (MIN_PSNR_DB / 20)) ** 2
-    if mse > floor:
-        delta *= np.sqrt(floor / mse) * 0.98
-    return compose(rgb, delta)
+    pattern *= cv2.resize(strength, (w, h), interpolation=cv2.INTER_LINEAR)
+    pattern *= _gain(pattern, TARGET_PSNR_DB)  # saturation at 0 and 255 only raises the PSNR
+    return compose(rgb, pattern)

@@ -207,23 +207,26 @@ def corrected(
     near: tuple[float, float],
     min_z: float = 2.5,
 ) -> Lattice | None:
-    """The lattice corrected by the drift of the pilot offset across quadrants (least squares
-    for a 2x2 matrix change and a shift), or None when fewer than three quadrants show the pilot.
+    """The lattice corrected by the drift of the pilot offset across quadrants (weighted least
+    squares for a scale-and-rotation change and a shift), or None when fewer than three
+    quadrants show the pilot.
 
     A fold built with ``matrix`` when the truth is ``matrix + D`` puts the pilot of a quadrant
-    centred at ``c`` at offset ``-(sub * D @ c + b)``."""
+    centred at ``c`` at offset ``-(sub * D @ c + b)``; here ``D = [[a, b], [-b, a]] @ matrix``
+    (the edits to undo are scaling and rotation)."""
     rows, rhs = [], []
     for centre, corr in zip(folded.centres, region_corr, strict=True):
         dy, dx, peak = local_peak(zscore(corr), near)
         if peak < min_z:
             continue
-        x, y = centre
-        rows += [peak * np.array([x, y, 0, 0, 1, 0]), peak * np.array([0, 0, x, y, 0, 1])]
-        rhs += [-peak * dx, -peak * dy]
+        u, v = lattice.matrix @ centre
+        rows += [peak * np.array([u, v, 1, 0]), peak * np.array([v, -u, 0, 1])]
+        rhs += [-peak * dx / FOLD_SUB, -peak * dy / FOLD_SUB]
     if len(rows) < 6:
         return None
-    sol, *_ = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)
-    return Lattice(lattice.matrix + sol[:4].reshape(2, 2) / FOLD_SUB, lattice.score)
+    (a, b, _, _), *_ = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)
+    change = np.array([[1 + a, b], [-b, 1 + a]])
+    return Lattice(change @ lattice.matrix, lattice.score)
 
 
 def read_chips(

@@ -17,8 +17,15 @@ import numpy as np
 TILE = 32
 WAVES = 8  # plane waves in the pilot
 WAVE_RADIUS = (7.0, 12.0)  # their frequencies, cycles per tile
-WAVE_SHARE = 0.25  # share of the chip energy in the waves ...
+WAVE_SHARE = 0.20  # share of the chip energy in the waves ...
 NOISE_SHARE = 0.08  # ... in the pseudo-noise pilot; the rest carries the data
+TILES_ACROSS = 5  # tile periods along the short side of the embedded image
+MIN_PERIOD = 2 * TILE  # pixels: chips at least two pixels wide
+
+
+def period_for(height: int, width: int) -> int:
+    """Tile period in pixels for an image of this size."""
+    return max(MIN_PERIOD, round(min(height, width) / TILES_ACROSS))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 MASK_SIDE = 256  # the map is computed at this size (short side) and scaled up
-ACTIVITY_EXPONENT = 0.3
+ACTIVITY_EXPONENT = 0.15
 ACTIVITY_FLOOR = 2.0
 LEVEL_KNEE = 24.0  # grey levels from black or white below which the strength tapers
 

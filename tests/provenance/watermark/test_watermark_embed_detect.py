@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 
 from provenance.watermark import (
+    MAX_HYPOTHESES,
     MIN_DETECT_SIDE,
     MIN_EMBED_SIDE,
     TiledWatermarker,
@@ -96,3 +97,13 @@ def test_small_images_are_refused(watermarker: TiledWatermarker) -> None:
 def test_payload_out_of_range_is_refused(bad: int, watermarker: TiledWatermarker) -> None:
     with pytest.raises(ValueError, match="payload"):
         watermarker.embed(textured(1, (300, 300)), bad)
+
+
+def test_hypotheses_stay_within_the_false_positive_budget(watermarker: TiledWatermarker) -> None:
+    assert MAX_HYPOTHESES * 2.0**-32 <= 1e-6
+    rng = np.random.default_rng(3)
+    for image in (textured(20, (500, 380)), textured(21, (300, 640)).rotate(3)):
+        piece = image.crop((int(rng.integers(0, 40)), 0, image.width, image.height))
+        reading = watermarker.detect(piece)
+        assert not reading.present
+        assert 0 < reading.details["hypotheses_tried"] <= MAX_HYPOTHESES
