@@ -3,12 +3,16 @@ time of the same run, at 512 and 1024 px; txt2img and img2img (init image = an e
 registered artwork whose artist allows img2img, so the registry check goes all the way).
 
 A real service runtime on an embedded PostgreSQL, a registry and a training-source bank filled
-from real images, the default tiny diffusion model (random weights: its diffusion time is a
-floor, a real SD model takes far longer). For scale: the PNG encode of the output alone (a floor
-of any stamp), and the stamp step broken into its parts, timed on their own.
+from real images (or synthetic ones), and either the default tiny diffusion model (random
+weights: its diffusion time is a floor, a real SD model takes far longer) or an SD 1.5-sized
+pipeline with random weights (on a GPU when there is one: the issue's 5% goal is for a 20-step
+512-px generation there). For scale: the PNG encode of the output alone, and the stamp step
+broken into its parts, timed on their own.
 
     python bench/pipeline_overhead.py --images /work/shared/data/images [--register 100]
         [--sources 100] [--repeats 3] [--steps 2] [--sizes 512 1024] [--threads 2] [--out PATH]
+    python bench/pipeline_overhead.py --synthetic 200 --model sd15-random --steps 20 \
+        --sizes 512 1024 --threads 16 --formats png   # on a GPU machine
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 STAGES = ("gate", "screen", "stamp", "record")
 GOAL_MS = 150.0
+GPU_GOAL_SHARE = 0.05
 
 
 def ms(seconds: float) -> float:
@@ -141,7 +146,18 @@ def stamp_parts(rt, image, repeats: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=Path, required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", type=Path, help="a folder of real images")
+    source.add_argument(
+        "--synthetic", type=int, metavar="N", help="N synthetic photo-like images instead"
+    )
+    parser.add_argument(
+        "--model",
+        choices=["tiny", "sd15-random"],
+        default="tiny",
+        help="the tiny default, or an SD 1.5-sized pipeline (860M-parameter UNet) with random "
+        "weights, on the GPU when there is one",
+    )
     parser.add_argument("--register", type=int, default=100)
     parser.add_argument("--sources", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
@@ -166,9 +182,12 @@ def main() -> None:
     from service.runtime import Runtime
     from service.settings import Settings
 
-    images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".png"))
     folder = Path(tempfile.mkdtemp(prefix="chopmark-bench-"))
     folder.chmod(0o755)
+    if args.synthetic:
+        images = synthetic_images(folder / "images", args.synthetic)
+    else:
+        images = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".png"))
     pg = folder / "pg"
     rt = None
     try:
@@ -178,7 +197,10 @@ def main() -> None:
         t0 = time.perf_counter()
         works = fill_banks(rt, images, args.register, args.sources)
         fill_s = time.perf_counter() - t0
-        runner = DiffusionRunner.from_path(None, cache_dir=folder / "models")
+        if args.model == "sd15-random":
+            runner = DiffusionRunner(random_sd15(folder / "models"))
+        else:
+            runner = DiffusionRunner.from_path(None, cache_dir=folder / "models")
         service = GenerationService(rt, runner)
         rows = []
         for fmt in args.formats:
@@ -187,14 +209,15 @@ def main() -> None:
                 for mode in ("txt2img", "img2img"):
                     med = run_generations(service, works, side, mode, args)
                     rows.append((fmt, side, mode, med))
-        parts: dict[str, dict[int, dict[str, float]]] = {"tiny-model output": {}, "photo": {}}
+        parts: dict[str, dict[int, dict[str, float]]] = {"model output": {}, "photo": {}}
         for side in args.sizes:
-            parts["tiny-model output"][side] = stamp_parts(
+            parts["model output"][side] = stamp_parts(
                 rt, runner.run(raw_params(side, args.steps)).image, args.repeats
             )
             photo = edited_init(images[-1], side).image
             parts["photo"][side] = stamp_parts(rt, photo, args.repeats)
-        report = render(args, rows, parts, len(works), args.sources, fill_s)
+        device = runner.model.device
+        report = render(args, rows, parts, len(works), args.sources, fill_s, device)
         print(report)
         if args.out:
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -239,6 +262,41 @@ def run_generations(service, works: list[Path], side: int, mode: str, args) -> d
     return {k: statistics.median(v) for k, v in timings.items()}
 
 
+def synthetic_images(folder: Path, count: int) -> list[Path]:
+    """Photo-like pictures (shapes, edges, texture at several scales), as JPEG files."""
+    from tests.support import photo_like
+
+    folder.mkdir(parents=True)
+    out = []
+    for i in range(count):
+        path = folder / f"synthetic-{i:04d}.jpg"
+        photo_like(10_000 + i, (768, 576)).save(path, "JPEG", quality=92)
+        out.append(path)
+    return out
+
+
+def random_sd15(cache: Path):
+    """An SD 1.5-shaped pipeline (UNet 860M parameters, VAE, CLIP ViT-L text encoder) with
+    seeded random weights, loaded like any diffusers folder (fp16 on CUDA). Its pictures are
+    noise; its diffusion time is a real SD 1.5's."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from generation.models import load_model
+    from generation.single_file_configs import write_config_folder
+
+    folder = write_config_folder("sd15", cache / "sd15-random")
+    torch.manual_seed(0)
+    dtype = torch.float16 if torch.cuda.is_available() else torch.float32
+    for sub, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL)):
+        model = cls.from_config(cls.load_config(folder / sub))
+        model.to(dtype).save_pretrained(folder / sub, safe_serialization=True)
+    text = CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder"))
+    text.to(dtype).save_pretrained(folder / "text_encoder", safe_serialization=True)
+    return load_model(folder, cache_dir=cache)
+
+
 def raw_params(side: int, steps: int):
     """A plain txt2img request, for the image the stamp parts are timed on."""
     from generation.params import GenerationParams
@@ -254,7 +312,36 @@ def _part_order(key: str) -> int:
     return _PARTS.index(name) if name in _PARTS else len(_PARTS)
 
 
-def render(args, rows, parts, works: int, sources: int, fill_s: float) -> str:
+def goal_verdict(device: str, side: int, overhead: float, diffusion: float) -> str:
+    """The issue's goals: <= 150 ms at 1024 px on CPU; <= 5% of a 512-px generation on a GPU."""
+    if device.startswith("cuda"):
+        if side != 512:
+            return "-"
+        return ("met" if overhead <= GPU_GOAL_SHARE * diffusion else "missed") + " (<= 5%)"
+    if side != 1024:
+        return "-"
+    return ("met" if overhead <= GOAL_MS else "missed") + " (<= 150 ms)"
+
+
+def describe_model(args, device: str) -> str:
+    if args.model == "sd15-random":
+        return (
+            f"an SD 1.5-sized pipeline (860M-parameter UNet, ViT-L text encoder) with random "
+            f"weights on {device}, {args.steps} steps, guidance 7 (two UNet passes a step): "
+            "its diffusion time is a real SD 1.5's"
+        )
+    return (
+        f"the default tiny SD (random weights) on {device}, {args.steps} steps; its diffusion "
+        "time is far below a real model's"
+    )
+
+
+def render(args, rows, parts, works: int, sources: int, fill_s: float, device: str = "cpu") -> str:
+    gpu = ""
+    if device.startswith("cuda"):
+        import torch
+
+        gpu = f", GPU {torch.cuda.get_device_name(0)}"
     lines = [
         "# Pipeline overhead: gate, screen, stamp, record next to diffusion",
         "",
@@ -264,21 +351,22 @@ def render(args, rows, parts, works: int, sources: int, fill_s: float) -> str:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs visible (shared), torch threads "
         f"{args.threads}, faiss threads {args.faiss_threads or 'default'}, "
-        f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f} at the end. "
-        f"Registry {works} artworks, training sources {sources} (filled in {fill_s:.1f} s). "
-        f"Model: the default tiny SD (random weights), {args.steps} steps; its diffusion time is "
-        f"far below a real model's. Median of {args.repeats} runs after one warm-up; ms. "
+        f"Python {platform.python_version()}{gpu}, load average {os.getloadavg()[0]:.1f} at the "
+        f"end. Registry {works} artworks, training sources {sources} (filled in {fill_s:.1f} s"
+        f"{', synthetic images' if args.synthetic else ''}). "
+        f"Model: {describe_model(args, device)}. "
+        f"Median of {args.repeats} runs after one warm-up; ms. "
         "Overhead (wall) is the whole run less the diffusion; under the default `flag` policy "
         "the screen runs after the stamp on the fingerprints the stamp step took of the "
         "emitted image, so it adds only its bank search and verification.",
         "",
         "| format | size | mode | diffusion | gate | screen | stamp | record | overhead (wall) | "
-        "overhead / diffusion | goal <= 150 ms |",
+        "overhead / diffusion | goal |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for fmt, side, mode, med in rows:
         overhead = med["overhead"]
-        verdict = "met" if overhead <= GOAL_MS else "missed"
+        verdict = goal_verdict(device, side, overhead, med["diffuse"])
         lines.append(
             f"| {fmt} | {side} | {mode} | {med['diffuse']:.0f} | "
             + " | ".join(f"{med.get(s, 0.0):.1f}" for s in STAGES)
