@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -20,6 +21,9 @@ from generation.params import AdapterUse
 from provenance.c2pa_io import read_manifest
 from provenance.labels import read_labels
 from similarity import ImageSignals, compute_signals
+
+# Input metadata (C2PA, XMP) is read here while the input is fingerprinted.
+_READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gate-metadata")
 
 Outcome = Literal["pass", "block", "error"]
 INFERENCE_KEY = "ai_inference"
@@ -278,6 +282,8 @@ class Gate:
 
     # inputs ------------------------------------------------------------------------------------
     def _check_input(self, item: InputImage, user: str | None, result: GateResult) -> None:
+        # The metadata is read beside the fingerprints and the registry search.
+        consent_job = _READERS.submit(self.consent.read, item.data, item.media_type)
         signals: ImageSignals | None = None
         try:
             signals = self._signals(item.image)
@@ -302,7 +308,8 @@ class Gate:
                 check = _failed("registry", item.role, exc)
             result.checks.append(check)
         try:
-            result.checks.append(self._consent_check(item, permitted_by_registry))
+            consent = consent_job.result()
+            result.checks.append(self._consent_check(item, consent, permitted_by_registry))
         except Exception as exc:
             result.checks.append(_failed("consent", item.role, exc))
 
@@ -362,8 +369,9 @@ class Gate:
             False,
         )
 
-    def _consent_check(self, item: InputImage, permitted_by_registry: bool) -> Check:
-        consent = self.consent.read(item.data, item.media_type)
+    def _consent_check(
+        self, item: InputImage, consent: ImageConsent, permitted_by_registry: bool
+    ) -> Check:
         evidence = {
             "manifest_state": consent.manifest_state,
             "manifest_training_mining": consent.manifest_uses,
