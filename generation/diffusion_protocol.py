@@ -19,6 +19,10 @@ class ImageGenerator(Protocol):
     def info(self) -> ModelInfo: ...
 
 
+# A generator may also offer ``loaded_info() -> ModelInfo | None``: the description without
+# loading the model (None when it is not loaded yet); a blocked request's record uses it.
+
+
 class CountingGenerator:
     """Wraps a real generator and counts the calls that reached it."""
 
@@ -46,3 +50,7 @@ class CountingGenerator:
 
     def info(self) -> ModelInfo:
         return self.inner.info()
+
+    def loaded_info(self) -> ModelInfo | None:
+        peek = getattr(self.inner, "loaded_info", None)
+        return peek() if callable(peek) else self.inner.info()

@@ -273,7 +273,10 @@ class GenerationPipeline:
         return self.gate.check(request.inputs(), request.adapters, request.platform_user)
 
     def record_blocked(self, request: GenerationRequest, gate: GateResult) -> GenerationOutcome:
-        record = GenerationRecord(request, "blocked", "gate", gate, model=self._model_info())
+        # A blocked request loads no model: its record names the model only if it is loaded.
+        record = GenerationRecord(
+            request, "blocked", "gate", gate, model=self._model_info(load=False)
+        )
         record.timings["gate"] = gate.elapsed_s
         self._timed(record, "record", self.recorder.record, record)
         return GenerationOutcome(record)
@@ -320,8 +323,12 @@ class GenerationPipeline:
         finally:
             record.timings[stage] = record.timings.get(stage, 0.0) + self._clock() - start
 
-    def _model_info(self) -> ModelInfo | None:
+    def _model_info(self, *, load: bool = True) -> ModelInfo | None:
         try:
+            if not load:
+                peek = getattr(self.generator, "loaded_info", None)
+                if callable(peek):
+                    return peek()
             return self.generator.info()
         except Exception:
             log.exception("the model's description is unavailable")

@@ -72,6 +72,12 @@ class LazyRunner:
     def info(self) -> ModelInfo:
         return self.runner.info()
 
+    def loaded_info(self) -> ModelInfo | None:
+        """The model's description if it is loaded; None (and no loading) otherwise."""
+        with self._lock:
+            runner = self._runner
+        return runner.info() if runner is not None else None
+
     def close(self) -> None:
         with self._lock:
             runner, self._runner = self._runner, None

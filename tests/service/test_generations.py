@@ -201,6 +201,25 @@ def test_img2img_on_a_denied_artwork_is_blocked_before_the_model(gen, runtime, m
     assert got["status"] == "blocked" and got["image_url"] is None
 
 
+def test_a_blocked_request_never_loads_the_model(client, runtime, make_key):
+    """The gate runs before any model exists in the process: a blocked request loads none."""
+    lazy = GenerationService.open(runtime)  # the configured model, loaded on first use
+    client.app.state.generation = lazy
+    try:
+        art = photo_like(12, (640, 480))
+        register_artwork(client, auth(make_key("registry")), art, '{"img2img": "deny"}')
+        r = client.post(
+            "/v1/generations",
+            json=request(init_image=b64(edited_copy(art)), strength=0.6, user="eve"),
+            headers=auth(make_key("generate")),
+        )
+        assert r.status_code == 403, r.text
+        assert lazy.generator.loaded_info() is None  # nothing was loaded
+        assert generation_row(runtime, r.json()["id"])["model"] is None
+    finally:
+        lazy.close()
+
+
 def test_a_licence_holder_may_rework_the_same_artwork(gen, runtime, make_key):
     client, model = gen
     reg = auth(make_key("registry"))
