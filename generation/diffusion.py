@@ -15,11 +15,19 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import torch
+from diffusers import StableDiffusionControlNetImg2ImgPipeline, StableDiffusionControlNetPipeline
 from PIL import Image
 
 from generation.adapters import apply_adapters
+from generation.controlnet import (
+    ControlNetUnavailable,
+    LoadedControlNet,
+    load_controlnet,
+    tiny_controlnet,
+)
 from generation.hashing import HashCache
 from generation.models import LoadedModel, load_model
 from generation.params import (
@@ -103,6 +111,12 @@ def validate_params(params: GenerationParams, limits: RunnerLimits) -> Generatio
     for adapter in params.adapters:
         if not isinstance(adapter, AdapterUse):
             raise ValueError("adapters must be AdapterUse values")
+    if params.control_image is not None:
+        _check_image(params.control_image, "control_image")
+        if params.mode == "inpaint":
+            raise ValueError("ControlNet conditioning is not offered with inpainting")
+        if not math.isfinite(params.control_scale) or not 0 <= params.control_scale <= 2:
+            raise ValueError("control_scale must be in 0..2")
     return dataclasses.replace(params, scheduler=resolve_scheduler_name(params.scheduler))
 
 
@@ -115,6 +129,7 @@ class DiffusionRunner:
         *,
         limits: RunnerLimits | None = None,
         hash_cache: HashCache | None = None,
+        controlnet_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self._model = model
         self._limits = limits or RunnerLimits()
@@ -124,6 +139,9 @@ class DiffusionRunner:
         self._pending = 0
         self._executor: ThreadPoolExecutor | None = None
         self._base_scheduler = dict(model.txt2img.scheduler.config)
+        self._controlnet_path = controlnet_path
+        self._loaded_controlnet: LoadedControlNet | None = None
+        self._control_pipes: dict[str, Any] = {}
 
     @classmethod
     def from_path(
@@ -133,13 +151,15 @@ class DiffusionRunner:
         cache_dir: str | os.PathLike[str],
         config_dir: str | os.PathLike[str] | None = None,
         limits: RunnerLimits | None = None,
+        controlnet_path: str | os.PathLike[str] | None = None,
     ) -> DiffusionRunner:
-        """Load ``model_path`` (None: the tiny default, cached in ``cache_dir``) and wrap it."""
+        """Load ``model_path`` (None: the tiny default, cached in ``cache_dir``) and wrap it.
+        ``controlnet_path`` is loaded when a request first brings a control image."""
         hash_cache = HashCache(Path(cache_dir) / "hashes.json")
         model = load_model(
             model_path, cache_dir=cache_dir, hash_cache=hash_cache, config_dir=config_dir
         )
-        return cls(model, limits=limits, hash_cache=hash_cache)
+        return cls(model, limits=limits, hash_cache=hash_cache, controlnet_path=controlnet_path)
 
     @property
     def model(self) -> LoadedModel:
@@ -207,9 +227,16 @@ class DiffusionRunner:
             applied: list[AppliedAdapter] = apply_adapters(
                 model.txt2img, params.adapters, hash_cache=self._hash_cache
             )
-            pipe = {"txt2img": model.txt2img, "img2img": model.img2img, "inpaint": model.inpaint}[
-                params.mode
-            ]
+            controlnet = None
+            if params.control_image is not None:
+                controlnet = self._controlnet()
+                pipe = self._control_pipe(params.mode, controlnet)
+            else:
+                pipe = {
+                    "txt2img": model.txt2img,
+                    "img2img": model.img2img,
+                    "inpaint": model.inpaint,
+                }[params.mode]
             pipe.scheduler = make_scheduler(params.scheduler, self._base_scheduler)
             size = (params.width, params.height)
             kwargs: dict[str, object] = {
@@ -233,6 +260,10 @@ class DiffusionRunner:
                 )
             if params.mode != "img2img":
                 kwargs["width"], kwargs["height"] = size
+            if params.control_image is not None:
+                control = _fit(params.control_image.convert("RGB"), size, Image.Resampling.LANCZOS)
+                kwargs["control_image" if params.mode == "img2img" else "image"] = control
+                kwargs["controlnet_conditioning_scale"] = params.control_scale
             with torch.inference_mode():
                 output = pipe(**kwargs)
             image = output.images[0].convert("RGB")
@@ -244,14 +275,49 @@ class DiffusionRunner:
             model=model.info(),
             adapters=applied,
             queued_behind=ahead,
+            controlnet=controlnet.info() if controlnet is not None else None,
         )
+
+    # ControlNet ---------------------------------------------------------------------------------
+    def _controlnet(self) -> LoadedControlNet:
+        """The ControlNet for this model, loaded on first use (under the run lock)."""
+        if self._loaded_controlnet is None:
+            model = self._model
+            if model.family != "sd":
+                raise ControlNetUnavailable(
+                    f"ControlNet conditioning is offered for SD 1.x/2.x models, not {model.family}"
+                )
+            if self._controlnet_path is not None:
+                self._loaded_controlnet = load_controlnet(
+                    self._controlnet_path, device=model.device, dtype=model.dtype
+                )
+            elif model.is_default_tiny:
+                self._loaded_controlnet = tiny_controlnet(model.txt2img.unet)
+            else:
+                raise ControlNetUnavailable(
+                    "no ControlNet is configured for this model (CHOPMARK_CONTROLNET)"
+                )
+        return self._loaded_controlnet
+
+    def _control_pipe(self, mode: str, controlnet: LoadedControlNet) -> Any:
+        pipe = self._control_pipes.get(mode)
+        if pipe is None:
+            cls = (
+                StableDiffusionControlNetImg2ImgPipeline
+                if mode == "img2img"
+                else StableDiffusionControlNetPipeline
+            )
+            pipe = cls.from_pipe(self._model.txt2img, controlnet=controlnet.model)
+            pipe.set_progress_bar_config(disable=True)
+            self._control_pipes[mode] = pipe
+        return pipe
 
 
 def _fit(image: Image.Image, size: tuple[int, int], resample: Image.Resampling) -> Image.Image:
     return image if image.size == size else image.resize(size, resample)
 
 
-_SHARED: dict[tuple[str | None, str], DiffusionRunner] = {}
+_SHARED: dict[tuple[str | None, str, str | None], DiffusionRunner] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -260,17 +326,22 @@ def shared_runner(
     *,
     cache_dir: str | os.PathLike[str],
     config_dir: str | os.PathLike[str] | None = None,
+    controlnet_path: str | os.PathLike[str] | None = None,
 ) -> DiffusionRunner:
     """The one runner per process for this model, loaded on first call."""
     key = (
         str(Path(model_path).resolve()) if model_path is not None else None,
         str(Path(cache_dir).resolve()),
+        str(Path(controlnet_path).resolve()) if controlnet_path is not None else None,
     )
     with _SHARED_LOCK:
         runner = _SHARED.get(key)
         if runner is None:
             runner = DiffusionRunner.from_path(
-                model_path, cache_dir=cache_dir, config_dir=config_dir
+                model_path,
+                cache_dir=cache_dir,
+                config_dir=config_dir,
+                controlnet_path=controlnet_path,
             )
             _SHARED[key] = runner
         return runner

@@ -36,6 +36,8 @@ class GenerationParams:
     init_image: Image.Image | None = None
     mask_image: Image.Image | None = None
     adapters: list[AdapterUse] = field(default_factory=list)
+    control_image: Image.Image | None = None  # ControlNet conditioning
+    control_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -69,3 +71,4 @@ class DiffusionResult:
     model: ModelInfo
     adapters: list[AppliedAdapter]
     queued_behind: int = 0
+    controlnet: dict[str, str] | None = None  # name and sha256 of the ControlNet applied

@@ -52,7 +52,8 @@ class GenerationRequest:
     platform_user: str | None = None
     init: InputImage | None = None
     mask: InputImage | None = None
-    controls: tuple[InputImage, ...] = ()
+    controls: tuple[InputImage, ...] = ()  # ControlNet conditioning (the first one is used)
+    control_scale: float = 1.0
     adapters: tuple[AdapterRequest, ...] = ()
     prompt_private: bool = False
     api_key_id: int | None = None
@@ -82,6 +83,8 @@ class GenerationRequest:
             init_image=self.init.image if self.init is not None else None,
             mask_image=self.mask.image if self.mask is not None else None,
             adapters=gate.adapter_uses(self.adapters),
+            control_image=self.controls[0].image if self.controls else None,
+            control_scale=self.control_scale,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -101,6 +104,7 @@ class GenerationRequest:
             "mode": self.mode,
             "platform_user": self.platform_user,
             "adapters_requested": [dataclasses.asdict(a) for a in self.adapters],
+            "control_scale": self.control_scale if self.controls else None,
         }
 
 
@@ -155,6 +159,7 @@ class GenerationRecord:
     adapters: list[dict[str, Any]] = field(default_factory=list)
     screen: ScreenResult | None = None
     stamp: StampOutcome | None = None
+    controlnet: dict[str, Any] | None = None
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -194,7 +199,12 @@ class GenerationRecord:
         return out
 
     def model_dict(self) -> dict[str, Any] | None:
-        return dataclasses.asdict(self.model) if self.model is not None else None
+        if self.model is None:
+            return None
+        data = dataclasses.asdict(self.model)
+        if self.controlnet is not None:
+            data["controlnet"] = self.controlnet
+        return data
 
 
 class Recorder(Protocol):
@@ -240,6 +250,12 @@ def generation_facts(
         height=result.image.height,
         platform_user=request.platform_user,
         parent=parent,
+        inputs=tuple(
+            ParentImage(c.data, c.media_type, title=f"{c.role} image") for c in request.controls
+        ),
+        controlnet=(
+            {**result.controlnet, "scale": params.control_scale} if result.controlnet else None
+        ),
     )
 
 
@@ -352,6 +368,8 @@ class GenerationPipeline:
     def _finish(self, record: GenerationRecord, result: DiffusionResult) -> GenerationOutcome:
         record.model = result.model
         record.adapters = [dataclasses.asdict(a) for a in result.adapters]
+        if result.controlnet is not None:
+            record.controlnet = {**result.controlnet, "scale": result.params.control_scale}
         for applied, registered in zip(result.adapters, record.gate.adapters, strict=False):
             if applied.sha256 != registered.sha256:
                 return self._fail(

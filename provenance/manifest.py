@@ -52,7 +52,7 @@ class AdapterFact:
 
 @dataclass(frozen=True)
 class ParentImage:
-    """The input image of img2img or inpainting."""
+    """An input image: the parent of img2img or inpainting, or a conditioning image."""
 
     data: bytes
     mime: str
@@ -86,6 +86,9 @@ class GenerationFacts:
         default_factory=lambda: dict(DEFAULT_TRAINING_MINING)
     )
     parent: ParentImage | None = None
+    # Conditioning images (ControlNet): ingredients with relationship ``inputTo``.
+    inputs: tuple[ParentImage, ...] = ()
+    controlnet: Mapping[str, Any] | None = None  # name, sha256, scale
     created: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def __post_init__(self) -> None:
@@ -179,6 +182,12 @@ def generation_assertion_data(facts: GenerationFacts) -> dict[str, Any]:
             }
         )
     )
+    if facts.controlnet:
+        data["controlnet"] = dict(facts.controlnet)
+    if facts.inputs:
+        data["conditioning"] = [
+            {"title": i.title, "sha256": hashlib.sha256(i.data).hexdigest()} for i in facts.inputs
+        ]
     if facts.watermark_alg:
         data["watermark"] = {"alg": facts.watermark_alg, "value": facts.watermark_value}
     return data
@@ -195,8 +204,6 @@ def build_manifest(facts: GenerationFacts, label: str | None = None) -> Manifest
     }
     ingredients: list[IngredientSpec] = []
     if facts.parent is not None:
-        created["parameters"] = {"ingredientIds": [PARENT_INGREDIENT_ID]}
-        parent_mime = normalize_mime(facts.parent.mime)
         ingredients.append(
             IngredientSpec(
                 definition={
@@ -205,9 +212,19 @@ def build_manifest(facts: GenerationFacts, label: str | None = None) -> Manifest
                     "label": PARENT_INGREDIENT_ID,
                 },
                 data=facts.parent.data,
-                mime=parent_mime,
+                mime=normalize_mime(facts.parent.mime),
             )
         )
+    for n, item in enumerate(facts.inputs, 1):
+        ingredients.append(
+            IngredientSpec(
+                definition={"title": item.title, "relationship": "inputTo", "label": f"input-{n}"},
+                data=item.data,
+                mime=normalize_mime(item.mime),
+            )
+        )
+    if ingredients:
+        created["parameters"] = {"ingredientIds": [i.definition["label"] for i in ingredients]}
     actions: list[dict[str, Any]] = [created]
     assertions: list[dict[str, Any]] = []
     if facts.watermark_alg and facts.watermark_value:

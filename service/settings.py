@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     model: Path | None = Field(
         default=None, description="diffusers folder or checkpoint; unset: tiny default (noise)"
     )
+    controlnet: Path | None = Field(
+        default=None,
+        description="ControlNet folder or .safetensors; unset: a tiny one with the tiny model",
+    )
     screen_policy: Literal["flag", "block"] = "flag"
     generation_lease_seconds: float = Field(
         default=60.0,

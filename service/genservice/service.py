@@ -48,9 +48,12 @@ def runtime_embedder(rt: Runtime) -> Embedder:
 class LazyRunner:
     """An ``ImageGenerator`` that loads the process's diffusion runner on first use."""
 
-    def __init__(self, model_path: Path | None, cache_dir: Path) -> None:
+    def __init__(
+        self, model_path: Path | None, cache_dir: Path, controlnet_path: Path | None = None
+    ) -> None:
         self.model_path = model_path
         self.cache_dir = cache_dir
+        self.controlnet_path = controlnet_path
         self._lock = threading.Lock()
         self._runner: Any = None
 
@@ -60,7 +63,11 @@ class LazyRunner:
             if self._runner is None:
                 from generation.diffusion import shared_runner  # torch loads here, not at import
 
-                self._runner = shared_runner(self.model_path, cache_dir=self.cache_dir)
+                self._runner = shared_runner(
+                    self.model_path,
+                    cache_dir=self.cache_dir,
+                    controlnet_path=self.controlnet_path,
+                )
             return self._runner
 
     def run(self, params: GenerationParams) -> DiffusionResult:
@@ -131,7 +138,8 @@ class GenerationService:
     def open(cls, rt: Runtime, **kwargs: Any) -> GenerationService:
         """The service with the configured model, loaded lazily."""
         model = getattr(rt.settings, "model", None)
-        return cls(rt, LazyRunner(model, model_cache_dir(rt)), **kwargs)
+        controlnet = getattr(rt.settings, "controlnet", None)
+        return cls(rt, LazyRunner(model, model_cache_dir(rt), controlnet), **kwargs)
 
     def close(self) -> None:
         self.records.close()

@@ -256,6 +256,49 @@ def test_a_licence_holder_may_rework_the_same_artwork(gen, runtime, make_key):
     assert outcomes == ["blocked", "licensed"]
 
 
+def test_a_control_image_is_gated_then_steers_and_is_cited(gen, runtime, make_key):
+    client, model = gen
+    art = photo_like(14, (640, 480))
+    work = register_artwork(client, auth(make_key("registry")), art, '{"img2img": "deny"}')
+    h = auth(make_key("generate"))
+    # A conditioning image is an input like any other: a copy of a denied work is blocked.
+    r = client.post("/v1/generations", json=request(control_image=b64(edited_copy(art))), headers=h)
+    assert r.status_code == 403, r.text
+    body = r.json()
+    assert [x["code"] for x in body["reasons"]] == ["registered_artwork_denied"]
+    assert body["matches"][0]["artwork_id"] == work["id"]
+    assert model.call_count == 0
+    assert generation_row(runtime, body["id"])["inputs"][0]["role"] == "control"
+
+    sketch = encode(photo_like(15, (320, 320)), "PNG")
+    r = client.post(
+        "/v1/generations",
+        json=request(control_image=b64(sketch), control_scale=0.8, user="fay"),
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert model.call_count == 1
+    sent = model.calls[0]
+    assert sent.control_image is not None and sent.control_scale == 0.8
+    row = generation_row(runtime, body["id"])
+    assert row["model"]["controlnet"]["name"] == "chopmark-tiny-controlnet"
+    assert row["model"]["controlnet"]["scale"] == 0.8
+    assert [i["role"] for i in row["inputs"]] == ["control"]
+    data = client.get(body["image_url"], headers=h).content
+    report = read_manifest(data, "image/png", runtime.signing.trust_anchors_pem)
+    assert report.state == "Trusted"
+    assert report.digital_source_type.endswith("/trainedAlgorithmicMedia")
+    assert [i.relationship for i in report.ingredients] == ["inputTo"]
+    cited = report.generation
+    assert cited["controlnet"]["sha256"] == row["model"]["controlnet"]["sha256"]
+    assert cited["conditioning"][0]["sha256"] == row["inputs"][0]["sha256"]
+
+    inpaint = request(init_image=b64(sketch), mask_image=b64(sketch), control_image=b64(sketch))
+    refused = client.post("/v1/generations", json=inpaint, headers=h)
+    assert refused.status_code == 422 and "inpainting" in refused.json()["detail"]
+
+
 CONSENT_REFUSALS = {
     "cawg-notAllowed": LabelSet(training_mining={"cawg.ai_inference": "notAllowed"}),
     "cawg-constrained": LabelSet(training_mining={"cawg.ai_inference": "constrained"}),

@@ -67,6 +67,10 @@ class GenerationCreate(BaseModel):
     init_image: str | None = Field(default=None, description="base64: img2img / inpainting")
     strength: float = Field(default=0.75, gt=0, le=1)
     mask_image: str | None = Field(default=None, description="base64: white = repaint")
+    control_image: str | None = Field(
+        default=None, description="base64: ControlNet conditioning (txt2img or img2img)"
+    )
+    control_scale: float = Field(default=1.0, ge=0, le=2, description="ControlNet strength")
     adapters: list[AdapterChoice] = Field(default_factory=list, max_length=8)
     scheduler: str | None = Field(default=None, max_length=50, description="default: euler")
     prompt_private: bool = Field(default=False, description="record only the prompt's SHA-256")
@@ -103,6 +107,9 @@ def to_request(body: GenerationCreate, key: ApiKey, rt: Runtime) -> GenerationRe
         raise HTTPException(422, "mask_image needs an init_image to inpaint")
     init = _decode_input(rt, "init", body.init_image) if body.init_image else None
     mask = _decode_input(rt, "mask", body.mask_image) if body.mask_image else None
+    if body.control_image is not None and mask is not None:
+        raise HTTPException(422, "control_image is not offered with inpainting")
+    control = _decode_input(rt, "control", body.control_image) if body.control_image else None
     if init is not None and int(body.steps * body.strength) < 1:
         raise HTTPException(422, "steps x strength must be at least 1 for image-to-image")
     return GenerationRequest(
@@ -121,6 +128,8 @@ def to_request(body: GenerationCreate, key: ApiKey, rt: Runtime) -> GenerationRe
         platform_user=body.user,
         init=init,
         mask=mask,
+        controls=(control,) if control is not None else (),
+        control_scale=body.control_scale,
         adapters=tuple(AdapterRequest(a.name, a.scale) for a in body.adapters),
         prompt_private=body.prompt_private,
     )
