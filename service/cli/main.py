@@ -203,21 +203,29 @@ def match(
     image: Annotated[Path, typer.Argument(exists=True, dir_okay=False)],
     as_json: Annotated[bool, typer.Option("--json", help="print the full response")] = False,
     user: Annotated[str | None, typer.Option(help="platform user, to report licences")] = None,
+    picture: Annotated[
+        Path | None,
+        typer.Option(help="also write the evidence picture (PNG): the image beside each match"),
+    ] = None,
 ) -> None:
     """Match an image against the registry, as POST /v1/matches does."""
     from service.api.routes.matches import to_public
     from service.registry.matching import match_registry, record_match_decision
+    from service.registry.picture import registry_match_picture
     from similarity import ImageRejected, compute_signals, decode_image
 
     data = image.read_bytes()
     with runtime(indexes=True) as rt:
         try:
-            signals = compute_signals(decode_image(data, rt.decode_limits))
+            decoded = decode_image(data, rt.decode_limits)
         except ImageRejected as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
-        result = match_registry(rt, signals, grantee=user)
+        result = match_registry(rt, compute_signals(decoded), grantee=user)
         record_match_decision(rt, cli_actor(), data, result, "cli:match")
+        if picture is not None:
+            picture.write_bytes(registry_match_picture(rt, decoded.image, result))
+            err_console.print(f"evidence picture written to {picture}")
     public = to_public(result, with_licence=user is not None)
     if as_json:
         print(

@@ -44,6 +44,12 @@ PROTECTED = [
     ("post", "/v1/matches", "match", {"files": {"file": ("a.jpg", b"x", "image/jpeg")}}),
     (
         "post",
+        "/v1/matches/picture",
+        "match",
+        {"files": {"file": ("a.jpg", b"x", "image/jpeg")}},
+    ),
+    (
+        "post",
         "/v1/stamps",
         "stamp",
         {"files": {"file": ("a.png", b"x", "image/png")}, "data": {"metadata": "{}"}},

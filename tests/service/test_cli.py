@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.support import encode, photo_like
 
@@ -73,8 +74,11 @@ def test_register_folder_then_match_and_verify(cli, tmp_path: Path):
     assert result["index"]["size"] == 4
     assert result["matches"][0]["decision"] == "copy"
     assert result["matches"][0]["title"] is None
-    table = cli("match", str(query)).stdout
+    picture = tmp_path / "evidence.png"
+    table = cli("match", str(query), "--picture", str(picture)).stdout
     assert "copy" in table
+    with Image.open(picture) as shown:  # the query beside the one work it copies
+        assert shown.format == "PNG" and shown.height > shown.width / 2
 
     verified = cli("audit", "verify")
     assert "intact" in verified.stdout

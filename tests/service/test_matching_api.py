@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import time
 
+import numpy as np
 from PIL import Image, ImageEnhance
 
 from tests.support import auth, encode, photo_like
@@ -113,3 +115,41 @@ def test_a_second_process_sees_new_registrations_within_seconds(client, settings
     finally:
         other.close()
     assert works
+
+
+def red_pixels(region: Image.Image) -> int:
+    arr = np.asarray(region.convert("RGB"), dtype=np.int16)
+    return int(((arr[..., 0] > 170) & (arr[..., 1] < 70) & (arr[..., 2] < 70)).sum())
+
+
+def test_the_match_can_be_looked_at(client, make_key):
+    from similarity.picture import BACKGROUND, CAPTION, GAP, PANEL
+
+    h = auth(make_key("registry", "match"))
+    register(client, h, 121, 122)
+    copy = edited(122)
+    matches = query(client, h, copy)["matches"]
+    r = client.post(
+        "/v1/matches/picture",
+        files={"file": ("q.jpg", encode(copy, quality=60), "image/jpeg")},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    picture = Image.open(io.BytesIO(r.content))
+    rows = len(matches)
+    assert rows >= 1
+    assert picture.size == (2 * PANEL + 3 * GAP, GAP + rows * (PANEL + CAPTION + GAP))
+    work_panel = picture.crop((2 * GAP + PANEL, GAP, 2 * GAP + 2 * PANEL, GAP + PANEL))
+    assert red_pixels(work_panel) > 300  # the query's outline drawn onto the artwork (a copy)
+
+    lone = client.post(
+        "/v1/matches/picture",
+        files={"file": ("q.jpg", encode(photo_like(998)), "image/jpeg")},
+        headers=h,
+    )
+    assert lone.status_code == 200
+    alone = Image.open(io.BytesIO(lone.content))
+    assert alone.size[1] == GAP + PANEL + CAPTION + GAP
+    empty = np.asarray(alone.convert("RGB").crop((2 * GAP + PANEL, 0, alone.width, alone.height)))
+    assert (empty == BACKGROUND).all()  # no artwork beside the query

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.deps import MatchKey, RuntimeDep, scope_doc
@@ -13,6 +13,7 @@ from service.api.schemas import ErrorBody, IndexInfo, MatchPublic, MatchResponse
 from service.api.uploads import read_upload
 from service.auth.scopes import Scope
 from service.registry.matching import RegistryMatches, match_registry, record_match_decision
+from service.registry.picture import registry_match_picture
 from similarity import compute_signals, decode_image
 
 router = APIRouter(tags=["matching"])
@@ -81,3 +82,35 @@ async def match_image(
         index=IndexInfo(size=result.index_size, built_to=result.built_to),
         timings_ms={k: round(v, 2) for k, v in timings.items()},
     )
+
+
+@router.post(
+    "/v1/matches/picture",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "the evidence picture"},
+        401: {"model": ErrorBody},
+        403: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        415: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
+    openapi_extra=scope_doc(Scope.match),
+    summary="The same match as a picture: the image beside each matched artwork (scope: match)",
+)
+async def match_picture(
+    rt: RuntimeDep,
+    key: MatchKey,
+    file: Annotated[UploadFile, File(description="the image to check")],
+    user: Annotated[str | None, Form(description="platform user, to report licences")] = None,
+) -> Response:
+    data = await read_upload(file, rt.settings.max_upload_bytes)
+
+    def work() -> bytes:
+        decoded = decode_image(data, rt.decode_limits)
+        result = match_registry(rt, compute_signals(decoded), grantee=user)
+        record_match_decision(rt, key.actor, data, result, "api:/v1/matches/picture")
+        return registry_match_picture(rt, decoded.image, result)
+
+    return Response(await run_in_threadpool(work), media_type="image/png")

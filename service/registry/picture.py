@@ -1,0 +1,33 @@
+"""The evidence picture of a registry match: the query beside each matched artwork."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+from PIL import Image
+
+from service.registry.matching import RegistryMatches
+from similarity import decode_image
+from similarity.picture import EvidenceRow, evidence_picture
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+MAX_ROWS = 4
+
+
+def registry_match_picture(rt: Runtime, query: Image.Image, result: RegistryMatches) -> bytes:
+    """PNG bytes: one row per match (copies first, at most ``MAX_ROWS``), from the originals
+    kept in the blob store."""
+    rows = []
+    for found in sorted(result.matches, key=lambda m: (m.match.decision != "copy", -m.match.score))[
+        :MAX_ROWS
+    ]:
+        work = found.artwork
+        reference = decode_image(rt.blobs.get(work.sha256), rt.decode_limits).image
+        title = f"artwork {work.id}" + (f' "{work.title}"' if work.title else "")
+        rows.append(EvidenceRow(reference, found.match, title))
+    out = io.BytesIO()
+    evidence_picture(query, rows).save(out, "PNG", compress_level=6)
+    return out.getvalue()

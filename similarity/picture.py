@@ -1,0 +1,120 @@
+"""A picture of match evidence, for people who would rather look than read.
+
+One row per match: the query on the left, the registered work on the right. Where geometric
+verification fitted a transform, the query's outline is drawn onto the work where it lands (a
+crop shows as a smaller box, a rotation as a tilted one, a mirrored copy is marked so), and the
+caption names the decision, the score and the signals that fired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from similarity.local import WORK_SIDE
+from similarity.matcher import Match
+
+PANEL = 320  # pixels, the longer side of each picture in a row
+GAP = 12
+CAPTION = 44
+BACKGROUND = (250, 250, 248)
+COLOURS = {"copy": (200, 30, 30), "similar": (225, 140, 0)}
+
+
+@dataclass(frozen=True)
+class EvidenceRow:
+    """One match to draw: the registered work's picture, the match, and its title."""
+
+    reference: Image.Image
+    match: Match
+    title: str
+
+
+def evidence_picture(query: Image.Image, rows: Sequence[EvidenceRow]) -> Image.Image:
+    """The query beside each matched work, with the fitted outline and a caption per row."""
+    font = ImageFont.load_default(size=13)
+    query_panel, q_scale = _panel(query)
+    width = 2 * PANEL + 3 * GAP
+    height = GAP + max(1, len(rows)) * (PANEL + CAPTION + GAP)
+    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    if not rows:
+        canvas.paste(query_panel, (GAP, GAP))
+        draw.text(
+            (GAP, GAP + PANEL + 6),
+            "no registered work matches",
+            fill=(60, 60, 60),
+            font=font,
+        )
+        return canvas
+    for n, row in enumerate(rows):
+        top = GAP + n * (PANEL + CAPTION + GAP)
+        colour = COLOURS.get(row.match.decision, (90, 90, 90))
+        canvas.paste(query_panel, (GAP, top))
+        draw.rectangle(
+            [GAP, top, GAP + query_panel.width - 1, top + query_panel.height - 1],
+            outline=colour,
+            width=3,
+        )
+        ref_panel, r_scale = _panel(row.reference)
+        left = 2 * GAP + PANEL
+        canvas.paste(ref_panel, (left, top))
+        outline = _outline(query, row.reference, row.match, q_scale, r_scale)
+        if outline is not None:
+            points = [(left + x, top + y) for x, y in outline]
+            draw.line([*points, points[0]], fill=colour, width=3)
+        caption_top = top + max(query_panel.height, ref_panel.height) + 4
+        draw.text((GAP, caption_top), _caption(row), fill=(30, 30, 30), font=font)
+    return canvas
+
+
+def _panel(image: Image.Image) -> tuple[Image.Image, float]:
+    rgb = image.convert("RGB")
+    scale = PANEL / max(rgb.size)
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    return rgb.resize(size, Image.Resampling.LANCZOS), scale
+
+
+def _work_scale(image: Image.Image) -> float:
+    """The factor local features were extracted at (the longer side brought to WORK_SIDE)."""
+    return WORK_SIDE / max(image.size)
+
+
+def _outline(
+    query: Image.Image, reference: Image.Image, match: Match, q_scale: float, r_scale: float
+) -> list[tuple[float, float]] | None:
+    """The query's corners mapped onto the reference panel, if a transform was fitted."""
+    local = match.evidence.get("local_features")
+    if not isinstance(local, dict):
+        return None
+    transform = local.get("transform_query_to_reference")
+    if not transform:
+        return None
+    m = np.asarray(transform, dtype=np.float64).reshape(2, 3)
+    qs = _work_scale(query)
+    qw, qh = query.width * qs, query.height * qs
+    corners = np.array([[0, 0, 1], [qw, 0, 1], [qw, qh, 1], [0, qh, 1]], dtype=np.float64)
+    mapped = corners @ m.T  # reference work coordinates
+    to_panel = r_scale / _work_scale(reference)
+    return [(float(x * to_panel), float(y * to_panel)) for x, y in mapped]
+
+
+def _caption(row: EvidenceRow) -> str:
+    match = row.match
+    fired = [str(s) for s in match.evidence.get("fired") or []]  # type: ignore[union-attr]
+    local = match.evidence.get("local_features")
+    parts = [f"{match.decision.upper()} of {row.title}", f"score {match.score:.2f}"]
+    if isinstance(local, dict) and local.get("inliers"):
+        parts.append(f"{local['inliers']} inliers")
+        if local.get("mirrored"):
+            parts.append("mirrored")
+        if local.get("rotation_deg") is not None:
+            parts.append(f"rotated {float(local['rotation_deg']):.0f} deg")
+    pdq = match.evidence.get("pdq")
+    if isinstance(pdq, dict) and pdq.get("distance") is not None:
+        parts.append(f"PDQ distance {pdq['distance']}")
+    line = " | ".join(parts)
+    return line + (f"\nsignals: {', '.join(fired)}" if fired else "")
