@@ -16,21 +16,25 @@ Design (``TiledWatermarker``, soft-binding alg ``org.chopmark.wm.v1``):
   combining. The lattice of an unedited image of the given size is tried first (re-encoded,
   brightened and resized images need no search). Then the pilot waves, sharp peaks in the power
   spectrum, give candidate tile periods and angles (so crops, resizing and rotation): their
-  pattern is matched scaled and rotated. The image is folded onto one tile along each candidate
-  lattice; circular correlation with the pilot gives the tile offset (so crops at any offset);
-  per-quadrant offsets correct the lattice's scale and angle while that sharpens the pilot peak;
-  matched filtering at the chip centres gives soft values for Viterbi decoding; the CRC decides
-  ``present``. When nothing decodes, small scale and angle changes of the best attempt are
-  decoded too (a weak pilot leaves the lattice a few tenths of a percent off).
+  pattern is matched scaled and rotated, over all periods and angles and along the crop line
+  (angle 0, the periods of an image that kept 60-95% of its sides), where the pilot still
+  stands out in pictures whose own periodic texture outscores it elsewhere. The image is folded
+  onto one tile along each candidate lattice; circular correlation with the pilot gives the
+  tile offset (so crops at any offset); per-quadrant offsets correct the lattice's scale and
+  angle while that sharpens the pilot peak; matched filtering at the chip centres gives soft
+  values for Viterbi decoding; the CRC decides ``present``. When nothing decodes but the best
+  attempt shows evidence of a mark (soft-bit agreement or pilot peak above what about 96% of
+  unmarked pictures reach), small scale and angle changes of it are decoded too (a weak pilot
+  leaves the lattice a few tenths of a percent off); unmarked pictures mostly stop before that.
 
 False positives: an unmarked image yields, for each decoded hypothesis, a 48-bit payload and a
 32-bit check word that match with probability 2**-32 (the check word of a given payload is one
 of 2**32 values; the domain-separated CRC makes the all-zero frame that a blank image decodes
-to invalid). The detector checks at most ``MAX_HYPOTHESES`` = 29 frames per image (the unedited
-lattice and 6 searched lattices x 3 offsets, then 8 polished lattices), so by the union bound
-P(false positive) <= 29 * 2**-32 ~= 6.8e-9 per image, over two orders of magnitude below the
-1e-6 requirement. The pilot correlation and agreement figures in
-``details`` are reported but not needed for that bound.
+to invalid). The detector checks at most ``MAX_HYPOTHESES`` = 16 frames per image (one tile
+offset on each of the unedited lattice, 5 searched lattices and 2 crop-line lattices, then 8
+polished lattices), so by the union bound P(false positive) <= 16 * 2**-32 ~= 3.7e-9 per image,
+over two orders of magnitude below the 1e-6 requirement. The pilot correlation and agreement
+figures in ``details`` are reported but not needed for that bound.
 """
 
 from .detector import MAX_HYPOTHESES

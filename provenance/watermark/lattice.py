@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .layout import TILE
+from .layout import TILE, TILES_ACROSS
 
 MAX_ANGLE_DEG = 5.0
 MIN_TILES = 1.9  # the shortest working side must hold this many periods ...
@@ -23,6 +23,9 @@ COARSE_PERIOD_STEP = 0.5  # working pixels
 COARSE_ANGLE_STEP = 0.5  # degrees
 BACKGROUND_SIGMA = 6.0  # frequency bins
 NMS = 7  # coarse maxima must top this many grid steps square
+CROP_KEEP = (0.6, 0.95)  # side fractions a cropped picture may keep, for the crop line
+CROP_PERIOD_STEP = 0.1  # working pixels
+CROP_NMS = 10  # crop-line maxima must top this many steps either side
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,16 @@ def _score(
     return np.log1p(np.maximum(val, 0.0)).sum(-1)
 
 
-def find_lattices(e: np.ndarray, waves: np.ndarray, count: int) -> list[Lattice]:
+def find_lattices(
+    e: np.ndarray, waves: np.ndarray, count: int, snr: np.ndarray | None = None
+) -> list[Lattice]:
     """The ``count`` best square lattices by pilot-wave score, best first: a coarse grid of
     periods and angles (the Hann window's main lobe spans the grid step), then a fine grid
-    round each of the ``COARSE_KEEP`` best local maxima of the coarse score."""
+    round each of the ``COARSE_KEEP`` best local maxima of the coarse score. ``snr`` is
+    :func:`spectrum_snr` of ``e`` where already computed."""
     h, w = e.shape
-    snr = spectrum_snr(e)
+    if snr is None:
+        snr = spectrum_snr(e)
     short = min(h, w)
     periods = np.arange(short / MAX_TILES, short / MIN_TILES, COARSE_PERIOD_STEP, dtype=np.float32)
     step = COARSE_ANGLE_STEP
@@ -120,3 +127,18 @@ def find_lattices(e: np.ndarray, waves: np.ndarray, count: int) -> list[Lattice]
         for i, j in enumerate(best)
     ]
     return sorted(found, key=lambda f: -f.score)[:count]
+
+
+def crop_lattices(snr: np.ndarray, waves: np.ndarray, short: int, count: int) -> list[Lattice]:
+    """The ``count`` best lattices on the crop line, best first: angle 0 and the periods of an
+    image that was only cropped (``short`` working pixels on the short side, ``TILES_ACROSS``
+    tiles across its uncropped short side, which kept a ``CROP_KEEP`` fraction). Pictures with
+    strong periodic texture can outscore the pilot waves over the full search; along this line
+    the pilot usually still wins."""
+    lo, hi = (short / (TILES_ACROSS * keep) for keep in CROP_KEEP[::-1])
+    periods = np.arange(lo, hi, CROP_PERIOD_STEP, dtype=np.float32)
+    score = _score(snr, waves, periods, np.zeros_like(periods)).astype(np.float32)
+    top = cv2.dilate(score[None, :], np.ones((1, 2 * CROP_NMS + 1), np.uint8)).ravel()
+    maxima = np.flatnonzero(score >= top)
+    maxima = maxima[np.argsort(score[maxima])[::-1][:count]]
+    return [Lattice.similarity(float(periods[i]), 0.0, float(score[i])) for i in maxima]

@@ -107,3 +107,30 @@ def test_hypotheses_stay_within_the_false_positive_budget(watermarker: TiledWate
         reading = watermarker.detect(piece)
         assert not reading.present
         assert 0 < reading.details["hypotheses_tried"] <= MAX_HYPOTHESES
+
+
+def test_unmarked_pictures_skip_the_polish(watermarker: TiledWatermarker) -> None:
+    """Without evidence of a mark the detector stops after the searched lattices."""
+    from provenance.watermark.detector import POLISHED
+
+    for seed in (30, 31, 32):
+        reading = watermarker.detect(textured(seed, (480, 360)))
+        assert not reading.present
+        assert reading.details["hypotheses_tried"] <= MAX_HYPOTHESES - POLISHED
+
+
+def test_crop_line_finds_the_period_of_a_cropped_lattice(watermarker: TiledWatermarker) -> None:
+    from provenance.watermark.lattice import Lattice, crop_lattices, spectrum_snr
+
+    layout = watermarker.layout
+    period = 80.3  # working pixels: an 80% crop of a 320 px short side with 5 tiles across
+    ys, xs = np.mgrid[0:320, 0:480].astype(np.float32)
+    m = Lattice.similarity(period, 0.0).matrix
+    u, v = m[0, 0] * xs, m[1, 1] * ys
+    rng = np.random.default_rng(4)
+    e = rng.normal(0, 1, (320, 480)).astype(np.float32)
+    for kx, ky in layout.waves:
+        e += 0.3 * np.cos(2 * np.pi * (kx * u + ky * v) / layout.tile).astype(np.float32)
+    found = crop_lattices(spectrum_snr(e), layout.waves, 320, 2)
+    assert abs(found[0].period - period) < 0.5
+    assert found[0].angle_deg == 0.0
