@@ -9,7 +9,9 @@ Typical use (all calls are blocking; run them in a worker thread)::
     matches = match(signals, index, lookup)           # lookup(ids) -> {id: local bytes}
 
 Registration may call `compute_signals(decoded, for_query=False)` to skip the query-side
-extras. `SIGNALS_VERSION` changes whenever stored columns must be recomputed.
+extras. Query-side signals compute their ORB features only when first read (`match` reads them
+only when a candidate needs geometric verification; `pack` reads them too). `SIGNALS_VERSION`
+changes whenever stored columns must be recomputed.
 """
 
 from similarity.clip import Embedder, OpenClipEmbedder, UnavailableEmbedder, load_embedder

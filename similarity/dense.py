@@ -85,6 +85,10 @@ def _squeeze(gray: np.ndarray) -> np.ndarray:
     return cv2.resize(gray, (SIDE, SIDE), interpolation=interp)
 
 
+_CELL = np.arange(SIDE) // (SIDE // GRAD_CELLS)
+_CELL_BASE = (_CELL[:, None] * GRAD_CELLS + _CELL[None, :]) * BINS  # first bin of each pixel's cell
+
+
 def _histograms(square: np.ndarray) -> np.ndarray:
     """Soft-binned gradient orientation histograms (GRAD_CELLS, GRAD_CELLS, BINS)."""
     padded = np.pad(square, 1, mode="edge")
@@ -95,12 +99,9 @@ def _histograms(square: np.ndarray) -> np.ndarray:
     lo = np.floor(pos).astype(np.int64) % BINS
     hi = (lo + 1) % BINS
     frac = pos - np.floor(pos)
-    g = SIDE // GRAD_CELLS
-    cell = (np.arange(SIDE) // g)[:, None] * GRAD_CELLS + (np.arange(SIDE) // g)[None, :]
     n = GRAD_CELLS * GRAD_CELLS * BINS
-    base = cell * BINS
-    hist = np.bincount((base + lo).ravel(), (mag * (1 - frac)).ravel(), minlength=n)
-    hist += np.bincount((base + hi).ravel(), (mag * frac).ravel(), minlength=n)
+    hist = np.bincount((_CELL_BASE + lo).ravel(), (mag * (1 - frac)).ravel(), minlength=n)
+    hist += np.bincount((_CELL_BASE + hi).ravel(), (mag * frac).ravel(), minlength=n)
     return hist.reshape(GRAD_CELLS, GRAD_CELLS, BINS)
 
 
@@ -132,7 +133,11 @@ QUERY_ANGLES: tuple[float, ...] = (11.0, -11.0)
 def describe_query(gray: np.ndarray) -> np.ndarray:
     """Query-side descriptors (1 + len(QUERY_ANGLES), DIM): the whole picture, then the picture
     turned back by each angle and cut to the box an original rotated by it would occupy."""
-    region = reduce_for_views(gray.astype(np.float32, copy=False))
+    return describe_query_region(reduce_for_views(gray.astype(np.float32, copy=False)))
+
+
+def describe_query_region(region: np.ndarray) -> np.ndarray:
+    """`describe_query` of a region already made by `reduce_for_views`."""
     out = np.empty((1 + len(QUERY_ANGLES), DIM), np.float32)
     out[0] = describe(region)
     h, w = region.shape
@@ -159,7 +164,11 @@ def _derotate(region: np.ndarray, angle: float, w: int, h: int) -> np.ndarray:
 
 def describe_views(gray: np.ndarray) -> np.ndarray:
     """Descriptors (len(VIEWS), DIM) of the whole picture and its sub-windows."""
-    region = reduce_for_views(gray.astype(np.float32, copy=False))
+    return describe_views_region(reduce_for_views(gray.astype(np.float32, copy=False)))
+
+
+def describe_views_region(region: np.ndarray) -> np.ndarray:
+    """`describe_views` of a region already made by `reduce_for_views`."""
     h, w = region.shape
     out = np.empty((len(VIEWS), DIM), np.float32)
     for i, (fx0, fy0, fx1, fy1) in enumerate(VIEWS):

@@ -9,6 +9,10 @@ few milliseconds. Coarser settings (48 dimensions, two dimensions per code) lost
 of the true matches at retrieval in the quality benchmark; 96 dimensions recovered a little
 more than 64 but tripled the build time.
 
+At 1M works (6M vectors in 256 lists) a list holds tens of thousands of codes, so each probed list
+costs a scan per query row. Three lists are probed: in the quality benchmark (approximate index)
+three found as much as five, two lost a little.
+
 The IVF is trained once, on the vectors present when it is created. `needs_rebuild` turns true
 once the collection has grown `rebuild_growth` times since then; rebuilding from the stored rows
 (a fresh index and one bulk add) trains it again. Searches look at both parts and merge by
@@ -33,7 +37,7 @@ class DenseStoreConfig:
     flat_max: int = 50_000
     projected_dim: int = 64
     pq_subquantizers: int = 64  # one 4-bit code per projected dimension: 32 bytes a vector
-    nprobe: int = 5
+    nprobe: int = 3
     min_lists: int = 32
     max_lists: int = 256
     train_points_per_list: int = 40

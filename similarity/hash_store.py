@@ -25,9 +25,9 @@ class HashStoreConfig:
     """Sizes and search effort of the hash index."""
 
     flat_max: int = 200_000
-    nprobe: int = 12
+    nprobe: int = 32
     min_lists: int = 64
-    max_lists: int = 256
+    max_lists: int = 1024
     train_points_per_list: int = 64
     retrain_growth: float = 8.0
     seed: int = 4321

@@ -1,8 +1,9 @@
 """In-memory FAISS indexes over registered works, keyed by the database id (int64).
 
 Two indexes find candidates: PDQ hashes in a binary index (range search over the query's eight
-rotations/flips) and dense views in an inner-product index. Searches may run concurrently;
-writes take an exclusive lock.
+rotations/flips) and dense views in an inner-product index (the whole picture under its eight
+rotations/flips, and the pictures turned back by small angles as they are and mirrored).
+Searches may run concurrently; writes take an exclusive lock.
 """
 
 from __future__ import annotations
@@ -160,23 +161,25 @@ class MatchIndex:
         if not self._dense.ntotal or k <= 0:
             return []
         views = query.dense_query if query.dense_query is not None else query.dense[None, :]
-        variants = np.concatenate([dense_mod.dihedral_variants(v) for v in views])
+        rows = _query_rows(len(views))
+        perms = dense_mod.dihedral_permutations()
+        variants = np.stack([views[qview][perms[op]] for qview, op in rows])
         sims, vids = self._dense.search(variants, k * 2)
-        best: dict[int, tuple[float, int, int]] = {}
-        for qi in range(sims.shape[0]):
-            for s, vid in zip(sims[qi], vids[qi], strict=True):
-                if vid < 0:
-                    continue
-                wid, view = divmod(int(vid), VIEW_SLOTS)
-                if wid not in best or s > best[wid][0]:
-                    best[wid] = (float(s), qi, view)
-        ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:k]
+        row = np.broadcast_to(np.arange(sims.shape[0])[:, None], sims.shape).ravel()
+        sims, vids = sims.ravel(), vids.ravel()
+        ok = vids >= 0
+        sims, vids, row = sims[ok], vids[ok], row[ok]
+        order = np.argsort(-sims, kind="stable")  # best first; ties keep the row order
+        wids = vids[order] // VIEW_SLOTS
+        _, first = np.unique(wids, return_index=True)  # each work's best hit
+        best = order[np.sort(first)][:k]
         return [
             Candidate(
-                id=wid, signal="dense", distance=round(1.0 - s, 6),
-                variant=_dense_variant_name(qi, view),
+                id=int(vids[i] // VIEW_SLOTS), signal="dense",
+                distance=round(1.0 - float(sims[i]), 6),
+                variant=_dense_variant_name(*rows[int(row[i])], int(vids[i] % VIEW_SLOTS)),
             )
-            for wid, (s, qi, view) in ranked
+            for i in best
         ]
 
     # ---- snapshots -----------------------------------------------------------------------
@@ -232,8 +235,19 @@ class MatchIndex:
         return str(json.loads(path.read_text()).get("signals_version"))
 
 
-def _dense_variant_name(query_row: int, view: int) -> str:
-    qview, op = divmod(query_row, 8)
+TURNED_OPS = (0, 4)  # identity and mirror: the rotations/flips searched for turned views
+
+
+def _query_rows(n_views: int) -> list[tuple[int, int]]:
+    """(query view, dihedral op) of each searched row: all eight rotations/flips of the whole
+    picture, and only itself and its mirror for each turned view (a small rotation on top of a
+    quarter turn is rare, and each row costs a scan)."""
+    rows = [(0, op) for op in range(8)]
+    rows += [(qview, op) for qview in range(1, n_views) for op in TURNED_OPS]
+    return rows
+
+
+def _dense_variant_name(qview: int, op: int, view: int) -> str:
     turn = "" if qview == 0 else f"/turned{dense_mod.QUERY_ANGLES[qview - 1]:+g}"
     return f"{dense_mod.OP_NAMES[op]}{turn}/view{view}"
 

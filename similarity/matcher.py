@@ -1,9 +1,13 @@
 """Decide whether a query image is a registered work: candidates, verification, scored verdicts.
 
-Candidates come from the PDQ and dense indexes. Each is checked with local features: descriptor
-matches must agree on one similarity transform (RANSAC), which survives crops, overlays,
-borders and rotations. The verdict per work is `copy` (strong evidence) or `similar` (weaker
-evidence); works with neither are not returned.
+Candidates come from the PDQ and dense indexes. Those worth it are checked with local features:
+descriptor matches must agree on one similarity transform (RANSAC), which survives crops,
+overlays, borders and rotations. A PDQ hit close enough to be a copy by itself needs no check;
+a dense hit is checked when it is the nearest work or stands out from the crowd of nearest works
+(see `Thresholds`). The query's ORB features (and those of its mirror image) are computed only
+when a check needs them.
+The verdict per work is `copy` (strong evidence) or `similar` (weaker evidence); works with
+neither are not returned.
 """
 
 from __future__ import annotations
@@ -41,6 +45,14 @@ class Thresholds:
     min_inliers_to_try_other_way: int = 5  # see `_verify_both`
     dense_candidates: int = 6  # nearest works asked from the dense index
     max_verify: int = 10  # most candidates given to geometric verification (PDQ hits first)
+    # A dense hit is verified when it is among the `dense_verify_top` nearest works, when its
+    # distance is at most `dense_verify_max`, or at most `dense_verify_ratio` times the distance
+    # of the `dense_reference_rank`-th nearest work (the crowd); with fewer works than that,
+    # every dense hit is verified.
+    dense_verify_top: int = 2
+    dense_verify_max: float = 0.03
+    dense_verify_ratio: float = 0.8
+    dense_reference_rank: int = 12
 
 
 Decision = Literal["copy", "similar"]
@@ -66,26 +78,70 @@ def match(
 ) -> list[Match]:
     """Registered works that `query` copies or resembles, best first, at most `limit`."""
     t = thresholds
-    found = index.candidates(query, k=t.dense_candidates)
+    found = index.candidates(query, k=max(t.dense_candidates, t.dense_reference_rank))
+    dense = [c for c in found if c.signal == "dense"]
+    reference = (
+        dense[t.dense_reference_rank - 1].distance
+        if t.dense_reference_rank > 0 and len(dense) >= t.dense_reference_rank else None
+    )
+    kept = dense[: t.dense_candidates]
     by_id: dict[int, list[Candidate]] = {}
-    for c in found:
+    for c in [c for c in found if c.signal == "pdq"] + kept:
         by_id.setdefault(c.id, []).append(c)
-    order = _verification_order(by_id)[: t.max_verify]
-    if not order:
-        return []
-    stored = lookup(order)
-    q_feats = LocalFeatures.unpack(query.local)
-    q_mirror = LocalFeatures.unpack(query.local_mirror) if query.local_mirror else None
+    top = {c.id for c in kept[: t.dense_verify_top]}
+    worth = [wid for wid in by_id if _worth_verifying(by_id[wid], wid in top, reference, t)]
+    order = _verification_order({wid: by_id[wid] for wid in worth})[: t.max_verify]
+    stored = lookup(order) if order else {}
+    verified: dict[int, tuple[Verification, bool]] = {}
+    if order:
+        q_feats = LocalFeatures.unpack(query.local)  # computed here when first needed
+        mirror = _LazyMirror(query)
+        for wid in order:
+            ref = _unpack_or_none(stored.get(wid))
+            flipped = _flip_hint(by_id[wid])
+            ver = _verify_both(q_feats, mirror, ref, t, flipped) if ref is not None else NO_MATCH
+            verified[wid] = (ver, ref is not None)
     results = []
-    for wid in order:
-        ref = _unpack_or_none(stored.get(wid))
-        flipped = _flip_hint(by_id[wid])
-        ver = _verify_both(q_feats, q_mirror, ref, t, flipped) if ref is not None else NO_MATCH
-        m = _decide(wid, by_id[wid], ver, ref is not None, t)
+    for wid, cands in by_id.items():
+        ver, have_local = verified.get(wid, (NO_MATCH, False))
+        m = _decide(wid, cands, ver, have_local, t)
         if m is not None:
             results.append(m)
     results.sort(key=lambda m: (m.decision != "copy", -m.score, m.id))
     return results[:limit]
+
+
+def _worth_verifying(
+    cands: list[Candidate], top: bool, reference: float | None, t: Thresholds
+) -> bool:
+    """Whether local features could change the verdict on this work, and the hit is strong
+    enough to pay for them."""
+    pdq = min((c.distance for c in cands if c.signal == "pdq"), default=None)
+    if pdq is not None:
+        return pdq > t.pdq_copy_alone  # closer: a copy already
+    dense = min(c.distance for c in cands if c.signal == "dense")
+    return (
+        top
+        or reference is None
+        or dense <= t.dense_verify_max
+        or dense <= t.dense_verify_ratio * reference
+    )
+
+
+class _LazyMirror:
+    """The query's mirror-image features, unpacked when first asked for."""
+
+    def __init__(self, query: ImageSignals) -> None:
+        self._query = query
+        self._feats: LocalFeatures | None = None
+        self._done = False
+
+    def get(self) -> LocalFeatures | None:
+        if not self._done:
+            raw = self._query.local_mirror
+            self._feats = LocalFeatures.unpack(raw) if raw else None
+            self._done = True
+        return self._feats
 
 
 def _unpack_or_none(raw: bytes | None) -> LocalFeatures | None:
@@ -123,18 +179,19 @@ def _flip_hint(cands: list[Candidate]) -> bool | None:
 
 def _verify_both(
     query: LocalFeatures,
-    mirror: LocalFeatures | None,
+    mirror: _LazyMirror,
     ref: LocalFeatures,
     t: Thresholds,
     flipped: bool | None,
 ) -> Verification:
     """Verify the query the way the candidate signal suggests (as is, or mirrored); try the
     other way only when the signals disagree or a first attempt found partial agreement."""
-    attempts = [(query, False), (mirror, True)]
+    attempts = [False, True]
     if flipped:
         attempts.reverse()
     best = NO_MATCH
-    for feats, mirrored in attempts:
+    for mirrored in attempts:
+        feats = mirror.get() if mirrored else query
         if feats is None:
             continue
         v = verify(feats, ref, mirrored=mirrored)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import cv2
 import numpy as np
 from PIL import Image
@@ -20,7 +18,16 @@ PACKED_COLUMNS: tuple[str, ...] = ("pdq", "pdq_quality", "dense", "local")
 PDQ_SIDE = 256
 
 
-@dataclass(frozen=True, eq=False)
+class _Pixels:
+    """The WORK_SIDE grey picture and its dense region, for the parts computed when read."""
+
+    __slots__ = ("gray", "region")
+
+    def __init__(self, gray: np.ndarray, region: np.ndarray) -> None:
+        self.gray = gray
+        self.region = region
+
+
 class ImageSignals:
     """Fingerprints of one image.
 
@@ -30,19 +37,94 @@ class ImageSignals:
     Query side only (not stored, empty after `from_packed`): the PDQ hashes of the eight
     rotations/flips, the ORB features of the mirror image, and dense descriptors of the
     picture turned back by a few small angles (`similarity.dense.describe_query`).
+
+    Signals made by `compute_signals` keep the reduced picture and compute `dense_views`,
+    `local` and `local_mirror` when first read (matching often needs none of them); the
+    values are the same as if computed at once. Read-only; pickling computes every part first.
     """
 
-    pdq: bytes
-    pdq_quality: int
-    dense_views: np.ndarray
-    local: bytes
-    pdq_dihedral: tuple[bytes, ...] = field(default=())
-    local_mirror: bytes | None = None
-    dense_query: np.ndarray | None = None
+    __slots__ = ("_dense_query", "_dense_views", "_local", "_local_mirror", "_pdq",
+                 "_pdq_dihedral", "_pdq_quality", "_pixels")
+
+    def __init__(
+        self,
+        pdq: bytes,
+        pdq_quality: int,
+        dense_views: np.ndarray | None = None,
+        local: bytes | None = None,
+        pdq_dihedral: tuple[bytes, ...] = (),
+        local_mirror: bytes | None = None,
+        dense_query: np.ndarray | None = None,
+        *,
+        pixels: _Pixels | None = None,
+    ) -> None:
+        if pixels is None and (dense_views is None or local is None):
+            raise ValueError("dense_views and local are needed without pixels to compute them")
+        put = object.__setattr__
+        put(self, "_pdq", pdq)
+        put(self, "_pdq_quality", pdq_quality)
+        put(self, "_dense_views", dense_views)
+        put(self, "_local", local)
+        put(self, "_pdq_dihedral", tuple(pdq_dihedral))
+        put(self, "_local_mirror", local_mirror)
+        put(self, "_dense_query", dense_query)
+        put(self, "_pixels", pixels)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("ImageSignals is read-only")
+
+    def __repr__(self) -> str:
+        return f"ImageSignals(pdq={self._pdq.hex()}, pdq_quality={self._pdq_quality})"
+
+    def __reduce__(self) -> tuple[type[ImageSignals], tuple[object, ...]]:
+        return type(self), (self.pdq, self.pdq_quality, self.dense_views, self.local,
+                             self.pdq_dihedral, self.local_mirror, self.dense_query)
+
+    @property
+    def pdq(self) -> bytes:
+        return self._pdq
+
+    @property
+    def pdq_quality(self) -> int:
+        return self._pdq_quality
+
+    @property
+    def pdq_dihedral(self) -> tuple[bytes, ...]:
+        return self._pdq_dihedral
+
+    @property
+    def dense_query(self) -> np.ndarray | None:
+        return self._dense_query
+
+    @property
+    def dense_views(self) -> np.ndarray:
+        if self._dense_views is None:
+            assert self._pixels is not None
+            object.__setattr__(
+                self, "_dense_views", dense_mod.describe_views_region(self._pixels.region)
+            )
+        return self._dense_views  # type: ignore[return-value]
+
+    @property
+    def local(self) -> bytes:
+        if self._local is None:
+            assert self._pixels is not None
+            object.__setattr__(self, "_local", local_mod.extract(self._pixels.gray).pack())
+        return self._local  # type: ignore[return-value]
+
+    @property
+    def local_mirror(self) -> bytes | None:
+        """ORB features of the mirror image (query side only; None otherwise)."""
+        if self._local_mirror is None and self._pixels is not None:
+            mirror = np.ascontiguousarray(self._pixels.gray[:, ::-1])
+            object.__setattr__(self, "_local_mirror", local_mod.extract(mirror).pack())
+        return self._local_mirror
 
     @property
     def dense(self) -> np.ndarray:
         """(DIM,) L2-normalised descriptor of the whole picture."""
+        if self._dense_views is None and self._dense_query is not None:
+            return self._dense_query[0]  # the same picture, described the same way
         return self.dense_views[0]
 
     def pack(self) -> dict[str, bytes | int]:
@@ -95,31 +177,31 @@ def _work_rgb(rgb: np.ndarray) -> np.ndarray:
 def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) -> ImageSignals:
     """PDQ, dense views and ORB features of one image.
 
-    `for_query` also computes the query-side extras (PDQ of the eight rotations/flips, ORB of
-    the mirror image); registration may pass False to save that time. Either result can be
-    registered and queried.
+    `for_query` also computes the query-side extras (PDQ of the eight rotations/flips, dense
+    descriptors of the picture turned back; ORB of the mirror image when first read), and
+    leaves the stored parts (`dense_views`, `local`) to be computed when first read.
+    Registration may pass False to compute the stored parts at once and skip the extras.
+    Either result can be registered and queried.
     """
     rgb = _work_rgb(_rgb_array(img))
     small = _pdq_rgb(rgb)
-    if for_query:
-        hashes, quality = pdq_dihedral(small)
-        pdq = hashes[0]
-    else:
-        pdq, quality = pdq_hash(small)
-        hashes = []
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    views = dense_mod.describe_views(gray.astype(np.float32))
-    feats = local_mod.extract(gray)
-    mirror = local_mod.extract(np.ascontiguousarray(gray[:, ::-1])) if for_query else None
-    dense_query = dense_mod.describe_query(gray.astype(np.float32)) if for_query else None
+    region = dense_mod.reduce_for_views(gray.astype(np.float32))
+    if not for_query:
+        pdq, quality = pdq_hash(small)
+        return ImageSignals(
+            pdq=pdq,
+            pdq_quality=quality,
+            dense_views=dense_mod.describe_views_region(region),
+            local=local_mod.extract(gray).pack(),
+        )
+    hashes, quality = pdq_dihedral(small)
     return ImageSignals(
-        pdq=pdq,
+        pdq=hashes[0],
         pdq_quality=quality,
-        dense_views=views,
-        local=feats.pack(),
         pdq_dihedral=tuple(hashes),
-        local_mirror=mirror.pack() if mirror is not None else None,
-        dense_query=dense_query,
+        dense_query=dense_mod.describe_query_region(region),
+        pixels=_Pixels(gray, region),
     )
 
 
