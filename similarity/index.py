@@ -22,6 +22,7 @@ from similarity.hash_store import HashStore, HashStoreConfig
 from similarity.pdq import DIHEDRAL_NAMES, PDQ_BYTES
 from similarity.rwlock import ReadWriteLock
 from similarity.signals import SIGNALS_VERSION, ImageSignals, unpack_dense
+from similarity.threads import one_openmp_thread
 
 VIEW_SLOTS = 8  # dense vector id = work id * VIEW_SLOTS + view number
 MAX_ID = (1 << 59) - 1
@@ -139,6 +140,7 @@ class MatchIndex:
 
     def candidates(self, query: ImageSignals, k: int = 20) -> list[Candidate]:
         """PDQ hits within `pdq_radius` (all of them) and the `k` nearest works by dense views."""
+        one_openmp_thread()
         with self._lock.read():
             return self._pdq_candidates(query) + self._dense_candidates(query, k)
 

@@ -14,6 +14,8 @@ import cv2
 import faiss
 import numpy as np
 
+from similarity.threads import one_openmp_thread
+
 WORK_SIDE = 512
 MAX_FEATURES = 400
 _MAGIC = b"OB1"
@@ -115,6 +117,7 @@ NO_MATCH = Verification(0, 0, False, None, 0.0, 0.0, 0.0)
 def nearest_two(query: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each query descriptor, Hamming distances (n, 2) and indices (n, 2) of the two nearest
     reference descriptors."""
+    one_openmp_thread()
     index = faiss.IndexBinaryFlat(256)
     index.add(np.ascontiguousarray(reference, np.uint8))
     dist, idx = index.search(np.ascontiguousarray(query, np.uint8), 2)

@@ -23,6 +23,7 @@ from service.audit.log import AuditLog, next_change_seq
 from service.indexing.bank import BankIndex
 from service.registry.ingest import PreparedImage
 from similarity import ImageSignals
+from similarity.threads import one_openmp_thread
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ class SourceEmbeddingIndex:
         return index, payload
 
     def nearest(self, vector: np.ndarray, model: str, k: int) -> SourceAnswer:
+        one_openmp_thread()
         with self._lock:
             index, payload = self._catch_up(model)
             size = len(payload)
