@@ -134,7 +134,7 @@ def stamp_parts(rt, image, repeats: int) -> dict[str, float]:
         ),
         "decode emitted": timed(lambda: decode_image(signed, target_side=None), repeats),
         "watermark detect": timed(lambda: wm.detect(marked), repeats),
-        "fingerprints": timed(lambda: compute_signals(marked), repeats),
+        "fingerprints": timed(lambda: compute_signals(marked).pack(), repeats),
         "plain PNG encode (floor)": timed(lambda: image.save(plain, "PNG"), repeats),
         "plain PNG encode, level 1": timed(
             lambda: image.save(plain, "PNG", compress_level=1), repeats

@@ -84,7 +84,7 @@ def stamp_and_record(
     # Fingerprints of the picture, taken from the pixels handed in while the watermark, labels
     # and signature go on: the watermark (PSNR >= 40 dB) and a JPEG/WebP encode at quality 95
     # move them far less than any edit the matcher absorbs. Query-side, so the screen reuses them.
-    signals_job = _CHECKS.submit(compute_signals, image)
+    signals_job = _CHECKS.submit(_fingerprints, image)
     payload = new_payload(rt, watermarker.payload_bits)
     lap("payload")
     stamp = watermark_and_encode(
@@ -104,7 +104,7 @@ def stamp_and_record(
     rt.blobs.put(stamped.data)
     lap("blob")
     reading = reading_job.result()
-    signals = signals_job.result()
+    signals, packed = signals_job.result()
     lap("checks_wait")
     verified = bool(reading.present and reading.payload == payload)
     with rt.pool.connection() as conn:
@@ -126,13 +126,20 @@ def stamp_and_record(
             media_type=stamped.mime,
             width=emitted.width,
             height=emitted.height,
-            signals={**signals.pack(), "signals_version": SIGNALS_VERSION},
+            signals={**packed, "signals_version": SIGNALS_VERSION},
             audit_extra=audit_extra,
         )
     lap("insert")
     rt.banks["output"].refresh()
     lap("index")
     return StampResult(record, stamped, verified, signals, lap.parts)
+
+
+def _fingerprints(image: Image.Image) -> tuple[ImageSignals, dict[str, bytes | int]]:
+    """Query-side signals with their stored parts computed here, off the caller's path (ORB
+    and dense views are otherwise computed on first use)."""
+    signals = compute_signals(image)
+    return signals, signals.pack()
 
 
 class _Laps:
