@@ -391,16 +391,16 @@ class ModerationWorker:
                 separators=(",", ":"),
             ).encode()
             attempts = job["webhook_attempts"] + 1
+            allow_private = allow_private_webhooks(rt.settings)
             try:
-                url = webhooks.check_url(
-                    job["webhook_url"], allow_private=allow_private_webhooks(rt.settings)
-                )
+                url = webhooks.check_url(job["webhook_url"], allow_private=allow_private)
                 result = webhooks.post_once(
                     url,
                     body,
                     job["webhook_secret"],
                     event=WEBHOOK_EVENT,
                     delivery=f"{job['id']}:{attempts}",
+                    allow_private=allow_private,
                 )
             except webhooks.WebhookUrlError as exc:
                 result = webhooks.Attempt(False, None, str(exc), False)

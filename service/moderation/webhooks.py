@@ -10,7 +10,10 @@ so a replayed call is recognisable.
 
 Only ``http`` and ``https`` URLs are accepted; redirects are not followed. Outside development,
 addresses in private, loopback, link-local and reserved ranges are refused (unless the operator
-allows them), so a job cannot be used to probe the service's own network.
+allows them), so a job cannot be used to probe the service's own network. Each delivery resolves
+the host once, checks every address, and connects to the checked address itself (the ``Host``
+header and TLS server name stay the URL's), so a name that re-resolves to an inner address
+between the check and the connection (DNS rebinding) gets nowhere.
 """
 
 from __future__ import annotations
@@ -47,23 +50,58 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
     return header is not None and hmac.compare_digest(sign(secret, body), header.strip())
 
 
-def _address_is_private(host: str) -> bool:
+def _is_inner(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return (
+        addr.is_private
+        or addr.is_loopback
+        or addr.is_link_local
+        or addr.is_reserved
+        or addr.is_multicast
+        or addr.is_unspecified
+    )
+
+
+def _resolve(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Every address ``host`` resolves to now (a literal address is itself); [] if none."""
     try:
-        infos = socket.getaddrinfo(host, None)
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError:
-        return False  # unresolvable now: delivery will fail and be retried
+        return []
+    seen: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
     for info in infos:
-        addr = ipaddress.ip_address(info[4][0])
-        if (
-            addr.is_private
-            or addr.is_loopback
-            or addr.is_link_local
-            or addr.is_reserved
-            or addr.is_multicast
-            or addr.is_unspecified
-        ):
-            return True
-    return False
+        text = str(info[4][0]).split("%")[0]  # drop an IPv6 zone
+        seen.setdefault(text, ipaddress.ip_address(text))
+    return list(seen.values())
+
+
+def _address_is_private(host: str) -> bool:
+    # Unresolvable now: the delivery will fail and be retried (and checked again then).
+    return any(_is_inner(a) for a in _resolve(host))
+
+
+def pinned_target(url: str, *, allow_private: bool) -> tuple[str, dict[str, str], dict]:
+    """Resolve the URL's host once, check the addresses, and return the URL rewritten to the
+    first address with the headers and request extensions that keep the original host for
+    ``Host`` and TLS; raises ``WebhookUrlError`` for an inner address, ``OSError`` if the host
+    does not resolve."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    addresses = _resolve(host)
+    if not addresses:
+        raise OSError(f"cannot resolve {host}")
+    if not allow_private and any(_is_inner(a) for a in addresses):
+        raise WebhookUrlError("webhook_url points at a private or local address")
+    address = addresses[0]
+    literal = f"[{address}]" if address.version == 6 else str(address)
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    pinned = parts._replace(netloc=netloc).geturl()
+    headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
+    extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
+    return pinned, headers, extensions
 
 
 def check_url(url: str, *, allow_private: bool) -> str:
@@ -100,9 +138,25 @@ class Attempt:
     retry: bool
 
 
-def post_once(url: str, body: bytes, secret: str, *, event: str, delivery: str) -> Attempt:
-    """One signed POST. Delivered on 2xx; 408, 429, 5xx and network errors may be retried."""
+def post_once(
+    url: str,
+    body: bytes,
+    secret: str,
+    *,
+    event: str,
+    delivery: str,
+    allow_private: bool = False,
+) -> Attempt:
+    """One signed POST to the address checked for this very attempt. Delivered on 2xx; 408,
+    429, 5xx and network errors may be retried; an address that turned private may not."""
+    try:
+        target, pin_headers, extensions = pinned_target(url, allow_private=allow_private)
+    except WebhookUrlError as exc:
+        return Attempt(False, None, str(exc), False)
+    except OSError as exc:
+        return Attempt(False, None, f"{type(exc).__name__}: {exc}", True)
     headers = {
+        **pin_headers,
         "Content-Type": "application/json",
         "User-Agent": "chopmark-webhooks/1",
         SIGNATURE_HEADER: sign(secret, body),
@@ -110,9 +164,11 @@ def post_once(url: str, body: bytes, secret: str, *, event: str, delivery: str) 
         "X-Chopmark-Delivery": delivery,
     }
     try:
-        r = httpx.post(
-            url, content=body, headers=headers, timeout=TIMEOUT_SECONDS, follow_redirects=False
-        )
+        with httpx.Client(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
+            request = client.build_request(
+                "POST", target, content=body, headers=headers, extensions=extensions
+            )
+            r = client.send(request)
     except httpx.HTTPError as exc:
         return Attempt(False, None, f"{type(exc).__name__}: {exc}", True)
     if 200 <= r.status_code < 300:

@@ -1,0 +1,90 @@
+"""Webhook delivery connects to the address it checked: a name that re-resolves to an inner
+address (DNS rebinding) is refused, and the Host header and TLS name stay the URL's."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from service.moderation import webhooks
+
+
+def fake_resolver(monkeypatch, *answers: str) -> list[str]:
+    """getaddrinfo answering each call with the next address (the last one repeats)."""
+    asked: list[str] = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        asked.append(host)
+        addr = answers[min(len(asked), len(answers)) - 1]
+        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (addr, port or 0))]
+
+    monkeypatch.setattr(webhooks.socket, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+def test_the_checked_address_is_the_one_connected_to(monkeypatch):
+    fake_resolver(monkeypatch, "8.8.8.8")
+    url, headers, extensions = webhooks.pinned_target(
+        "https://hooks.example.com:8443/done?job=1", allow_private=False
+    )
+    assert url == "https://8.8.8.8:8443/done?job=1"
+    assert headers == {"Host": "hooks.example.com:8443"}
+    assert extensions == {"sni_hostname": "hooks.example.com"}
+    fake_resolver(monkeypatch, "2001:4860:4860::8888")
+    url, headers, _ = webhooks.pinned_target("http://hooks.example.com/x", allow_private=False)
+    assert url == "http://[2001:4860:4860::8888]/x" and headers["Host"] == "hooks.example.com"
+
+
+def test_a_name_rebound_to_an_inner_address_is_refused(monkeypatch):
+    asked = fake_resolver(monkeypatch, "8.8.8.8", "127.0.0.1")
+    url = webhooks.check_url("http://rebind.example.com/hook", allow_private=False)  # public now
+    result = webhooks.post_once(url, b"{}", "whsec_x", event="e", delivery="d")
+    assert asked == ["rebind.example.com", "rebind.example.com"]
+    assert not result.delivered and result.retry is False
+    assert result.status is None and "private or local" in (result.error or "")
+
+
+def test_an_unresolvable_host_is_retried_later(monkeypatch):
+    def fail(*args, **kwargs):
+        raise socket.gaierror("no such host")
+
+    monkeypatch.setattr(webhooks.socket, "getaddrinfo", fail)
+    result = webhooks.post_once("http://gone.example.com/", b"{}", "s", event="e", delivery="d")
+    assert not result.delivered and result.retry is True
+
+
+@pytest.fixture
+def receiver():
+    seen: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(dict(self.headers))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1], seen
+    server.shutdown()
+
+
+def test_delivery_keeps_the_urls_host_header(receiver, monkeypatch):
+    port, seen = receiver
+    fake_resolver(monkeypatch, "127.0.0.1")
+    url = f"http://hooks.internal.test:{port}/done"
+    refused = webhooks.post_once(url, b"{}", "s", event="e", delivery="d")
+    assert not refused.delivered and seen == []  # loopback is refused unless allowed
+    sent = webhooks.post_once(url, b"{}", "s", event="e", delivery="d", allow_private=True)
+    assert sent.delivered and sent.status == 204
+    assert seen[0]["Host"] == f"hooks.internal.test:{port}"
+    assert webhooks.verify_signature("s", b"{}", seen[0][webhooks.SIGNATURE_HEADER])
