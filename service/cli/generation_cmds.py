@@ -248,6 +248,11 @@ def generate(
         Path | None, typer.Option(exists=True, dir_okay=False, help="mask: inpainting")
     ] = None,
     strength: Annotated[float, typer.Option(min=0.01, max=1.0)] = 0.75,
+    control: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="ControlNet conditioning image"),
+    ] = None,
+    control_scale: Annotated[float, typer.Option(min=0.0, max=2.0)] = 1.0,
     lora: Annotated[list[str] | None, typer.Option(help="NAME:SCALE; repeat for several")] = None,
     user: Annotated[str | None, typer.Option(help="the platform user asking")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="default: random")] = None,
@@ -266,11 +271,18 @@ def generate(
 
     if mask is not None and init is None:
         raise _fail("--mask needs --init")
+    if control is not None and mask is not None:
+        raise _fail("--control is not offered with inpainting (--mask)")
     adapters = tuple(AdapterRequest(*_parse_lora(v)) for v in lora or [])
     with runtime(indexes=True) as rt:
         try:
             init_image = decode_input("init", init.read_bytes(), rt.decode_limits) if init else None
             mask_image = decode_input("mask", mask.read_bytes(), rt.decode_limits) if mask else None
+            controls = (
+                (decode_input("control", control.read_bytes(), rt.decode_limits),)
+                if control
+                else ()
+            )
         except ImageRejected as exc:
             raise _fail(str(exc)) from None
         request = GenerationRequest(
@@ -288,6 +300,8 @@ def generate(
             platform_user=user,
             init=init_image,
             mask=mask_image,
+            controls=controls,
+            control_scale=control_scale,
             adapters=adapters,
         )
         service = GenerationService.open(rt)

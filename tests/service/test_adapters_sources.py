@@ -242,6 +242,13 @@ def test_cli_adapters_sources_and_generate(cli, runtime, tmp_path):
     report = read_manifest(data, "image/png", runtime.signing.trust_anchors_pem)
     assert report.state == "Trusted" and report.generation["generation_id"] == record["id"]
     assert Image.open(io.BytesIO(data)).size == (256, 256)
+    sketch = tmp_path / "sketch.png"
+    sketch.write_bytes(encode(photo_like(71, (256, 256)), "PNG"))
+    steered = cli("generate", *args, "--height", "256", "--control", str(sketch), "--json")
+    record = json.loads(steered.output[steered.output.index("{") :])
+    assert record["status"] == "completed"
+    cited = read_manifest(image.read_bytes(), "image/png", runtime.signing.trust_anchors_pem)
+    assert [i.relationship for i in cited.ingredients] == ["inputTo"]
     with runtime.pool.connection() as conn:
         rows = conn.execute("SELECT status FROM generations ORDER BY created_at").fetchall()
-    assert [r["status"] for r in rows] == ["blocked", "completed"]
+    assert [r["status"] for r in rows] == ["blocked", "completed", "completed"]
