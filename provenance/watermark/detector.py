@@ -173,12 +173,19 @@ def _polished(
             yield _attempt(layout, templates, total, lattice, fl.local_peak(corr, best.offset))
 
 
-def detect(layout: TileLayout, templates: fl.Templates, image: Image.Image) -> WatermarkReading:
+def detect(
+    layout: TileLayout, templates: fl.Templates, image: Image.Image, *, unedited_only: bool = False
+) -> WatermarkReading:
+    """Read the watermark. ``unedited_only`` tries only the lattice of an unedited image of this
+    size (the read-back of a file just marked: its geometry is known, no search or polish)."""
     t0 = time.perf_counter()
     e = whiten(to_working(luma_u8(image)))
     best: Attempt | None = None
     tried = 0
-    for lattice in _lattices(e, layout, templates, image.size):
+    lattices = _lattices(e, layout, templates, image.size)
+    if unedited_only:
+        lattices = iter([next(lattices)])
+    for lattice in lattices:
         refined, folded, corr = _refine(e, templates, lattice)
         total = folded.total
         for peak in fl.peaks(corr, OFFSET_CANDIDATES):
@@ -188,8 +195,10 @@ def detect(layout: TileLayout, templates: fl.Templates, image: Image.Image) -> W
                 return _reading(attempt, tried, t0)
             if best is None or attempt.agreement > best.agreement:
                 best = attempt
-    if best is not None and (
-        best.agreement >= POLISH_MIN_AGREEMENT or best.pilot_z >= POLISH_MIN_PILOT_Z
+    if (
+        not unedited_only
+        and best is not None
+        and (best.agreement >= POLISH_MIN_AGREEMENT or best.pilot_z >= POLISH_MIN_PILOT_Z)
     ):
         for attempt in _polished(e, layout, templates, best):
             tried += 1

@@ -31,3 +31,7 @@ class Watermarker(Protocol):
     def embed(self, image: Image.Image, payload: int) -> Image.Image: ...
 
     def detect(self, image: Image.Image) -> WatermarkReading: ...
+
+
+# A watermarker may also offer ``read_back(image) -> WatermarkReading``: reading a file it has
+# just marked, at the geometry it marked (the stamp step's check); ``detect`` serves otherwise.

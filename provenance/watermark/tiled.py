@@ -49,6 +49,16 @@ class TiledWatermarker:
             )
         return detect(self.layout, self.templates, image)
 
+    def read_back(self, image: Image.Image) -> WatermarkReading:
+        """Read a file this watermarker just marked, unedited: only its own geometry is tried
+        (the same answer as ``detect`` for such a file, without the search when it fails)."""
+        if min(image.size) < MIN_DETECT_SIDE:
+            raise ValueError(
+                f"image {image.size[0]}x{image.size[1]} is too small to read: "
+                f"both sides must be at least {MIN_DETECT_SIDE} px"
+            )
+        return detect(self.layout, self.templates, image, unedited_only=True)
+
 
 def default_watermarker() -> TiledWatermarker:
     return TiledWatermarker()

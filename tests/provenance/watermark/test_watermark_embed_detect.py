@@ -134,3 +134,14 @@ def test_crop_line_finds_the_period_of_a_cropped_lattice(watermarker: TiledWater
     found = crop_lattices(spectrum_snr(e), layout.waves, 320, 2)
     assert abs(found[0].period - period) < 0.5
     assert found[0].angle_deg == 0.0
+
+
+def test_read_back_of_a_fresh_mark_tries_its_own_geometry_only(
+    watermarker: TiledWatermarker, marked: list[tuple[Image.Image, Image.Image, int]]
+) -> None:
+    for original, image, payload in marked:
+        reading = watermarker.read_back(image)
+        assert reading.present and reading.payload == payload
+        assert reading.details["hypotheses_tried"] <= 3  # the unedited lattice, no search
+        unmarked = watermarker.read_back(original)
+        assert not unmarked.present and unmarked.details["hypotheses_tried"] <= 3
