@@ -209,20 +209,17 @@ def match(
     ] = None,
 ) -> None:
     """Match an image against the registry, as POST /v1/matches does."""
-    from service.api.routes.matches import to_public
-    from service.registry.matching import match_registry, record_match_decision
+    from service.api.routes.matches import match_upload, to_public
     from service.registry.picture import registry_match_picture
-    from similarity import ImageRejected, compute_signals, decode_image
+    from similarity import ImageRejected
 
     data = image.read_bytes()
     with runtime(indexes=True) as rt:
         try:
-            decoded = decode_image(data, rt.decode_limits)
+            decoded, result = match_upload(rt, data, cli_actor(), user, "cli:match")
         except ImageRejected as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
-        result = match_registry(rt, compute_signals(decoded), grantee=user)
-        record_match_decision(rt, cli_actor(), data, result, "cli:match")
         if picture is not None:
             picture.write_bytes(registry_match_picture(rt, decoded.image, result))
             err_console.print(f"evidence picture written to {picture}")

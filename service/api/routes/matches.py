@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -14,7 +14,10 @@ from service.api.uploads import read_upload
 from service.auth.scopes import Scope
 from service.registry.matching import RegistryMatches, match_registry, record_match_decision
 from service.registry.picture import registry_match_picture
-from similarity import compute_signals, decode_image
+from similarity import DecodedImage, compute_signals, decode_image
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 router = APIRouter(tags=["matching"])
 
@@ -33,6 +36,35 @@ def to_public(result: RegistryMatches, with_licence: bool) -> list[MatchPublic]:
         )
         for m in result.matches
     ]
+
+
+def match_upload(
+    rt: Runtime,
+    data: bytes,
+    actor: str,
+    user: str | None,
+    source: str,
+    timings: dict[str, float] | None = None,
+) -> tuple[DecodedImage, RegistryMatches]:
+    """Blocking: decode, fingerprint, match against the registry and audit the decision;
+    ``timings`` (ms per step) is filled in when given."""
+    t0 = time.perf_counter()
+    decoded = decode_image(data, rt.decode_limits)
+    t1 = time.perf_counter()
+    signals = compute_signals(decoded)
+    t2 = time.perf_counter()
+    result = match_registry(rt, signals, grantee=user)
+    t3 = time.perf_counter()
+    record_match_decision(rt, actor, data, result, source)
+    t4 = time.perf_counter()
+    if timings is not None:
+        timings.update(
+            decode=(t1 - t0) * 1e3,
+            signals=(t2 - t1) * 1e3,
+            match=(t3 - t2) * 1e3,
+            record=(t4 - t3) * 1e3,
+        )
+    return decoded, result
 
 
 @router.post(
@@ -57,26 +89,9 @@ async def match_image(
 ) -> MatchResponse:
     data = await read_upload(file, rt.settings.max_upload_bytes)
     timings: dict[str, float] = {}
-
-    def work() -> RegistryMatches:
-        t0 = time.perf_counter()
-        decoded = decode_image(data, rt.decode_limits)
-        t1 = time.perf_counter()
-        signals = compute_signals(decoded)
-        t2 = time.perf_counter()
-        result = match_registry(rt, signals, grantee=user)
-        t3 = time.perf_counter()
-        record_match_decision(rt, key.actor, data, result, "api:/v1/matches")
-        t4 = time.perf_counter()
-        timings.update(
-            decode=(t1 - t0) * 1e3,
-            signals=(t2 - t1) * 1e3,
-            match=(t3 - t2) * 1e3,
-            record=(t4 - t3) * 1e3,
-        )
-        return result
-
-    result = await run_in_threadpool(work)
+    _, result = await run_in_threadpool(
+        match_upload, rt, data, key.actor, user, "api:/v1/matches", timings
+    )
     return MatchResponse(
         matches=to_public(result, with_licence=user is not None),
         index=IndexInfo(size=result.index_size, built_to=result.built_to),
@@ -108,9 +123,7 @@ async def match_picture(
     data = await read_upload(file, rt.settings.max_upload_bytes)
 
     def work() -> bytes:
-        decoded = decode_image(data, rt.decode_limits)
-        result = match_registry(rt, compute_signals(decoded), grantee=user)
-        record_match_decision(rt, key.actor, data, result, "api:/v1/matches/picture")
+        decoded, result = match_upload(rt, data, key.actor, user, "api:/v1/matches/picture")
         return registry_match_picture(rt, decoded.image, result)
 
     return Response(await run_in_threadpool(work), media_type="image/png")
