@@ -21,6 +21,7 @@ from service.settings import Settings
 from service.stamping.credentials import SigningSetup, load_signing
 from service.stamping.store import OutputStore
 from similarity import DecodeLimits
+from similarity.threads import set_helper_threads
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class Runtime:
             applied = upgrade(url)
             for mig in applied:
                 log.info("applied migration %04d %s", mig.version, mig.name)
+        if settings.query_helper_threads is not None:
+            set_helper_threads(settings.query_helper_threads)
         pool = open_pool(settings)
         audit = AuditLog(load_or_create_key(settings.keys_dir / "audit-log.pem"))
         blobs = FileBlobStore(settings.blob_dir)

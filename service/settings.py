@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     max_adapter_bytes: int = 2 * 1024**3
     moderation_policy: Path | None = Field(default=None, description="policy file (TOML/JSON)")
     moderation_workers: int = Field(default=1, ge=0, description="batch worker threads")
+    query_helper_threads: int | None = Field(
+        default=None, ge=0,
+        description="threads that share each match query's work; unset: CPUs - 1 (1 to 4)",
+    )
     moderation_webhook_allow_private: bool | None = None
 
     clip_checkpoint: Path | None = None

@@ -17,17 +17,25 @@ The IVF is trained once, on the vectors present when it is created. `needs_rebui
 once the collection has grown `rebuild_growth` times since then; rebuilding from the stored rows
 (a fresh index and one bulk add) trains it again. Searches look at both parts and merge by
 similarity. Not thread-safe by itself.
+
+A search of many rows in a large index is split in two: a helper thread scans one half while the
+caller scans the other (`start_search`; see `similarity.threads`). Rows are independent: the
+neighbours are the same either way (fast-scan similarities may differ in the sixth decimal, as
+its lookup tables are rescaled per batch).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from similarity.threads import Deferred, helper_threads
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,7 @@ class DenseStoreConfig:
     rebuild_growth: float = 8.0
     seed: int = 1234
     add_chunk: int = 262_144
+    split_min: int = 200_000  # vectors below which a search is too short to share with a helper
 
 
 class DenseStore:
@@ -129,7 +138,27 @@ class DenseStore:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(similarities, ids) each (nq, k'), best first, -1 ids for empty slots."""
+        return self.start_search(queries, k)()
+
+    def start_search(
+        self, queries: np.ndarray, k: int
+    ) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+        """Begin `search`: with many rows in a large index, a helper thread takes half of them
+        now. The returned call scans the rest and gives the same result as `search`."""
         queries = np.ascontiguousarray(queries, np.float32)
+        if len(queries) < 2 or self.ntotal < self.config.split_min or not helper_threads():
+            return lambda: self._search(queries, k)
+        half = len(queries) // 2
+        first = Deferred(lambda: self._search(queries[:half], k))
+
+        def finish() -> tuple[np.ndarray, np.ndarray]:
+            rest = self._search(queries[half:], k)
+            head = first.result()
+            return np.concatenate([head[0], rest[0]]), np.concatenate([head[1], rest[1]])
+
+        return finish
+
+    def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         results = []
         if self.flat.ntotal:
             results.append(self.flat.search(queries, min(k, int(self.flat.ntotal))))

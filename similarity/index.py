@@ -9,7 +9,7 @@ Searches may run concurrently; writes take an exclusive lock.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -142,7 +142,9 @@ class MatchIndex:
         """PDQ hits within `pdq_radius` (all of them) and the `k` nearest works by dense views."""
         one_openmp_thread()
         with self._lock.read():
-            return self._pdq_candidates(query) + self._dense_candidates(query, k)
+            dense = self._start_dense(query, k)  # a helper may scan part of it meanwhile
+            pdq = self._pdq_candidates(query)
+            return pdq + dense()
 
     def _pdq_candidates(self, query: ImageSignals) -> list[Candidate]:
         if query.pdq_quality < self.config.pdq_quality_min or not self._pdq.ntotal:
@@ -159,14 +161,20 @@ class MatchIndex:
             for wid, (d, qi) in sorted(best.items(), key=lambda kv: kv[1][0])
         ]
 
-    def _dense_candidates(self, query: ImageSignals, k: int) -> list[Candidate]:
+    def _start_dense(self, query: ImageSignals, k: int) -> Callable[[], list[Candidate]]:
+        """Begin the dense search; the returned call finishes it (see `DenseStore.start_search`)."""
         if not self._dense.ntotal or k <= 0:
-            return []
+            return list
         views = query.dense_query if query.dense_query is not None else query.dense[None, :]
         rows = _query_rows(len(views))
         perms = dense_mod.dihedral_permutations()
         variants = np.stack([views[qview][perms[op]] for qview, op in rows])
-        sims, vids = self._dense.search(variants, k * 2)
+        finish = self._dense.start_search(variants, k * 2)
+        return lambda: self._dense_hits(rows, *finish(), k)
+
+    def _dense_hits(
+        self, rows: list[tuple[int, int]], sims: np.ndarray, vids: np.ndarray, k: int
+    ) -> list[Candidate]:
         row = np.broadcast_to(np.arange(sims.shape[0])[:, None], sims.shape).ravel()
         sims, vids = sims.ravel(), vids.ravel()
         ok = vids >= 0

@@ -10,6 +10,7 @@ from similarity import dense as dense_mod
 from similarity import local as local_mod
 from similarity.decode import DecodedImage
 from similarity.pdq import PDQ_BYTES, pdq_dihedral, pdq_hash
+from similarity.threads import Deferred
 
 SIGNALS_VERSION = "pdq1.hog1.orb1"
 """Changes whenever extraction changes; stored signals of another version must be recomputed."""
@@ -19,13 +20,17 @@ PDQ_SIDE = 256
 
 
 class _Pixels:
-    """The WORK_SIDE grey picture and its dense region, for the parts computed when read."""
+    """The WORK_SIDE grey picture and its dense region, for the parts computed when read, and
+    the ORB features when a helper thread was asked for them early."""
 
-    __slots__ = ("gray", "region")
+    __slots__ = ("gray", "local", "region")
 
-    def __init__(self, gray: np.ndarray, region: np.ndarray) -> None:
+    def __init__(
+        self, gray: np.ndarray, region: np.ndarray, local: Deferred[bytes] | None = None
+    ) -> None:
         self.gray = gray
         self.region = region
+        self.local = local
 
 
 class ImageSignals:
@@ -108,8 +113,11 @@ class ImageSignals:
     @property
     def local(self) -> bytes:
         if self._local is None:
-            assert self._pixels is not None
-            object.__setattr__(self, "_local", local_mod.extract(self._pixels.gray).pack())
+            pixels = self._pixels
+            assert pixels is not None
+            value = (pixels.local.result() if pixels.local is not None
+                     else _extract_local(pixels.gray))
+            object.__setattr__(self, "_local", value)
         return self._local  # type: ignore[return-value]
 
     @property
@@ -178,31 +186,39 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
     """PDQ, dense views and ORB features of one image.
 
     `for_query` also computes the query-side extras (PDQ of the eight rotations/flips, dense
-    descriptors of the picture turned back; ORB of the mirror image when first read), and
-    leaves the stored parts (`dense_views`, `local`) to be computed when first read.
+    descriptors of the picture turned back; ORB of the mirror image when first read), hands the
+    ORB features to a helper thread, and leaves `dense_views` to be computed when first read.
     Registration may pass False to compute the stored parts at once and skip the extras.
     Either result can be registered and queried.
     """
     rgb = _work_rgb(_rgb_array(img))
-    small = _pdq_rgb(rgb)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    region = dense_mod.reduce_for_views(gray.astype(np.float32))
     if not for_query:
-        pdq, quality = pdq_hash(small)
+        pdq, quality = pdq_hash(_pdq_rgb(rgb))
         return ImageSignals(
             pdq=pdq,
             pdq_quality=quality,
-            dense_views=dense_mod.describe_views_region(region),
-            local=local_mod.extract(gray).pack(),
+            dense_views=dense_mod.describe_views_region(
+                dense_mod.reduce_for_views(gray.astype(np.float32))
+            ),
+            local=_extract_local(gray),
         )
-    hashes, quality = pdq_dihedral(small)
+    # Nearly every query is verified with its ORB features: a helper thread starts on them now,
+    # while this one hashes and describes the picture (see `similarity.threads`).
+    local = Deferred(lambda: _extract_local(gray))
+    hashes, quality = pdq_dihedral(_pdq_rgb(rgb))
+    region = dense_mod.reduce_for_views(gray.astype(np.float32))
     return ImageSignals(
         pdq=hashes[0],
         pdq_quality=quality,
         pdq_dihedral=tuple(hashes),
         dense_query=dense_mod.describe_query_region(region),
-        pixels=_Pixels(gray, region),
+        pixels=_Pixels(gray, region, local),
     )
+
+
+def _extract_local(gray: np.ndarray) -> bytes:
+    return local_mod.extract(gray).pack()
 
 
 def _pdq_rgb(rgb: np.ndarray) -> np.ndarray:
