@@ -26,7 +26,8 @@ class _Pixels:
     __slots__ = ("gray", "local", "region")
 
     def __init__(
-        self, gray: np.ndarray, region: np.ndarray, local: Deferred[bytes] | None = None
+        self, gray: np.ndarray, region: np.ndarray,
+        local: Deferred[tuple[bytes, bytes]] | None = None,
     ) -> None:
         self.gray = gray
         self.region = region
@@ -43,9 +44,10 @@ class ImageSignals:
     rotations/flips, the ORB features of the mirror image, and dense descriptors of the
     picture turned back by a few small angles (`similarity.dense.describe_query`).
 
-    Signals made by `compute_signals` keep the reduced picture and compute `dense_views`,
-    `local` and `local_mirror` when first read (matching often needs none of them); the
-    values are the same as if computed at once. Read-only; pickling computes every part first.
+    Signals made by `compute_signals` keep the reduced picture and compute `dense_views` when
+    first read; `local` and `local_mirror` are worked out together by a helper thread, or when
+    first read if no helper has started on them. The values are the same either way.
+    Read-only; pickling computes every part first.
     """
 
     __slots__ = ("_dense_query", "_dense_views", "_local", "_local_mirror", "_pdq",
@@ -115,18 +117,27 @@ class ImageSignals:
         if self._local is None:
             pixels = self._pixels
             assert pixels is not None
-            value = (pixels.local.result() if pixels.local is not None
-                     else _extract_local(pixels.gray))
-            object.__setattr__(self, "_local", value)
+            if pixels.local is not None:
+                self._take_pair(*pixels.local.result())
+            else:
+                object.__setattr__(self, "_local", _extract_local(pixels.gray))
         return self._local  # type: ignore[return-value]
 
     @property
     def local_mirror(self) -> bytes | None:
         """ORB features of the mirror image (query side only; None otherwise)."""
-        if self._local_mirror is None and self._pixels is not None:
-            mirror = np.ascontiguousarray(self._pixels.gray[:, ::-1])
-            object.__setattr__(self, "_local_mirror", local_mod.extract(mirror).pack())
+        pixels = self._pixels
+        if self._local_mirror is None and pixels is not None:
+            if pixels.local is not None:
+                self._take_pair(*pixels.local.result())
+            else:
+                self._take_pair(*_extract_pair(pixels.gray))
         return self._local_mirror
+
+    def _take_pair(self, local: bytes, mirror: bytes) -> None:
+        if self._local is None:
+            object.__setattr__(self, "_local", local)
+        object.__setattr__(self, "_local_mirror", mirror)
 
     @property
     def dense(self) -> np.ndarray:
@@ -203,9 +214,10 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
             ),
             local=_extract_local(gray),
         )
-    # Nearly every query is verified with its ORB features: a helper thread starts on them now,
-    # while this one hashes and describes the picture (see `similarity.threads`).
-    local = Deferred(lambda: _extract_local(gray))
+    # Nearly every query is verified with its ORB features, and half also with its mirror
+    # image's: a helper thread starts on both now, while this one hashes and describes the
+    # picture (see `similarity.threads`).
+    local = Deferred(lambda: _extract_pair(gray))
     hashes, quality = pdq_dihedral(_pdq_rgb(rgb))
     region = dense_mod.reduce_for_views(gray.astype(np.float32))
     return ImageSignals(
@@ -219,6 +231,11 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
 
 def _extract_local(gray: np.ndarray) -> bytes:
     return local_mod.extract(gray).pack()
+
+
+def _extract_pair(gray: np.ndarray) -> tuple[bytes, bytes]:
+    plain, mirror = local_mod.extract_with_mirror(gray)
+    return plain.pack(), mirror.pack()
 
 
 def _pdq_rgb(rgb: np.ndarray) -> np.ndarray:

@@ -1,0 +1,39 @@
+"""Mirror-image ORB features described at the mirrored keypoints."""
+
+import cv2
+import numpy as np
+
+from similarity import local as local_mod
+from similarity.signals import _work_rgb
+from tests.support import photo_like
+
+
+def _gray(seed: int) -> np.ndarray:
+    return cv2.cvtColor(_work_rgb(np.asarray(photo_like(seed))), cv2.COLOR_RGB2GRAY)
+
+
+def test_mirror_features_agree_with_features_detected_on_the_mirror_image() -> None:
+    gray = _gray(3)
+    plain, mirror = local_mod.extract_with_mirror(gray)
+    alone = local_mod.extract(gray)
+    assert plain.pack() == alone.pack()
+    detected = local_mod.extract(np.ascontiguousarray(gray[:, ::-1]))
+    assert len(mirror) == len(plain) > 300
+    np.testing.assert_allclose(mirror.xy[:, 0], gray.shape[1] - 1 - plain.xy[:, 0], atol=1e-3)
+    gap = np.linalg.norm(mirror.xy[:, None] - detected.xy[None], axis=2)
+    nearest = gap.argmin(1)
+    same_place = gap.min(1) <= 1.0
+    bits = np.unpackbits(mirror.descriptors ^ detected.descriptors[nearest], axis=1).sum(1)
+    assert same_place.mean() > 0.75
+    assert np.median(bits[same_place]) <= 4  # the same descriptors, not just the same places
+    fit = local_mod.verify(mirror, detected)
+    assert fit.inliers > 250 and abs(fit.scale - 1) < 0.01 and abs(fit.rotation_deg) < 0.5
+
+
+def test_mirror_features_verify_a_flipped_copy_and_not_the_unflipped_picture() -> None:
+    gray = _gray(11)
+    _, mirror = local_mod.extract_with_mirror(gray)
+    flipped_copy = local_mod.extract(np.ascontiguousarray(gray[:, ::-1]))
+    other = local_mod.extract(_gray(12))
+    assert local_mod.verify(mirror, flipped_copy).inliers > 100
+    assert local_mod.verify(mirror, other).inliers < 18
