@@ -244,7 +244,7 @@ def render(args: argparse.Namespace, floor: list[float], reduced: list[float], r
         f"| decode floor, full (queries) | {fl:.2f} | {pct(q_floor, 99):.2f} |",
         f"| decode, reduced (queries) | {pct(q_reduced, 50):.2f} | {pct(q_reduced, 99):.2f} |",
         f"| compute_signals (query side) | {pct(q_signals, 50):.2f} | {pct(q_signals, 99):.2f} |",
-        f"| query ORB features (computed when verification needs them) | {pct(q_orb, 50):.2f} "
+        f"| query ORB features, picture and mirror image (one thread) | {pct(q_orb, 50):.2f} "
         f"| {pct(q_orb, 99):.2f} |",
         "",
         f"Ingest (reduced decode + registration signals): {rate1:.1f} images/s in 1 process, "

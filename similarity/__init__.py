@@ -9,9 +9,10 @@ Typical use (all calls are blocking; run them in a worker thread)::
     matches = match(signals, index, lookup)           # lookup(ids) -> {id: local bytes}
 
 Registration may call `compute_signals(decoded, for_query=False)` to skip the query-side
-extras. Query-side signals compute their ORB features only when first read (`match` reads them
-only when a candidate needs geometric verification; `pack` reads them too). `SIGNALS_VERSION`
-changes whenever stored columns must be recomputed.
+extras. Query-side signals hand their ORB features (the picture's and its mirror image's) to a
+helper thread (`similarity.threads`) and compute the rest at once; reading `local` waits for the
+helper, or computes them if no helper has started. `SIGNALS_VERSION` changes whenever stored
+columns must be recomputed.
 """
 
 from similarity.clip import Embedder, OpenClipEmbedder, UnavailableEmbedder, load_embedder
