@@ -22,7 +22,7 @@ from similarity.hash_store import HashStore, HashStoreConfig
 from similarity.pdq import DIHEDRAL_NAMES, PDQ_BYTES
 from similarity.rwlock import ReadWriteLock
 from similarity.signals import SIGNALS_VERSION, ImageSignals, unpack_dense
-from similarity.threads import one_openmp_thread
+from similarity.threads import Deferred, one_openmp_thread
 
 VIEW_SLOTS = 8  # dense vector id = work id * VIEW_SLOTS + view number
 MAX_ID = (1 << 59) - 1
@@ -142,9 +142,11 @@ class MatchIndex:
         """PDQ hits within `pdq_radius` (all of them) and the `k` nearest works by dense views."""
         one_openmp_thread()
         with self._lock.read():
-            dense = self._start_dense(query, k)  # a helper may scan part of it meanwhile
-            pdq = self._pdq_candidates(query)
-            return pdq + dense()
+            # A helper may search the PDQ hashes (and part of the dense scan) meanwhile.
+            pdq = Deferred(lambda: self._pdq_candidates(query))
+            dense = self._start_dense(query, k)
+            found = dense()
+            return pdq.result() + found
 
     def _pdq_candidates(self, query: ImageSignals) -> list[Candidate]:
         if query.pdq_quality < self.config.pdq_quality_min or not self._pdq.ntotal:

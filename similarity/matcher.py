@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from itertools import pairwise
 from typing import Literal, Protocol
 
 from similarity.index import Candidate, MatchIndex
 from similarity.local import NO_MATCH, LocalFeatures, Verification, verify
 from similarity.signals import SIGNALS_VERSION, ImageSignals
+from similarity.threads import Deferred
 
 
 class LocalFeatureLookup(Protocol):
@@ -94,13 +96,20 @@ def match(
     stored = lookup(order) if order else {}
     verified: dict[int, tuple[Verification, bool]] = {}
     if order:
-        q_feats = LocalFeatures.unpack(query.local)  # computed here when first needed
+        q_feats = LocalFeatures.unpack(query.local)  # waits for the helper that computes them
         mirror = _LazyMirror(query)
-        for wid in order:
+
+        def check(wid: int) -> tuple[Verification, bool]:
             ref = _unpack_or_none(stored.get(wid))
-            flipped = _flip_hint(by_id[wid])
-            ver = _verify_both(q_feats, mirror, ref, t, flipped) if ref is not None else NO_MATCH
-            verified[wid] = (ver, ref is not None)
+            if ref is None:
+                return NO_MATCH, False
+            return _verify_both(q_feats, mirror, ref, t, _flip_hint(by_id[wid])), True
+
+        # Candidates are verified independently: a helper takes all but the first meanwhile.
+        others = [(wid, Deferred(partial(check, wid))) for wid in order[1:]]
+        verified[order[0]] = check(order[0])
+        for wid, job in others:
+            verified[wid] = job.result()
     results = []
     for wid, cands in by_id.items():
         ver, have_local = verified.get(wid, (NO_MATCH, False))

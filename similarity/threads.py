@@ -85,10 +85,11 @@ class Deferred(Generic[T]):
     cancelled and done in the calling thread. Exceptions surface from `result()`.
     """
 
-    __slots__ = ("_fn", "_future")
+    __slots__ = ("_fn", "_future", "_lock")
 
     def __init__(self, fn: Callable[[], T]) -> None:
         self._fn = fn
+        self._lock = threading.Lock()  # one caller does work taken back; others wait for it
         pool = _get_pool()
         self._future: Future[T] | None = None
         if pool is not None:
@@ -98,11 +99,12 @@ class Deferred(Generic[T]):
                 self._future = None
 
     def result(self) -> T:
-        future = self._future
-        if future is None or future.cancel():
-            value = self._fn()
-            done: Future[T] = Future()
-            done.set_result(value)
-            self._future = done
-            return value
+        with self._lock:
+            future = self._future
+            if future is None or future.cancel():
+                value = self._fn()
+                done: Future[T] = Future()
+                done.set_result(value)
+                self._future = done
+                return value
         return future.result()

@@ -54,7 +54,7 @@ def prepare(data: bytes, filename: str | None, limits: DecodeLimits) -> Prepared
         media_type=MEDIA_TYPES.get(decoded.format, f"image/{decoded.format.lower()}"),
         width=decoded.width,
         height=decoded.height,
-        signals=compute_signals(decoded),
+        signals=compute_signals(decoded, for_query=False),  # stored columns only
         thumbnail=make_thumbnail(decoded.image),
     )
 

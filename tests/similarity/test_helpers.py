@@ -98,3 +98,27 @@ def test_query_signals_are_the_same_with_and_without_helpers() -> None:
         set_helper_threads(before)
     assert helped == alone
     assert len(helped["local"]) > 100  # ORB features were found
+
+
+def test_two_callers_of_work_taken_back_share_one_run(helpers: None) -> None:
+    release = threading.Event()
+    busy = Deferred(lambda: release.wait(10))  # occupies the only helper
+    runs: list[int] = []
+    started = threading.Event()
+
+    def slow() -> int:
+        started.set()
+        runs.append(1)
+        release.wait(0.2)
+        return len(runs)
+
+    job = Deferred(slow)
+    got: list[int] = []
+    other = threading.Thread(target=lambda: got.append(job.result()))
+    other.start()
+    started.wait(5)
+    got.append(job.result())
+    other.join()
+    release.set()
+    busy.result()
+    assert runs == [1] and got == [1, 1]
