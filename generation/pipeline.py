@@ -13,6 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from uuid import UUID
@@ -24,9 +25,11 @@ from generation.gate import AdapterRequest, Gate, GateResult, InputImage
 from generation.params import DiffusionResult, GenerationParams, Mode, ModelInfo
 from generation.screen import Screen, ScreenResult
 from provenance.manifest import AdapterFact, GenerationFacts, ParentImage
-from similarity import ImageSignals
+from similarity import ImageSignals, compute_signals
 
 log = logging.getLogger(__name__)
+# Fingerprinting and screening of outputs, beside their stamp step.
+_SIDE_WORK = ThreadPoolExecutor(max_workers=4, thread_name_prefix="generation-screen")
 
 Status = Literal["queued", "running", "completed", "blocked", "failed"]
 Stage = Literal["gate", "diffuse", "screen", "stamp", "record"]
@@ -144,7 +147,11 @@ class Stamper(Protocol):
         generation_id: UUID,
         actor: str,
         audit_extra: dict[str, Any],
-    ) -> StampOutcome: ...
+        fingerprints: Callable[[], ImageSignals] | None = None,
+    ) -> StampOutcome:
+        """``fingerprints``, when given, waits for the query-side signals of ``image`` that the
+        caller is computing already (the stamper then need not compute them)."""
+        ...
 
 
 @dataclass
@@ -332,6 +339,20 @@ class GenerationPipeline:
         return await asyncio.to_thread(self._finish, record, result)
 
     # steps -------------------------------------------------------------------------------------
+    def _fingerprint_and_screen(
+        self, image: Image.Image, fingerprints: Future[ImageSignals]
+    ) -> ScreenResult:
+        """Fingerprints of the generated pixels, handed to the stamp as soon as they exist (it
+        stores them), then the screen on them. One task, so that it never waits on another."""
+        try:
+            signals = compute_signals(image)
+            signals.pack()  # the stored parts too, here rather than on the stamp's path
+        except Exception as exc:
+            fingerprints.set_exception(exc)
+            return self.screen.screen(image)  # reports the failure as a flag
+        fingerprints.set_result(signals)
+        return self.screen.screen(image, signals)
+
     def _timed(self, record: GenerationRecord, stage: str, fn: Callable[..., Any], *args: Any):
         start = self._clock()
         try:
@@ -388,6 +409,10 @@ class GenerationPipeline:
                 return GenerationOutcome(record)
         facts = generation_facts(record.request, result, self.software_version)
         extra = {"generation": {"gate": [c.code for c in record.gate.checks]}}
+        fingerprints: Future[ImageSignals] = Future()
+        screening = None
+        if record.screen is None:  # flags only annotate: screen beside the stamp
+            screening = _SIDE_WORK.submit(self._fingerprint_and_screen, result.image, fingerprints)
         try:
             record.stamp = self._timed(
                 record,
@@ -398,18 +423,17 @@ class GenerationPipeline:
                     generation_id=record.id,
                     actor=record.request.actor,
                     audit_extra=extra,
+                    fingerprints=fingerprints.result if screening is not None else None,
                 ),
             )
         except Exception as exc:
-            if record.screen is None:
-                record.screen = self._timed(record, "screen", self.screen.screen, result.image)
+            if screening is not None:
+                record.screen = self._timed(record, "screen", screening.result)
             return self._fail(record, "stamp", exc)
         for part, seconds in record.stamp.parts.items():
             record.timings[f"stamp.{part}"] = seconds
-        if record.screen is None:  # flags only annotate: screen what was emitted
-            record.screen = self._timed(
-                record, "screen", self.screen.screen, result.image, record.stamp.signals
-            )
+        if screening is not None:  # "screen" is what it adds after the stamp
+            record.screen = self._timed(record, "screen", screening.result)
         record.status, record.stage = "completed", None
         self._timed(record, "record", self.recorder.record, record)
         return GenerationOutcome(record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -61,6 +62,7 @@ class RuntimeStamper:
         generation_id: UUID,
         actor: str,
         audit_extra: dict[str, Any],
+        fingerprints: Callable[[], ImageSignals] | None = None,
     ) -> StampOutcome:
         result = stamp_and_record(
             self.rt,
@@ -70,6 +72,7 @@ class RuntimeStamper:
             origin="generation",
             output_id=generation_id,
             audit_extra=audit_extra,
+            fingerprints=fingerprints,
         )
         rec = result.record
         return StampOutcome(

@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -73,8 +74,10 @@ def stamp_and_record(
     output_id: UUID | None = None,
     output_format: str | None = None,
     audit_extra: dict | None = None,
+    fingerprints: Callable[[], ImageSignals] | None = None,
 ) -> StampResult:
-    """Blocking: run it off the event loop."""
+    """Blocking: run it off the event loop. ``fingerprints``: waits for the query-side signals
+    of ``image`` when the caller computes them already (generation does, for its screen)."""
     settings = rt.settings
     watermarker = rt.watermarker
     output_id = output_id or uuid4()
@@ -84,7 +87,10 @@ def stamp_and_record(
     # Fingerprints of the picture, taken from the pixels handed in while the watermark, labels
     # and signature go on: the watermark (PSNR >= 40 dB) and a JPEG/WebP encode at quality 95
     # move them far less than any edit the matcher absorbs. Query-side, so the screen reuses them.
-    signals_job = _CHECKS.submit(_fingerprints, image)
+    signals_job = (
+        _CHECKS.submit(_fingerprints, image) if fingerprints is None
+        else _CHECKS.submit(_packed, fingerprints)
+    )
     payload = new_payload(rt, watermarker.payload_bits)
     lap("payload")
     stamp = watermark_and_encode(
@@ -139,7 +145,13 @@ def stamp_and_record(
 def _fingerprints(image: Image.Image) -> tuple[ImageSignals, dict[str, bytes | int]]:
     """Query-side signals with their stored parts computed here, off the caller's path (ORB
     and dense views are otherwise computed on first use)."""
-    signals = compute_signals(image)
+    return _packed(lambda: compute_signals(image))
+
+
+def _packed(
+    signals_of: Callable[[], ImageSignals],
+) -> tuple[ImageSignals, dict[str, bytes | int]]:
+    signals = signals_of()
     return signals, signals.pack()
 
 

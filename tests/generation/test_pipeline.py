@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ class ProvenanceStamper:
         self.signer = FileSigner.from_credentials(credentials)
         self.watermarker = default_watermarker()
         self.files: dict[UUID, bytes] = {}
+        self.fingerprinted: list[ImageSignals | None] = []
 
     def stamp(
         self,
@@ -146,7 +148,9 @@ class ProvenanceStamper:
         generation_id: UUID,
         actor: str,
         audit_extra: dict[str, Any],
+        fingerprints: Callable[[], ImageSignals] | None = None,
     ) -> StampOutcome:
+        self.fingerprinted.append(fingerprints() if fingerprints is not None else None)
         payload = secrets.randbits(self.watermarker.payload_bits) or 1
         s = stamp_image(image, facts, self.watermarker, self.signer, payload)
         self.files[generation_id] = s.data
@@ -397,6 +401,18 @@ def test_a_memorised_training_source_is_flagged_or_blocked(rig: Rig):
     assert blocked.status == "blocked" and blocked.record.stage == "screen"
     assert blocked.record.stamp is None and blocked.record.id not in rig.stamper.files
     assert rig.recorder.records[-1] == ("blocked", "screen")
+
+
+def test_the_stamp_stores_the_fingerprints_the_screen_used(rig: Rig):
+    """Under the flag policy the screen runs beside the stamp, on fingerprints computed once."""
+    outcome = rig.pipeline.run(ask(seed=5))
+    handed = rig.stamper.fingerprinted[-1]
+    screen = outcome.record.screen
+    assert outcome.status == "completed" and screen is not None and handed is not None
+    assert handed is screen.signals
+    image = rig.model.inner.run(rig.model.calls[-1]).image  # the same seeded generation
+    fresh = compute_signals(image)
+    assert handed.pdq == fresh.pdq and handed.local == fresh.local
 
 
 def test_a_failing_screen_is_reported_and_blocks_under_the_block_policy(rig: Rig):
