@@ -304,6 +304,7 @@ def raw_params(side: int, steps: int):
     return GenerationParams(prompt="a harbour", steps=steps, width=side, height=side)
 
 
+# "blob" appears in runs made before the blob write moved beside the insert.
 _PARTS = ("payload", "watermark_encode", "sign", "checks_wait", "blob", "insert", "index")
 
 
@@ -378,7 +379,8 @@ def render(args, rows, parts, works: int, sources: int, fill_s: float, device: s
             "",
             "The stamp step inside those runs, part by part (median ms; the watermark read-back "
             "and the fingerprints of the emitted image run beside the signing, `checks_wait` is "
-            "what remains of them after it):",
+            "what remains of them after it; the blob write runs beside the insert, which waits "
+            "for it before committing):",
             "",
             "| part | " + " | ".join(f"{f} {s} {m}" for f, s, m, _ in rows) + " |",
             "|---|" + "---|" * len(rows),

@@ -108,13 +108,14 @@ def stamp_and_record(
     reading_job = _CHECKS.submit(read_back, emitted)
     stamped = sign_encoded(stamp, rt.signing.signer)
     lap("sign")
-    rt.blobs.put(stamped.data)
-    lap("blob")
+    # The bytes are written beside the record's insert; the insert commits only once they are
+    # on disk (an error in either leaves no record).
+    blob_job = _CHECKS.submit(rt.blobs.put, stamped.data)
     reading = reading_job.result()
     signals, packed = signals_job.result()
     lap("checks_wait")
     verified = bool(reading.present and reading.payload == payload)
-    with rt.pool.connection() as conn:
+    with rt.pool.connection() as conn, conn.transaction():
         record = rt.outputs.insert(
             conn,
             actor,
@@ -136,6 +137,7 @@ def stamp_and_record(
             signals={**packed, "signals_version": SIGNALS_VERSION},
             audit_extra=audit_extra,
         )
+        blob_job.result()
     lap("insert")
     rt.banks["output"].refresh()
     lap("index")

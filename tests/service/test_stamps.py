@@ -245,3 +245,33 @@ def test_cli_verify_and_credentials_show(client, runtime, settings, stamped, tmp
     desc = json.loads(creds.stdout)
     assert desc["origin"] and desc["chain"][0]["sha256_fingerprint"]
     assert "O=" in desc["signer_subject"] or desc["signer_organization"]
+
+
+def test_a_failed_blob_write_leaves_no_output_record(runtime, monkeypatch) -> None:
+    """The bytes are written beside the record's insert, which commits only once they are
+    on disk."""
+    from uuid import uuid4
+
+    from provenance.manifest import GenerationFacts
+    from service.stamping.stamper import stamp_and_record
+
+    def full_disk(data: bytes) -> str:
+        raise OSError(28, "No space left on device")
+
+    runtime.load_indexes()
+    monkeypatch.setattr(runtime.blobs, "put", full_disk)
+    output_id = uuid4()
+    facts = GenerationFacts(generation_id=str(output_id), kind="txt2img", model_name="example")
+    with pytest.raises(OSError, match="No space left"):
+        stamp_and_record(runtime, "tester", photo_like(3), facts, origin="stamp",
+                         output_id=output_id)
+    with runtime.pool.connection() as conn:
+        rows = conn.execute("SELECT count(*) AS n FROM outputs WHERE id = %s",
+                            (output_id,)).fetchone()
+        audit = conn.execute("SELECT count(*) AS n FROM audit_log WHERE subject = %s",
+                             (str(output_id),)).fetchone()
+    assert rows["n"] == 0 and audit["n"] == 0
+    monkeypatch.undo()
+    ok = stamp_and_record(runtime, "tester", photo_like(3), facts, origin="stamp",
+                          output_id=output_id)
+    assert runtime.blobs.exists(ok.record.sha256)
