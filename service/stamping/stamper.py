@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
+import psycopg
 from PIL import Image
 
 from provenance.manifest import GenerationFacts, generation_assertion_data
@@ -30,7 +32,9 @@ from similarity import SIGNALS_VERSION, ImageSignals, compute_signals
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
+log = logging.getLogger(__name__)
 _MAX_PAYLOAD_TRIES = 8
+PAYLOAD_CONSTRAINT = "outputs_watermark_payload_key"  # UNIQUE in migration 0002
 # Watermark read-back and fingerprints of each emitted image, beside its signing.
 _CHECKS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stamp-check")
 
@@ -53,15 +57,6 @@ def facts_json(facts: GenerationFacts) -> dict:
             "mime": facts.parent.mime,
         }
     return data
-
-
-def new_payload(rt: Runtime, bits: int) -> int:
-    with rt.pool.connection() as conn:
-        for _ in range(_MAX_PAYLOAD_TRIES):
-            payload = secrets.randbits(bits)
-            if payload and not rt.outputs.payload_taken(conn, payload):
-                return payload
-    raise RuntimeError("could not find a free watermark payload")
 
 
 def stamp_and_record(
@@ -91,8 +86,39 @@ def stamp_and_record(
         _CHECKS.submit(_fingerprints, image) if fingerprints is None
         else _CHECKS.submit(_packed, fingerprints)
     )
-    payload = new_payload(rt, watermarker.payload_bits)
-    lap("payload")
+    # A random 48-bit payload is free but for one chance in many millions; the table's unique
+    # constraint catches the rest, and the stamp is then made again with another.
+    for _ in range(_MAX_PAYLOAD_TRIES):
+        payload = secrets.randbits(watermarker.payload_bits) or 1
+        try:
+            return _stamp_with(
+                rt, actor, image, facts, payload, signals_job, lap,
+                origin=origin, output_id=output_id, output_format=output_format,
+                audit_extra=audit_extra,
+            )
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name != PAYLOAD_CONSTRAINT:
+                raise
+            log.warning("watermark payload %x already taken; stamping again", payload)
+    raise RuntimeError("could not find a free watermark payload")
+
+
+def _stamp_with(
+    rt: Runtime,
+    actor: str,
+    image: Image.Image,
+    facts: GenerationFacts,
+    payload: int,
+    signals_job: Future[tuple[ImageSignals, dict[str, bytes | int]]],
+    lap: _Laps,
+    *,
+    origin: str,
+    output_id: UUID,
+    output_format: str | None,
+    audit_extra: dict | None,
+) -> StampResult:
+    settings = rt.settings
+    watermarker = rt.watermarker
     stamp = watermark_and_encode(
         image,
         facts,

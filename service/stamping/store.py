@@ -45,12 +45,6 @@ class OutputStore:
     def __init__(self, audit: AuditLog) -> None:
         self.audit = audit
 
-    def payload_taken(self, conn: psycopg.Connection, payload: int) -> bool:
-        row = conn.execute(
-            "SELECT 1 FROM outputs WHERE watermark_payload = %s", (payload,)
-        ).fetchone()
-        return row is not None
-
     def insert(
         self,
         conn: psycopg.Connection,

@@ -275,3 +275,29 @@ def test_a_failed_blob_write_leaves_no_output_record(runtime, monkeypatch) -> No
     ok = stamp_and_record(runtime, "tester", photo_like(3), facts, origin="stamp",
                           output_id=output_id)
     assert runtime.blobs.exists(ok.record.sha256)
+
+
+def test_a_payload_already_taken_is_drawn_again(runtime, monkeypatch) -> None:
+    """Payloads are drawn at random without a lookup; the unique constraint catches a clash and
+    the stamp is made again with a fresh payload."""
+    from uuid import uuid4
+
+    from provenance.manifest import GenerationFacts
+    from service.stamping import stamper
+
+    runtime.load_indexes()
+    facts = GenerationFacts(generation_id="", kind="txt2img", model_name="example")
+    first = stamper.stamp_and_record(runtime, "tester", photo_like(4), facts, origin="stamp")
+    taken = first.record.watermark_payload
+    draws = iter([taken, taken ^ 0x5A5A5A])
+    monkeypatch.setattr(stamper.secrets, "randbits", lambda bits: next(draws))
+    second_id = uuid4()
+    second = stamper.stamp_and_record(runtime, "tester", photo_like(5), facts, origin="stamp",
+                                      output_id=second_id)
+    assert second.record.id == second_id
+    assert second.record.watermark_payload == taken ^ 0x5A5A5A
+    assert second.watermark_verified
+    with runtime.pool.connection() as conn:
+        n = conn.execute("SELECT count(*) AS n FROM outputs WHERE watermark_payload = %s",
+                         (taken,)).fetchone()["n"]
+    assert n == 1
