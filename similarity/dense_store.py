@@ -155,8 +155,10 @@ class DenseStore:
         first = Deferred(lambda: self._search(queries[:half], k))
 
         def finish() -> tuple[np.ndarray, np.ndarray]:
-            rest = self._search(queries[half:], k)
-            head = first.result()
+            try:
+                rest = self._search(queries[half:], k)
+            finally:
+                head = first.result()  # never left scanning after the caller has moved on
             return np.concatenate([head[0], rest[0]]), np.concatenate([head[1], rest[1]])
 
         return finish

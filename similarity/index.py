@@ -143,10 +143,13 @@ class MatchIndex:
         one_openmp_thread()
         with self._lock.read():
             # A helper may search the PDQ hashes (and part of the dense scan) meanwhile.
+            # Both are waited for before the lock is released, whatever fails.
             pdq = Deferred(lambda: self._pdq_candidates(query))
-            dense = self._start_dense(query, k)
-            found = dense()
-            return pdq.result() + found
+            try:
+                found = self._start_dense(query, k)()
+            finally:
+                pdq_hits = pdq.result()
+            return pdq_hits + found
 
     def _pdq_candidates(self, query: ImageSignals) -> list[Candidate]:
         if query.pdq_quality < self.config.pdq_quality_min or not self._pdq.ntotal:
