@@ -20,16 +20,12 @@ PDQ_SIDE = 256
 
 
 class _Pixels:
-    """The WORK_SIDE grey picture and its dense region, for the parts computed when read, and
-    the ORB features when a helper thread was asked for them early."""
+    """The dense region, for the dense views computed when read, and the ORB features of the
+    picture and its mirror image, offered to a helper thread when the signals were made."""
 
-    __slots__ = ("gray", "local", "region")
+    __slots__ = ("local", "region")
 
-    def __init__(
-        self, gray: np.ndarray, region: np.ndarray,
-        local: Deferred[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        self.gray = gray
+    def __init__(self, region: np.ndarray, local: Deferred[tuple[bytes, bytes]]) -> None:
         self.region = region
         self.local = local
 
@@ -115,26 +111,20 @@ class ImageSignals:
     @property
     def local(self) -> bytes:
         if self._local is None:
-            pixels = self._pixels
-            assert pixels is not None
-            if pixels.local is not None:
-                self._take_pair(*pixels.local.result())
-            else:
-                object.__setattr__(self, "_local", _extract_local(pixels.gray))
+            self._take_pair()
         return self._local  # type: ignore[return-value]
 
     @property
     def local_mirror(self) -> bytes | None:
         """ORB features of the mirror image (query side only; None otherwise)."""
-        pixels = self._pixels
-        if self._local_mirror is None and pixels is not None:
-            if pixels.local is not None:
-                self._take_pair(*pixels.local.result())
-            else:
-                self._take_pair(*_extract_pair(pixels.gray))
+        if self._local_mirror is None and self._pixels is not None:
+            self._take_pair()
         return self._local_mirror
 
-    def _take_pair(self, local: bytes, mirror: bytes) -> None:
+    def _take_pair(self) -> None:
+        """Wait for (or compute) the ORB features of the picture and its mirror image."""
+        assert self._pixels is not None
+        local, mirror = self._pixels.local.result()
         if self._local is None:
             object.__setattr__(self, "_local", local)
         object.__setattr__(self, "_local_mirror", mirror)
@@ -212,7 +202,7 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
             dense_views=dense_mod.describe_views_region(
                 dense_mod.reduce_for_views(gray.astype(np.float32))
             ),
-            local=_extract_local(gray),
+            local=local_mod.extract(gray).pack(),
         )
     # Nearly every query is verified with its ORB features, and half also with its mirror
     # image's: a helper thread starts on both now, while this one hashes and describes the
@@ -225,12 +215,8 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
         pdq_quality=quality,
         pdq_dihedral=tuple(hashes),
         dense_query=dense_mod.describe_query_region(region),
-        pixels=_Pixels(gray, region, local),
+        pixels=_Pixels(region, local),
     )
-
-
-def _extract_local(gray: np.ndarray) -> bytes:
-    return local_mod.extract(gray).pack()
 
 
 def _extract_pair(gray: np.ndarray) -> tuple[bytes, bytes]:

@@ -10,7 +10,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
@@ -82,17 +82,15 @@ def stamp_and_record(
     # Fingerprints of the picture, taken from the pixels handed in while the watermark, labels
     # and signature go on: the watermark (PSNR >= 40 dB) and a JPEG/WebP encode at quality 95
     # move them far less than any edit the matcher absorbs. Query-side, so the screen reuses them.
-    signals_job = (
-        _CHECKS.submit(_fingerprints, image) if fingerprints is None
-        else _CHECKS.submit(_packed, fingerprints)
-    )
+    if fingerprints is None:
+        fingerprints = _CHECKS.submit(_fingerprints, image).result
     # A random 48-bit payload is free but for one chance in many millions; the table's unique
     # constraint catches the rest, and the stamp is then made again with another.
     for _ in range(_MAX_PAYLOAD_TRIES):
         payload = secrets.randbits(watermarker.payload_bits) or 1
         try:
             return _stamp_with(
-                rt, actor, image, facts, payload, signals_job, lap,
+                rt, actor, image, facts, payload, fingerprints, lap,
                 origin=origin, output_id=output_id, output_format=output_format,
                 audit_extra=audit_extra,
             )
@@ -109,7 +107,7 @@ def _stamp_with(
     image: Image.Image,
     facts: GenerationFacts,
     payload: int,
-    signals_job: Future[tuple[ImageSignals, dict[str, bytes | int]]],
+    fingerprints: Callable[[], ImageSignals],
     lap: _Laps,
     *,
     origin: str,
@@ -138,7 +136,8 @@ def _stamp_with(
     # on disk (an error in either leaves no record).
     blob_job = _CHECKS.submit(rt.blobs.put, stamped.data)
     reading = reading_job.result()
-    signals, packed = signals_job.result()
+    signals = fingerprints()
+    packed = signals.pack()  # computed already: this only collects the columns
     lap("checks_wait")
     verified = bool(reading.present and reading.payload == payload)
     with rt.pool.connection() as conn, conn.transaction():
@@ -170,17 +169,12 @@ def _stamp_with(
     return StampResult(record, stamped, verified, signals, lap.parts)
 
 
-def _fingerprints(image: Image.Image) -> tuple[ImageSignals, dict[str, bytes | int]]:
+def _fingerprints(image: Image.Image) -> ImageSignals:
     """Query-side signals with their stored parts computed here, off the caller's path (ORB
     and dense views are otherwise computed on first use)."""
-    return _packed(lambda: compute_signals(image))
-
-
-def _packed(
-    signals_of: Callable[[], ImageSignals],
-) -> tuple[ImageSignals, dict[str, bytes | int]]:
-    signals = signals_of()
-    return signals, signals.pack()
+    signals = compute_signals(image)
+    signals.pack()
+    return signals
 
 
 class _Laps:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 router = APIRouter(tags=["matching"])
+_UPLOAD_ERRORS = {code: {"model": ErrorBody} for code in (401, 403, 413, 415, 422, 503)}
 
 
 def to_public(result: RegistryMatches, with_licence: bool) -> list[MatchPublic]:
@@ -70,14 +71,7 @@ def match_upload(
 @router.post(
     "/v1/matches",
     response_model=MatchResponse,
-    responses={
-        401: {"model": ErrorBody},
-        403: {"model": ErrorBody},
-        413: {"model": ErrorBody},
-        415: {"model": ErrorBody},
-        422: {"model": ErrorBody},
-        503: {"model": ErrorBody},
-    },
+    responses=_UPLOAD_ERRORS,
     openapi_extra=scope_doc(Scope.match),
     summary="Is this image a registered artwork, edited? (scope: match)",
 )
@@ -104,12 +98,7 @@ async def match_image(
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "the evidence picture"},
-        401: {"model": ErrorBody},
-        403: {"model": ErrorBody},
-        413: {"model": ErrorBody},
-        415: {"model": ErrorBody},
-        422: {"model": ErrorBody},
-        503: {"model": ErrorBody},
+        **_UPLOAD_ERRORS,
     },
     openapi_extra=scope_doc(Scope.match),
     summary="The same match as a picture: the image beside each matched artwork (scope: match)",
