@@ -13,6 +13,7 @@ from rich.table import Table
 from service.auth.keys import create_key, list_keys, revoke_key
 from service.cli.check_cmd import check
 from service.cli.common import cli_actor, console, err_console, runtime
+from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
 from service.cli.provenance_cmds import credentials_app, verify
 from service.registry.preferences import PreferencesError, parse_preferences
@@ -32,6 +33,7 @@ app.add_typer(credentials_app, name="credentials")
 app.command()(verify)
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(sources_app, name="sources")
+app.add_typer(fingerprints_app, name="fingerprints")
 app.command()(generate)
 app.command()(check)
 
@@ -216,7 +218,9 @@ def match(
     data = image.read_bytes()
     with runtime(indexes=True) as rt:
         try:
-            decoded, result = match_upload(rt, data, cli_actor(), user, "cli:match")
+            decoded, result = match_upload(
+                rt, data, cli_actor(), user, "cli:match", colour=picture is not None
+            )
         except ImageRejected as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None

@@ -21,8 +21,9 @@ from psycopg_pool import ConnectionPool
 from generation.screen import SourceAnswer, SourceHit
 from service.audit.log import AuditLog, next_change_seq
 from service.indexing.bank import BankIndex
+from service.indexing.refingerprint import StaleRow, store_refreshed
 from service.registry.ingest import PreparedImage
-from similarity import ImageSignals
+from similarity import SIGNALS_VERSION, ImageSignals
 from similarity.threads import one_openmp_thread
 
 
@@ -73,7 +74,9 @@ class SourceStore:
                 (dataset, item.sha256),
             ).fetchone()
             if row is not None:
-                return SourceRecord.from_row(row), False
+                record = SourceRecord.from_row(row)
+                self._refresh_if_stale(conn, actor, record, item)
+                return record, False
             source_id = uuid4()
             columns = item.signal_columns()
             seq = next_change_seq(conn)
@@ -130,6 +133,21 @@ class SourceStore:
                 },
             )
             return record, True
+
+    def _refresh_if_stale(
+        self, conn: psycopg.Connection, actor: str, record: SourceRecord, item: PreparedImage
+    ) -> None:
+        """Sources keep no original bytes: adding one again is how its fingerprints made by an
+        older signals version are recomputed (see `service.indexing.refingerprint`)."""
+        row = conn.execute(
+            "SELECT signals_version FROM fingerprints WHERE id = %s AND active",
+            (record.fingerprint_id,),
+        ).fetchone()
+        if row is None or row["signals_version"] == SIGNALS_VERSION:
+            return
+        stale = StaleRow(record.fingerprint_id, "source", record.id, record.sha256,
+                         str(row["signals_version"]))
+        store_refreshed(conn, self.audit, actor, stale, item.signal_columns())
 
     def datasets(self, conn: psycopg.Connection) -> list[dict[str, Any]]:
         rows = conn.execute(

@@ -48,7 +48,7 @@ class BankIndex:
         self._change_seq = 0
         self._refreshed_at: float | None = None
         self._last_error: str | None = None
-        self._stale_signals = 0
+        self._stale_ids: set[int] = set()  # active rows of another signals version
         self._changes_since_snapshot = 0
         self._loaded_from = "none"
         self._database_id = ""
@@ -123,13 +123,13 @@ class BankIndex:
         removes: list[int] = []
         add_ids: list[int] = []
         add_signals: list[ImageSignals] = []
-        stale = 0
+        stale: set[int] = set()
         for fid, active, version, pdq, quality, dense, _seq in rows:
             removes.append(fid)
             if not active:
                 continue
             if version != SIGNALS_VERSION:
-                stale += 1
+                stale.add(fid)
                 continue
             add_ids.append(fid)
             add_signals.append(
@@ -143,7 +143,9 @@ class BankIndex:
             if add_ids:
                 self._index.add(add_ids, add_signals)
             self._change_seq = rows[-1][6]
-            self._stale_signals += stale
+            # A row's latest change decides: refreshed or withdrawn rows are no longer stale.
+            self._stale_ids.difference_update(removes)
+            self._stale_ids.update(stale)
             self._changes_since_snapshot += len(rows)
 
     def snapshot(self) -> None:
@@ -190,7 +192,7 @@ class BankIndex:
             change_seq=self._change_seq,
             refreshed_at=self._refreshed_at,
             last_error=self._last_error,
-            stale_signals=self._stale_signals,
+            stale_signals=len(self._stale_ids),
             signals_version=SIGNALS_VERSION,
             loaded_from=self._loaded_from,
         )

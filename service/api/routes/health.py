@@ -58,7 +58,10 @@ def readyz(rt: RuntimeDep) -> JSONResponse:
         elif age is None or age > rt.settings.index_stale_seconds:
             reasons.append(f"{name} index stale: last refreshed {age}s ago")
         if st.stale_signals:
-            reasons.append(f"{name} index: {st.stale_signals} rows need re-fingerprinting")
+            reasons.append(
+                f"{name} index: {st.stale_signals} rows need re-fingerprinting"
+                " (chopmark fingerprints refresh)"
+            )
     embedder = getattr(rt, "embedder", None)
     if embedder is not None:
         details["clip"] = {"available": embedder.available, "reason": embedder.reason}

@@ -1,0 +1,78 @@
+"""``chopmark fingerprints``: what signals version the stored fingerprints have, and refreshing
+those of an older one."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.table import Table
+
+from service.cli.common import cli_actor, console, err_console, runtime
+from service.indexing.refingerprint import refresh_stale, stale_rows
+from similarity import SIGNALS_VERSION
+
+fingerprints_app = typer.Typer(
+    help="Stored fingerprints and their signals version.", no_args_is_help=True
+)
+
+
+@fingerprints_app.command("status")
+def status() -> None:
+    """Count active fingerprints per bank and signals version."""
+    with runtime() as rt, rt.pool.connection() as conn:
+        rows = conn.execute(
+            "SELECT bank, signals_version, count(*) AS n FROM fingerprints WHERE active"
+            " GROUP BY bank, signals_version ORDER BY bank, signals_version"
+        ).fetchall()
+    table = Table("bank", "signals version", "fingerprints", "current")
+    for r in rows:
+        current = r["signals_version"] == SIGNALS_VERSION
+        table.add_row(r["bank"], r["signals_version"], str(r["n"]), "yes" if current else "no")
+    console.print(table)
+    console.print(f"this code makes {SIGNALS_VERSION}")
+
+
+@fingerprints_app.command("refresh")
+def refresh(
+    workers: Annotated[int | None, typer.Option(help="processes; default: CPU count")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Recompute fingerprints of an older signals version from the kept bytes.
+
+    Artworks and generated outputs are refreshed from the blob store. Training sources keep no
+    original bytes: add their images to the same dataset again (`chopmark sources add`).
+    Running API processes pick the new fingerprints up on their next index refresh.
+    """
+    with runtime() as rt, rt.pool.connection() as conn:
+        todo = stale_rows(conn)
+        conn.commit()
+        if not todo:
+            console.print(f"every fingerprint is {SIGNALS_VERSION}: nothing to do")
+            return
+        bar = Progress(
+            "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), disable=not progress, console=err_console,
+        )
+        spawn = multiprocessing.get_context("spawn")
+        with bar, ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=spawn) as pool:
+            task = bar.add_task("refreshing", total=len(todo))
+            outcome = refresh_stale(
+                conn, rt.audit, rt.blobs, cli_actor(), limits=rt.decode_limits, executor=pool,
+                on_row=lambda _row: bar.advance(task),
+            )
+    for bank, n in sorted(outcome.refreshed.items()):
+        console.print(f"refreshed {n} {bank} fingerprint(s) to {SIGNALS_VERSION}")
+    for row, reason in outcome.failed:
+        err_console.print(f"could not refresh {row.bank} {row.subject_id}: {reason}")
+    for bank, n in sorted(outcome.needs_bytes.items()):
+        err_console.print(
+            f"{n} {bank} fingerprint(s) keep no original bytes: add those images again"
+            + (" (chopmark sources add)" if bank == "source" else "")
+        )
+    if outcome.failed:
+        raise typer.Exit(1)

@@ -1,0 +1,102 @@
+"""Fingerprints of an older signals version: reported by /readyz, left out of matching, and
+recomputed from the kept bytes by `chopmark fingerprints refresh` (sources: by adding them
+again)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from PIL import ImageEnhance
+
+from service.audit.log import lock_for_change
+from similarity import SIGNALS_VERSION, compute_signals, decode_image
+from tests.support import auth, encode, photo_like
+
+OLD = "pdq0.hog0.orb0"
+
+
+def _age_every_fingerprint(runtime) -> None:
+    """Make every stored fingerprint look as if an older release had written it."""
+    with runtime.pool.connection() as conn, conn.transaction():
+        lock_for_change(conn)
+        conn.execute(
+            "UPDATE fingerprints SET signals_version = %s, pdq = %s,"
+            " change_seq = nextval('change_seq')",
+            (OLD, bytes(32)),
+        )
+    for bank in runtime.banks.values():
+        bank.refresh()
+
+
+def _cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CHOPMARK_DATABASE_URL": settings.database_url,
+           "CHOPMARK_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "service.cli.main", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_stale_fingerprints_are_reported_and_refreshed(client, runtime, settings, make_key):
+    reg, admin = auth(make_key("registry")), auth(make_key("admin"))
+    stamper = auth(make_key("stamp"))
+    work = photo_like(811, (640, 480))
+    artist = client.post("/v1/artists", json={"display_name": "Ana", "email": "a@example.org"},
+                         headers=reg).json()["id"]
+    r = client.post(f"/v1/artists/{artist}/artworks",
+                    files=[("files", ("w.jpg", encode(work), "image/jpeg"))], headers=reg)
+    artwork = r.json()["artworks"][0]["id"]
+    source_file = [("files", ("s.png", encode(photo_like(812, (512, 384)), "PNG"), "image/png"))]
+    assert client.post("/v1/sources", data={"dataset": "set-a"}, files=source_file,
+                       headers=admin).status_code == 201
+    meta = {"generator": "chopmark-test", "generator_version": "1", "model_name": "m",
+            "model_hash": "ab" * 32, "prompt": "p", "seed": 1}
+    stamped = client.post("/v1/stamps", headers=stamper, data={"metadata": json.dumps(meta)},
+                          files={"file": ("g.png", encode(photo_like(813), "PNG"), "image/png")})
+    assert stamped.status_code == 201, stamped.text
+    edited = encode(ImageEnhance.Contrast(work.crop((40, 30, 600, 450))).enhance(1.2))
+
+    def artwork_matches() -> list[str]:
+        found = runtime.banks["artwork"].match(compute_signals(decode_image(edited)))
+        return [m.decision for m in found]
+
+    assert artwork_matches() == ["copy"]
+    _age_every_fingerprint(runtime)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    reasons = " ".join(ready.json()["reasons"])
+    assert "artwork index: 1 rows need re-fingerprinting" in reasons
+    assert "source index: 1 rows" in reasons and "output index: 1 rows" in reasons
+    assert artwork_matches() == []  # old rows stay out of the index
+
+    before = _cli(settings, "fingerprints", "status")
+    assert before.returncode == 0, before.stderr
+    assert OLD in before.stdout and SIGNALS_VERSION in before.stdout
+
+    done = _cli(settings, "fingerprints", "refresh", "--workers", "1", "--no-progress")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "refreshed 1 artwork fingerprint(s)" in done.stdout
+    assert "refreshed 1 output fingerprint(s)" in done.stdout
+    assert "1 source fingerprint(s) keep no original bytes" in done.stderr
+    again = _cli(settings, "fingerprints", "refresh", "--no-progress")
+    assert "refreshed" not in again.stdout  # only the source is left, and it has no bytes
+
+    # a source is refreshed by adding the same image to its dataset again
+    dup = client.post("/v1/sources", data={"dataset": "set-a"}, files=source_file, headers=admin)
+    assert dup.json()["sources"][0]["duplicate"] is True
+    for bank in runtime.banks.values():
+        bank.refresh()
+    assert client.get("/readyz").status_code == 200
+    assert artwork_matches() == ["copy"]
+    with runtime.pool.connection() as conn:
+        versions = {r["signals_version"] for r in conn.execute(
+            "SELECT signals_version FROM fingerprints")}
+        refreshed = conn.execute(
+            "SELECT subject FROM audit_log WHERE kind = 'fingerprint.refreshed' ORDER BY seq"
+        ).fetchall()
+    assert versions == {SIGNALS_VERSION}
+    assert sorted(r["subject"].split(":")[0] for r in refreshed) == ["artwork", "output", "source"]
+    assert f"artwork:{artwork}" in [r["subject"] for r in refreshed]
+    verified = _cli(settings, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
