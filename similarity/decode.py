@@ -45,7 +45,8 @@ class DecodeLimits:
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """An RGB picture (EXIF orientation applied, maybe reduced) and facts about the original.
+    """An RGB picture, or a greyscale one when asked for (EXIF orientation applied, maybe
+    reduced), and facts about the original.
 
     `width` and `height` are the original's size as displayed (after EXIF orientation), not
     the size of `image`, which may be smaller when a reduced decode was asked for.
@@ -58,13 +59,19 @@ class DecodedImage:
 
 
 def decode_image(
-    data: bytes, limits: DecodeLimits = DecodeLimits(), *, target_side: int | None = 512
+    data: bytes,
+    limits: DecodeLimits = DecodeLimits(),
+    *,
+    target_side: int | None = 512,
+    grey: bool = False,
 ) -> DecodedImage:
     """Decode `data` into an RGB image, refusing empty, oversized, truncated or bomb input.
 
     With `target_side`, a JPEG is decoded straight at a reduced scale (DCT scaling) and other
     formats are box-reduced, so that the longer side stays at least `target_side`.
-    `target_side=None` decodes at full size.
+    `target_side=None` decodes at full size. `grey` gives a greyscale ("L") image instead,
+    all fingerprints need: a colour JPEG then decodes its luma channel alone, skipping the
+    chroma channels and the colour conversion.
     """
     if not data:
         raise ImageRejected("empty", "The upload is empty (0 bytes).")
@@ -95,11 +102,13 @@ def decode_image(
     if orientation in _SWAPS_SIDES:
         width, height = height, width
 
-    if target_side is not None and fmt == "JPEG":
-        longer = max(im.size)
-        if longer > target_side:
-            f = target_side / longer
-            im.draft("RGB", (max(1, int(im.size[0] * f)), max(1, int(im.size[1] * f))))
+    if fmt == "JPEG" and (grey or target_side is not None):
+        f = 1.0
+        if target_side is not None and max(im.size) > target_side:
+            f = target_side / max(im.size)
+        # Only a YCbCr or greyscale JPEG changes mode here; CMYK ones are converted below.
+        im.draft("L" if grey else "RGB",
+                 (max(1, int(im.size[0] * f)), max(1, int(im.size[1] * f))))
     try:
         im.load()
     except Image.DecompressionBombError as exc:
@@ -113,10 +122,10 @@ def decode_image(
         factor = max(1, max(im.size) // target_side)
         if factor > 1:
             im = im.reduce(factor)
-    rgb = _to_rgb(im)
+    pixels = _to_grey(im) if grey else _to_rgb(im)
     if orientation not in (None, 1):
-        rgb = _apply_orientation(rgb, orientation)
-    return DecodedImage(image=rgb, format=fmt, width=width, height=height)
+        pixels = _apply_orientation(pixels, orientation)
+    return DecodedImage(image=pixels, format=fmt, width=width, height=height)
 
 
 def _check_size(width: int, height: int, limits: DecodeLimits) -> None:
@@ -174,3 +183,8 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+def _to_grey(im: Image.Image) -> Image.Image:
+    """Greyscale pixels (ITU-R 601 luma, as JPEG stores it), made the way `_to_rgb` would."""
+    return im if im.mode == "L" else _to_rgb(im).convert("L")

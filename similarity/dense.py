@@ -13,6 +13,7 @@ Registration also describes sub-windows (corners and centre) so crops retrieve t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 
 import cv2
@@ -45,6 +46,8 @@ def trim_margins(gray: np.ndarray, tolerance: float = 6.0) -> tuple[int, int, in
     """
     h, w = gray.shape
     x0, y0, x1, y1 = 0, 0, w, h
+    if not _any_flat_edge(gray, tolerance):
+        return x0, y0, x1, y1  # the usual case, settled by four lines
     for _ in range(3):
         box = gray[y0:y1, x0:x1]
         row_flat = _flat(box, axis=1, tolerance=tolerance)
@@ -62,6 +65,14 @@ def trim_margins(gray: np.ndarray, tolerance: float = 6.0) -> tuple[int, int, in
             break
         x0, y0, x1, y1 = nx0, ny0, nx1, ny1
     return x0, y0, x1, y1
+
+
+def _any_flat_edge(gray: np.ndarray, tolerance: float) -> bool:
+    """Whether the top or bottom row or the left or right column is flat: trimming starts at
+    an edge, so with none of them flat nothing is trimmed."""
+    rows = _flat(gray[[0, -1], :], axis=1, tolerance=tolerance)
+    cols = _flat(gray[:, [0, -1]], axis=0, tolerance=tolerance)
+    return bool(rows.any() or cols.any())
 
 
 def _flat(gray: np.ndarray, axis: int, tolerance: float) -> np.ndarray:
@@ -89,31 +100,42 @@ _CELL = np.arange(SIDE) // (SIDE // GRAD_CELLS)
 _CELL_BASE = (_CELL[:, None] * GRAD_CELLS + _CELL[None, :]) * BINS  # first bin of each pixel's cell
 
 
-def _histograms(square: np.ndarray) -> np.ndarray:
-    """Soft-binned gradient orientation histograms (GRAD_CELLS, GRAD_CELLS, BINS)."""
-    padded = np.pad(square, 1, mode="edge")
-    gx = (padded[1:-1, 2:] - padded[1:-1, :-2]) * 0.5
-    gy = (padded[2:, 1:-1] - padded[:-2, 1:-1]) * 0.5
+def _histograms(squares: np.ndarray) -> np.ndarray:
+    """Soft-binned gradient orientation histograms (n, GRAD_CELLS, GRAD_CELLS, BINS) of
+    (n, SIDE, SIDE) squares, worked out together (one pass of array operations for all)."""
+    n = squares.shape[0]
+    padded = np.pad(squares, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    gx = (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]) * 0.5
+    gy = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]) * 0.5
     mag = np.hypot(gx, gy)
     pos = (np.arctan2(gy, gx) % (2 * np.pi)) / (2 * np.pi / BINS)
     lo = np.floor(pos).astype(np.int64) % BINS
     hi = (lo + 1) % BINS
     frac = pos - np.floor(pos)
-    n = GRAD_CELLS * GRAD_CELLS * BINS
-    hist = np.bincount((_CELL_BASE + lo).ravel(), (mag * (1 - frac)).ravel(), minlength=n)
-    hist += np.bincount((_CELL_BASE + hi).ravel(), (mag * frac).ravel(), minlength=n)
-    return hist.reshape(GRAD_CELLS, GRAD_CELLS, BINS)
+    per = GRAD_CELLS * GRAD_CELLS * BINS
+    base = _CELL_BASE[None] + (np.arange(n) * per)[:, None, None]  # each square its own bins
+    total = n * per
+    hist = np.bincount((base + lo).ravel(), (mag * (1 - frac)).ravel(), minlength=total)
+    hist += np.bincount((base + hi).ravel(), (mag * frac).ravel(), minlength=total)
+    return hist.reshape(n, GRAD_CELLS, GRAD_CELLS, BINS)
 
 
 def _finish(hist: np.ndarray) -> np.ndarray:
-    """Hellinger-normalised histograms, L2 unit length."""
-    hv = np.sqrt(hist.ravel() / (hist.sum() + 1e-6))
-    return (hv / (np.linalg.norm(hv) + 1e-6)).astype(np.float32)
+    """Hellinger-normalised histograms (n, ...), each L2 unit length: (n, DIM)."""
+    flat = hist.reshape(len(hist), -1)
+    hv = np.sqrt(flat / (flat.sum(axis=1, keepdims=True) + 1e-6))
+    return (hv / (np.linalg.norm(hv, axis=1, keepdims=True) + 1e-6)).astype(np.float32)
 
 
 def describe(gray: np.ndarray) -> np.ndarray:
     """Descriptor (DIM,) of a float32 grey region (any size), L2-normalised."""
-    return _finish(_histograms(_squeeze(gray.astype(np.float32, copy=False))))
+    return describe_many([gray])[0]
+
+
+def describe_many(regions: Sequence[np.ndarray]) -> np.ndarray:
+    """Descriptors (len(regions), DIM) of float32 grey regions, as `describe` gives each."""
+    squares = np.stack([_squeeze(r.astype(np.float32, copy=False)) for r in regions])
+    return _finish(_histograms(squares))
 
 
 def reduce_for_views(gray: np.ndarray) -> np.ndarray:
@@ -138,12 +160,8 @@ def describe_query(gray: np.ndarray) -> np.ndarray:
 
 def describe_query_region(region: np.ndarray) -> np.ndarray:
     """`describe_query` of a region already made by `reduce_for_views`."""
-    out = np.empty((1 + len(QUERY_ANGLES), DIM), np.float32)
-    out[0] = describe(region)
     h, w = region.shape
-    for i, angle in enumerate(QUERY_ANGLES, start=1):
-        out[i] = describe(_derotate(region, angle, w, h))
-    return out
+    return describe_many([region] + [_derotate(region, a, w, h) for a in QUERY_ANGLES])
 
 
 def _derotate(region: np.ndarray, angle: float, w: int, h: int) -> np.ndarray:
@@ -170,12 +188,12 @@ def describe_views(gray: np.ndarray) -> np.ndarray:
 def describe_views_region(region: np.ndarray) -> np.ndarray:
     """`describe_views` of a region already made by `reduce_for_views`."""
     h, w = region.shape
-    out = np.empty((len(VIEWS), DIM), np.float32)
-    for i, (fx0, fy0, fx1, fy1) in enumerate(VIEWS):
+    windows = []
+    for fx0, fy0, fx1, fy1 in VIEWS:
         x0, x1 = round(fx0 * w), max(round(fx0 * w) + 1, round(fx1 * w))
         y0, y1 = round(fy0 * h), max(round(fy0 * h) + 1, round(fy1 * h))
-        out[i] = describe(region[y0:y1, x0:x1])
-    return out
+        windows.append(region[y0:y1, x0:x1])
+    return describe_many(windows)
 
 
 # ---- the eight rotations/flips as index permutations -------------------------------------

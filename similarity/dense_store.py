@@ -9,12 +9,12 @@ few milliseconds. Coarser settings (48 dimensions, two dimensions per code) lost
 of the true matches at retrieval in the quality benchmark; 96 dimensions recovered a little
 more than 64 but tripled the build time.
 
-Lists: about 2 x sqrt(vectors), at most 1024; six are probed per query row. At 1M works (6M
-vectors) a list holds about 6000 codes. The cap was 256 lists with three probed: at 1M works a
-list then held 23000 codes, and the scan took 7.2 ms of candidate search where 1024 lists with
-six probes take 4.4 ms. Both settings retrieved all 150 edited copies among 1M works (synthetic
-distractors near real descriptors; `bench/match_speed.py` notes), and the quality benchmark
-(approximate index) is unchanged.
+Lists: about 2 x sqrt(vectors), at most 1024; four are probed per query row. At 1M works (6M
+vectors) a list holds about 6000 codes. Earlier settings: 256 lists with three probed (a list
+then held 23000 codes at 1M works; 7.2 ms of candidate search), then 1024 lists with six probed
+(4.4 ms). Four probes retrieved all 100 edited copies of registered images among 1M works
+(synthetic distractors near real descriptors, `bench/match_speed.py` notes), as six did; the
+approximate-index quality benchmark (`bench/results/match_quality_ivf.md`) gives its recall.
 
 The IVF is trained once, on the vectors present when it is created. `needs_rebuild` turns true
 once the collection has grown `rebuild_growth` times since then; rebuilding from the stored rows
@@ -48,7 +48,7 @@ class DenseStoreConfig:
     flat_max: int = 50_000
     projected_dim: int = 64
     pq_subquantizers: int = 64  # one 4-bit code per projected dimension: 32 bytes a vector
-    nprobe: int = 6
+    nprobe: int = 4
     min_lists: int = 32
     max_lists: int = 1024
     train_points_per_list: int = 40

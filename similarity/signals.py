@@ -12,11 +12,11 @@ from similarity.decode import DecodedImage
 from similarity.pdq import PDQ_BYTES, pdq_dihedral, pdq_hash
 from similarity.threads import Deferred
 
-SIGNALS_VERSION = "pdq1.hog1.orb1"
+SIGNALS_VERSION = "pdq2.hog2.orb2"
 """Changes whenever extraction changes; stored signals of another version must be recomputed."""
 
 PACKED_COLUMNS: tuple[str, ...] = ("pdq", "pdq_quality", "dense", "local")
-PDQ_SIDE = 256
+PDQ_SIDE = 128
 
 
 class _Pixels:
@@ -167,20 +167,23 @@ def unpack_dense(raw: bytes | bytearray | memoryview) -> np.ndarray:
     return arr.reshape(-1, dense_mod.DIM).astype(np.float32)
 
 
-def _rgb_array(img: DecodedImage | Image.Image) -> np.ndarray:
+def _grey_array(img: DecodedImage | Image.Image) -> np.ndarray:
+    """uint8 luma; every signal is computed from it (PDQ's own luma weights are ITU-R 601's)."""
     pil = img.image if isinstance(img, DecodedImage) else img
+    if pil.mode == "L":
+        return np.asarray(pil)
     if pil.mode != "RGB":
         pil = pil.convert("RGB")
-    return np.asarray(pil)
+    return cv2.cvtColor(np.asarray(pil), cv2.COLOR_RGB2GRAY)
 
 
-def _work_rgb(rgb: np.ndarray) -> np.ndarray:
-    h, w = rgb.shape[:2]
+def _work_grey(grey: np.ndarray) -> np.ndarray:
+    h, w = grey.shape[:2]
     f = local_mod.WORK_SIDE / max(h, w)
     if abs(f - 1) < 1e-3:
-        return np.ascontiguousarray(rgb)
+        return np.ascontiguousarray(grey)
     interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
-    return cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))), interpolation=interp)
+    return cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))), interpolation=interp)
 
 
 def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) -> ImageSignals:
@@ -192,10 +195,9 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
     Registration may pass False to compute the stored parts at once and skip the extras.
     Either result can be registered and queried.
     """
-    rgb = _work_rgb(_rgb_array(img))
-    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    gray = _work_grey(_grey_array(img))
     if not for_query:
-        pdq, quality = pdq_hash(_pdq_rgb(rgb))
+        pdq, quality = pdq_hash(_pdq_input(gray))
         return ImageSignals(
             pdq=pdq,
             pdq_quality=quality,
@@ -208,7 +210,7 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
     # image's: a helper thread starts on both now, while this one hashes and describes the
     # picture (see `similarity.threads`).
     local = Deferred(lambda: _extract_pair(gray))
-    hashes, quality = pdq_dihedral(_pdq_rgb(rgb))
+    hashes, quality = pdq_dihedral(_pdq_input(gray))
     region = dense_mod.reduce_for_views(gray.astype(np.float32))
     return ImageSignals(
         pdq=hashes[0],
@@ -224,11 +226,12 @@ def _extract_pair(gray: np.ndarray) -> tuple[bytes, bytes]:
     return plain.pack(), mirror.pack()
 
 
-def _pdq_rgb(rgb: np.ndarray) -> np.ndarray:
-    """PDQ works on a 64x64 reduction; hashing from PDQ_SIDE pixels keeps it cheap."""
-    h, w = rgb.shape[:2]
+def _pdq_input(grey: np.ndarray) -> np.ndarray:
+    """PDQ works on a 64x64 reduction of the luma; hashing from PDQ_SIDE pixels keeps it cheap.
+    The grey picture goes in as three equal channels, whose luma is itself."""
+    h, w = grey.shape[:2]
     f = PDQ_SIDE / max(h, w)
-    if f >= 1:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))),
-                      interpolation=cv2.INTER_AREA)
+    if f < 1:
+        grey = cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))),
+                          interpolation=cv2.INTER_AREA)
+    return np.repeat(grey[:, :, None], 3, axis=2)

@@ -113,3 +113,27 @@ def test_transparent_png_on_white() -> None:
     out = decode_image(buf.getvalue())
     assert out.format == "PNG" and out.image.mode == "RGB"
     assert out.image.getpixel((10, 10)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("target_side", [None, 512])
+def test_grey_decode_is_the_luma_of_the_colour_decode(make_picture, to_jpeg, target_side) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = to_jpeg(make_picture(5, (1600, 1200)), exif=exif.tobytes())
+    colour = decode_image(data, target_side=target_side)
+    grey = decode_image(data, target_side=target_side, grey=True)
+    assert grey.image.mode == "L" and colour.image.mode == "RGB"
+    assert grey.image.size == colour.image.size  # same reduction, same orientation
+    assert (grey.width, grey.height) == (colour.width, colour.height) == (1200, 1600)
+    luma = np.asarray(colour.image.convert("L"), np.float32)
+    assert np.abs(np.asarray(grey.image, np.float32) - luma).mean() < 1.5
+
+
+def test_grey_decode_of_a_transparent_png_is_composited_on_white() -> None:
+    rgba = Image.new("RGBA", (64, 64), (255, 0, 0, 0))
+    rgba.putpixel((3, 3), (0, 0, 0, 255))
+    buf = io.BytesIO()
+    rgba.save(buf, "PNG")
+    out = decode_image(buf.getvalue(), grey=True)
+    assert out.image.mode == "L"
+    assert out.image.getpixel((10, 10)) == 255 and out.image.getpixel((3, 3)) == 0

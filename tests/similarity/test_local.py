@@ -1,15 +1,14 @@
 """Mirror-image ORB features described at the mirrored keypoints."""
 
-import cv2
 import numpy as np
 
 from similarity import local as local_mod
-from similarity.signals import _work_rgb
+from similarity.signals import _grey_array, _work_grey
 from tests.support import photo_like
 
 
 def _gray(seed: int) -> np.ndarray:
-    return cv2.cvtColor(_work_rgb(np.asarray(photo_like(seed))), cv2.COLOR_RGB2GRAY)
+    return _work_grey(_grey_array(photo_like(seed)))
 
 
 def test_mirror_features_agree_with_features_detected_on_the_mirror_image() -> None:

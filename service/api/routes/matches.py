@@ -46,11 +46,14 @@ def match_upload(
     user: str | None,
     source: str,
     timings: dict[str, float] | None = None,
+    *,
+    colour: bool = False,
 ) -> tuple[DecodedImage, RegistryMatches]:
     """Blocking: decode, fingerprint, match against the registry and audit the decision;
-    ``timings`` (ms per step) is filled in when given."""
+    ``timings`` (ms per step) is filled in when given. The decoded picture is greyscale (all
+    fingerprints need) unless `colour` asks for RGB, to draw the evidence picture."""
     t0 = time.perf_counter()
-    decoded = decode_image(data, rt.decode_limits)
+    decoded = decode_image(data, rt.decode_limits, grey=not colour)
     t1 = time.perf_counter()
     signals = compute_signals(decoded)
     t2 = time.perf_counter()
@@ -112,7 +115,9 @@ async def match_picture(
     data = await read_upload(file, rt.settings.max_upload_bytes)
 
     def work() -> bytes:
-        decoded, result = match_upload(rt, data, key.actor, user, "api:/v1/matches/picture")
+        decoded, result = match_upload(
+            rt, data, key.actor, user, "api:/v1/matches/picture", colour=True
+        )
         return registry_match_picture(rt, decoded.image, result)
 
     return Response(await run_in_threadpool(work), media_type="image/png")
