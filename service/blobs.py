@@ -1,19 +1,21 @@
 """Content-addressed blob store on the local file system: ``blobs/ab/cd/<sha256>``.
 
-Writes go to a temporary file and are renamed into place, so a reader never sees half a blob
-and two processes writing the same content agree.
+Writes go to a temporary file of their own and are renamed into place
+(`service.atomic_files`), so a reader never sees half a blob and concurrent writers of the same
+content (threads or processes) all succeed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 from pathlib import Path
 from typing import Protocol
 
 from PIL import Image
+
+from service.atomic_files import write_atomically
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 THUMBNAIL_SIDE = 256
@@ -42,12 +44,7 @@ class FileBlobStore:
         if target.exists():
             return sha
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{sha}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        write_atomically(target, data, durable=True)
         return sha
 
     def get(self, sha256: str) -> bytes:
@@ -81,9 +78,7 @@ class ThumbnailStore:
         if target.exists():
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{sha256}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
+        write_atomically(target, data)
 
     def get(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()

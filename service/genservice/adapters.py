@@ -8,9 +8,7 @@ come back under another name.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +19,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from generation.gate import RegisteredAdapter
+from service.atomic_files import place_copy
 from service.audit.log import AuditLog
 from service.blobs import FileBlobStore
 from service.registry.store import Conflict, NotFound
@@ -111,12 +110,7 @@ class AdapterStore:
         if not blob.is_file():
             raise FileNotFoundError(f"adapter blob {sha256} is missing from the blob store")
         self.files_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{sha256}.{os.getpid()}.tmp")
-        try:
-            os.link(blob, tmp)
-        except OSError:
-            shutil.copyfile(blob, tmp)
-        os.replace(tmp, target)
+        place_copy(blob, target, link=True)
         return target
 
     def _store_file(self, source: Path, sha256: str) -> None:
@@ -124,9 +118,7 @@ class AdapterStore:
         if blob.exists():
             return
         blob.parent.mkdir(parents=True, exist_ok=True)
-        tmp = blob.with_name(f".{sha256}.{os.getpid()}.tmp")
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, blob)
+        place_copy(source, blob)
 
     # adapters ----------------------------------------------------------------------------------
     def register(
