@@ -305,7 +305,8 @@ def raw_params(side: int, steps: int):
 
 
 # "blob" appears in runs made before the blob write moved beside the insert.
-_PARTS = ("payload", "watermark_encode", "sign", "checks_wait", "blob", "insert", "index")
+_PARTS = ("payload", "watermark_encode", "sign", "checks_wait", "blob", "caller_wait", "insert",
+          "caller_write", "commit", "index")
 
 
 def _part_order(key: str) -> int:
@@ -380,7 +381,9 @@ def render(args, rows, parts, works: int, sources: int, fill_s: float, device: s
             "The stamp step inside those runs, part by part (median ms; the watermark read-back "
             "and the fingerprints of the emitted image run beside the signing, `checks_wait` is "
             "what remains of them after it; the blob write runs beside the insert, which waits "
-            "for it before committing):",
+            "for it before committing; `caller_wait` is the wait for the screen before the "
+            "output's transaction, `caller_write` the generation record written inside it, "
+            "`commit` the commit of both):",
             "",
             "| part | " + " | ".join(f"{f} {s} {m}" for f, s, m, _ in rows) + " |",
             "|---|" + "---|" * len(rows),

@@ -148,9 +148,17 @@ class Stamper(Protocol):
         actor: str,
         audit_extra: dict[str, Any],
         fingerprints: Callable[[], ImageSignals] | None = None,
+        within: Callable[[Any, StampOutcome], None] | None = None,
+        before_storing: Callable[[], object] | None = None,
     ) -> StampOutcome:
         """``fingerprints``, when given, waits for the query-side signals of ``image`` that the
-        caller is computing already (the stamper then need not compute them)."""
+        caller is computing already (the stamper then need not compute them).
+
+        ``within``, when given, is called once the output is stored but before that is
+        committed, with the store's open transaction (opaque here: what the recorder's
+        ``record_within`` takes) and the outcome so far; whatever it writes commits with the
+        output, and an exception from it undoes the output too. ``before_storing`` is waited
+        for first, outside the transaction, so that ``within`` need not wait while holding it."""
         ...
 
 
@@ -218,6 +226,11 @@ class Recorder(Protocol):
     """Writes a generation's record (an upsert by id) and its audit-log entry."""
 
     def record(self, record: GenerationRecord) -> None: ...
+
+    def record_within(self, transaction: Any, record: GenerationRecord) -> None:
+        """The same write inside a transaction the stamper holds open (see ``Stamper.stamp``):
+        a completed generation and its output are stored together or not at all."""
+        ...
 
 
 @dataclass
@@ -413,27 +426,51 @@ class GenerationPipeline:
         screening = None
         if record.screen is None:  # flags only annotate: screen beside the stamp
             screening = _SIDE_WORK.submit(self._fingerprint_and_screen, result.image, fingerprints)
+        stamp_start = self._clock()
+        waited = [0.0]  # time spent in `complete` while the stamp is on (not the stamp's own)
+
+        def complete(transaction: Any, stamp: StampOutcome | None) -> None:
+            """The completed record: written in the output's own transaction when the stamper
+            offers one (``transaction`` None: on its own, after the stamp)."""
+            begin = self._clock()
+            if stamp is not None:
+                record.stamp = stamp
+                for part, seconds in stamp.parts.items():
+                    record.timings[f"stamp.{part}"] = seconds
+                record.timings["stamp"] = begin - stamp_start
+            if screening is not None:  # "screen" is what it adds after the stamp
+                record.screen = self._timed(record, "screen", screening.result)
+            record.status, record.stage = "completed", None
+            if transaction is None:
+                self._timed(record, "record", self.recorder.record, record)
+            else:
+                self._timed(record, "record", self.recorder.record_within, transaction, record)
+            waited[0] += self._clock() - begin
+
         try:
-            record.stamp = self._timed(
-                record,
-                "stamp",
-                lambda: self.stamper.stamp(
-                    result.image,
-                    facts,
-                    generation_id=record.id,
-                    actor=record.request.actor,
-                    audit_extra=extra,
-                    fingerprints=fingerprints.result if screening is not None else None,
-                ),
+            stamp = self.stamper.stamp(
+                result.image,
+                facts,
+                generation_id=record.id,
+                actor=record.request.actor,
+                audit_extra=extra,
+                fingerprints=fingerprints.result if screening is not None else None,
+                within=complete,
+                before_storing=screening.result if screening is not None else None,
             )
         except Exception as exc:
-            if screening is not None:
+            record.timings["stamp"] = self._clock() - stamp_start
+            record.stamp, record.status, record.stage = None, "running", "stamp"  # undone
+            if screening is not None and record.screen is None:
                 record.screen = self._timed(record, "screen", screening.result)
             return self._fail(record, "stamp", exc)
-        for part, seconds in record.stamp.parts.items():
+        # The record as returned: the stamp with what it did after the record was written
+        # (committing, indexing), its time without the screen's wait and the record's write.
+        stamp_s = self._clock() - stamp_start - waited[0]
+        record.stamp = stamp
+        for part, seconds in stamp.parts.items():
             record.timings[f"stamp.{part}"] = seconds
-        if screening is not None:  # "screen" is what it adds after the stamp
-            record.screen = self._timed(record, "screen", screening.result)
-        record.status, record.stage = "completed", None
-        self._timed(record, "record", self.recorder.record, record)
+        if record.status != "completed":  # a stamper that offered no transaction
+            complete(None, None)
+        record.timings["stamp"] = stamp_s
         return GenerationOutcome(record)

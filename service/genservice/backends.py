@@ -12,7 +12,7 @@ from generation.gate import ArtworkHit, RegistryAnswer
 from generation.pipeline import StampOutcome
 from provenance.manifest import GenerationFacts
 from service.registry.matching import match_registry
-from service.stamping.stamper import stamp_and_record
+from service.stamping.stamper import StampResult, stamp_and_record
 from similarity import ImageSignals
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ class RuntimeStamper:
         actor: str,
         audit_extra: dict[str, Any],
         fingerprints: Callable[[], ImageSignals] | None = None,
+        within: Callable[[Any, StampOutcome], None] | None = None,
+        before_storing: Callable[[], object] | None = None,
     ) -> StampOutcome:
         result = stamp_and_record(
             self.rt,
@@ -73,19 +75,26 @@ class RuntimeStamper:
             output_id=generation_id,
             audit_extra=audit_extra,
             fingerprints=fingerprints,
+            within=None if within is None else lambda conn, res: within(conn, _outcome(res)),
+            before_storing=before_storing,
         )
-        rec = result.record
-        return StampOutcome(
-            output_id=rec.id,
-            manifest_id=rec.manifest_id,
-            sha256=rec.sha256,
-            media_type=rec.media_type,
-            width=rec.width,
-            height=rec.height,
-            watermark_alg=rec.watermark_alg,
-            watermark_value=rec.watermark_value,
-            watermark_verified=rec.watermark_verified,
-            pdq=result.signals.pdq.hex(),
-            parts=result.timings,
-            signals=result.signals,
-        )
+        return _outcome(result)
+
+
+def _outcome(result: StampResult) -> StampOutcome:
+    """What the pipeline keeps of a stored stamp."""
+    rec = result.record
+    return StampOutcome(
+        output_id=rec.id,
+        manifest_id=rec.manifest_id,
+        sha256=rec.sha256,
+        media_type=rec.media_type,
+        width=rec.width,
+        height=rec.height,
+        watermark_alg=rec.watermark_alg,
+        watermark_value=rec.watermark_value,
+        watermark_verified=rec.watermark_verified,
+        pdq=result.signals.pdq.hex(),
+        parts=result.timings,
+        signals=result.signals,
+    )

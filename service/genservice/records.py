@@ -142,6 +142,17 @@ class GenerationStore:
         self._heartbeat_enabled = heartbeat
 
     def record(self, record: GenerationRecord) -> None:
+        with self.pool.connection() as conn:
+            self._write(conn, record)
+
+    def record_within(self, transaction: psycopg.Connection, record: GenerationRecord) -> None:
+        """``record``, inside a transaction the caller holds open (the stamp's: a completed
+        generation commits with its output, or neither does)."""
+        self._write(transaction, record)
+
+    def _write(self, conn: psycopg.Connection, record: GenerationRecord) -> None:
+        """The upsert, its matches and audit entry: a transaction of its own on an idle
+        connection, a savepoint inside a caller's."""
         cols = _columns(record)
         names = list(cols)
         updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in ("id", "created_at"))
@@ -150,7 +161,7 @@ class GenerationStore:
         values = [*cols.values(), None if terminal else self.worker]
         if not terminal:
             values.append(self.lease_seconds)
-        with self.pool.connection() as conn, conn.transaction():
+        with conn.transaction():
             cur = conn.execute(
                 f"INSERT INTO generations ({', '.join(names)}, worker, lease_expires_at,"
                 f" finished_at) VALUES ({', '.join(['%s'] * len(names))}, %s, {lease},"

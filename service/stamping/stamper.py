@@ -70,9 +70,14 @@ def stamp_and_record(
     output_format: str | None = None,
     audit_extra: dict | None = None,
     fingerprints: Callable[[], ImageSignals] | None = None,
+    within: Callable[[psycopg.Connection, StampResult], None] | None = None,
+    before_storing: Callable[[], object] | None = None,
 ) -> StampResult:
     """Blocking: run it off the event loop. ``fingerprints``: waits for the query-side signals
-    of ``image`` when the caller computes them already (generation does, for its screen)."""
+    of ``image`` when the caller computes them already (generation does, for its screen).
+    ``within``: called after the output's insert, in its transaction (the caller's own rows
+    commit with the output or not at all); ``before_storing`` is waited for before that
+    transaction begins (see ``generation.pipeline.Stamper``)."""
     settings = rt.settings
     watermarker = rt.watermarker
     output_id = output_id or uuid4()
@@ -92,7 +97,7 @@ def stamp_and_record(
             return _stamp_with(
                 rt, actor, image, facts, payload, fingerprints, lap,
                 origin=origin, output_id=output_id, output_format=output_format,
-                audit_extra=audit_extra,
+                audit_extra=audit_extra, within=within, before_storing=before_storing,
             )
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != PAYLOAD_CONSTRAINT:
@@ -114,6 +119,8 @@ def _stamp_with(
     output_id: UUID,
     output_format: str | None,
     audit_extra: dict | None,
+    within: Callable[[psycopg.Connection, StampResult], None] | None = None,
+    before_storing: Callable[[], object] | None = None,
 ) -> StampResult:
     settings = rt.settings
     watermarker = rt.watermarker
@@ -140,6 +147,9 @@ def _stamp_with(
     packed = signals.pack()  # computed already: this only collects the columns
     lap("checks_wait")
     verified = bool(reading.present and reading.payload == payload)
+    if before_storing is not None:
+        before_storing()
+        lap("caller_wait")
     with rt.pool.connection() as conn, conn.transaction():
         record = rt.outputs.insert(
             conn,
@@ -163,7 +173,14 @@ def _stamp_with(
             audit_extra=audit_extra,
         )
         blob_job.result()
-    lap("insert")
+        if within is not None:
+            lap("insert")
+            within(conn, StampResult(record, stamped, verified, signals, dict(lap.parts)))
+            lap("caller_write")
+    if within is None:
+        lap("insert")
+    else:
+        lap("commit")
     rt.banks["output"].refresh()
     lap("index")
     return StampResult(record, stamped, verified, signals, lap.parts)

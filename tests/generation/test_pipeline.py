@@ -149,12 +149,13 @@ class ProvenanceStamper:
         actor: str,
         audit_extra: dict[str, Any],
         fingerprints: Callable[[], ImageSignals] | None = None,
+        within: Callable[[Any, StampOutcome], None] | None = None,
+        before_storing: Callable[[], object] | None = None,
     ) -> StampOutcome:
         self.fingerprinted.append(fingerprints() if fingerprints is not None else None)
         payload = secrets.randbits(self.watermarker.payload_bits) or 1
         s = stamp_image(image, facts, self.watermarker, self.signer, payload)
-        self.files[generation_id] = s.data
-        return StampOutcome(
+        outcome = StampOutcome(
             generation_id,
             s.manifest_id,
             s.sha256,
@@ -165,6 +166,18 @@ class ProvenanceStamper:
             s.watermark_value,
             True,
         )
+        if before_storing is not None:
+            before_storing()
+        if within is not None and self.offers_transaction:
+            # a "transaction" in memory: the file is kept only when `within` succeeds
+            within(MEMORY_TRANSACTION, outcome)
+        self.files[generation_id] = s.data
+        return outcome
+
+    offers_transaction = True
+
+
+MEMORY_TRANSACTION = object()
 
 
 @dataclass
@@ -172,10 +185,21 @@ class ListRecorder:
     records: list[tuple[str, str | None]] = field(default_factory=list)
     last: GenerationRecord | None = None
 
+    within: list[bool] = field(default_factory=list)  # per record: in the stamp's transaction
+    fail_within: bool = False
+
     def record(self, record: GenerationRecord) -> None:
         json.dumps(record.decisions(), default=str)  # what a store writes must serialise
         self.records.append((record.status, record.stage))
+        self.within.append(False)
         self.last = record
+
+    def record_within(self, transaction: object, record: GenerationRecord) -> None:
+        assert transaction is MEMORY_TRANSACTION
+        if self.fail_within:
+            raise ConnectionError("the database went away")
+        self.record(record)
+        self.within[-1] = True
 
 
 # ---- fixtures -----------------------------------------------------------------------------------
@@ -249,6 +273,32 @@ def test_txt2img_runs_every_stage_and_the_output_is_signed(rig: Rig, credentials
     screen = record.decisions()[-1]
     assert screen["check"] == "screen" and screen["code"] == "no_source_match"
     assert screen["evidence"]["clip"]["available"] is False
+
+
+def test_the_completed_record_is_written_in_the_stamps_transaction(rig: Rig):
+    outcome = rig.pipeline.run(ask(seed=31))
+    assert outcome.status == "completed"
+    assert rig.recorder.records == [("running", None), ("completed", None)]
+    assert rig.recorder.within == [False, True]
+    assert rig.recorder.last.screen is not None and rig.recorder.last.stamp is not None
+
+
+def test_a_record_that_cannot_be_written_undoes_the_output(rig: Rig):
+    rig.recorder.fail_within = True
+    outcome = rig.pipeline.run(ask(seed=32))
+    assert outcome.status == "failed" and outcome.record.stage == "stamp"
+    assert isinstance(outcome.error, ConnectionError)
+    assert outcome.record.stamp is None and outcome.record.id not in rig.stamper.files
+    assert rig.recorder.records[-1] == ("failed", "stamp")
+
+
+def test_a_stamper_without_a_transaction_still_gets_the_record_written(rig: Rig):
+    rig.stamper.offers_transaction = False
+    outcome = rig.pipeline.run(ask(seed=33))
+    assert outcome.status == "completed" and outcome.record.id in rig.stamper.files
+    assert rig.recorder.records == [("running", None), ("completed", None)]
+    assert rig.recorder.within == [False, False]
+    assert outcome.record.screen is not None and outcome.record.stamp is not None
 
 
 def test_denied_artwork_blocks_before_the_model_and_a_licence_lifts_it(rig: Rig):

@@ -168,6 +168,41 @@ def test_txt2img_is_stamped_recorded_and_says_the_model_is_the_tiny_default(gen,
     assert client.get(f"/v1/generations/{body['id']}", headers=other).status_code == 404
 
 
+def test_the_output_and_the_completed_record_commit_together(gen, runtime, make_key, monkeypatch):
+    """The completed generation is written in its output's transaction: when that write fails,
+    no output row is left behind, and the generation ends as failed at the stamp."""
+    from service.genservice.records import GenerationStore
+
+    client, _model = gen
+    h = auth(make_key("generate"))
+    ok = client.post("/v1/generations", json=request(seed=7), headers=h)
+    assert ok.status_code == 201, ok.text
+    with runtime.pool.connection() as conn:
+        stored = conn.execute(
+            "SELECT g.status, o.id AS output FROM generations g JOIN outputs o ON o.id = g.id"
+            " WHERE g.id = %s", (ok.json()["id"],)).fetchone()
+    assert stored is not None and stored["status"] == "completed"
+
+    real = GenerationStore.record_within
+
+    def broken(self, transaction, record):
+        real(self, transaction, record)  # written, then the connection fails before commit
+        raise ConnectionError("the database went away")
+
+    monkeypatch.setattr(GenerationStore, "record_within", broken)
+    r = client.post("/v1/generations", json=request(seed=8), headers=h)
+    assert r.status_code == 500 and r.json()["stage"] == "stamp"
+    gid = r.json()["id"]
+    row = generation_row(runtime, gid)
+    assert row["status"] == "failed" and row["stage"] == "stamp"
+    assert row["output_sha256"] is None
+    with runtime.pool.connection() as conn:
+        outputs = conn.execute("SELECT count(*) AS n FROM outputs WHERE id = %s", (gid,))
+        assert outputs.fetchone()["n"] == 0
+    kinds = audit_kinds(runtime)
+    assert kinds.count("generation.completed") == 1 and kinds[-1] == "generation.failed"
+
+
 def test_img2img_on_a_denied_artwork_is_blocked_before_the_model(gen, runtime, make_key):
     client, model = gen
     art = photo_like(11, (640, 480))
