@@ -323,11 +323,13 @@ class GenerationPipeline:
         gate = self.check(request)
         if gate.blocked:
             return self.record_blocked(request, gate)
-        record = self._start(request, gate)
+        record, started = self._start(request, gate)
         try:
             result = self._timed(record, "diffuse", self.generator.run, request.params(gate))
         except Exception as exc:
+            self._join_started(record, started)
             return self._fail(record, "diffuse", exc)
+        self._join_started(record, started)
         return self._finish(record, result)
 
     async def run_async(
@@ -341,14 +343,16 @@ class GenerationPipeline:
             gate = await asyncio.to_thread(self.check, request)
         if gate.blocked:
             return await asyncio.to_thread(self.record_blocked, request, gate)
-        record = await asyncio.to_thread(self._start, request, gate)
+        record, started = await asyncio.to_thread(self._start, request, gate)
         start = self._clock()
         try:
             result = await self.generator.run_async(request.params(gate))
         except Exception as exc:
             record.timings["diffuse"] = self._clock() - start
+            await asyncio.to_thread(self._join_started, record, started)
             return await asyncio.to_thread(self._fail, record, "diffuse", exc)
         record.timings["diffuse"] = self._clock() - start
+        await asyncio.to_thread(self._join_started, record, started)
         return await asyncio.to_thread(self._finish, record, result)
 
     # steps -------------------------------------------------------------------------------------
@@ -384,11 +388,30 @@ class GenerationPipeline:
             log.exception("the model's description is unavailable")
             return None
 
-    def _start(self, request: GenerationRequest, gate: GateResult) -> GenerationRecord:
+    def _start(
+        self, request: GenerationRequest, gate: GateResult
+    ) -> tuple[GenerationRecord, Future[float]]:
+        """The record, and the write of its ``running`` state, which goes on beside the model
+        (it holds the lease that marks the generation as this process's). The write takes a
+        copy, so the generation may change the record meanwhile; it is waited for before any
+        later write of the same record (``_join_started``)."""
         record = GenerationRecord(request, "running", None, gate, model=self._model_info())
         record.timings["gate"] = gate.elapsed_s
-        self._timed(record, "record", self.recorder.record, record)
-        return record
+        copy = dataclasses.replace(record, timings=dict(record.timings))
+        return record, _SIDE_WORK.submit(self._write_timed, copy)
+
+    def _write_timed(self, record: GenerationRecord) -> float:
+        start = self._clock()
+        self.recorder.record(record)
+        return self._clock() - start
+
+    def _join_started(self, record: GenerationRecord, started: Future[float]) -> None:
+        """Wait for the ``running`` write. Should it have failed, the generation goes on: its
+        final write (an upsert) records it whole, or fails it if the database is gone."""
+        try:
+            record.timings["record_started"] = started.result()
+        except Exception:
+            log.exception("recording the start of generation %s failed", record.id)
 
     def _fail(self, record: GenerationRecord, stage: Stage, exc: BaseException):
         record.status, record.stage = "failed", stage

@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import secrets
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,7 +262,8 @@ def test_txt2img_runs_every_stage_and_the_output_is_signed(rig: Rig, credentials
     record = outcome.record
     assert outcome.status == "completed" and rig.model.call_count == 1
     assert rig.recorder.records == [("running", None), ("completed", None)]
-    assert set(record.timings) == {"gate", "diffuse", "screen", "stamp", "record"}
+    assert set(record.timings) == {"gate", "diffuse", "screen", "stamp", "record",
+                                   "record_started"}
     assert record.model is not None and record.model.is_default_tiny
     data = rig.stamper.files[record.id]
     report = read_manifest(data, "image/png", credentials.trust_anchors_pem)
@@ -273,6 +275,44 @@ def test_txt2img_runs_every_stage_and_the_output_is_signed(rig: Rig, credentials
     screen = record.decisions()[-1]
     assert screen["check"] == "screen" and screen["code"] == "no_source_match"
     assert screen["evidence"]["clip"]["available"] is False
+
+
+def test_the_running_record_is_written_while_the_model_works(rig: Rig):
+    """The start of a generation is recorded beside the model, off the generation's path:
+    a running-record write that waits for the model to start does not hold it up."""
+    model_started = threading.Event()
+    seen: list[bool] = []
+    real_run, real_record = rig.model.run, rig.recorder.record
+
+    def run(params):
+        model_started.set()
+        return real_run(params)
+
+    def record(rec: GenerationRecord) -> None:
+        if rec.status == "running":
+            seen.append(model_started.wait(timeout=20))
+        real_record(rec)
+
+    rig.model.run, rig.recorder.record = run, record  # type: ignore[method-assign]
+    outcome = rig.pipeline.run(ask(seed=34))
+    assert outcome.status == "completed" and seen == [True]
+    assert rig.recorder.records == [("running", None), ("completed", None)]
+    assert outcome.record.timings["record_started"] > 0
+
+
+def test_a_failed_running_write_does_not_stop_the_generation(rig: Rig):
+    real_record = rig.recorder.record
+
+    def record(rec: GenerationRecord) -> None:
+        if rec.status == "running":
+            raise ConnectionError("the database blinked")
+        real_record(rec)
+
+    rig.recorder.record = record  # type: ignore[method-assign]
+    outcome = rig.pipeline.run(ask(seed=35))
+    assert outcome.status == "completed"
+    assert rig.recorder.records == [("completed", None)]  # the final upsert records it whole
+    assert "record_started" not in outcome.record.timings
 
 
 def test_the_completed_record_is_written_in_the_stamps_transaction(rig: Rig):
