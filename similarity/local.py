@@ -70,7 +70,7 @@ def work_gray(gray: np.ndarray) -> np.ndarray:
     h, w = gray.shape
     f = WORK_SIDE / max(h, w)
     if abs(f - 1) < 1e-3:
-        return gray
+        return np.ascontiguousarray(gray)
     interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
     return cv2.resize(gray, (max(1, round(w * f)), max(1, round(h * f))), interpolation=interp)
 

@@ -177,15 +177,6 @@ def _grey_array(img: DecodedImage | Image.Image) -> np.ndarray:
     return cv2.cvtColor(np.asarray(pil), cv2.COLOR_RGB2GRAY)
 
 
-def _work_grey(grey: np.ndarray) -> np.ndarray:
-    h, w = grey.shape[:2]
-    f = local_mod.WORK_SIDE / max(h, w)
-    if abs(f - 1) < 1e-3:
-        return np.ascontiguousarray(grey)
-    interp = cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
-    return cv2.resize(grey, (max(1, round(w * f)), max(1, round(h * f))), interpolation=interp)
-
-
 def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) -> ImageSignals:
     """PDQ, dense views and ORB features of one image.
 
@@ -195,7 +186,7 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
     Registration may pass False to compute the stored parts at once and skip the extras.
     Either result can be registered and queried.
     """
-    gray = _work_grey(_grey_array(img))
+    gray = local_mod.work_gray(_grey_array(img))
     if not for_query:
         pdq, quality = pdq_hash(_pdq_input(gray))
         return ImageSignals(

@@ -63,7 +63,7 @@ def refresh(
             task = bar.add_task("refreshing", total=len(todo))
             outcome = refresh_stale(
                 conn, rt.audit, rt.blobs, cli_actor(), limits=rt.decode_limits, executor=pool,
-                on_row=lambda _row: bar.advance(task),
+                on_row=lambda _row: bar.advance(task), rows=todo,
             )
     for bank, n in sorted(outcome.refreshed.items()):
         console.print(f"refreshed {n} {bank} fingerprint(s) to {SIGNALS_VERSION}")

@@ -118,14 +118,17 @@ def refresh_stale(
     limits: DecodeLimits = DecodeLimits(),
     executor: Executor | None = None,
     on_row: Callable[[StaleRow], None] | None = None,
+    rows: list[StaleRow] | None = None,
 ) -> RefreshOutcome:
     """Recompute every stale fingerprint whose bytes are kept; count the others by bank.
 
     Fingerprinting runs on `executor` (a thread pool of one by default); each result is stored
     as soon as it is ready. `on_row` is called once per row handled (for a progress bar).
+    `rows`: the stale rows when the caller has listed them already (`stale_rows`).
     """
     outcome = RefreshOutcome()
-    rows = stale_rows(conn)
+    if rows is None:
+        rows = stale_rows(conn)
     conn.commit()  # each row below is then a transaction of its own, holding locks briefly
     workable = [r for r in rows if r.bank in KEPT_BYTES and r.sha256]
     for r in rows:

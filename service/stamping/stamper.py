@@ -173,14 +173,11 @@ def _stamp_with(
             audit_extra=audit_extra,
         )
         blob_job.result()
+        lap("insert")
         if within is not None:
-            lap("insert")
             within(conn, StampResult(record, stamped, verified, signals, dict(lap.parts)))
             lap("caller_write")
-    if within is None:
-        lap("insert")
-    else:
-        lap("commit")
+    lap("commit")
     rt.banks["output"].refresh()
     lap("index")
     return StampResult(record, stamped, verified, signals, lap.parts)

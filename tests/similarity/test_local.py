@@ -3,12 +3,12 @@
 import numpy as np
 
 from similarity import local as local_mod
-from similarity.signals import _grey_array, _work_grey
+from similarity.signals import _grey_array
 from tests.support import photo_like
 
 
 def _gray(seed: int) -> np.ndarray:
-    return _work_grey(_grey_array(photo_like(seed)))
+    return local_mod.work_gray(_grey_array(photo_like(seed)))
 
 
 def test_mirror_features_agree_with_features_detected_on_the_mirror_image() -> None:
