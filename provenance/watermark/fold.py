@@ -14,6 +14,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from . import kernels
 from .lattice import Lattice, sample_periodic
 from .layout import TILE, interpolation_matrix
 from .whitening import HIGHPASS_SIGMA, working_size
@@ -36,36 +37,16 @@ class Folded:
         return self.regions.sum(0)
 
 
-def _fold_index(
-    shape: tuple[int, int], matrix: np.ndarray, sub: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    h, w = shape
-    n = TILE * sub  # a power of two, so "& (n - 1)" is a modulo that also maps negatives
-    xs = np.arange(w, dtype=np.float32) - np.float32(w / 2)
-    ys = np.arange(h, dtype=np.float32) - np.float32(h / 2)
-    m = (matrix * sub).astype(np.float32)
-    u = (xs * m[0, 0])[None, :] + (ys * m[0, 1])[:, None]
-    v = (xs * m[1, 0])[None, :] + (ys * m[1, 1])[:, None]
-    idx = (np.floor(v).astype(np.int32) & (n - 1)) * n + (np.floor(u).astype(np.int32) & (n - 1))
-    return idx, xs, ys
-
-
 def fold_total(
     e: np.ndarray, lattice: Lattice, sub: int = FOLD_SUB, px_scale: float = 1.0
 ) -> np.ndarray:
     """One fold of the whole image; ``px_scale`` working pixels per pixel of ``e``."""
-    n = TILE * sub
-    idx, _, _ = _fold_index(e.shape, lattice.matrix * px_scale, sub)
-    return np.bincount(idx.ravel(), weights=e.ravel(), minlength=n * n).reshape(n, n)
+    return kernels.fold(e, lattice.matrix * (px_scale * sub), TILE * sub, by_quadrant=False)[0]
 
 
 def fold_regions(e: np.ndarray, lattice: Lattice) -> Folded:
     h, w = e.shape
-    n = TILE * FOLD_SUB
-    idx, xs, ys = _fold_index(e.shape, lattice.matrix, FOLD_SUB)
-    idx += (2 * (ys >= 0).astype(np.int32))[:, None] * (n * n)
-    idx += (xs >= 0).astype(np.int32)[None, :] * (n * n)
-    sums = np.bincount(idx.ravel(), weights=e.ravel(), minlength=4 * n * n).reshape(4, n, n)
+    sums = kernels.fold(e, lattice.matrix * FOLD_SUB, TILE * FOLD_SUB, by_quadrant=True)
     centres = np.array([[-w / 4, -h / 4], [w / 4, -h / 4], [-w / 4, h / 4], [w / 4, h / 4]])
     return Folded(sums, centres)
 
@@ -79,19 +60,33 @@ def _pulse_spectrum(sub: int) -> np.ndarray:
     return np.fft.rfft2((m @ impulse) @ m.T)
 
 
+def _highpass_sigma_bins(period: float, sub: int) -> float:
+    return HIGHPASS_SIGMA * sub * TILE / period
+
+
 def chip_response(lattice: Lattice, sub: int = FOLD_SUB) -> np.ndarray:
     """Spectrum (rfft2) of one chip at bin (0, 0) as it appears in a fold: the cubic pulse, less
     what the whitening high-pass removes at this lattice's scale."""
-    return _chip_response(round(lattice.period, 2), sub)
-
-
-@lru_cache(maxsize=64)
-def _chip_response(period: float, sub: int) -> np.ndarray:
     n = TILE * sub
-    sigma_bins = HIGHPASS_SIGMA * sub * TILE / period
+    sigma_bins = _highpass_sigma_bins(lattice.period, sub)
     fy = np.fft.fftfreq(n)[:, None]
     fx = np.fft.rfftfreq(n)[None, :]
     return _pulse_spectrum(sub) * (1 - np.exp(-2 * (np.pi * sigma_bins) ** 2 * (fx**2 + fy**2)))
+
+
+@lru_cache(maxsize=4)
+def packed_frequency_sq(n: int) -> np.ndarray:
+    """``fx**2 + fy**2`` (cycles per bin) of every slot of an OpenCV packed (CCS) spectrum of an
+    ``n x n`` real array (``n`` even): inner columns hold the real and imaginary parts of
+    ``kx = (j + 1) // 2`` for every row ``ky``; the first and last columns hold ``kx = 0`` and
+    ``kx = n / 2`` with ``ky = (i + 1) // 2``."""
+    i = np.arange(n)[:, None]
+    j = np.arange(n)[None, :]
+    edge = (j == 0) | (j == n - 1)
+    kx = np.where(j == n - 1, n // 2, (j + 1) // 2)
+    ky = np.where(edge, (i + 1) // 2, i)
+    ky = np.minimum(ky, n - ky)
+    return ((kx / n) ** 2 + (ky / n) ** 2).astype(np.float32)
 
 
 def chips_spectrum(chips: np.ndarray, sub: int = FOLD_SUB) -> np.ndarray:
@@ -102,12 +97,25 @@ def chips_spectrum(chips: np.ndarray, sub: int = FOLD_SUB) -> np.ndarray:
     return np.fft.rfft2(grid)
 
 
+def _packed(spec: np.ndarray, n: int) -> np.ndarray:
+    return cv2.dft(np.fft.irfft2(spec, s=(n, n)).astype(np.float32))
+
+
 class Templates:
     """What a fold is correlated with, as OpenCV packed spectra, cached per period: the pilot
-    (for the tile offset) and a single chip (the matched filter for reading chips)."""
+    (for the tile offset) and a single chip (the matched filter for reading chips).
+
+    Both are a fixed spectrum (the cubic pulse, times the pilot's for the pilot) scaled by the
+    whitening high-pass at the lattice's scale, a real, even response: so each template is the
+    fixed packed spectrum times that response at every packed slot."""
 
     def __init__(self, pilot: np.ndarray) -> None:
-        self._pilot = {sub: chips_spectrum(pilot, sub) for sub in (RANK_SUB, FOLD_SUB)}
+        self._base: dict[tuple[str, int], np.ndarray] = {}
+        for sub in (RANK_SUB, FOLD_SUB):
+            n = TILE * sub
+            pulse = _pulse_spectrum(sub)
+            self._base["chip", sub] = _packed(pulse, n)
+            self._base["pilot", sub] = _packed(pulse * chips_spectrum(pilot, sub), n)
         self._cache: dict[tuple[str, float, int], np.ndarray] = {}
 
     def pilot(self, lattice: Lattice, sub: int = FOLD_SUB) -> np.ndarray:
@@ -117,15 +125,14 @@ class Templates:
         return self._get("chip", lattice, sub)
 
     def _get(self, kind: str, lattice: Lattice, sub: int) -> np.ndarray:
-        key = (kind, round(lattice.period, 2), sub)
+        period = round(lattice.period, 2)
+        key = (kind, period, sub)
         found = self._cache.get(key)
         if found is None:
-            spec = chip_response(lattice, sub)
-            if kind == "pilot":
-                spec = spec * self._pilot[sub]
             n = TILE * sub
-            spatial = np.fft.irfft2(spec, s=(n, n)).astype(np.float32)
-            found = cv2.dft(spatial)
+            k = np.float32(2 * (np.pi * _highpass_sigma_bins(period, sub)) ** 2)
+            response = 1 - np.exp(-k * packed_frequency_sq(n))
+            found = self._base[kind, sub] * response
             if len(self._cache) > 256:
                 self._cache.clear()
             self._cache[key] = found
@@ -145,7 +152,9 @@ def correlate_regions(folded: Folded, template: np.ndarray) -> np.ndarray:
 
 
 def zscore(corr: np.ndarray) -> np.ndarray:
-    return (corr - corr.mean()) / (corr.std() + 1e-12)
+    """``corr`` in standard deviations from its mean (a 2-D float32 map)."""
+    mean, std = cv2.meanStdDev(corr)
+    return (corr - np.float32(mean[0, 0])) * np.float32(1.0 / (std[0, 0] + 1e-12))
 
 
 def _cdist(a: float, b: float, n: int) -> float:

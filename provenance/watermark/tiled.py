@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from . import convolutional as cc
+from . import kernels
 from .detector import detect
 from .embedder import embed
 from .fold import Templates
@@ -28,6 +29,7 @@ class TiledWatermarker:
     def __init__(self, key: str = ALG) -> None:
         self.layout: TileLayout = make_layout(key, cc.coded_length(FRAME_BITS))
         self.templates = Templates(self.layout.pilot)
+        kernels.warm_up()  # compiled (or loaded from the cache) now, not in a first request
 
     def embed(self, image: Image.Image, payload: int) -> Image.Image:
         payload = check_payload(payload)

@@ -41,6 +41,9 @@ def to_working(plane: np.ndarray) -> np.ndarray:
 
 
 def luma_u8(image: Image.Image) -> np.ndarray:
+    """The luma plane (BT.601, as a JPEG's Y): a greyscale ("L") picture is its own."""
+    if image.mode == "L":
+        return np.asarray(image)
     rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 

@@ -106,10 +106,12 @@ def _manifest_generation(rt: Runtime, report: ManifestReport) -> str | None:
 
 
 def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspection:
-    """Decode once (full size), then every signal; raises ``ImageRejected`` for bad input."""
+    """Decode once (full size, greyscale: the fingerprints and the watermark read luma alone, and
+    a JPEG decodes its luma without its colour), then every signal; raises ``ImageRejected`` for
+    bad input."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    decoded = decode_image(data, rt.decode_limits, target_side=None)
+    decoded = decode_image(data, rt.decode_limits, target_side=None, grey=True)
     t1 = time.perf_counter()
     timings["decode"] = t1 - t0
 
