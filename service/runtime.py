@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import cv2
 from psycopg_pool import ConnectionPool
 
 from provenance.watermark import Watermarker, default_watermarker
@@ -51,6 +52,7 @@ class Runtime:
                 log.info("applied migration %04d %s", mig.version, mig.name)
         if settings.query_helper_threads is not None:
             set_helper_threads(settings.query_helper_threads)
+        cv2.setNumThreads(settings.opencv_threads)
         pool = open_pool(settings)
         audit = AuditLog(load_or_create_key(settings.keys_dir / "audit-log.pem"))
         blobs = FileBlobStore(settings.blob_dir)

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         default=None, ge=0,
         description="threads that share each match query's work; unset: CPUs - 1 (1 to 4)",
     )
+    opencv_threads: int = Field(
+        default=1,
+        ge=0,
+        description="OpenCV's own threads for one call (resize, blur, FFT); requests and query "
+        "helpers already run side by side, so 1 (none of its own) saves CPU",
+    )
     moderation_webhook_allow_private: bool | None = None
 
     clip_checkpoint: Path | None = None

@@ -63,3 +63,20 @@ def test_concurrent_upgrades_apply_each_migration_once(pg_server_url):
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_opencv_threads_follow_the_setting(settings):
+    import cv2
+
+    from service.runtime import Runtime
+
+    before = cv2.getNumThreads()
+    try:
+        for wanted in (3, 1):
+            rt = Runtime.open(settings.model_copy(update={"opencv_threads": wanted}))
+            try:
+                assert cv2.getNumThreads() == wanted
+            finally:
+                rt.close()
+    finally:
+        cv2.setNumThreads(before)
