@@ -67,9 +67,10 @@ class Settings(BaseSettings):
     )
     opencv_threads: int = Field(
         default=1,
-        ge=0,
+        ge=-1,
         description="OpenCV's own threads for one call (resize, blur, FFT); requests and query "
-        "helpers already run side by side, so 1 (none of its own) saves CPU",
+        "helpers already run side by side, so 1 (none of its own) saves CPU; -1: OpenCV's "
+        "default (one per core)",
     )
     moderation_webhook_allow_private: bool | None = None
 
