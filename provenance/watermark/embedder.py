@@ -69,8 +69,9 @@ def bit_weights(
     unchanged total energy."""
     h, w = gray.shape
     host_w = to_working(gray)
-    weight = weights(host_w)
-    e_host = whiten(host_w, weight)
+    detail = highpass(host_w)
+    weight = weights(host_w, detail)
+    e_host = whiten(host_w, weight, detail)
     e_pattern = highpass(pattern_w) * weight
     lattice = fl.unedited_lattice(h, w, period)
     fold_host = fl.fold_total(e_host, lattice)

@@ -65,9 +65,13 @@ def weights(luma: np.ndarray, detail: np.ndarray | None = None) -> np.ndarray:
     return weight * (1.0 / float(weight.mean()))
 
 
-def whiten(luma: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
-    """High-pass residual times :func:`weights`, clipped at 3 standard deviations, zero-mean."""
-    detail = highpass(luma)
+def whiten(
+    luma: np.ndarray, weight: np.ndarray | None = None, detail: np.ndarray | None = None
+) -> np.ndarray:
+    """High-pass residual times :func:`weights`, clipped at 3 standard deviations, zero-mean
+    (``detail``: :func:`highpass` of ``luma`` where already computed)."""
+    if detail is None:
+        detail = highpass(luma)
     out = detail * (weights(luma, detail) if weight is None else weight)
     spread = 3.0 * float(np.std(out)) + 1e-9
     np.clip(out, -spread, spread, out=out)
