@@ -33,8 +33,11 @@ class EvidenceRow:
     title: str
 
 
-def evidence_picture(query: Image.Image, rows: Sequence[EvidenceRow]) -> Image.Image:
-    """The query beside each matched work, with the fitted outline and a caption per row."""
+def evidence_picture(
+    query: Image.Image, rows: Sequence[EvidenceRow], empty: str = "no registered work matches"
+) -> Image.Image:
+    """The query beside each matched work, with the fitted outline and a caption per row
+    (``empty``: the caption under the query alone when nothing matched)."""
     font = ImageFont.load_default(size=13)
     query_panel, q_scale = _panel(query)
     width = 2 * PANEL + 3 * GAP
@@ -45,7 +48,7 @@ def evidence_picture(query: Image.Image, rows: Sequence[EvidenceRow]) -> Image.I
         canvas.paste(query_panel, (GAP, GAP))
         draw.text(
             (GAP, GAP + PANEL + 6),
-            "no registered work matches",
+            empty,
             fill=(60, 60, 60),
             font=font,
         )

@@ -20,12 +20,21 @@ def check(
     ],
     as_json: Annotated[bool, typer.Option("--json", help="print the full responses")] = False,
     user: Annotated[str | None, typer.Option(help="platform user, for licences")] = None,
+    pictures: Annotated[
+        Path | None,
+        typer.Option(
+            "--pictures",
+            file_okay=False,
+            help="also write each check's picture (verdict, reasons, evidence) as DIR/NAME.png",
+        ),
+    ] = None,
 ) -> None:
     """Verdict and reasons for each image: provenance, registry and training-source checks under
     the moderation policy (CHOPMARK_MODERATION_POLICY). Exit 2 if an image cannot be read."""
     from service.moderation.check import run_check
+    from service.moderation.picture import moderation_picture
     from service.moderation.policy import POLICIES, PolicyError
-    from similarity import ImageRejected
+    from similarity import ImageRejected, decode_image
 
     results: list[tuple[Path, dict[str, Any] | None, str | None]] = []
     with runtime(indexes=True) as rt:
@@ -34,14 +43,26 @@ def check(
         except PolicyError as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
+        if pictures is not None:
+            pictures.mkdir(parents=True, exist_ok=True)
+        written: set[str] = set()
         for path in images:
+            data = path.read_bytes()
             try:
                 outcome = run_check(
-                    rt, path.read_bytes(), policy, actor=cli_actor(), api_key_id=None, user=user
+                    rt, data, policy, actor=cli_actor(), api_key_id=None, user=user
                 )
                 results.append((path, outcome.report, None))
             except ImageRejected as exc:
                 results.append((path, None, str(exc)))
+                continue
+            if pictures is not None:
+                name = path.stem
+                while name in written:  # two images of the same name from different folders
+                    name += "_"
+                written.add(name)
+                query = decode_image(data, rt.decode_limits).image
+                (pictures / f"{name}.png").write_bytes(moderation_picture(rt, query, outcome))
     if as_json:
         print(
             json.dumps(

@@ -511,6 +511,7 @@ def record_check(
 class CheckOutcome:
     report: dict[str, Any]
     decision: Decision
+    inspection: Inspection
 
 
 def run_check(
@@ -552,7 +553,7 @@ def run_check(
     now = time.perf_counter()
     report["timings"]["record"] = round((now - s) * 1e3, 2)
     report["timings"]["total"] = round((now - started) * 1e3, 2)
-    return CheckOutcome(report, decision)
+    return CheckOutcome(report, decision, ins)
 
 
 def get_check(

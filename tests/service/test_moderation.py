@@ -271,6 +271,68 @@ def test_unrelated_photo_is_allowed(mclient, make_key):
     assert timings["total"] >= timings["decode"]
 
 
+def _band_height(picture: Image.Image, colour: tuple[int, int, int]) -> int:
+    """Rows from the top painted in the verdict's colour (at the left edge)."""
+    column = np.asarray(picture.convert("RGB"))[:, 0]
+    off = np.flatnonzero(np.any(column != np.array(colour), axis=1))
+    return int(off[0]) if off.size else len(column)
+
+
+def _likeness(a: Image.Image, b: Image.Image) -> float:
+    x = np.asarray(a.convert("L").resize((48, 36)), dtype=np.float64).ravel()
+    y = np.asarray(b.convert("L").resize((48, 36)), dtype=np.float64).ravel()
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def test_check_picture_shows_the_verdict_and_the_matched_artwork(mclient, make_key):
+    from service.moderation.picture import VERDICT_COLOURS
+    from similarity.picture import GAP, PANEL
+
+    h = auth(make_key("registry", "moderate"))
+    works = register(mclient, h, 621, 622)
+    r = mclient.post(
+        "/v1/moderation/check/picture",
+        files={"file": ("q.jpg", edited(622))},
+        data={"user": "user-3", "context": "review queue"},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "image/png"
+    check = mclient.get(f"/v1/moderation/checks/{r.headers['X-Check-Id']}", headers=h).json()
+    assert check["verdict"] == "block" and check["context"] == "review queue"
+    assert check["registry"]["matches"][0]["artwork_id"] == works[1]["id"]
+
+    picture = Image.open(io.BytesIO(r.content))
+    assert picture.width == 2 * PANEL + 3 * GAP
+    band = _band_height(picture, VERDICT_COLOURS["block"])
+    assert 40 < band < picture.height - PANEL, "a red band, then at least one evidence row"
+    # The first row's right-hand panel is the registered artwork the copy was made from.
+    left, top = 2 * GAP + PANEL, band + GAP
+    panel = picture.crop((left, top, left + PANEL, top + PANEL * 3 // 4))
+    assert _likeness(panel, photo_like(622)) > 0.8
+    assert _likeness(panel, photo_like(622)) > _likeness(panel, photo_like(621)) + 0.3
+
+
+def test_check_picture_of_an_unrelated_photo_is_green_with_the_photo_alone(mclient, make_key):
+    from service.moderation.picture import VERDICT_COLOURS
+    from similarity.picture import CAPTION, GAP, PANEL
+
+    h = auth(make_key("registry", "moderate"))
+    register(mclient, h, 631)
+    r = mclient.post(
+        "/v1/moderation/check/picture",
+        files={"file": ("q.jpg", encode(photo_like(9931)))},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    picture = Image.open(io.BytesIO(r.content))
+    band = _band_height(picture, VERDICT_COLOURS["allow"])
+    assert band > 40
+    assert picture.height == band + GAP + PANEL + CAPTION + GAP, "one row: the photo alone"
+    check = mclient.get(f"/v1/moderation/checks/{r.headers['X-Check-Id']}", headers=h).json()
+    assert check["verdict"] == "allow"
+
+
 def test_copy_of_a_training_source_names_its_dataset_and_licence(mclient, make_key):
     h = auth(make_key("moderate", "admin"))
     source = photo_like(7301, (512, 384))
@@ -344,8 +406,9 @@ def test_policy_file_and_per_key_override(mclient, make_key, tmp_path, monkeypat
 )
 def test_malformed_upload_is_refused_and_not_recorded(mclient, runtime, make_key, data, code):
     h = auth(make_key("moderate"))
-    r = mclient.post("/v1/moderation/check", files={"file": ("x.jpg", data)}, headers=h)
-    assert r.status_code == code, r.text
+    for route in ("/v1/moderation/check", "/v1/moderation/check/picture"):
+        r = mclient.post(route, files={"file": ("x.jpg", data)}, headers=h)
+        assert r.status_code == code, r.text
     with runtime.pool.connection() as conn:
         assert conn.execute("SELECT count(*) AS n FROM moderation_checks").fetchone()["n"] == 0
 
@@ -575,6 +638,7 @@ def test_an_item_abandoned_by_a_dead_worker_is_taken_up_by_another(
 
 ROUTES = [
     ("post", "/v1/moderation/check", {"files": {"file": ("a.jpg", b"x", "image/jpeg")}}),
+    ("post", "/v1/moderation/check/picture", {"files": {"file": ("a.jpg", b"x", "image/jpeg")}}),
     ("post", "/v1/moderation/batch", {"files": {"files": ("a.jpg", b"x", "image/jpeg")}}),
     ("get", f"/v1/moderation/jobs/{ZERO}", {}),
     ("get", f"/v1/moderation/checks/{ZERO}", {}),
@@ -633,3 +697,14 @@ def test_check_command_prints_verdicts_and_json(mclient, settings, make_key, tmp
     assert report["verdict"] == "block" and report["registry"]["matches"]
     out = runner.invoke(app, ["check", str(tmp_path / "bad.jpg")])
     assert out.exit_code == 2
+
+    from service.moderation.picture import VERDICT_COLOURS
+
+    shots = tmp_path / "shots"
+    both = [str(tmp_path / "copy.jpg"), str(tmp_path / "other.jpg")]
+    out = runner.invoke(app, ["check", *both, "--pictures", str(shots)])
+    assert out.exit_code == 0, out.output
+    assert sorted(p.name for p in shots.iterdir()) == ["copy.png", "other.png"]
+    for name, verdict in (("copy", "block"), ("other", "allow")):
+        picture = Image.open(shots / f"{name}.png")
+        assert picture.convert("RGB").getpixel((2, 2)) == VERDICT_COLOURS[verdict]

@@ -9,7 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, File, Form, Header, HTTPException, Query, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from service.api.deps import ModerateKey, RuntimeDep, scope_doc
@@ -27,8 +27,10 @@ from service.moderation.jobs import (
     create_job,
     get_job,
 )
+from service.moderation.picture import moderation_picture
 from service.moderation.policy import POLICIES, Policy, PolicyError
 from service.runtime import Runtime
+from similarity import decode_image
 
 router = APIRouter(prefix="/v1/moderation", tags=["moderation"])
 _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
@@ -233,6 +235,52 @@ async def check_image(
         context=context or None,
     )
     return outcome.report
+
+
+@router.post(
+    "/check/picture",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/png": {}},
+            "description": "the verdict band over the evidence rows; the header "
+            "`X-Check-Id` names the recorded check",
+        },
+        **_UPLOAD_ERRORS,
+    },
+    openapi_extra=scope_doc(Scope.moderate),
+    summary="The same check, recorded, as a picture: verdict, reasons, provenance and the "
+    "image beside each match (scope: moderate)",
+)
+async def check_picture(
+    rt: RuntimeDep,
+    key: ModerateKey,
+    file: Annotated[UploadFile, File(description="the image to moderate")],
+    user: Annotated[
+        str | None, Form(max_length=200, description="platform user, for licences")
+    ] = None,
+    context: Annotated[
+        str | None, Form(max_length=500, description="free text kept with the record")
+    ] = None,
+) -> Response:
+    policy = _policy(rt, key)
+    data = await read_upload(file, rt.settings.max_upload_bytes)
+
+    def work() -> tuple[str, bytes]:
+        outcome = run_check(
+            rt,
+            data,
+            policy,
+            actor=key.actor,
+            api_key_id=key.id,
+            user=user or None,
+            context=context or None,
+        )
+        query = decode_image(data, rt.decode_limits).image
+        return outcome.report["id"], moderation_picture(rt, query, outcome)
+
+    check_id, png = await run_in_threadpool(work)
+    return Response(png, media_type="image/png", headers={"X-Check-Id": check_id})
 
 
 @router.get(
