@@ -359,6 +359,22 @@ def test_copy_of_a_training_source_names_its_dataset_and_licence(mclient, make_k
     assert reason["evidence"]["source_id"] == source_id
     assert moderate(mclient, h, encode(photo_like(7302)))["training_sources"]["matches"] == []
 
+    # Its picture shows the source's kept thumbnail beside the query.
+    from service.moderation.picture import VERDICT_COLOURS
+    from similarity.picture import GAP, PANEL
+
+    r = mclient.post(
+        "/v1/moderation/check/picture",
+        files={"file": ("q.jpg", encode(edited, quality=80))},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    picture = Image.open(io.BytesIO(r.content))
+    band = _band_height(picture, VERDICT_COLOURS["allow"])
+    left, top = 2 * GAP + PANEL, band + GAP
+    panel = picture.crop((left, top, left + PANEL, top + PANEL * 3 // 4))
+    assert _likeness(panel, source) > 0.8
+
 
 def test_policy_file_and_per_key_override(mclient, make_key, tmp_path, monkeypatch):
     h = auth(make_key("registry", "moderate"))
