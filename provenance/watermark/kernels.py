@@ -10,13 +10,29 @@ the package is read-only); :func:`warm_up` compiles both ahead of the first requ
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import numba
 import numpy as np
 
-_JIT = {"nopython": True, "nogil": True, "cache": True}
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-@numba.jit(**_JIT)
+def compiled(fn: F) -> F:
+    """``fn`` compiled without the GIL, cached on disk; compiled in memory at each start instead
+    where no cache folder is writable (numba refuses to cache there)."""
+    try:
+        return numba.jit(nopython=True, nogil=True, cache=True)(fn)  # type: ignore[no-any-return]
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        log.warning("no writable cache folder for %s: compiled at each start", fn.__name__)
+        return numba.jit(nopython=True, nogil=True)(fn)  # type: ignore[no-any-return]
+
+
+@compiled
 def _fold(e, m00, m01, m10, m11, n, by_quadrant):  # type: ignore[no-untyped-def]
     h, w = e.shape
     half_h = np.float32(h / 2)
@@ -67,7 +83,7 @@ def fold(e: np.ndarray, matrix: np.ndarray, n: int, *, by_quadrant: bool) -> np.
     )
 
 
-@numba.jit(**_JIT)
+@compiled
 def _viterbi(soft, symbols, states):  # type: ignore[no-untyped-def]
     steps = soft.shape[0]
     regs = symbols.shape[0]
