@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -120,6 +121,12 @@ def edit(img: Image.Image) -> Image.Image:
     w, h = img.size
     img = img.crop((int(w * 0.06), int(h * 0.05), int(w * 0.95), int(h * 0.96)))
     return img.resize((max(1, int(img.size[0] * 0.9)), max(1, int(img.size[1] * 0.9))))
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads)."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_utime + use.ru_stime
 
 
 def pct(values: list[float], q: float) -> float:
@@ -225,6 +232,7 @@ def main() -> None:
         for _, data in queries[:6]:  # warm up
             check(data)
         floor_ms, luma_ms, prim_ms, check_ms, verdicts, stages = [], [], [], [], {}, {}
+        cpu_ms: list[float] = []
         for kind, data in queries:
             s = time.perf_counter()
             decode_image(data, rt.decode_limits, target_side=None)
@@ -236,8 +244,10 @@ def main() -> None:
             compute_signals(decoded)
             prim_ms.append((time.perf_counter() - s) * 1e3)
             s = time.perf_counter()
+            c = cpu_seconds()
             report = check(data)
             check_ms.append((time.perf_counter() - s) * 1e3)
+            cpu_ms.append((cpu_seconds() - c) * 1e3)
             verdicts.setdefault(kind, []).append(report["verdict"])
             for k, v in report["timings"].items():
                 stages.setdefault(k, []).append(v)
@@ -274,6 +284,11 @@ def main() -> None:
             *[f"| {n} | {a:.1f} | {b:.1f} | {r:.1f}x |" for n, a, b, r in rows],
             "",
             f"Check p50 / primitives floor p50: {c50 / pct(prim_ms, 50):.2f}x.",
+            "",
+            f"CPU per check (the process's user + system time, all threads): p50 "
+            f"{pct(cpu_ms, 50):.1f} ms, mean {statistics.fmean(cpu_ms):.1f} ms; "
+            f"{os.cpu_count()} cores can finish at most "
+            f"{(os.cpu_count() or 1) * 1e3 / statistics.fmean(cpu_ms):.1f} checks/s.",
             "",
             f"Throughput: {len(check_ms) / (sum(check_ms) / 1e3):.1f} checks/s sequential, "
             f"{len(queries) / wall2:.1f} checks/s with 2 threads.",
