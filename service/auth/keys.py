@@ -8,6 +8,7 @@ request's lookup a single indexed query.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,17 +88,35 @@ def authenticate(conn: psycopg.Connection, secret: str) -> ApiKey | None:
     return _from_row(row) if row else None
 
 
+PREFIX_PATTERN = re.compile(r"[0-9a-f]{8}")
+
+
 def list_keys(conn: psycopg.Connection) -> list[ApiKey]:
     rows = conn.execute(f"SELECT {_COLUMNS} FROM api_keys ORDER BY id").fetchall()
     return [_from_row(r) for r in rows]
 
 
 def revoke_key(conn: psycopg.Connection, key_id_or_prefix: str) -> ApiKey | None:
-    column = "id" if key_id_or_prefix.isdigit() else "prefix"
-    value: int | str = int(key_id_or_prefix) if column == "id" else key_id_or_prefix
-    row = conn.execute(
+    """Revoke by prefix, or by id. A prefix is 8 hex digits and may be all decimal digits, so
+    a number is tried as a prefix first (an id that long would be a 100-millionth key)."""
+    row = None
+    if PREFIX_PATTERN.fullmatch(key_id_or_prefix):
+        row = _revoke_where(conn, "prefix", key_id_or_prefix)
+    if row is None and key_id_or_prefix.isdigit() and len(key_id_or_prefix) < 19:
+        row = _revoke_where(conn, "id", int(key_id_or_prefix))
+    return _from_row(row) if row else None
+
+
+def revoke_key_by_id(conn: psycopg.Connection, key_id: int) -> ApiKey | None:
+    if not 0 < key_id < 2**63:
+        return None
+    row = _revoke_where(conn, "id", key_id)
+    return _from_row(row) if row else None
+
+
+def _revoke_where(conn: psycopg.Connection, column: str, value: int | str) -> dict | None:
+    return conn.execute(
         f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE {column} = %s"
         f" RETURNING {_COLUMNS}",
         (value,),
     ).fetchone()
-    return _from_row(row) if row else None

@@ -175,3 +175,23 @@ def test_only_a_hash_of_the_key_is_stored(runtime, make_key):
         assert secret.encode() not in b"".join(
             v if isinstance(v, bytes) else str(v).encode() for v in row.values()
         )
+
+
+def test_a_key_whose_prefix_is_all_digits_is_revoked_by_its_prefix(runtime, make_key, client):
+    """A prefix is 8 hex digits: about 2% are all decimal digits and read like an id."""
+    from service.auth.keys import revoke_key
+
+    make_key("match")
+    other = make_key("match")
+    with runtime.pool.connection() as conn:
+        first, second = conn.execute("SELECT id FROM api_keys ORDER BY id").fetchall()[-2:]
+        conn.execute("UPDATE api_keys SET prefix = '12345678' WHERE id = %s", (first["id"],))
+        rec = revoke_key(conn, "12345678")
+        assert rec is not None and rec.id == first["id"] and rec.revoked_at is not None
+        by_id = revoke_key(conn, str(second["id"]))
+        assert by_id is not None and by_id.id == second["id"]
+        assert revoke_key(conn, "87654321") is None and revoke_key(conn, "nonsense") is None
+    files = {"file": ("a.jpg", b"x", "image/jpeg")}
+    assert client.post("/v1/matches", files=files, headers=auth(other)).status_code == 401
+    admin = auth(make_key("admin"))
+    assert client.delete("/v1/keys/99999999999999999999", headers=admin).status_code == 404

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import AdminKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody
-from service.auth.keys import ApiKey, create_key, list_keys, revoke_key
+from service.auth.keys import ApiKey, create_key, list_keys, revoke_key_by_id
 from service.auth.scopes import Scope
 
 router = APIRouter(prefix="/v1/keys", tags=["access"])
@@ -91,7 +91,7 @@ def list_all(rt: RuntimeDep, key: AdminKey) -> list[KeyPublic]:
 )
 def revoke(key_id: int, rt: RuntimeDep, key: AdminKey) -> KeyPublic:
     with rt.pool.connection() as conn, conn.transaction():
-        rec = revoke_key(conn, str(key_id))
+        rec = revoke_key_by_id(conn, key_id)
         if rec is None:
             raise HTTPException(404, f"no API key {key_id}")
         rt.audit.append(conn, "key.revoked", key.actor, f"key:{rec.prefix}", {"name": rec.name})
