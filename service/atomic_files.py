@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -19,36 +20,37 @@ def unique_temp(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
 
 
-def write_atomically(target: Path, data: bytes, *, durable: bool = False) -> None:
-    """Put `data` at `target` whole; `durable` waits for the bytes to reach the disk first."""
+@contextlib.contextmanager
+def _replacing(target: Path) -> Iterator[Path]:
+    """A temporary path to fill; renamed onto `target` when the block succeeds, removed when
+    it fails."""
     tmp = unique_temp(target)
     try:
-        with open(tmp, "xb") as fh:
-            fh.write(data)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
+        yield tmp
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def write_atomically(target: Path, data: bytes, *, durable: bool = False) -> None:
+    """Put `data` at `target` whole; `durable` waits for the bytes to reach the disk first."""
+    with _replacing(target) as tmp, open(tmp, "xb") as fh:
+        fh.write(data)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def place_copy(source: Path, target: Path, *, link: bool = False) -> None:
     """Put a copy of `source` at `target` whole: a hard link where `link` allows and the file
     system can, else a copy of the bytes."""
-    tmp = unique_temp(target)
-    try:
+    with _replacing(target) as tmp:
         if link:
             try:
                 os.link(source, tmp)
+                return
             except OSError:
-                shutil.copyfile(source, tmp)
-        else:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+                pass
+        shutil.copyfile(source, tmp)

@@ -64,16 +64,6 @@ def _highpass_sigma_bins(period: float, sub: int) -> float:
     return HIGHPASS_SIGMA * sub * TILE / period
 
 
-def chip_response(lattice: Lattice, sub: int = FOLD_SUB) -> np.ndarray:
-    """Spectrum (rfft2) of one chip at bin (0, 0) as it appears in a fold: the cubic pulse, less
-    what the whitening high-pass removes at this lattice's scale."""
-    n = TILE * sub
-    sigma_bins = _highpass_sigma_bins(lattice.period, sub)
-    fy = np.fft.fftfreq(n)[:, None]
-    fx = np.fft.rfftfreq(n)[None, :]
-    return _pulse_spectrum(sub) * (1 - np.exp(-2 * (np.pi * sigma_bins) ** 2 * (fx**2 + fy**2)))
-
-
 @lru_cache(maxsize=4)
 def packed_frequency_sq(n: int) -> np.ndarray:
     """``fx**2 + fy**2`` (cycles per bin) of every slot of an OpenCV packed (CCS) spectrum of an

@@ -99,12 +99,13 @@ def list_keys(conn: psycopg.Connection) -> list[ApiKey]:
 def revoke_key(conn: psycopg.Connection, key_id_or_prefix: str) -> ApiKey | None:
     """Revoke by prefix, or by id. A prefix is 8 hex digits and may be all decimal digits, so
     a number is tried as a prefix first (an id that long would be a 100-millionth key)."""
-    row = None
     if PREFIX_PATTERN.fullmatch(key_id_or_prefix):
         row = _revoke_where(conn, "prefix", key_id_or_prefix)
-    if row is None and key_id_or_prefix.isdigit() and len(key_id_or_prefix) < 19:
-        row = _revoke_where(conn, "id", int(key_id_or_prefix))
-    return _from_row(row) if row else None
+        if row is not None:
+            return _from_row(row)
+    if key_id_or_prefix.isdigit():
+        return revoke_key_by_id(conn, int(key_id_or_prefix))
+    return None
 
 
 def revoke_key_by_id(conn: psycopg.Connection, key_id: int) -> ApiKey | None:

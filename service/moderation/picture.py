@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageDraw, ImageFont
 
 from service.moderation.check import CheckOutcome
+from service.registry.picture import registry_rows
 from similarity import decode_image
 from similarity.picture import BACKGROUND, GAP, EvidenceRow, evidence_picture
 
@@ -27,15 +28,7 @@ BAND_LINE = 17  # pixels a line
 
 def _rows(rt: Runtime, outcome: CheckOutcome) -> list[EvidenceRow]:
     ins = outcome.inspection
-    rows: list[EvidenceRow] = []
-    registry = sorted(
-        ins.registry.matches, key=lambda m: (m.match.decision != "copy", -m.match.score)
-    )
-    for found in registry[:MAX_REGISTRY_ROWS]:
-        work = found.artwork
-        reference = decode_image(rt.blobs.get(work.sha256), rt.decode_limits).image
-        title = f"artwork {work.id}" + (f' "{work.title}"' if work.title else "")
-        rows.append(EvidenceRow(reference, found.match, title))
+    rows = registry_rows(rt, ins.registry, MAX_REGISTRY_ROWS)
     for out in [o for o in ins.resolution.outputs if o.match is not None][:MAX_OTHER_ROWS]:
         assert out.match is not None
         reference = decode_image(rt.blobs.get(out.record.sha256), rt.decode_limits).image

@@ -17,17 +17,23 @@ if TYPE_CHECKING:
 MAX_ROWS = 4
 
 
-def registry_match_picture(rt: Runtime, query: Image.Image, result: RegistryMatches) -> bytes:
-    """PNG bytes: one row per match (copies first, at most ``MAX_ROWS``), from the originals
-    kept in the blob store."""
+def registry_rows(
+    rt: Runtime, result: RegistryMatches, limit: int = MAX_ROWS
+) -> list[EvidenceRow]:
+    """One evidence row per match (copies first, at most ``limit``), from the originals kept in
+    the blob store."""
     rows = []
-    for found in sorted(result.matches, key=lambda m: (m.match.decision != "copy", -m.match.score))[
-        :MAX_ROWS
-    ]:
+    ranked = sorted(result.matches, key=lambda m: (m.match.decision != "copy", -m.match.score))
+    for found in ranked[:limit]:
         work = found.artwork
         reference = decode_image(rt.blobs.get(work.sha256), rt.decode_limits).image
         title = f"artwork {work.id}" + (f' "{work.title}"' if work.title else "")
         rows.append(EvidenceRow(reference, found.match, title))
+    return rows
+
+
+def registry_match_picture(rt: Runtime, query: Image.Image, result: RegistryMatches) -> bytes:
+    """PNG bytes: the query beside each matched artwork (:func:`registry_rows`)."""
     out = io.BytesIO()
-    evidence_picture(query, rows).save(out, "PNG", compress_level=6)
+    evidence_picture(query, registry_rows(rt, result)).save(out, "PNG", compress_level=6)
     return out.getvalue()

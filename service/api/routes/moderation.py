@@ -18,7 +18,7 @@ from service.api.uploads import read_upload
 from service.auth.keys import ApiKey
 from service.auth.scopes import Scope
 from service.moderation import webhooks
-from service.moderation.check import get_check, run_check
+from service.moderation.check import CheckOutcome, get_check, run_check
 from service.moderation.jobs import (
     MAX_FILES,
     BatchFile,
@@ -204,6 +204,28 @@ def _owner(key: ApiKey) -> int | None:
     return None if Scope.admin.value in key.scopes else key.id
 
 
+ImageFile = Annotated[UploadFile, File(description="the image to moderate")]
+UserForm = Annotated[str | None, Form(max_length=200, description="platform user, for licences")]
+ContextForm = Annotated[
+    str | None, Form(max_length=500, description="free text kept with the record")
+]
+
+
+def _run(
+    rt: Runtime, key: ApiKey, data: bytes, policy: Policy, user: str | None, context: str | None
+) -> CheckOutcome:
+    """One check made with ``key``, recorded (blocking)."""
+    return run_check(
+        rt,
+        data,
+        policy,
+        actor=key.actor,
+        api_key_id=key.id,
+        user=user or None,
+        context=context or None,
+    )
+
+
 @router.post(
     "/check",
     response_model=ModerationResult,
@@ -214,26 +236,13 @@ def _owner(key: ApiKey) -> int | None:
 async def check_image(
     rt: RuntimeDep,
     key: ModerateKey,
-    file: Annotated[UploadFile, File(description="the image to moderate")],
-    user: Annotated[
-        str | None, Form(max_length=200, description="platform user, for licences")
-    ] = None,
-    context: Annotated[
-        str | None, Form(max_length=500, description="free text kept with the record")
-    ] = None,
+    file: ImageFile,
+    user: UserForm = None,
+    context: ContextForm = None,
 ) -> dict[str, Any]:
     policy = _policy(rt, key)
     data = await read_upload(file, rt.settings.max_upload_bytes)
-    outcome = await run_in_threadpool(
-        run_check,
-        rt,
-        data,
-        policy,
-        actor=key.actor,
-        api_key_id=key.id,
-        user=user or None,
-        context=context or None,
-    )
+    outcome = await run_in_threadpool(_run, rt, key, data, policy, user, context)
     return outcome.report
 
 
@@ -255,27 +264,15 @@ async def check_image(
 async def check_picture(
     rt: RuntimeDep,
     key: ModerateKey,
-    file: Annotated[UploadFile, File(description="the image to moderate")],
-    user: Annotated[
-        str | None, Form(max_length=200, description="platform user, for licences")
-    ] = None,
-    context: Annotated[
-        str | None, Form(max_length=500, description="free text kept with the record")
-    ] = None,
+    file: ImageFile,
+    user: UserForm = None,
+    context: ContextForm = None,
 ) -> Response:
     policy = _policy(rt, key)
     data = await read_upload(file, rt.settings.max_upload_bytes)
 
     def work() -> tuple[str, bytes]:
-        outcome = run_check(
-            rt,
-            data,
-            policy,
-            actor=key.actor,
-            api_key_id=key.id,
-            user=user or None,
-            context=context or None,
-        )
+        outcome = _run(rt, key, data, policy, user, context)
         query = decode_image(data, rt.decode_limits).image
         return outcome.report["id"], moderation_picture(rt, query, outcome)
 
@@ -321,8 +318,8 @@ async def create_batch(
     rt: RuntimeDep,
     key: ModerateKey,
     files: Annotated[list[UploadFile], File(description=f"1 to {MAX_FILES} images")],
-    user: Annotated[str | None, Form(max_length=200)] = None,
-    context: Annotated[str | None, Form(max_length=500)] = None,
+    user: UserForm = None,
+    context: ContextForm = None,
     webhook_url: Annotated[
         str | None, Form(description="http(s) URL called with the results when done")
     ] = None,
