@@ -27,12 +27,11 @@ from diffusers import (
 
 from generation.checkpoint_kind import detect_checkpoint_kind
 from generation.hashing import HashCache, autov2, sha256_folder
-from generation.params import ModelInfo
+from generation.params import TINY_NOTICE, ModelInfo
 from generation.quiet import quiet_progress
 from generation.single_file_configs import write_config_folder
 from generation.tiny_model import (
     TINY_MODEL_NAME,
-    TINY_NOTICE,
     ensure_tiny_pipeline,
     is_tiny_folder,
     tiny_seed,

@@ -40,6 +40,11 @@ class GenerationParams:
     control_scale: float = 1.0
 
 
+TINY_NOTICE = (
+    "default tiny Stable Diffusion model with random weights: the pictures it makes are noise"
+)
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """Which model made an image: enough to cite it in a record or an A1111 parameters chunk."""

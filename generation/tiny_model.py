@@ -31,9 +31,6 @@ from generation.quiet import quiet_progress
 
 TINY_MODEL_NAME = "chopmark-tiny-sd"
 TINY_SPEC_VERSION = 1
-TINY_NOTICE = (
-    "default tiny Stable Diffusion model with random weights: the pictures it makes are noise"
-)
 _MARKER = "chopmark_tiny.json"
 M = TypeVar("M", bound=torch.nn.Module)
 

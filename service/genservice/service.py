@@ -6,13 +6,14 @@ The runner is loaded on first use (``CHOPMARK_MODEL``, else the default tiny mod
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from generation.diffusion_protocol import ImageGenerator
 from generation.gate import Gate, MetadataConsentReader
-from generation.params import DiffusionResult, GenerationParams, ModelInfo
+from generation.params import TINY_NOTICE, DiffusionResult, GenerationParams, ModelInfo
 from generation.pipeline import GenerationPipeline
 from generation.screen import DEFAULT_CLIP_THRESHOLD, Screen
 from service.genservice.adapters import AdapterStore, StoreAdapterRegistry
@@ -84,6 +85,19 @@ class LazyRunner:
         with self._lock:
             runner = self._runner
         return runner.info() if runner is not None else None
+
+    def describe(self) -> dict[str, Any]:
+        """What ``/readyz`` says of the model, without loading it."""
+        loaded = self.loaded_info()
+        if loaded is not None:
+            return {"loaded": True, **dataclasses.asdict(loaded)}
+        default = self.model_path is None
+        return {
+            "loaded": False,
+            "configured": None if default else str(self.model_path),
+            "is_default_tiny": default,
+            "notice": TINY_NOTICE if default else None,
+        }
 
     def close(self) -> None:
         with self._lock:

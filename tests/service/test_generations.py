@@ -251,6 +251,14 @@ def test_a_blocked_request_never_loads_the_model(client, runtime, make_key):
         assert r.status_code == 403, r.text
         assert lazy.generator.loaded_info() is None  # nothing was loaded
         assert generation_row(runtime, r.json()["id"])["model"] is None
+        model = client.get("/readyz").json()["generation"]["model"]
+        assert model["loaded"] is False and model["is_default_tiny"] is True
+
+        r = client.post("/v1/generations", json=request(), headers=auth(make_key("generate")))
+        assert r.status_code == 201, r.text
+        model = client.get("/readyz").json()["generation"]["model"]  # now with its identity
+        assert model["loaded"] is True and model["is_default_tiny"] is True
+        assert model["sha256"] == r.json()["model"]["sha256"] and "noise" in model["notice"]
     finally:
         lazy.close()
 

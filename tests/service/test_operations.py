@@ -14,6 +14,9 @@ def test_healthz_readyz_metrics_docs(client):
     body = ready.json()
     assert body["database"] == "ok"
     assert body["indexes"]["artwork"]["loaded"] is True
+    model = body["generation"]["model"]  # no CHOPMARK_MODEL: the tiny default, said so
+    assert model["is_default_tiny"] is True and "random weights" in model["notice"]
+    assert model["loaded"] is False, "readiness does not load the model"
     metrics = client.get("/metrics").text
     assert "chopmark_http_requests_total" in metrics
     assert 'chopmark_index_size{bank="artwork"}' in metrics

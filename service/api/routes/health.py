@@ -23,7 +23,7 @@ def healthz() -> dict[str, str]:
     summary="200 when the database answers and every index is loaded and fresh (no key)",
     responses={503: {"description": "not ready, with the reasons"}},
 )
-def readyz(rt: RuntimeDep) -> JSONResponse:
+def readyz(rt: RuntimeDep, request: Request) -> JSONResponse:
     reasons: list[str] = []
     details: dict = {"database": "ok", "indexes": {}}
     tops: dict[str, int] = {}
@@ -62,6 +62,10 @@ def readyz(rt: RuntimeDep) -> JSONResponse:
                 f"{name} index: {st.stale_signals} rows need re-fingerprinting"
                 " (chopmark fingerprints refresh)"
             )
+    generation = getattr(request.app.state, "generation", None)
+    describe = getattr(getattr(generation, "generator", None), "describe", None)
+    if callable(describe):  # the model is not loaded for this: it loads on first use
+        details["generation"] = {"model": describe()}
     embedder = getattr(rt, "embedder", None)
     if embedder is not None:
         details["clip"] = {"available": embedder.available, "reason": embedder.reason}
