@@ -22,7 +22,7 @@ import io
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import imagehash
@@ -60,6 +60,20 @@ class Tally:
     copy_calls: int = 0
     wrong_calls: int = 0
     similar_found: int = 0
+    any_calls: int = 0  # `copy` and `similar` matches
+    any_wrong: int = 0
+    queries_unregistered: int = 0
+    unregistered_flagged: int = 0  # unregistered queries with any match
+
+    def add_any(self, registered: bool, called: list[int], right: set[int]) -> None:
+        """All matches, `similar` ones included."""
+        if registered:
+            self.similar_found += bool(right & set(called))
+        else:
+            self.queries_unregistered += 1
+            self.unregistered_flagged += bool(called)
+        self.any_calls += len(called)
+        self.any_wrong += sum(1 for c in called if c not in right)
 
     def add(self, registered: bool, called: list[int], right: set[int]) -> None:
         if registered:
@@ -158,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distractors", type=int, default=2000, help="collage works to register")
     ap.add_argument("--ivf", action="store_true",
                     help="use the approximate (IVF) indexes from the first work, as at 1M scale")
+    ap.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE",
+                    help="override one of similarity.Thresholds (repeatable), for A/B runs")
     args = ap.parse_args(argv)
 
     paths = sorted(args.images.glob("*.jpg")) + sorted(args.images.glob("*.png"))
@@ -204,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     def lookup(wanted: list[int]) -> dict[int, bytes]:
         return {i: local[i] for i in wanted if i in local}
 
-    thresholds = Thresholds()
+    thresholds = _thresholds(args.threshold)
     edits: list[Edit] = list(EDITS) + random_pairs(args.pairs, seed=args.seed + 1)
     rows: dict[str, Row] = {}
     for e_no, edit in enumerate(edits):
@@ -219,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             row.seconds += time.perf_counter() - start
             row.queries += 1
             row.ours.add(is_reg, [m.id for m in found if m.decision == "copy"], right)
-            if is_reg:
-                row.ours.similar_found += bool(right & {m.id for m in found})
+            row.ours.add_any(is_reg, [m.id for m in found], right)
             h, q = plain_pdq(query)
             pdq_called: list[int] = []
             if q >= PDQ_QUALITY_MIN:
@@ -242,6 +257,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _thresholds(overrides: list[str]) -> Thresholds:
+    """`Thresholds` with NAME=VALUE overrides, each converted to the field's default's type."""
+    base = Thresholds()
+    changes: dict[str, object] = {}
+    for item in overrides:
+        name, sep, value = item.partition("=")
+        if not sep or not hasattr(base, name):
+            raise SystemExit(f"--threshold {item!r}: expected NAME=VALUE, NAME a Thresholds field")
+        changes[name] = type(getattr(base, name))(value)
+    return replace(base, **changes)
+
+
 def _sum(tallies: list[Tally]) -> Tally:
     t = Tally()
     for x in tallies:
@@ -250,6 +277,10 @@ def _sum(tallies: list[Tally]) -> Tally:
         t.copy_calls += x.copy_calls
         t.wrong_calls += x.wrong_calls
         t.similar_found += x.similar_found
+        t.any_calls += x.any_calls
+        t.any_wrong += x.any_wrong
+        t.queries_unregistered += x.queries_unregistered
+        t.unregistered_flagged += x.unregistered_flagged
     return t
 
 
@@ -273,18 +304,29 @@ def render(rows: dict[str, Row], names: list[str], registered: set[str],
         "queries) that name the right work. Baselines measured in the same run: plain PDQ "
         f"(one hash, distance <= {PDQ_THRESHOLD}, quality >= {PDQ_QUALITY_MIN}) and imagehash "
         f"pHash (distance <= {PHASH_THRESHOLD}). 'copy or similar' is our recall when "
-        "`similar` matches count too. Time: signals + match per query, one thread.",
+        "`similar` matches count too, and 'any precision' the share of all matches, `copy` "
+        "or `similar`, that name the right work; 'unrelated flagged': share of queries from "
+        "never-registered images with any match. Time: signals + match per query, one thread.",
         "",
-        "| edit | queries | recall | precision | copy or similar | PDQ recall | PDQ precision "
-        "| pHash recall | pHash precision | ms/query |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| edit | queries | recall | precision | copy or similar | any precision "
+        "| unrelated flagged | PDQ recall | PDQ precision | pHash recall | pHash precision "
+        "| ms/query |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def line(name: str, row: Row) -> str:
         o = row.ours
         sim = o.similar_found / o.queries_registered if o.queries_registered else float("nan")
         ms = 1000 * row.seconds / max(1, row.queries)
+        any_precision = (
+            (o.any_calls - o.any_wrong) / o.any_calls if o.any_calls else float("nan")
+        )
+        flagged = (
+            o.unregistered_flagged / o.queries_unregistered if o.queries_unregistered
+            else float("nan")
+        )
         return (f"| {name} | {row.queries} | {fmt(o.recall)} | {fmt(o.precision)} | {fmt(sim)} "
+                f"| {fmt(any_precision)} | {fmt(flagged)} "
                 f"| {fmt(row.pdq.recall)} | {fmt(row.pdq.precision)} | {fmt(row.phash.recall)} "
                 f"| {fmt(row.phash.precision)} | {ms:.1f} |")
 

@@ -40,7 +40,13 @@ class Thresholds:
     inliers_copy: int = 18
     inliers_with_pdq: int = 8
     inliers_similar: int = 10
+    # Dense evidence alone makes a `similar` match only when the work stands apart from the
+    # crowd: its distance at most `dense_similar_ratio` times that of the crowd (see below), or
+    # at most `dense_similar_alone`; never beyond `dense_similar`. Nearest works that are no
+    # nearer than the crowd are what any picture has (bench/results/match_quality.md).
     dense_similar: float = 0.06
+    dense_similar_alone: float = 0.025
+    dense_similar_ratio: float = 0.5
     min_scale: float = 0.2  # plausible query -> reference scale of the fitted transform
     max_scale: float = 5.0
     min_coverage: float = 0.08  # share of the reference the query must overlap
@@ -113,7 +119,7 @@ def match(
     results = []
     for wid, cands in by_id.items():
         ver, have_local = verified.get(wid, (NO_MATCH, False))
-        m = _decide(wid, cands, ver, have_local, t)
+        m = _decide(wid, cands, ver, have_local, reference, t)
         if m is not None:
             results.append(m)
     results.sort(key=lambda m: (m.decision != "copy", -m.score, m.id))
@@ -225,8 +231,23 @@ def _ramp(x: float, points: Sequence[tuple[float, float]]) -> float:
     return points[-1][1]
 
 
+def _dense_stands_out(distance: float, crowd: float | None, t: Thresholds) -> bool:
+    """Whether a dense distance alone is evidence: close in absolute terms, or well apart from
+    the crowd of nearest works (``crowd``: the distance of the `dense_reference_rank`-th)."""
+    if distance > t.dense_similar:
+        return False
+    return distance <= t.dense_similar_alone or (
+        crowd is not None and distance <= t.dense_similar_ratio * crowd
+    )
+
+
 def _decide(
-    wid: int, cands: list[Candidate], ver: Verification, have_local: bool, t: Thresholds
+    wid: int,
+    cands: list[Candidate],
+    ver: Verification,
+    have_local: bool,
+    crowd: float | None,
+    t: Thresholds,
 ) -> Match | None:
     pdq = min((c for c in cands if c.signal == "pdq"), key=lambda c: c.distance, default=None)
     dense = min((c for c in cands if c.signal == "dense"), key=lambda c: c.distance, default=None)
@@ -242,7 +263,7 @@ def _decide(
     )
     dense_score = (
         _ramp(-dense.distance, [(-t.dense_similar, 0.5), (0, 0.6)])
-        if dense is not None and dense.distance <= t.dense_similar else 0.0
+        if dense is not None and _dense_stands_out(dense.distance, crowd, t) else 0.0
     )
 
     fired: list[str] = []
@@ -276,7 +297,8 @@ def _decide(
         "pdq": None if pdq is None else {"distance": int(pdq.distance),
                                           "query_variant": pdq.variant},
         "dense": None if dense is None else {"distance": dense.distance,
-                                              "query_variant": dense.variant},
+                                              "query_variant": dense.variant,
+                                              "crowd_distance": crowd},
         "local_features": ver.as_evidence() if have_local else None,
         "thresholds": asdict(t),
     }
