@@ -18,7 +18,9 @@ Design (``TiledWatermarker``, soft-binding alg ``org.chopmark.wm.v1``):
   spectrum, give candidate tile periods and angles (so crops, resizing and rotation): their
   pattern is matched scaled and rotated, over all periods and angles and along the crop line
   (angle 0, the periods of an image that kept 60-95% of its sides), where the pilot still
-  stands out in pictures whose own periodic texture outscores it elsewhere. The image is folded
+  stands out in pictures whose own periodic texture outscores it elsewhere. A candidate goes on
+  only when its pilot peak on a half-size fold stands out from noise (most candidates of
+  unmarked pictures do not, so they cost the search alone). The image is folded
   onto one tile along each candidate lattice; circular correlation with the pilot gives the
   tile offset (so crops at any offset); per-quadrant offsets correct the lattice's scale and
   angle while that sharpens the pilot peak; matched filtering at the chip centres gives soft

@@ -145,3 +145,29 @@ def test_read_back_of_a_fresh_mark_tries_its_own_geometry_only(
         assert reading.details["hypotheses_tried"] <= 3  # the unedited lattice, no search
         unmarked = watermarker.read_back(original)
         assert not unmarked.present and unmarked.details["hypotheses_tried"] <= 3
+
+
+def test_unmarked_pictures_decode_only_searched_lattices_whose_pilot_stands_out(
+    watermarker: TiledWatermarker,
+) -> None:
+    """Searched lattices whose half-size pilot peak is noise are not refined or decoded; a
+    rotated and cropped mark is still found through the search."""
+    from provenance.watermark.detector import (
+        CROP_LINE_LATTICES,
+        DECODED_LATTICES,
+        POLISHED,
+    )
+
+    every = 1 + DECODED_LATTICES + CROP_LINE_LATTICES
+    tried = [
+        watermarker.detect(textured(seed, (480, 360))).details["hypotheses_tried"]
+        for seed in (40, 41, 42, 43)
+    ]
+    assert all(1 <= t <= every + POLISHED for t in tried)
+    # Decoding every lattice would try about `every` per picture; here at most 3/4 of that.
+    assert sum(tried) <= 3 * every, f"searched lattices of pure noise were decoded: {tried}"
+
+    marked = watermarker.embed(textured(44, (480, 360)), 0xC0FFEE)
+    edited = marked.rotate(3, resample=Image.Resampling.BICUBIC).crop((30, 20, 450, 340))
+    reading = watermarker.detect(edited)
+    assert reading.present and reading.payload == 0xC0FFEE
