@@ -11,9 +11,11 @@ import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from service.atomic_files import write_atomically
 from similarity import MatchIndex
 
 
@@ -30,15 +32,13 @@ class Checkpoint:
 def save_snapshot(root: Path, index: MatchIndex, checkpoint: Checkpoint) -> Path:
     bank_dir = root / checkpoint.bank
     bank_dir.mkdir(parents=True, exist_ok=True)
-    folder = bank_dir / f"snap-{checkpoint.change_seq}-{os.getpid()}-{int(time.time() * 1000)}"
+    folder = bank_dir / f"snap-{checkpoint.change_seq}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     tmp = folder.with_name(folder.name + ".tmp")
     tmp.mkdir()
     index.save(tmp)
     (tmp / "checkpoint.json").write_text(json.dumps(asdict(checkpoint)))
     tmp.rename(folder)
-    pointer = bank_dir / f"CURRENT.{os.getpid()}.tmp"
-    pointer.write_text(folder.name)
-    os.replace(pointer, bank_dir / "CURRENT")
+    write_atomically(bank_dir / "CURRENT", folder.name.encode())
     _prune(bank_dir, keep=folder.name)
     return folder
 
