@@ -103,3 +103,34 @@ def test_concurrent_appends_keep_the_log_consistent(runtime):
         list(pool.map(work, range(4)))
     r = check(runtime)
     assert r.ok and r.size == 40
+
+
+def test_concurrent_first_starts_agree_on_one_audit_key(tmp_path):
+    import threading
+
+    from cryptography.hazmat.primitives import serialization
+
+    from service.audit.signing import load_or_create_key
+
+    path = tmp_path / "keys" / "audit.pem"
+    start = threading.Barrier(6)
+    keys, errors = [], []
+
+    def first_start() -> None:
+        try:
+            start.wait()
+            keys.append(load_or_create_key(path))
+        except BaseException as exc:  # collected for the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_start) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    raw = {k.public_key().public_bytes(serialization.Encoding.Raw,
+                                       serialization.PublicFormat.Raw) for k in keys}
+    assert len(raw) == 1, "every caller must sign with the one key on disk"
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert [p.name for p in path.parent.iterdir()] == ["audit.pem"], "no temp file left"
