@@ -9,7 +9,9 @@ random PDQ hashes, dense views near those of 20 distractor images (a real view p
 noise, clipped, normalised; as ``bench/match_speed.py`` makes them), and the local features of
 a distractor, served from memory in place of Postgres rows (1M rows of local features would not
 fit this machine); distractor images are never queried. The synthetic snapshot is built once
-and cached in ``--cache`` (hard-linked into each run).
+and cached in ``--cache`` (hard-linked into each run). ``--outputs N`` puts N synthetic
+entries of the same kind into the index of our outputs too, as on a platform that has made many;
+the stamped real images are the only outputs with rows in Postgres.
 
 Queries mix edited copies of registered works (blocked), unregistered images (allowed) and
 stamped outputs stripped of their metadata (review). For each query, in turn: the decode floor
@@ -19,7 +21,7 @@ the route calls (``run_check``: decode, signals, watermark, C2PA, labels, three 
 record in Postgres and the audit log). Throughput: sequential and with 2 threads.
 
     OMP_NUM_THREADS=1 python bench/moderation_bench.py --images /work/shared/data/images \
-        --works 1000000 --out bench/results/moderation.md
+        --works 1000000 --outputs 1000000 --out bench/results/moderation.md
 """
 
 from __future__ import annotations
@@ -78,6 +80,19 @@ def build_synthetic(n: int, folder: Path, base_views: np.ndarray, seed: int = 7)
     tmp.rename(folder)
 
 
+def synthetic_snapshot(cache: Path, n: int, tag: str, base_views: np.ndarray) -> Path:
+    """The cached snapshot of ``n`` synthetic works, built once (nothing when ``n`` is 0)."""
+    cached = cache / f"synthetic-{n}-{SIGNALS_VERSION}-{tag}"
+    if n and cached.exists() and not usable(cached):
+        print(f"{cached} was written by another index format: rebuilding it")
+        shutil.rmtree(cached)
+    if n and not cached.exists():
+        print(f"building {n:,} synthetic works into {cached} (once)")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        build_synthetic(n, cached, base_views)
+    return cached
+
+
 def usable(folder: Path) -> bool:
     try:
         MatchIndex.load(folder)
@@ -99,14 +114,16 @@ def serve_synthetic_local_features(bank: object, pool: list[bytes]) -> None:
     bank._lookup_local = lookup  # type: ignore[attr-defined]
 
 
-def link_snapshot(cached: Path, index_dir: Path, database_id: str, n: int) -> None:
-    """Publish the cached snapshot as the artwork bank's snapshot at change 0 of this database."""
-    bank_dir = index_dir / "artwork"
+def link_snapshot(
+    cached: Path, index_dir: Path, database_id: str, n: int, bank: str = "artwork"
+) -> None:
+    """Publish the cached snapshot as ``bank``'s snapshot at change 0 of this database."""
+    bank_dir = index_dir / bank
     target = bank_dir / "snap-0-bench"
     target.mkdir(parents=True)
     for f in cached.iterdir():
         os.link(f, target / f.name)
-    cp = Checkpoint("artwork", 0, n, SIGNALS_VERSION, database_id, time.time())
+    cp = Checkpoint(bank, 0, n, SIGNALS_VERSION, database_id, time.time())
     (target / "checkpoint.json").write_text(json.dumps(asdict(cp)))
     (bank_dir / "CURRENT").write_text(target.name)
 
@@ -139,6 +156,9 @@ def main() -> None:
     ap.add_argument("--works", type=int, default=1_000_000)
     ap.add_argument("--registered", type=int, default=40, help="real images registered")
     ap.add_argument("--stamped", type=int, default=6, help="real images stamped as outputs")
+    ap.add_argument("--outputs", type=int, default=0,
+                    help="synthetic entries in our outputs' index too, as on a platform that "
+                    "has made many (the same kind of synthetic snapshot as --works)")
     ap.add_argument("--queries", type=int, default=90)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "chopmark-bench")
     ap.add_argument("--out", type=Path)
@@ -160,14 +180,9 @@ def main() -> None:
 
     pool = [compute_signals(decode_image(f.read_bytes()), for_query=False) for f in pool_files]
     tag = hashlib.sha256("|".join(f.name for f in pool_files).encode()).hexdigest()[:8]
-    cached = args.cache / f"synthetic-{args.works}-{SIGNALS_VERSION}-{tag}"
-    if args.works and cached.exists() and not usable(cached):
-        print(f"{cached} was written by another index format: rebuilding it")
-        shutil.rmtree(cached)
-    if args.works and not cached.exists():
-        print(f"building {args.works:,} synthetic works into {cached} (once)")
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        build_synthetic(args.works, cached, np.concatenate([s.dense_views for s in pool]))
+    base_views = np.concatenate([s.dense_views for s in pool])
+    cached = synthetic_snapshot(args.cache, args.works, tag, base_views)
+    cached_outputs = synthetic_snapshot(args.cache, args.outputs, tag, base_views)
 
     from service.api.routes.stamps import StampMetadata, to_facts
     from service.registry.ingest import commit, prepare
@@ -193,8 +208,11 @@ def main() -> None:
             ).fetchone()["id"]
         if args.works:
             link_snapshot(cached, settings.index_dir, db_id, args.works)
+        if args.outputs:
+            link_snapshot(cached_outputs, settings.index_dir, db_id, args.outputs, bank="output")
         rt.load_indexes()
         serve_synthetic_local_features(rt.banks["artwork"], [s.local for s in pool])
+        serve_synthetic_local_features(rt.banks["output"], [s.local for s in pool])
         meta = StampMetadata(generator="BenchDiffusion", model_name="bench-model")
         stamped = []
         for f in stamp_files:
@@ -203,10 +221,13 @@ def main() -> None:
             stamped.append(rt.blobs.get(res.record.sha256))
         rt.banks["output"].refresh()
         size = rt.banks["artwork"].status().size
-        if size < args.works:
-            raise SystemExit(f"the synthetic snapshot was not loaded ({size:,} works)")
+        out_size = rt.banks["output"].status().size
+        if size < args.works or out_size < args.outputs + len(stamped):
+            raise SystemExit(
+                f"a synthetic snapshot was not loaded ({size:,} works, {out_size:,} outputs)"
+            )
         print(
-            f"setup: {size:,} works in the artwork index, {len(stamped)} outputs "
+            f"setup: {size:,} works in the artwork index, {out_size:,} in the outputs' "
             f"({time.perf_counter() - t0:.0f} s)"
         )
 
@@ -276,7 +297,8 @@ def main() -> None:
         ]
         lines = [
             f"Artwork index: {size:,} works ({args.works:,} synthetic + {len(reg_files)} real); "
-            f"{len(stamped)} stamped outputs; {len(queries)} queries "
+            f"outputs' index: {out_size:,} ({args.outputs:,} synthetic + {len(stamped)} stamped "
+            f"real images); {len(queries)} queries "
             f"({', '.join(f'{k}: {len(v)}' for k, v in verdicts.items())}).",
             "",
             "| measure | p50 ms | p99 ms | p50 ratio to floor |",
