@@ -58,5 +58,9 @@ def _prune(bank_dir: Path, keep: str) -> None:
     """Remove older snapshots (older than a minute, so a concurrent loader is not disturbed)."""
     cutoff = time.time() - 60
     for child in bank_dir.iterdir():
-        if child.is_dir() and child.name != keep and child.stat().st_mtime < cutoff:
+        try:
+            old = child.is_dir() and child.name != keep and child.stat().st_mtime < cutoff
+        except FileNotFoundError:  # renamed or pruned by another writer meanwhile
+            continue
+        if old:
             shutil.rmtree(child, ignore_errors=True)
