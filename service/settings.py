@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         default=None, ge=0,
         description="threads that share each match query's work; unset: CPUs - 1 (1 to 4)",
     )
+    image_workers: int | None = Field(
+        default=None, ge=1,
+        description="requests doing image work (decode, fingerprints, watermark, matching) at "
+        "once in one API process; more wait their turn; unset: two per core",
+    )
     opencv_threads: int = Field(
         default=1,
         ge=-1,

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.errors import install_error_handlers
+from service.api.image_work import ImageWork, default_workers
 from service.api.limits import BodySizeLimit
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.routes import (
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             await run_in_threadpool(rt.load_indexes)
             rt.start_refresher()
         app.state.runtime = rt
-        metrics.watch(rt)
+        app.state.image_work = ImageWork(settings.image_workers or default_workers())
+        metrics.watch(rt, app.state.image_work)
         app.state.generation = GenerationService.open(rt)  # the model loads on first use
         app.state.moderation_worker = start_worker(rt)
         try:

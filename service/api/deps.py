@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service.api.image_work import ImageWork
 from service.auth.keys import ApiKey, authenticate
 from service.auth.scopes import Scope
 from service.runtime import Runtime
@@ -20,6 +21,13 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_image_work(request: Request) -> ImageWork:
+    return request.app.state.image_work
+
+
+ImageWorkDep = Annotated[ImageWork, Depends(get_image_work)]
 
 
 def _authenticate(

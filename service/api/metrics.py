@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.image_work import ImageWork
 from service.runtime import Runtime
 
 
@@ -35,6 +36,23 @@ class IndexCollector(Collector):
         yield age
 
 
+class ImageWorkCollector(Collector):
+    def __init__(self, work: ImageWork) -> None:
+        self.work = work
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        st = self.work.status()
+        yield GaugeMetricFamily(
+            "chopmark_image_work_busy", "requests doing image work now", value=st.busy
+        )
+        yield GaugeMetricFamily(
+            "chopmark_image_work_waiting", "requests waiting for an image worker", value=st.waiting
+        )
+        yield GaugeMetricFamily(
+            "chopmark_image_workers", "requests that may do image work at once", value=st.workers
+        )
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -52,8 +70,10 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         )
 
-    def watch(self, rt: Runtime) -> None:
+    def watch(self, rt: Runtime, work: ImageWork | None = None) -> None:
         self.registry.register(IndexCollector(rt))
+        if work is not None:
+            self.registry.register(ImageWorkCollector(work))
 
 
 class MetricsMiddleware:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, sta
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from service.api.deps import RegistryKey, RuntimeDep, scope_doc
+from service.api.deps import ImageWorkDep, RegistryKey, RuntimeDep, scope_doc
 from service.api.errors import rejection_status
 from service.api.schemas import (
     ArtworkPage,
@@ -47,6 +47,7 @@ _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": 
 async def register_artworks(
     artist_id: UUID,
     rt: RuntimeDep,
+    image_work: ImageWorkDep,
     key: RegistryKey,
     files: Annotated[list[UploadFile], File(description="one or more image files")],
     title: Annotated[str | None, Form(max_length=500)] = None,
@@ -65,7 +66,7 @@ async def register_artworks(
     for upload in files:
         data = await upload.read(rt.settings.max_upload_bytes + 1)
         try:
-            prepared.append(await run_in_threadpool(prepare, data, upload.filename, limits))
+            prepared.append(await image_work.run(prepare, data, upload.filename, limits))
         except ImageRejected as exc:
             rejected.append(Rejected(filename=upload.filename, reason=str(exc)))
             statuses.append(rejection_status(exc))

@@ -6,9 +6,8 @@ import time
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
-from fastapi.concurrency import run_in_threadpool
 
-from service.api.deps import MatchKey, RuntimeDep, scope_doc
+from service.api.deps import ImageWorkDep, MatchKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody, IndexInfo, MatchPublic, MatchResponse
 from service.api.uploads import read_upload
 from service.auth.scopes import Scope
@@ -80,13 +79,14 @@ def match_upload(
 )
 async def match_image(
     rt: RuntimeDep,
+    image_work: ImageWorkDep,
     key: MatchKey,
     file: Annotated[UploadFile, File(description="the image to check")],
     user: Annotated[str | None, Form(description="platform user, to report licences")] = None,
 ) -> MatchResponse:
     data = await read_upload(file, rt.settings.max_upload_bytes)
     timings: dict[str, float] = {}
-    _, result = await run_in_threadpool(
+    _, result = await image_work.run(
         match_upload, rt, data, key.actor, user, "api:/v1/matches", timings
     )
     return MatchResponse(
@@ -108,6 +108,7 @@ async def match_image(
 )
 async def match_picture(
     rt: RuntimeDep,
+    image_work: ImageWorkDep,
     key: MatchKey,
     file: Annotated[UploadFile, File(description="the image to check")],
     user: Annotated[str | None, Form(description="platform user, to report licences")] = None,
@@ -120,4 +121,4 @@ async def match_picture(
         )
         return registry_match_picture(rt, decoded.image, result)
 
-    return Response(await run_in_threadpool(work), media_type="image/png")
+    return Response(await image_work.run(work), media_type="image/png")

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from service.api.deps import ModerateKey, RuntimeDep, scope_doc
+from service.api.deps import ImageWorkDep, ModerateKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody, IndexInfo, MatchPublic
 from service.api.uploads import read_upload
 from service.auth.keys import ApiKey
@@ -235,6 +235,7 @@ def _run(
 )
 async def check_image(
     rt: RuntimeDep,
+    work: ImageWorkDep,
     key: ModerateKey,
     file: ImageFile,
     user: UserForm = None,
@@ -242,7 +243,7 @@ async def check_image(
 ) -> dict[str, Any]:
     policy = _policy(rt, key)
     data = await read_upload(file, rt.settings.max_upload_bytes)
-    outcome = await run_in_threadpool(_run, rt, key, data, policy, user, context)
+    outcome = await work.run(_run, rt, key, data, policy, user, context)
     return outcome.report
 
 
@@ -263,6 +264,7 @@ async def check_image(
 )
 async def check_picture(
     rt: RuntimeDep,
+    image_work: ImageWorkDep,
     key: ModerateKey,
     file: ImageFile,
     user: UserForm = None,
@@ -276,7 +278,7 @@ async def check_picture(
         query = decode_image(data, rt.decode_limits).image
         return outcome.report["id"], moderation_picture(rt, query, outcome)
 
-    check_id, png = await run_in_threadpool(work)
+    check_id, png = await image_work.run(work)
     return Response(png, media_type="image/png", headers={"X-Check-Id": check_id})
 
 

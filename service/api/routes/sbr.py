@@ -13,11 +13,10 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from service.api.deps import RuntimeDep, require_unless_public, scope_doc
+from service.api.deps import ImageWorkDep, RuntimeDep, require_unless_public, scope_doc
 from service.api.schemas import ErrorBody
 from service.auth.scopes import Scope
 from service.runtime import Runtime
@@ -117,7 +116,11 @@ def by_binding_post(rt: RuntimeDep, body: BindingQuery, max_results: MaxResults 
     summary="Manifests for an image: our watermark, cross-checked by fingerprint (scope: moderate)",
 )
 async def by_content(
-    request: Request, rt: RuntimeDep, max_results: MaxResults = 10, alg: str | None = None
+    request: Request,
+    rt: RuntimeDep,
+    image_work: ImageWorkDep,
+    max_results: MaxResults = 10,
+    alg: str | None = None,
 ) -> SbrResult:
     supported = {rt.watermarker.alg, FINGERPRINT_ALG}
     if alg is not None and alg not in supported:
@@ -138,7 +141,7 @@ async def by_content(
             ]
         )
 
-    return await run_in_threadpool(work)
+    return await image_work.run(work)
 
 
 @router.get(

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from service.api.deps import AdminKey, RuntimeDep, scope_doc
+from service.api.deps import AdminKey, ImageWorkDep, RuntimeDep, scope_doc
 from service.api.errors import rejection_status
 from service.api.schemas import ErrorBody, Rejected
 from service.auth.scopes import Scope
@@ -76,6 +76,7 @@ def embed_source(embedder: Embedder, data: bytes, rt: Runtime) -> tuple[Any, str
 async def add_sources(
     request: Request,
     rt: RuntimeDep,
+    image_work: ImageWorkDep,
     key: AdminKey,
     files: Annotated[list[UploadFile], File(description="one or more images")],
     dataset: Annotated[str, Form(min_length=1, max_length=200)],
@@ -90,8 +91,8 @@ async def add_sources(
     for upload in files:
         data = await upload.read(rt.settings.max_upload_bytes + 1)
         try:
-            item = await run_in_threadpool(prepare, data, upload.filename, rt.decode_limits)
-            vector, model = await run_in_threadpool(embed_source, embedder, data, rt)
+            item = await image_work.run(prepare, data, upload.filename, rt.decode_limits)
+            vector, model = await image_work.run(embed_source, embedder, data, rt)
         except ImageRejected as exc:
             rejected.append(Rejected(filename=upload.filename, reason=str(exc)))
             statuses.append(rejection_status(exc))

@@ -8,12 +8,11 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from provenance.manifest import AdapterFact, GenerationFacts, ParentImage
-from service.api.deps import RuntimeDep, StampKey, scope_doc
+from service.api.deps import ImageWorkDep, RuntimeDep, StampKey, scope_doc
 from service.api.schemas import ErrorBody
 from service.api.uploads import read_upload
 from service.auth.scopes import Scope
@@ -161,6 +160,7 @@ def to_facts(meta: StampMetadata, parent: ParentImage | None) -> GenerationFacts
 )
 async def create_stamp(
     rt: RuntimeDep,
+    image_work: ImageWorkDep,
     key: StampKey,
     file: Annotated[UploadFile, File(description="the generated image")],
     metadata: Annotated[str, Form(description="JSON: see StampMetadata")],
@@ -188,7 +188,7 @@ async def create_stamp(
             raise HTTPException(422, f"cannot stamp this image: {exc}") from None
         return StampPublic.of(result.record)
 
-    return await run_in_threadpool(work)
+    return await image_work.run(work)
 
 
 @router.get(

@@ -1,0 +1,82 @@
+"""Image work of requests runs on a bounded number of threads; the rest wait their turn, and
+every request is still answered."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import anyio
+import pytest
+
+from service.api.image_work import ImageWork
+from tests.support import encode, photo_like
+
+
+def test_no_more_than_the_workers_run_at_once_and_the_rest_wait() -> None:
+    lock = threading.Lock()
+    running = {"now": 0, "most": 0}
+    seen_waiting: list[int] = []
+
+    def job(n: int) -> int:
+        with lock:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+        time.sleep(0.05)
+        with lock:
+            running["now"] -= 1
+        return n * n
+
+    async def main() -> list[int]:
+        work = ImageWork(2)
+        results: dict[int, int] = {}
+
+        async def one(n: int) -> None:
+            results[n] = await work.run(job, n)
+
+        async with anyio.create_task_group() as tg:
+            for n in range(7):
+                tg.start_soon(one, n)
+            await anyio.sleep(0.02)
+            st = work.status()
+            seen_waiting.append(st.waiting)
+            assert st.workers == 2 and st.busy == 2
+        return [results[n] for n in range(7)]
+
+    assert anyio.run(main) == [n * n for n in range(7)]
+    assert running["most"] == 2
+    assert seen_waiting == [5]
+
+
+def test_workers_must_be_positive() -> None:
+    async def make() -> None:
+        ImageWork(0)
+
+    with pytest.raises(ValueError, match="at least 1"):
+        anyio.run(make)
+
+
+def test_with_one_image_worker_concurrent_checks_are_all_answered(settings, runtime, make_key):
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+
+    one = settings.model_copy(update={"image_workers": 1})
+    h = {"Authorization": f"Bearer {make_key('moderate')}"}
+    uploads = [encode(photo_like(9400 + i)) for i in range(6)]
+    with TestClient(create_app(one, runtime=runtime)) as client:
+
+        def check(data: bytes) -> int:
+            r = client.post("/v1/moderation/check", files={"file": ("q.jpg", data)}, headers=h)
+            return r.status_code
+
+        with ThreadPoolExecutor(6) as pool:
+            codes = list(pool.map(check, uploads))
+        metrics = client.get("/metrics").text
+    assert codes == [200] * 6
+    assert "chopmark_image_workers 1.0" in metrics
+    assert "chopmark_image_work_waiting 0.0" in metrics
+    with runtime.pool.connection() as conn:
+        n = conn.execute("SELECT count(*) AS n FROM moderation_checks").fetchone()["n"]
+    assert n == 6
