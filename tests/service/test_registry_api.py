@@ -203,3 +203,12 @@ def test_png_and_webp_are_accepted(client, make_key):
     r = client.post(f"/v1/artists/{artist['id']}/artworks", files=files, headers=h)
     assert r.status_code == 201
     assert [w["media_type"] for w in r.json()["artworks"]] == ["image/png", "image/webp"]
+
+
+def test_works_for_an_unknown_artist_are_refused_and_nothing_is_stored(client, make_key, runtime):
+    h = auth(make_key("registry"))
+    r = upload(client, h, "6f1c1c2e-0000-4000-8000-000000000000", encode(photo_like(4242)))
+    assert r.status_code == 404, r.text
+    assert "artist" in r.json()["detail"].lower()
+    with runtime.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM artworks").fetchone()["n"] == 0

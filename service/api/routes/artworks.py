@@ -56,8 +56,12 @@ async def register_artworks(
     prefs = parse_preferences(preferences)
     if len(files) > rt.settings.max_files_per_request:
         raise HTTPException(413, f"at most {rt.settings.max_files_per_request} files per request")
-    with rt.pool.connection() as conn:
-        rt.registry.get_artist(conn, artist_id)  # 404 before any work
+
+    def artist_exists() -> None:
+        with rt.pool.connection() as conn:
+            rt.registry.get_artist(conn, artist_id)  # 404 before any work
+
+    await run_in_threadpool(artist_exists)
 
     prepared: list[PreparedImage] = []
     rejected: list[Rejected] = []

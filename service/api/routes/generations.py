@@ -282,8 +282,12 @@ async def create_generation(
         return JSONResponse(_blocked_body(outcome.record), 403)
     if outcome.status == "failed":
         return _failure(outcome)
-    with rt.pool.connection() as conn:
-        row = svc.records.get(conn, req.id)
+
+    def stored() -> dict[str, Any] | None:
+        with rt.pool.connection() as conn:
+            return svc.records.get(conn, req.id)
+
+    row = await run_in_threadpool(stored)
     assert row is not None
     return JSONResponse(public_view(row), 201)
 
