@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     image_workers: int | None = Field(
         default=None, ge=1,
         description="requests doing image work (decode, fingerprints, watermark, matching) at "
-        "once in one API process; more wait their turn; unset: two per core",
+        "once in one API process; more wait their turn; unset: two per usable CPU",
     )
     opencv_threads: int = Field(
         default=1,

@@ -10,7 +10,6 @@ requests/s, p50 1.5 s (`bench/results/moderation_load.md`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -18,12 +17,14 @@ from typing import TypeVar
 import anyio
 from anyio import to_thread
 
+from service.cpus import usable_cpus
+
 T = TypeVar("T")
 
 
 def default_workers() -> int:
-    """Two per core: a request waiting on Postgres or the disk leaves its core to another."""
-    return 2 * (os.cpu_count() or 1)
+    """Two per usable CPU: a request waiting on Postgres or the disk leaves its core to another."""
+    return 2 * usable_cpus()
 
 
 @dataclass(frozen=True)

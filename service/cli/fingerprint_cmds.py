@@ -4,7 +4,6 @@ those of an older one."""
 from __future__ import annotations
 
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from service.cli.common import cli_actor, console, err_console, runtime
+from service.cpus import usable_cpus
 from service.indexing.refingerprint import refresh_stale, stale_rows
 from similarity import SIGNALS_VERSION
 
@@ -59,7 +59,7 @@ def refresh(
             TimeRemainingColumn(), disable=not progress, console=err_console,
         )
         spawn = multiprocessing.get_context("spawn")
-        with bar, ProcessPoolExecutor(workers or os.cpu_count() or 1, mp_context=spawn) as pool:
+        with bar, ProcessPoolExecutor(workers or usable_cpus(), mp_context=spawn) as pool:
             task = bar.add_task("refreshing", total=len(todo))
             outcome = refresh_stale(
                 conn, rt.audit, rt.blobs, cli_actor(), limits=rt.decode_limits, executor=pool,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import secrets
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -20,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from service.cli.common import cli_actor, console, err_console, runtime
+from service.cpus import usable_cpus
 from service.genservice.adapters import AdapterRecord
 from service.registry.ingest import PreparedImage, prepare
 from similarity import DecodeLimits, ImageRejected
@@ -184,7 +184,7 @@ def sources_add(
             MofNCompleteColumn(),
             TimeRemainingColumn(),
         )
-        count = workers or max(1, os.cpu_count() or 1)
+        count = workers or usable_cpus()
         with (
             progress,
             ProcessPoolExecutor(max_workers=count, mp_context=_SPAWN) as pool,

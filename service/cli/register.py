@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -11,6 +10,7 @@ from uuid import UUID
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from service.cpus import usable_cpus
 from service.registry.ingest import PreparedImage, commit, prepare
 from service.registry.records import RegistrationOutcome
 from service.runtime import Runtime
@@ -56,7 +56,7 @@ def register_paths(
     outcome = RegistrationOutcome()
     with rt.pool.connection() as conn:
         rt.registry.get_artist(conn, artist_id)
-    workers = workers or max(1, os.cpu_count() or 1)
+    workers = workers or usable_cpus()
     progress = Progress(
         "[progress.description]{task.description}",
         BarColumn(),
