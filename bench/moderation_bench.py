@@ -227,7 +227,7 @@ def main() -> None:
                 f"a synthetic snapshot was not loaded ({size:,} works, {out_size:,} outputs)"
             )
         print(
-            f"setup: {size:,} works in the artwork index, {out_size:,} in the outputs' "
+            f"setup: {size:,} works in the artwork index, {out_size:,} in the outputs' index "
             f"({time.perf_counter() - t0:.0f} s)"
         )
 

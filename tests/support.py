@@ -1,11 +1,43 @@
-"""Helpers shared by tests: synthetic images and request headers."""
+"""Helpers shared by tests: synthetic images, request headers, calls started together."""
 
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+T = TypeVar("T")
+
+
+def all_at_once(calls: Sequence[Callable[[], T]]) -> tuple[list[T], list[BaseException]]:
+    """Run each call in its own thread, all released together at a barrier; their results (in
+    the order they finished) and whatever they raised."""
+    start = threading.Barrier(len(calls))
+    lock = threading.Lock()
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], T]) -> None:
+        start.wait()
+        try:
+            value = call()
+        except BaseException as exc:  # collected: the caller's assertion names it
+            with lock:
+                errors.append(exc)
+            return
+        with lock:
+            results.append(value)
+
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, errors
 
 
 def auth(secret: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ def check(
     from service.moderation.check import run_check
     from service.moderation.picture import moderation_picture
     from service.moderation.policy import POLICIES, PolicyError
-    from similarity import ImageRejected, decode_image
+    from similarity import ImageRejected
 
     results: list[tuple[Path, dict[str, Any] | None, str | None]] = []
     with runtime(indexes=True) as rt:
@@ -61,8 +61,7 @@ def check(
                 while name in written:  # two images of the same name from different folders
                     name += "_"
                 written.add(name)
-                query = decode_image(data, rt.decode_limits).image
-                (pictures / f"{name}.png").write_bytes(moderation_picture(rt, query, outcome))
+                (pictures / f"{name}.png").write_bytes(moderation_picture(rt, data, outcome))
     if as_json:
         print(
             json.dumps(

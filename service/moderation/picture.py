@@ -57,9 +57,11 @@ def _band_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def moderation_picture(rt: Runtime, query: Image.Image, outcome: CheckOutcome) -> bytes:
-    """PNG bytes: the verdict band over the evidence rows."""
+def moderation_picture(rt: Runtime, data: bytes, outcome: CheckOutcome) -> bytes:
+    """PNG bytes: the verdict band over the evidence rows, for the check ``outcome`` of the image
+    file ``data`` (decoded again here in colour: the check reads luma alone)."""
     report = outcome.report
+    query = decode_image(data, rt.decode_limits).image
     body = evidence_picture(query, _rows(rt, outcome), empty="nothing matched")
     big = ImageFont.load_default(size=22)
     small = ImageFont.load_default(size=13)

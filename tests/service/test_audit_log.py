@@ -106,28 +106,13 @@ def test_concurrent_appends_keep_the_log_consistent(runtime):
 
 
 def test_concurrent_first_starts_agree_on_one_audit_key(tmp_path):
-    import threading
-
     from cryptography.hazmat.primitives import serialization
 
     from service.audit.signing import load_or_create_key
+    from tests.support import all_at_once
 
     path = tmp_path / "keys" / "audit.pem"
-    start = threading.Barrier(6)
-    keys, errors = [], []
-
-    def first_start() -> None:
-        try:
-            start.wait()
-            keys.append(load_or_create_key(path))
-        except BaseException as exc:  # collected for the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=first_start) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    keys, errors = all_at_once([lambda: load_or_create_key(path)] * 6)
     assert not errors, errors
     raw = {k.public_key().public_bytes(serialization.Encoding.Raw,
                                        serialization.PublicFormat.Raw) for k in keys}

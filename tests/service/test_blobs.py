@@ -4,33 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
 from service.blobs import FileBlobStore
+from tests.support import all_at_once
 
 
 def test_concurrent_writers_of_the_same_content_all_succeed(tmp_path: Path) -> None:
     store = FileBlobStore(tmp_path / "blobs")
     data = os.urandom(3 * 1024 * 1024)
-    start = threading.Barrier(8)
-    results: list[str] = []
-    errors: list[BaseException] = []
-
-    def write() -> None:
-        start.wait()
-        try:
-            results.append(store.put(data))
-        except BaseException as exc:  # collected: the assertion below names it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=write) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results, errors = all_at_once([lambda: store.put(data)] * 8)
     assert errors == []
     assert set(results) == {hashlib.sha256(data).hexdigest()}
     assert store.get(results[0]) == data

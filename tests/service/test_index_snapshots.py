@@ -3,8 +3,8 @@ threads at once."""
 
 from __future__ import annotations
 
-import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +12,7 @@ import numpy as np
 from service.indexing.snapshots import Checkpoint, load_snapshot, save_snapshot
 from similarity import MatchIndex
 from similarity.dense import DIM
+from tests.support import all_at_once
 
 
 def _index(n: int, seed: int) -> MatchIndex:
@@ -44,20 +45,10 @@ def test_threads_snapshotting_the_same_change_each_publish_a_whole_snapshot(
     errors: list[BaseException] = []
     indexes = {n: _index(n, n) for n in (20, 21, 22, 23)}
     for _ in range(5):
-        start = threading.Barrier(len(indexes))
-
-        def save(n: int, start: threading.Barrier = start) -> None:
-            try:
-                start.wait()
-                save_snapshot(tmp_path, indexes[n], _checkpoint(9, n))
-            except BaseException as exc:  # collected for the main thread
-                errors.append(exc)
-
-        threads = [threading.Thread(target=save, args=(n,)) for n in indexes]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _, failed = all_at_once(
+            [partial(save_snapshot, tmp_path, ix, _checkpoint(9, n)) for n, ix in indexes.items()]
+        )
+        errors += failed
     assert not errors, errors
     loaded = load_snapshot(tmp_path, "artwork")
     assert loaded is not None

@@ -30,7 +30,6 @@ from service.moderation.jobs import (
 from service.moderation.picture import moderation_picture
 from service.moderation.policy import POLICIES, Policy, PolicyError
 from service.runtime import Runtime
-from similarity import decode_image
 
 router = APIRouter(prefix="/v1/moderation", tags=["moderation"])
 _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
@@ -235,7 +234,7 @@ def _run(
 )
 async def check_image(
     rt: RuntimeDep,
-    work: ImageWorkDep,
+    image_work: ImageWorkDep,
     key: ModerateKey,
     file: ImageFile,
     user: UserForm = None,
@@ -243,7 +242,7 @@ async def check_image(
 ) -> dict[str, Any]:
     policy = _policy(rt, key)
     data = await read_upload(file, rt.settings.max_upload_bytes)
-    outcome = await work.run(_run, rt, key, data, policy, user, context)
+    outcome = await image_work.run(_run, rt, key, data, policy, user, context)
     return outcome.report
 
 
@@ -275,8 +274,7 @@ async def check_picture(
 
     def work() -> tuple[str, bytes]:
         outcome = _run(rt, key, data, policy, user, context)
-        query = decode_image(data, rt.decode_limits).image
-        return outcome.report["id"], moderation_picture(rt, query, outcome)
+        return outcome.report["id"], moderation_picture(rt, data, outcome)
 
     check_id, png = await image_work.run(work)
     return Response(png, media_type="image/png", headers={"X-Check-Id": check_id})
