@@ -9,6 +9,9 @@ favours get less; the PSNR budget stays the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol
+
 import cv2
 import numpy as np
 
@@ -20,6 +23,31 @@ from .whitening import highpass, to_working, weights, whiten, working_crop, work
 TARGET_PSNR_DB = 40.5
 HOST_REJECTION = 0.5
 MIN_BIT_GAIN = 0.6
+
+
+class Pending(Protocol):
+    def result(self) -> Any: ...
+
+
+# Hands work to another thread and gives back its pending value (``result()`` waits for it, or
+# does the work where no thread took it); the embedder's two analyses go on side by side.
+Offload = Callable[[Callable[[], Any]], Pending]
+
+
+class _Done:
+    """``fn()`` done in the calling thread: the default offload, for callers with no helpers."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._value = fn()
+
+    def result(self) -> Any:
+        return self._value
+
+
+def inline(fn: Callable[[], Any]) -> Pending:
+    return _Done(fn)
 
 
 def _mean_square(a: np.ndarray) -> float:
@@ -55,6 +83,17 @@ def working_pattern(
     return separable(my, chips, mx) * mask
 
 
+def host_view(gray: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray]:
+    """The detector's view of the picture alone: its per-pixel weights and its folded tile
+    (the half of :func:`bit_weights` that does not need the pattern)."""
+    h, w = gray.shape
+    host_w = to_working(gray)
+    detail = highpass(host_w)
+    weight = weights(host_w, detail)
+    e_host = whiten(host_w, weight, detail)
+    return weight, fl.fold_total(e_host, fl.unedited_lattice(h, w, period))
+
+
 def bit_weights(
     gray: np.ndarray,
     pattern_w: np.ndarray,
@@ -62,19 +101,16 @@ def bit_weights(
     templates: fl.Templates,
     coded_bits: np.ndarray,
     period: int,
+    host: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Amplitude factor per coded bit (informed embedding). The detector's view of the picture
-    alone and of the pattern alone (``pattern_w``, working size, final amplitude) give each
-    bit's gain and the picture's own pull on it; the factors maximise the smallest margin at an
-    unchanged total energy."""
+    alone (``host``: :func:`host_view` of ``gray`` where already taken) and of the pattern
+    alone (``pattern_w``, working size, final amplitude) give each bit's gain and the picture's
+    own pull on it; the factors maximise the smallest margin at an unchanged total energy."""
     h, w = gray.shape
-    host_w = to_working(gray)
-    detail = highpass(host_w)
-    weight = weights(host_w, detail)
-    e_host = whiten(host_w, weight, detail)
+    weight, fold_host = host if host is not None else host_view(gray, period)
     e_pattern = highpass(pattern_w) * weight
     lattice = fl.unedited_lattice(h, w, period)
-    fold_host = fl.fold_total(e_host, lattice)
     fold_pattern = fl.fold_total(e_pattern, lattice)
     corr = fl.correlate(fold_host + fold_pattern, templates.pilot(lattice))
     offset = fl.peaks(fl.zscore(corr), 1)[0][:2]
@@ -102,17 +138,22 @@ def embed(
     templates: fl.Templates,
     coded_bits: np.ndarray,
     informed: bool = True,
+    offload: Offload = inline,
 ) -> np.ndarray:
-    """The watermarked copy of ``rgb`` (uint8, (h, w, 3)), PSNR about ``TARGET_PSNR_DB``."""
+    """The watermarked copy of ``rgb`` (uint8, (h, w, 3)), PSNR about ``TARGET_PSNR_DB``.
+    ``offload``: the picture's analysis runs there beside the pattern's (same result)."""
     h, w, _ = rgb.shape
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    strength = strength_small(gray)
     period = period_for(h, w)
+    host = offload(lambda: host_view(gray, period)) if informed else None
+    strength = strength_small(gray)
     chips = layout.chips(coded_bits)
-    if informed:
+    if host is not None:
         pattern_w = working_pattern(chips, h, w, period, strength)
         pattern_w *= _gain(pattern_w, TARGET_PSNR_DB)
-        gains = bit_weights(gray, pattern_w, layout, templates, coded_bits, period)
+        gains = bit_weights(
+            gray, pattern_w, layout, templates, coded_bits, period, host.result()
+        )
         chips = layout.chips(coded_bits, gains)
     pattern = render(chips, h, w, period)
     pattern *= cv2.resize(strength, (w, h), interpolation=cv2.INTER_LINEAR)

@@ -9,7 +9,7 @@ from PIL import Image
 from . import convolutional as cc
 from . import kernels
 from .detector import detect
-from .embedder import embed
+from .embedder import Offload, embed, inline
 from .fold import Templates
 from .layout import TileLayout, make_layout
 from .payload import FRAME_BITS, PAYLOAD_BITS, check_payload, frame_bits
@@ -26,7 +26,10 @@ class TiledWatermarker:
     alg = ALG
     payload_bits = PAYLOAD_BITS
 
-    def __init__(self, key: str = ALG) -> None:
+    def __init__(self, key: str = ALG, offload: Offload = inline) -> None:
+        """``offload``: where the embedder may hand half of its analysis (another thread;
+        by default it runs in the caller)."""
+        self.offload = offload
         self.layout: TileLayout = make_layout(key, cc.coded_length(FRAME_BITS))
         self.templates = Templates(self.layout.pilot)
         kernels.warm_up()  # compiled (or loaded from the cache) now, not in a first request
@@ -40,7 +43,14 @@ class TiledWatermarker:
             )
         rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         return Image.fromarray(
-            embed(rgb, self.layout, self.templates, cc.encode(frame_bits(payload))), "RGB"
+            embed(
+                rgb,
+                self.layout,
+                self.templates,
+                cc.encode(frame_bits(payload)),
+                offload=self.offload,
+            ),
+            "RGB",
         )
 
     def detect(self, image: Image.Image) -> WatermarkReading:
@@ -62,5 +72,5 @@ class TiledWatermarker:
         return detect(self.layout, self.templates, image, unedited_only=True)
 
 
-def default_watermarker() -> TiledWatermarker:
-    return TiledWatermarker()
+def default_watermarker(offload: Offload = inline) -> TiledWatermarker:
+    return TiledWatermarker(offload=offload)

@@ -37,9 +37,15 @@ def lock_for_change(conn: psycopg.Connection) -> tuple[int, list[bytes]]:
 
 
 def next_change_seq(conn: psycopg.Connection) -> int:
-    """A change number for an index-visible row; call after ``lock_for_change``."""
-    lock_for_change(conn)
-    row = conn.execute("SELECT nextval('change_seq') AS n").fetchone()
+    """A change number for an index-visible row, drawn under the log's lock (taken here, for
+    the rest of the transaction, if not already held): numbers follow the commit order."""
+    # One round trip: the row lock is taken before the number is drawn (a subquery with
+    # FOR UPDATE is never flattened, so nextval runs above its lock).
+    row = conn.execute(
+        "SELECT nextval('change_seq') AS n"
+        " FROM (SELECT 1 FROM audit_state WHERE id = 1 FOR UPDATE) AS locked"
+    ).fetchone()
+    assert row is not None, "audit_state row missing: run migrations"
     return int(row["n"] if isinstance(row, dict) else row[0])  # type: ignore[index]
 
 
@@ -80,13 +86,11 @@ class AuditLog:
         root = frontier.append(leaf)
         signature = self.key.sign(tree_head_message(size + 1, root))
         conn.execute(
-            "INSERT INTO audit_log (seq, created_at, kind, actor, subject, entry, leaf_hash,"
-            " root_hash, signature) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (size, now, kind, actor, subject, entry, leaf, root, signature),
-        )
-        conn.execute(
-            "UPDATE audit_state SET size = %s, frontier = %s WHERE id = 1",
-            (frontier.size, frontier.nodes),
+            "WITH entry AS (INSERT INTO audit_log (seq, created_at, kind, actor, subject, entry,"
+            " leaf_hash, root_hash, signature) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s))"
+            " UPDATE audit_state SET size = %s, frontier = %s WHERE id = 1",
+            (size, now, kind, actor, subject, entry, leaf, root, signature,
+             frontier.size, frontier.nodes),
         )
         return AppendedEntry(size, leaf, root)
 

@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from generation.pipeline import GenerationRecord
 from service.audit.log import AuditLog
+from service.db.transactions import atomic
 
 TERMINAL = ("completed", "blocked", "failed")
 DEFAULT_LEASE_SECONDS = 60.0
@@ -152,7 +153,7 @@ class GenerationStore:
 
     def _write(self, conn: psycopg.Connection, record: GenerationRecord) -> None:
         """The upsert, its matches and audit entry: a transaction of its own on an idle
-        connection, a savepoint inside a caller's."""
+        connection, part of the caller's inside one (see ``atomic``)."""
         cols = _columns(record)
         names = list(cols)
         updates = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in ("id", "created_at"))
@@ -161,7 +162,7 @@ class GenerationStore:
         values = [*cols.values(), None if terminal else self.worker]
         if not terminal:
             values.append(self.lease_seconds)
-        with conn.transaction():
+        with atomic(conn):
             cur = conn.execute(
                 f"INSERT INTO generations ({', '.join(names)}, worker, lease_expires_at,"
                 f" finished_at) VALUES ({', '.join(['%s'] * len(names))}, %s, {lease},"

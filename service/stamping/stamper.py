@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 import psycopg
 from PIL import Image
 
+from provenance.c2pa_io import SignOptions, check_signed
 from provenance.manifest import GenerationFacts, generation_assertion_data
 from provenance.stamp import (
     LabelOptions,
@@ -37,6 +38,8 @@ _MAX_PAYLOAD_TRIES = 8
 PAYLOAD_CONSTRAINT = "outputs_watermark_payload_key"  # UNIQUE in migration 0002
 # Watermark read-back and fingerprints of each emitted image, beside its signing.
 _CHECKS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stamp-check")
+# The signed file is validated beside the insert (check_signed), not inside the signing.
+_SIGN_OPTIONS = SignOptions(verify_after_sign=False)
 
 
 @dataclass(frozen=True)
@@ -137,11 +140,12 @@ def _stamp_with(
     emitted = emitted_pixels(stamp)
     read_back = getattr(watermarker, "read_back", watermarker.detect)
     reading_job = _CHECKS.submit(read_back, emitted)
-    stamped = sign_encoded(stamp, rt.signing.signer)
+    stamped = sign_encoded(stamp, rt.signing.signer, _SIGN_OPTIONS)
     lap("sign")
-    # The bytes are written beside the record's insert; the insert commits only once they are
-    # on disk (an error in either leaves no record).
+    # The bytes are written, and the signed file read back and validated, beside the record's
+    # insert; the insert commits only once both are done (an error in any leaves no record).
     blob_job = _CHECKS.submit(rt.blobs.put, stamped.data)
+    manifest_job = _CHECKS.submit(check_signed, stamped.data, stamped.mime, stamped.manifest_id)
     reading = reading_job.result()
     signals = fingerprints()
     packed = signals.pack()  # computed already: this only collects the columns
@@ -173,6 +177,7 @@ def _stamp_with(
             audit_extra=audit_extra,
         )
         blob_job.result()
+        manifest_job.result()
         lap("insert")
         if within is not None:
             within(conn, StampResult(record, stamped, verified, signals, dict(lap.parts)))

@@ -11,6 +11,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from service.audit.log import AuditLog, next_change_seq
+from service.db.transactions import atomic
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class OutputStore:
         signals: dict[str, Any],
         audit_extra: dict[str, Any] | None = None,
     ) -> OutputRecord:
-        with conn.transaction():
+        with atomic(conn):
             seq = next_change_seq(conn)
             fp = conn.execute(
                 "INSERT INTO fingerprints (bank, subject_id, signals_version, pdq, pdq_quality,"

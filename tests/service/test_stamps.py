@@ -301,3 +301,37 @@ def test_a_payload_already_taken_is_drawn_again(runtime, monkeypatch) -> None:
         n = conn.execute("SELECT count(*) AS n FROM outputs WHERE watermark_payload = %s",
                          (taken,)).fetchone()["n"]
     assert n == 1
+
+
+def test_a_signature_that_does_not_validate_leaves_no_output_record(runtime, monkeypatch) -> None:
+    """The signed file is read back and validated beside the insert, which commits only if it
+    is intact: a signer whose key does not match its certificate stamps nothing."""
+    import dataclasses
+    from uuid import uuid4
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from provenance.manifest import GenerationFacts
+    from provenance.signer import FileSigner, SigningError
+    from service.stamping.stamper import stamp_and_record
+
+    runtime.load_indexes()
+    good = runtime.signing.signer
+    wrong_key = FileSigner(good.certificate_chain_pem, ec.generate_private_key(ec.SECP256R1()),
+                           good.alg)
+    monkeypatch.setattr(runtime, "signing", dataclasses.replace(runtime.signing, signer=wrong_key))
+    output_id = uuid4()
+    facts = GenerationFacts(generation_id=str(output_id), kind="txt2img", model_name="example")
+    with pytest.raises(SigningError, match="does not validate"):
+        stamp_and_record(runtime, "tester", photo_like(6), facts, origin="stamp",
+                         output_id=output_id)
+    with runtime.pool.connection() as conn:
+        rows = conn.execute("SELECT count(*) AS n FROM outputs WHERE id = %s",
+                            (output_id,)).fetchone()
+        audit = conn.execute("SELECT count(*) AS n FROM audit_log WHERE subject = %s",
+                             (str(output_id),)).fetchone()
+    assert rows["n"] == 0 and audit["n"] == 0
+    monkeypatch.undo()
+    ok = stamp_and_record(runtime, "tester", photo_like(6), facts, origin="stamp",
+                          output_id=output_id)
+    assert read_manifest(runtime.blobs.get(ok.record.sha256), "image/png").state == "Valid"

@@ -171,3 +171,30 @@ def test_unmarked_pictures_decode_only_searched_lattices_whose_pilot_stands_out(
     edited = marked.rotate(3, resample=Image.Resampling.BICUBIC).crop((30, 20, 450, 340))
     reading = watermarker.detect(edited)
     assert reading.present and reading.payload == 0xC0FFEE
+
+
+def test_an_offloaded_analysis_marks_the_same_pixels(watermarker: TiledWatermarker) -> None:
+    """The embedder hands the picture's analysis to the offload given (another thread here)
+    and marks exactly the pixels it marks on its own."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    ran_in: list[str] = []
+
+    with ThreadPoolExecutor(1, thread_name_prefix="wm-helper") as pool:
+
+        def offload(fn):
+            def noted():
+                ran_in.append(threading.current_thread().name)
+                return fn()
+
+            return pool.submit(noted)
+
+        helped = TiledWatermarker(offload=offload)
+        for i, size in enumerate([(512, 512), (900, 300)]):
+            image = textured(70 + i, size)
+            alone = np.asarray(watermarker.embed(image, 0xC0FFEE + i))
+            together = np.asarray(helped.embed(image, 0xC0FFEE + i))
+            assert np.array_equal(alone, together)
+            assert helped.detect(Image.fromarray(together)).payload == 0xC0FFEE + i
+    assert len(ran_in) == 2 and all(name.startswith("wm-helper") for name in ran_in)
