@@ -306,7 +306,7 @@ def raw_params(side: int, steps: int):
 
 # "blob" appears in runs made before the blob write moved beside the insert.
 _PARTS = ("payload", "watermark_encode", "sign", "checks_wait", "blob", "caller_wait", "insert",
-          "caller_write", "commit", "index")
+          "write_wait", "caller_write", "commit", "index")
 
 
 def _part_order(key: str) -> int:
@@ -339,6 +339,9 @@ def describe_model(args, device: str) -> str:
 
 
 def render(args, rows, parts, works: int, sources: int, fill_s: float, device: str = "cpu") -> str:
+    from service.cpus import usable_cpus
+    from similarity.threads import helper_threads
+
     gpu = ""
     if device.startswith("cuda"):
         import torch
@@ -351,8 +354,9 @@ def render(args, rows, parts, works: int, sources: int, fill_s: float, device: s
         "python bench/pipeline_overhead.py " + " ".join(sys.argv[1:]),
         "```",
         "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs visible (shared), torch threads "
-        f"{args.threads}, faiss threads {args.faiss_threads or 'default'}, "
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs visible (shared), "
+        f"{usable_cpus()} usable (affinity and CPU quota), helper threads {helper_threads()}, "
+        f"torch threads {args.threads}, faiss threads {args.faiss_threads or 'default'}, "
         f"Python {platform.python_version()}{gpu}, load average {os.getloadavg()[0]:.1f} at the "
         f"end. Registry {works} artworks, training sources {sources} (filled in {fill_s:.1f} s"
         f"{', synthetic images' if args.synthetic else ''}). "
@@ -380,8 +384,9 @@ def render(args, rows, parts, works: int, sources: int, fill_s: float, device: s
             "",
             "The stamp step inside those runs, part by part (median ms; the watermark read-back "
             "and the fingerprints of the emitted image run beside the signing, `checks_wait` is "
-            "what remains of them after it; the blob write runs beside the insert, which waits "
-            "for it before committing; `caller_wait` is the wait for the screen before the "
+            "what remains of them after it; the blob write and the signed file's validation "
+            "run beside the insert, `write_wait` is what remains of them after it (earlier runs "
+            "counted it in `insert`); `caller_wait` is the wait for the screen before the "
             "output's transaction, `caller_write` the generation record written inside it, "
             "`commit` the commit of both):",
             "",

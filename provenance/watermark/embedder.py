@@ -9,11 +9,10 @@ favours get less; the PSNR budget stays the same.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
-
 import cv2
 import numpy as np
+
+from provenance.offload import Offload, inline
 
 from . import fold as fl
 from .layout import TileLayout, interpolation_matrix, period_for, render, separable
@@ -23,31 +22,6 @@ from .whitening import highpass, to_working, weights, whiten, working_crop, work
 TARGET_PSNR_DB = 40.5
 HOST_REJECTION = 0.5
 MIN_BIT_GAIN = 0.6
-
-
-class Pending(Protocol):
-    def result(self) -> Any: ...
-
-
-# Hands work to another thread and gives back its pending value (``result()`` waits for it, or
-# does the work where no thread took it); the embedder's two analyses go on side by side.
-Offload = Callable[[Callable[[], Any]], Pending]
-
-
-class _Done:
-    """``fn()`` done in the calling thread: the default offload, for callers with no helpers."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self._value = fn()
-
-    def result(self) -> Any:
-        return self._value
-
-
-def inline(fn: Callable[[], Any]) -> Pending:
-    return _Done(fn)
 
 
 def _mean_square(a: np.ndarray) -> float:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from provenance.offload import Offload, inline
+
 from . import convolutional as cc
 from . import kernels
 from .detector import detect
-from .embedder import Offload, embed, inline
+from .embedder import embed
 from .fold import Templates
 from .layout import TileLayout, make_layout
 from .payload import FRAME_BITS, PAYLOAD_BITS, check_payload, frame_bits

@@ -10,7 +10,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
@@ -19,6 +19,7 @@ import psycopg
 from PIL import Image
 
 from provenance.c2pa_io import SignOptions, check_signed
+from provenance.containers import normalize_mime
 from provenance.manifest import GenerationFacts, generation_assertion_data
 from provenance.stamp import (
     LabelOptions,
@@ -27,8 +28,10 @@ from provenance.stamp import (
     sign_encoded,
     watermark_and_encode,
 )
+from provenance.watermark import WatermarkReading
 from service.stamping.store import OutputRecord
 from similarity import SIGNALS_VERSION, ImageSignals, compute_signals
+from similarity.threads import Deferred
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -127,19 +130,31 @@ def _stamp_with(
 ) -> StampResult:
     settings = rt.settings
     watermarker = rt.watermarker
+    output_format = output_format or settings.output_format
+    # Whether the watermark reads back from what is emitted, as any recipient decodes it: a
+    # PNG's pixels are the marked ones, read beside their encoding and signing; a lossy file's
+    # are decoded from it once encoded.
+    read_back = getattr(watermarker, "read_back", watermarker.detect)
+    reading: list[Future[WatermarkReading]] = []
+
+    def read_marked(marked: Image.Image) -> None:
+        if normalize_mime(output_format) == "image/png":
+            reading.append(_CHECKS.submit(read_back, marked))
+
     stamp = watermark_and_encode(
         image,
         facts,
         watermarker,
         payload,
-        output_format=output_format or settings.output_format,
+        output_format=output_format,
         label_options=LabelOptions(a1111_parameters=settings.write_parameters),
+        offload=Deferred,
+        sign_options=_SIGN_OPTIONS,
+        on_marked=read_marked,
     )
     lap("watermark_encode")
-    # Whether the watermark reads back from what is emitted, as any recipient decodes it.
     emitted = emitted_pixels(stamp)
-    read_back = getattr(watermarker, "read_back", watermarker.detect)
-    reading_job = _CHECKS.submit(read_back, emitted)
+    reading_job = reading[0] if reading else _CHECKS.submit(read_back, emitted)
     stamped = sign_encoded(stamp, rt.signing.signer, _SIGN_OPTIONS)
     lap("sign")
     # The bytes are written, and the signed file read back and validated, beside the record's
@@ -176,9 +191,10 @@ def _stamp_with(
             signals={**packed, "signals_version": SIGNALS_VERSION},
             audit_extra=audit_extra,
         )
+        lap("insert")
         blob_job.result()
         manifest_job.result()
-        lap("insert")
+        lap("write_wait")
         if within is not None:
             within(conn, StampResult(record, stamped, verified, signals, dict(lap.parts)))
             lap("caller_write")

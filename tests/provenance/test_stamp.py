@@ -143,3 +143,49 @@ def test_stamp_with_the_project_watermark(
     report = read_manifest(stamped.data, "jpeg", dev_credentials.trust_anchors_pem)
     assert report.state == "Trusted"
     assert [(b.alg, b.value) for b in report.soft_bindings] == [(wm.alg, payload_to_hex(PAYLOAD))]
+
+
+def _claim_thumbnail(data: bytes) -> Image.Image:
+    import io
+    import json
+
+    import c2pa
+
+    reader = c2pa.Reader("image/png", io.BytesIO(data))
+    with reader:
+        store = json.loads(reader.json())
+        manifest = store["manifests"][store["active_manifest"]]
+        out = io.BytesIO()
+        reader.resource_to_stream(manifest["thumbnail"]["identifier"], out)
+    return Image.open(io.BytesIO(out.getvalue())).convert("RGB")
+
+
+def test_a_claim_thumbnail_made_beside_the_encoding_serves_the_signing_it_was_made_for(
+    picture: Image.Image, txt2img_facts: GenerationFacts, file_signer: FileSigner
+) -> None:
+    """Given the sign options, the first half of the stamp makes the claim thumbnail beside the
+    encoding (on the offload); signing with those options embeds it, other options get their
+    own."""
+    import io
+    from concurrent.futures import ThreadPoolExecutor
+
+    from provenance.c2pa_io import SignOptions
+    from provenance.stamp import sign_encoded, watermark_and_encode
+
+    wm = TestOnlyLsbWatermarker()
+    options = SignOptions(thumbnail_long_edge=200, verify_after_sign=False)
+    with ThreadPoolExecutor(2) as pool:
+        stamp = watermark_and_encode(
+            picture, txt2img_facts, wm, PAYLOAD, offload=pool.submit, sign_options=options
+        )
+    assert stamp.thumbnail is not None and stamp.thumbnail[0] == "image/jpeg"
+    made = Image.open(io.BytesIO(stamp.thumbnail[1])).convert("RGB")
+    assert max(made.size) == 200
+    small = np.asarray(stamp.marked.resize(made.size), dtype=np.float32)
+    assert np.abs(np.asarray(made, dtype=np.float32) - small).mean() < 12
+
+    signed = sign_encoded(stamp, file_signer, options)
+    assert np.array_equal(np.asarray(_claim_thumbnail(signed.data)), np.asarray(made))
+    other = sign_encoded(stamp, file_signer, SignOptions(thumbnail_long_edge=96))
+    assert max(_claim_thumbnail(other.data).size) == 96
+    assert read_manifest(signed.data, "png").state == "Valid"
