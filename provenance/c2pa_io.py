@@ -71,19 +71,15 @@ def sign_image(
     signer: Signer,
     options: SignOptions | None = None,
     pixels: Image.Image | None = None,
-    *,
-    thumbnail: tuple[str, bytes] | None = None,
 ) -> SignedImage:
     """Embed a signed manifest; ``manifest_bytes`` is the store as served with application/c2pa.
 
     ``pixels`` (the image the bytes encode, if the caller holds it) spares decoding the bytes
-    again for the claim thumbnail; ``thumbnail``, the claim thumbnail for ``options`` made
-    already (:func:`claim_thumbnail`), spares making it.
+    again for the claim thumbnail.
     """
     mime = normalize_mime(mime)
     options = options or SignOptions()
-    if thumbnail is None:
-        thumbnail = claim_thumbnail(image_bytes, pixels, options)
+    thumbnail = claim_thumbnail(image_bytes, pixels, options)
     spec = build_manifest(manifest) if isinstance(manifest, GenerationFacts) else manifest
     definition = dict(spec.definition)
     definition["label"] = spec.label

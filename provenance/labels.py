@@ -29,7 +29,6 @@ from provenance.containers import (
     normalize_mime,
     read_container,
 )
-from provenance.offload import Offload, inline
 from provenance.png_encode import PngText, encode_png
 from provenance.xmp import (
     NS_CHOPMARK,
@@ -318,10 +317,8 @@ def encode_with_labels(
     labels: LabelSet,
     quality: int = 95,
     webp_lossless: bool = False,
-    offload: Offload = inline,
 ) -> bytes:
-    """Encode ``image`` as PNG, JPEG or WebP with ``labels`` in its metadata (``offload``:
-    where parts of a PNG's deflate may run)."""
+    """Encode ``image`` as PNG, JPEG or WebP with ``labels`` in its metadata."""
     mime = normalize_mime(mime)
     xmp_props = labels.xmp_properties()
     xmp = build_xmp(xmp_props) if xmp_props else None
@@ -334,7 +331,7 @@ def encode_with_labels(
             texts.append(PngText(AIGC_KEY, labels.aigc.to_json()))
         if labels.parameters is not None:
             texts.append(PngText(PARAMETERS_KEY, labels.parameters))
-        return encode_png(_png_pixels(image), texts, offload)
+        return encode_png(_png_pixels(image), texts)
     kwargs: dict[str, Any] = {"quality": quality}
     if xmp is not None:
         if mime == "image/jpeg" and len(xmp) > _MAX_JPEG_XMP:

@@ -7,11 +7,6 @@ at its fastest level, or by zlib level 1 where ``isal`` is missing: about 20 ms 
 photo, for a file some 7% larger than level 6. The output is a plain, valid PNG (8-bit grey,
 RGB or RGBA) with the given text chunks before the image data; any PNG reader decodes it to the
 exact pixels given.
-
-Given an ``offload`` (helper threads), a large image's stream is deflated in pieces side by side,
-as pigz does: each piece is a raw deflate stream of its own, ended by a sync flush (byte-aligned,
-not final) but for the last; the pieces joined under one zlib header and the Adler-32 of the
-whole make one valid stream, a few hundred bytes larger than a single pass.
 """
 
 from __future__ import annotations
@@ -20,11 +15,8 @@ import struct
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 
 import numpy as np
-
-from provenance.offload import Offload, inline
 
 try:
     from isal import isal_zlib as _deflate_backend
@@ -38,11 +30,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
 _FILTER_NONE, _FILTER_UP = 0, 2
 _MAX_KEYWORD = 79
-# Deflate in pieces only when there is this much per piece: below it a helper's hand-off costs
-# about what it saves.
-_PIECE_BYTES = 256 * 1024
-_MAX_PIECES = 4
-_ZLIB_HEADER = b"\x78\x01"  # deflate, 32 KiB window, fastest level; (0x7801 % 31) == 0
 
 
 @dataclass(frozen=True)
@@ -54,11 +41,8 @@ class PngText:
     international: bool = False
 
 
-def encode_png(
-    pixels: np.ndarray, texts: Sequence[PngText] = (), offload: Offload = inline
-) -> bytes:
-    """Encode ``pixels`` (uint8, (h, w), (h, w, 1), (h, w, 3) or (h, w, 4)) as a PNG
-    (``offload``: where pieces of the deflate may run beside the caller's)."""
+def encode_png(pixels: np.ndarray, texts: Sequence[PngText] = ()) -> bytes:
+    """Encode ``pixels`` (uint8, (h, w), (h, w, 1), (h, w, 3) or (h, w, 4)) as a PNG."""
     if pixels.dtype != np.uint8:
         raise ValueError("encode_png takes 8-bit pixels")
     if pixels.ndim == 2:
@@ -71,32 +55,9 @@ def encode_png(
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPES[channels], 0, 0, 0)
     parts = [PNG_SIGNATURE, _chunk(b"IHDR", header)]
     parts += [_text_chunk(t) for t in texts]
-    parts.append(_chunk(b"IDAT", deflate(_filtered(pixels), offload)))
+    parts.append(_chunk(b"IDAT", _deflate_backend.compress(_filtered(pixels), _LEVEL)))
     parts.append(_chunk(b"IEND", b""))
     return b"".join(parts)
-
-
-def deflate(data: bytes, offload: Offload = inline) -> bytes:
-    """A zlib stream of ``data``: one pass, or pieces side by side when offloading pays."""
-    pieces = min(_MAX_PIECES, len(data) // _PIECE_BYTES)
-    if offload is inline or pieces < 2:
-        return _deflate_backend.compress(data, _LEVEL)
-    view = memoryview(data)
-    cuts = [len(data) * i // pieces for i in range(pieces + 1)]
-    later = [
-        offload(lambda a=a, b=b: _raw_piece(view[a:b], final=b == len(data)))
-        for a, b in pairwise(cuts[1:])
-    ]
-    first = _raw_piece(view[: cuts[1]], final=False)
-    body = b"".join([first, *(p.result() for p in later)])
-    return _ZLIB_HEADER + body + struct.pack(">I", zlib.adler32(data))
-
-
-def _raw_piece(data: memoryview, *, final: bool) -> bytes:
-    """Raw deflate of one piece: the last is final, the others end byte-aligned and open."""
-    backend = _deflate_backend
-    packer = backend.compressobj(_LEVEL, backend.DEFLATED, -15)
-    return packer.compress(data) + packer.flush(backend.Z_FINISH if final else backend.Z_SYNC_FLUSH)
 
 
 def _filtered(pixels: np.ndarray) -> bytes:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from provenance.c2pa_io import SignOptions, claim_thumbnail, sign_image
+from provenance.c2pa_io import SignOptions, sign_image
 from provenance.containers import normalize_mime
 from provenance.labels import (
     AigcLabel,
@@ -26,7 +26,6 @@ from provenance.manifest import (
     build_manifest,
     encode_soft_binding_value,
 )
-from provenance.offload import Offload, inline
 from provenance.signer import Signer
 
 if TYPE_CHECKING:
@@ -76,9 +75,6 @@ class EncodedStamp:
     payload: int
     watermark_alg: str
     watermark_value: str
-    # The claim thumbnail made beside the encoding, and the options it was made for.
-    thumbnail: tuple[str, bytes] | None = None
-    thumbnail_options: SignOptions | None = None
 
     @property
     def lossless(self) -> bool:
@@ -93,13 +89,9 @@ def watermark_and_encode(
     output_format: str = "png",
     label_options: LabelOptions | None = None,
     quality: int = 95,
-    offload: Offload = inline,
-    sign_options: SignOptions | None = None,
     on_marked: Callable[[Image.Image], object] | None = None,
 ) -> EncodedStamp:
-    """The first half of the stamp: watermark ``payload`` into ``image``, encode with labels
-    (``offload``: where parts of the encoding may run beside the caller; given the
-    ``sign_options`` the file will be signed with, its claim thumbnail is made there too).
+    """The first half of the stamp: watermark ``payload`` into ``image``, encode with labels.
     ``on_marked`` is called with the watermarked pixels before they are encoded (a caller
     starts its checks of a lossless file's pixels there)."""
     mime = normalize_mime(output_format)
@@ -118,21 +110,8 @@ def watermark_and_encode(
     )
     spec = build_manifest(facts)
     labels = labels_for(facts, label_options, spec.label)
-    thumbnail = None
-    if sign_options is not None:
-        thumbnail = offload(lambda: claim_thumbnail(b"", marked, sign_options))
-    encoded = encode_with_labels(marked, mime, labels, quality, offload=offload)
-    return EncodedStamp(
-        marked,
-        encoded,
-        mime,
-        spec,
-        payload,
-        watermarker.alg,
-        value,
-        thumbnail.result() if thumbnail is not None else None,
-        sign_options,
-    )
+    encoded = encode_with_labels(marked, mime, labels, quality)
+    return EncodedStamp(marked, encoded, mime, spec, payload, watermarker.alg, value)
 
 
 def sign_encoded(
@@ -143,11 +122,7 @@ def sign_encoded(
 ) -> StampedImage:
     """The second half: sign the encoded file (always last; the signed bytes are final)."""
     pixels = stamp.marked if stamp.lossless else None
-    made_for = stamp.thumbnail_options
-    thumbnail = stamp.thumbnail if made_for == (sign_options or SignOptions()) else None
-    signed = sign_image(
-        stamp.encoded, stamp.mime, stamp.spec, signer, sign_options, pixels, thumbnail=thumbnail
-    )
+    signed = sign_image(stamp.encoded, stamp.mime, stamp.spec, signer, sign_options, pixels)
     return StampedImage(
         data=signed.data,
         mime=stamp.mime,

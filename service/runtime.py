@@ -22,7 +22,7 @@ from service.settings import Settings
 from service.stamping.credentials import SigningSetup, load_signing
 from service.stamping.store import OutputStore
 from similarity import DecodeLimits
-from similarity.threads import Deferred, set_helper_threads
+from similarity.threads import set_helper_threads
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Runtime:
             blobs=blobs,
             thumbnails=ThumbnailStore(blobs),
             signing=load_signing(settings),
-            watermarker=default_watermarker(offload=Deferred),
+            watermarker=default_watermarker(),
             outputs=OutputStore(audit),
         )
         rt.banks = {b: BankIndex(b, pool, settings.index_dir) for b in BANKS}

@@ -12,8 +12,6 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from provenance.offload import Offload, inline
-
 from . import fold as fl
 from .layout import TileLayout, interpolation_matrix, period_for, render, separable
 from .masking import strength_small
@@ -75,14 +73,13 @@ def bit_weights(
     templates: fl.Templates,
     coded_bits: np.ndarray,
     period: int,
-    host: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Amplitude factor per coded bit (informed embedding). The detector's view of the picture
-    alone (``host``: :func:`host_view` of ``gray`` where already taken) and of the pattern
-    alone (``pattern_w``, working size, final amplitude) give each bit's gain and the picture's
-    own pull on it; the factors maximise the smallest margin at an unchanged total energy."""
+    alone (:func:`host_view`) and of the pattern alone (``pattern_w``, working size, final
+    amplitude) give each bit's gain and the picture's own pull on it; the factors maximise the
+    smallest margin at an unchanged total energy."""
     h, w = gray.shape
-    weight, fold_host = host if host is not None else host_view(gray, period)
+    weight, fold_host = host_view(gray, period)
     e_pattern = highpass(pattern_w) * weight
     lattice = fl.unedited_lattice(h, w, period)
     fold_pattern = fl.fold_total(e_pattern, lattice)
@@ -112,22 +109,17 @@ def embed(
     templates: fl.Templates,
     coded_bits: np.ndarray,
     informed: bool = True,
-    offload: Offload = inline,
 ) -> np.ndarray:
-    """The watermarked copy of ``rgb`` (uint8, (h, w, 3)), PSNR about ``TARGET_PSNR_DB``.
-    ``offload``: the picture's analysis runs there beside the pattern's (same result)."""
+    """The watermarked copy of ``rgb`` (uint8, (h, w, 3)), PSNR about ``TARGET_PSNR_DB``."""
     h, w, _ = rgb.shape
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-    period = period_for(h, w)
-    host = offload(lambda: host_view(gray, period)) if informed else None
     strength = strength_small(gray)
+    period = period_for(h, w)
     chips = layout.chips(coded_bits)
-    if host is not None:
+    if informed:
         pattern_w = working_pattern(chips, h, w, period, strength)
         pattern_w *= _gain(pattern_w, TARGET_PSNR_DB)
-        gains = bit_weights(
-            gray, pattern_w, layout, templates, coded_bits, period, host.result()
-        )
+        gains = bit_weights(gray, pattern_w, layout, templates, coded_bits, period)
         chips = layout.chips(coded_bits, gains)
     pattern = render(chips, h, w, period)
     pattern *= cv2.resize(strength, (w, h), interpolation=cv2.INTER_LINEAR)

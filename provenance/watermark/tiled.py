@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from provenance.offload import Offload, inline
-
 from . import convolutional as cc
 from . import kernels
 from .detector import detect
@@ -28,10 +26,7 @@ class TiledWatermarker:
     alg = ALG
     payload_bits = PAYLOAD_BITS
 
-    def __init__(self, key: str = ALG, offload: Offload = inline) -> None:
-        """``offload``: where the embedder may hand half of its analysis (another thread;
-        by default it runs in the caller)."""
-        self.offload = offload
+    def __init__(self, key: str = ALG) -> None:
         self.layout: TileLayout = make_layout(key, cc.coded_length(FRAME_BITS))
         self.templates = Templates(self.layout.pilot)
         kernels.warm_up()  # compiled (or loaded from the cache) now, not in a first request
@@ -45,14 +40,7 @@ class TiledWatermarker:
             )
         rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
         return Image.fromarray(
-            embed(
-                rgb,
-                self.layout,
-                self.templates,
-                cc.encode(frame_bits(payload)),
-                offload=self.offload,
-            ),
-            "RGB",
+            embed(rgb, self.layout, self.templates, cc.encode(frame_bits(payload))), "RGB"
         )
 
     def detect(self, image: Image.Image) -> WatermarkReading:
@@ -74,5 +62,5 @@ class TiledWatermarker:
         return detect(self.layout, self.templates, image, unedited_only=True)
 
 
-def default_watermarker(offload: Offload = inline) -> TiledWatermarker:
-    return TiledWatermarker(offload=offload)
+def default_watermarker() -> TiledWatermarker:
+    return TiledWatermarker()

@@ -31,7 +31,6 @@ from provenance.stamp import (
 from provenance.watermark import WatermarkReading
 from service.stamping.store import OutputRecord
 from similarity import SIGNALS_VERSION, ImageSignals, compute_signals
-from similarity.threads import Deferred
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -148,8 +147,6 @@ def _stamp_with(
         payload,
         output_format=output_format,
         label_options=LabelOptions(a1111_parameters=settings.write_parameters),
-        offload=Deferred,
-        sign_options=_SIGN_OPTIONS,
         on_marked=read_marked,
     )
     lap("watermark_encode")

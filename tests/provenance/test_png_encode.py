@@ -75,36 +75,3 @@ def test_pixels_it_cannot_write_are_refused(pixels: np.ndarray, message: str) ->
 def test_invalid_text_keywords_are_refused(keyword: str) -> None:
     with pytest.raises(ValueError, match="keyword"):
         encode_png(np.zeros((2, 2, 3), np.uint8), [PngText(keyword, "x")])
-
-
-@pytest.mark.parametrize("size", [(512, 512), (1024, 768), (333, 1601)])
-def test_a_stream_deflated_in_pieces_decodes_to_the_same_pixels(size: tuple[int, int]) -> None:
-    """With helper threads the deflate runs in pieces side by side (each a thread's own); the
-    pieces make one stream that every reader (zlib, Pillow) decodes to the exact pixels."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    from provenance.png_encode import deflate
-
-    pixels = np.asarray(photo_like(8, size))
-    threads: set[str] = set()
-    with ThreadPoolExecutor(3, thread_name_prefix="png-helper") as pool:
-
-        def offload(fn):
-            def noted():
-                threads.add(threading.current_thread().name)
-                return fn()
-
-            return pool.submit(noted)
-
-        data = encode_png(pixels, offload=offload)
-        raw = bytes(np.random.default_rng(1).integers(0, 256, 3_000_000, dtype=np.uint8))
-        assert zlib.decompress(deflate(raw, offload)) == raw
-    assert threads and all(name.startswith("png-helper") for name in threads)
-    with Image.open(io.BytesIO(data)) as decoded:
-        assert np.array_equal(np.asarray(decoded), pixels)
-    idat = b"".join(body for kind, body in png_chunks(data) if kind == b"IDAT")
-    single = zlib.decompressobj()
-    assert single.decompress(idat) and single.eof and not single.unused_data
-    alone = encode_png(pixels)
-    assert abs(len(data) - len(alone)) < 0.01 * len(alone)
