@@ -11,7 +11,7 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -71,7 +71,9 @@ class ArtworkHit:
         return self.license_id is not None or self.img2img == "allow"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow: the evidence is plain JSON data, shared rather than deep-copied (asdict's
+        # recursion through it cost about 0.5 ms a hit).
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
