@@ -26,6 +26,7 @@ class BlobStore(Protocol):
     def get(self, sha256: str) -> bytes: ...
     def exists(self, sha256: str) -> bool: ...
     def path(self, sha256: str) -> Path: ...
+    def discard(self, sha256: str) -> None: ...
 
 
 class FileBlobStore:
@@ -52,6 +53,10 @@ class FileBlobStore:
 
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).exists()
+
+    def discard(self, sha256: str) -> None:
+        """Remove a blob that no record names (written beside an insert that then failed)."""
+        self.path(sha256).unlink(missing_ok=True)
 
 
 def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:

@@ -4,6 +4,7 @@ the record (manifest, watermark payload, fingerprints) in Postgres and the bytes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -134,11 +135,11 @@ def _stamp_with(
     # PNG's pixels are the marked ones, read beside their encoding and signing; a lossy file's
     # are decoded from it once encoded.
     read_back = getattr(watermarker, "read_back", watermarker.detect)
-    reading: list[Future[WatermarkReading]] = []
+    early_reading: list[Future[WatermarkReading]] = []
 
     def read_marked(marked: Image.Image) -> None:
         if normalize_mime(output_format) == "image/png":
-            reading.append(_CHECKS.submit(read_back, marked))
+            early_reading.append(_CHECKS.submit(read_back, marked))
 
     stamp = watermark_and_encode(
         image,
@@ -151,54 +152,74 @@ def _stamp_with(
     )
     lap("watermark_encode")
     emitted = emitted_pixels(stamp)
-    reading_job = reading[0] if reading else _CHECKS.submit(read_back, emitted)
+    reading_job = early_reading[0] if early_reading else _CHECKS.submit(read_back, emitted)
     stamped = sign_encoded(stamp, rt.signing.signer, _SIGN_OPTIONS)
     lap("sign")
     # The bytes are written, and the signed file read back and validated, beside the record's
-    # insert; the insert commits only once both are done (an error in any leaves no record).
+    # insert; the insert commits only once both are done (an error in any leaves no record, and
+    # bytes written for it are removed again).
+    fresh_blob = not rt.blobs.exists(stamped.sha256)
     blob_job = _CHECKS.submit(rt.blobs.put, stamped.data)
     manifest_job = _CHECKS.submit(check_signed, stamped.data, stamped.mime, stamped.manifest_id)
-    reading = reading_job.result()
-    signals = fingerprints()
-    packed = signals.pack()  # computed already: this only collects the columns
-    lap("checks_wait")
-    verified = bool(reading.present and reading.payload == payload)
-    if before_storing is not None:
-        before_storing()
-        lap("caller_wait")
-    with rt.pool.connection() as conn, conn.transaction():
-        record = rt.outputs.insert(
-            conn,
-            actor,
-            output_id=output_id,
-            origin=origin,
-            kind=facts.kind,
-            platform_user=facts.platform_user,
-            facts=facts_json(facts),
-            manifest_id=stamped.manifest_id,
-            manifest_bytes=stamped.manifest_bytes,
-            watermark_alg=stamped.watermark_alg,
-            watermark_payload=payload,
-            watermark_value=stamped.watermark_value,
-            watermark_verified=verified,
-            sha256=stamped.sha256,
-            media_type=stamped.mime,
-            width=emitted.width,
-            height=emitted.height,
-            signals={**packed, "signals_version": SIGNALS_VERSION},
-            audit_extra=audit_extra,
-        )
-        lap("insert")
-        blob_job.result()
-        manifest_job.result()
-        lap("write_wait")
-        if within is not None:
-            within(conn, StampResult(record, stamped, verified, signals, dict(lap.parts)))
-            lap("caller_write")
+    committed = False
+    try:
+        reading = reading_job.result()
+        signals = fingerprints()
+        packed = signals.pack()  # computed already: this only collects the columns
+        lap("checks_wait")
+        verified = bool(reading.present and reading.payload == payload)
+        if before_storing is not None:
+            before_storing()
+            lap("caller_wait")
+        with rt.pool.connection() as conn:
+            with conn.transaction():
+                record = rt.outputs.insert(
+                    conn,
+                    actor,
+                    output_id=output_id,
+                    origin=origin,
+                    kind=facts.kind,
+                    platform_user=facts.platform_user,
+                    facts=facts_json(facts),
+                    manifest_id=stamped.manifest_id,
+                    manifest_bytes=stamped.manifest_bytes,
+                    watermark_alg=stamped.watermark_alg,
+                    watermark_payload=payload,
+                    watermark_value=stamped.watermark_value,
+                    watermark_verified=verified,
+                    sha256=stamped.sha256,
+                    media_type=stamped.mime,
+                    width=emitted.width,
+                    height=emitted.height,
+                    signals={**packed, "signals_version": SIGNALS_VERSION},
+                    audit_extra=audit_extra,
+                )
+                lap("insert")
+                blob_job.result()
+                manifest_job.result()
+                lap("write_wait")
+                if within is not None:
+                    within(conn, StampResult(record, stamped, verified, signals, dict(lap.parts)))
+                    lap("caller_write")
+            committed = True
+    except BaseException:
+        if fresh_blob and not committed:
+            _discard_after(rt, blob_job, stamped.sha256)
+        raise
     lap("commit")
     rt.banks["output"].refresh()
     lap("index")
     return StampResult(record, stamped, verified, signals, lap.parts)
+
+
+def _discard_after(rt: Runtime, blob_job: Future[str], sha256: str) -> None:
+    """Remove the bytes a failed stamp wrote, once their write is over."""
+    with contextlib.suppress(Exception):  # nothing was placed, or the error is the stamp's own
+        blob_job.result()
+    try:
+        rt.blobs.discard(sha256)
+    except OSError:
+        log.exception("could not remove the blob %s of a failed stamp", sha256)
 
 
 def _fingerprints(image: Image.Image) -> ImageSignals:

@@ -322,9 +322,12 @@ def test_a_signature_that_does_not_validate_leaves_no_output_record(runtime, mon
     monkeypatch.setattr(runtime, "signing", dataclasses.replace(runtime.signing, signer=wrong_key))
     output_id = uuid4()
     facts = GenerationFacts(generation_id=str(output_id), kind="txt2img", model_name="example")
+    blobs_before = {p for p in runtime.settings.blob_dir.rglob("*") if p.is_file()}
     with pytest.raises(SigningError, match="does not validate"):
         stamp_and_record(runtime, "tester", photo_like(6), facts, origin="stamp",
                          output_id=output_id)
+    # the bytes written beside the insert are removed again
+    assert {p for p in runtime.settings.blob_dir.rglob("*") if p.is_file()} == blobs_before
     with runtime.pool.connection() as conn:
         rows = conn.execute("SELECT count(*) AS n FROM outputs WHERE id = %s",
                             (output_id,)).fetchone()
