@@ -151,8 +151,11 @@ def _stamp_with(
         on_marked=read_marked,
     )
     lap("watermark_encode")
-    emitted = emitted_pixels(stamp)
-    reading_job = early_reading[0] if early_reading else _CHECKS.submit(read_back, emitted)
+    if early_reading:
+        reading_job = early_reading[0]
+    else:  # the decode of a lossy file goes with its read-back, beside the signing
+        reading_job = _CHECKS.submit(lambda: read_back(emitted_pixels(stamp)))
+    width, height = stamp.marked.size  # encoding keeps the size
     stamped = sign_encoded(stamp, rt.signing.signer, _SIGN_OPTIONS)
     lap("sign")
     # The bytes are written, and the signed file read back and validated, beside the record's
@@ -189,8 +192,8 @@ def _stamp_with(
                     watermark_verified=verified,
                     sha256=stamped.sha256,
                     media_type=stamped.mime,
-                    width=emitted.width,
-                    height=emitted.height,
+                    width=width,
+                    height=height,
                     signals={**packed, "signals_version": SIGNALS_VERSION},
                     audit_extra=audit_extra,
                 )

@@ -156,6 +156,11 @@ def test_img2img_stamp_carries_its_input_as_parent(client, runtime, make_key):
     assert report.state == "Trusted"
     assert report.digital_source_type.endswith("/compositeWithTrainedAlgorithmicMedia")
     assert [i.relationship for i in report.ingredients] == ["parentOf"]
+    # the read-back of a lossy file reads the decoded file, and its record has the file's size
+    body = r.json()
+    assert body["watermark"]["verified"] is True, body["watermark"]
+    with Image.open(io.BytesIO(data)) as decoded:
+        assert decoded.size == (body["width"], body["height"]) == photo_like(402).size
 
 
 @pytest.mark.parametrize(
