@@ -30,6 +30,7 @@ from provenance.stamp import (
     watermark_and_encode,
 )
 from provenance.watermark import WatermarkReading
+from service.cpus import usable_cpus
 from service.stamping.store import OutputRecord
 from similarity import SIGNALS_VERSION, ImageSignals, compute_signals
 
@@ -39,8 +40,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _MAX_PAYLOAD_TRIES = 8
 PAYLOAD_CONSTRAINT = "outputs_watermark_payload_key"  # UNIQUE in migration 0002
-# Watermark read-back and fingerprints of each emitted image, beside its signing.
-_CHECKS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stamp-check")
+# Watermark read-back, fingerprints, blob write and manifest validation of each emitted image,
+# beside its signing and insert: up to four jobs a stamp, so at least four threads, and one per
+# usable CPU where there are more (stamps of several requests at once).
+_CHECKS = ThreadPoolExecutor(max_workers=max(4, usable_cpus()), thread_name_prefix="stamp-check")
 # The signed file is validated beside the insert (check_signed), not inside the signing.
 _SIGN_OPTIONS = SignOptions(verify_after_sign=False)
 
