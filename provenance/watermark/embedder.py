@@ -55,17 +55,6 @@ def working_pattern(
     return separable(my, chips, mx) * mask
 
 
-def host_view(gray: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray]:
-    """The detector's view of the picture alone: its per-pixel weights and its folded tile
-    (the half of :func:`bit_weights` that does not need the pattern)."""
-    h, w = gray.shape
-    host_w = to_working(gray)
-    detail = highpass(host_w)
-    weight = weights(host_w, detail)
-    e_host = whiten(host_w, weight, detail)
-    return weight, fl.fold_total(e_host, fl.unedited_lattice(h, w, period))
-
-
 def bit_weights(
     gray: np.ndarray,
     pattern_w: np.ndarray,
@@ -75,13 +64,17 @@ def bit_weights(
     period: int,
 ) -> np.ndarray:
     """Amplitude factor per coded bit (informed embedding). The detector's view of the picture
-    alone (:func:`host_view`) and of the pattern alone (``pattern_w``, working size, final
-    amplitude) give each bit's gain and the picture's own pull on it; the factors maximise the
-    smallest margin at an unchanged total energy."""
+    alone and of the pattern alone (``pattern_w``, working size, final amplitude) give each
+    bit's gain and the picture's own pull on it; the factors maximise the smallest margin at an
+    unchanged total energy."""
     h, w = gray.shape
-    weight, fold_host = host_view(gray, period)
+    host_w = to_working(gray)
+    detail = highpass(host_w)
+    weight = weights(host_w, detail)
+    e_host = whiten(host_w, weight, detail)
     e_pattern = highpass(pattern_w) * weight
     lattice = fl.unedited_lattice(h, w, period)
+    fold_host = fl.fold_total(e_host, lattice)
     fold_pattern = fl.fold_total(e_pattern, lattice)
     corr = fl.correlate(fold_host + fold_pattern, templates.pilot(lattice))
     offset = fl.peaks(fl.zscore(corr), 1)[0][:2]

@@ -138,11 +138,11 @@ def _stamp_with(
     # PNG's pixels are the marked ones, read beside their encoding and signing; a lossy file's
     # are decoded from it once encoded.
     read_back = getattr(watermarker, "read_back", watermarker.detect)
+    lossless = normalize_mime(output_format) == "image/png"
     early_reading: list[Future[WatermarkReading]] = []
 
     def read_marked(marked: Image.Image) -> None:
-        if normalize_mime(output_format) == "image/png":
-            early_reading.append(_CHECKS.submit(read_back, marked))
+        early_reading.append(_CHECKS.submit(read_back, marked))
 
     stamp = watermark_and_encode(
         image,
@@ -151,11 +151,11 @@ def _stamp_with(
         payload,
         output_format=output_format,
         label_options=LabelOptions(a1111_parameters=settings.write_parameters),
-        on_marked=read_marked,
+        on_marked=read_marked if lossless else None,
     )
     lap("watermark_encode")
-    if early_reading:
-        reading_job = early_reading[0]
+    if lossless:
+        (reading_job,) = early_reading
     else:  # the decode of a lossy file goes with its read-back, beside the signing
         reading_job = _CHECKS.submit(lambda: read_back(emitted_pixels(stamp)))
     width, height = stamp.marked.size  # encoding keeps the size

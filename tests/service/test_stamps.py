@@ -252,6 +252,16 @@ def test_cli_verify_and_credentials_show(client, runtime, settings, stamped, tmp
     assert "O=" in desc["signer_subject"] or desc["signer_organization"]
 
 
+def _nothing_recorded(runtime, output_id) -> bool:
+    """No output row and no audit entry for ``output_id``."""
+    with runtime.pool.connection() as conn:
+        rows = conn.execute("SELECT count(*) AS n FROM outputs WHERE id = %s",
+                            (output_id,)).fetchone()
+        audit = conn.execute("SELECT count(*) AS n FROM audit_log WHERE subject = %s",
+                             (str(output_id),)).fetchone()
+    return rows["n"] == 0 and audit["n"] == 0
+
+
 def test_a_failed_blob_write_leaves_no_output_record(runtime, monkeypatch) -> None:
     """The bytes are written beside the record's insert, which commits only once they are
     on disk."""
@@ -270,12 +280,7 @@ def test_a_failed_blob_write_leaves_no_output_record(runtime, monkeypatch) -> No
     with pytest.raises(OSError, match="No space left"):
         stamp_and_record(runtime, "tester", photo_like(3), facts, origin="stamp",
                          output_id=output_id)
-    with runtime.pool.connection() as conn:
-        rows = conn.execute("SELECT count(*) AS n FROM outputs WHERE id = %s",
-                            (output_id,)).fetchone()
-        audit = conn.execute("SELECT count(*) AS n FROM audit_log WHERE subject = %s",
-                             (str(output_id),)).fetchone()
-    assert rows["n"] == 0 and audit["n"] == 0
+    assert _nothing_recorded(runtime, output_id)
     monkeypatch.undo()
     ok = stamp_and_record(runtime, "tester", photo_like(3), facts, origin="stamp",
                           output_id=output_id)
@@ -333,12 +338,7 @@ def test_a_signature_that_does_not_validate_leaves_no_output_record(runtime, mon
                          output_id=output_id)
     # the bytes written beside the insert are removed again
     assert {p for p in runtime.settings.blob_dir.rglob("*") if p.is_file()} == blobs_before
-    with runtime.pool.connection() as conn:
-        rows = conn.execute("SELECT count(*) AS n FROM outputs WHERE id = %s",
-                            (output_id,)).fetchone()
-        audit = conn.execute("SELECT count(*) AS n FROM audit_log WHERE subject = %s",
-                             (str(output_id),)).fetchone()
-    assert rows["n"] == 0 and audit["n"] == 0
+    assert _nothing_recorded(runtime, output_id)
     monkeypatch.undo()
     ok = stamp_and_record(runtime, "tester", photo_like(6), facts, origin="stamp",
                           output_id=output_id)
