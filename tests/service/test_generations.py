@@ -511,12 +511,27 @@ def _queued_elsewhere(runtime, key_name: str, lease: float, heartbeat: bool):
     return store, req.id
 
 
+def _wait_for_lease_to_run_out(runtime, gid, within: float = 15.0) -> None:
+    """Wait, on the database's clock, until the generation's lease has passed."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with runtime.pool.connection() as conn:
+            row = conn.execute(
+                "SELECT lease_expires_at < now() AS passed FROM generations WHERE id = %s", (gid,)
+            ).fetchone()
+        if row["passed"]:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the lease of {gid} did not run out within {within} s")
+
+
 def test_a_generation_abandoned_by_a_dead_process_ends_as_interrupted(gen, runtime, make_key):
     client, _ = gen
     h = auth(make_key("generate", name="poller"))
-    _, gid = _queued_elsewhere(runtime, "poller", lease=0.3, heartbeat=False)
+    # a lease long enough that the first look surely falls inside it, even on a slow machine
+    _, gid = _queued_elsewhere(runtime, "poller", lease=2.0, heartbeat=False)
     assert client.get(f"/v1/generations/{gid}", headers=h).json()["status"] == "queued"
-    time.sleep(0.6)  # the other process died: nobody renews its lease
+    _wait_for_lease_to_run_out(runtime, gid)  # the other process died: nobody renews its lease
     body = client.get(f"/v1/generations/{gid}", headers=h).json()
     assert body["status"] == "failed"
     assert body["error"].startswith("interrupted") and body["finished_at"]
@@ -530,16 +545,16 @@ def test_a_generation_abandoned_by_a_dead_process_ends_as_interrupted(gen, runti
 
 def test_a_live_process_keeps_its_generations_leased(runtime, make_key):
     make_key("generate", name="keeper")
-    store, gid = _queued_elsewhere(runtime, "keeper", lease=0.6, heartbeat=True)
+    store, gid = _queued_elsewhere(runtime, "keeper", lease=1.5, heartbeat=True)
     try:
-        time.sleep(1.5)  # well past one lease: the heartbeat renewed it
+        time.sleep(3.5)  # more than two leases: only the heartbeat (every 0.5 s) kept it alive
         with runtime.pool.connection() as conn:
             assert store.expire_abandoned(conn) == []
             row = conn.execute("SELECT status FROM generations WHERE id = %s", (gid,)).fetchone()
         assert row["status"] == "queued"
     finally:
         store.close()
-    time.sleep(0.8)  # its process stopped renewing
+    _wait_for_lease_to_run_out(runtime, gid)  # its process stopped renewing
     with runtime.pool.connection() as conn:
         assert store.expire_abandoned(conn) == [gid]
 
