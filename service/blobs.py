@@ -2,13 +2,16 @@
 
 Writes go to a temporary file of their own and are renamed into place
 (`service.atomic_files`), so a reader never sees half a blob and concurrent writers of the same
-content (threads or processes) all succeed.
+content (threads or processes) all succeed. Storing bytes that are there already renews the
+file's modification time: the collector of unnamed files (`service.storage_gc`) leaves young
+files alone, so a record about to name an old file keeps it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +22,16 @@ from service.atomic_files import write_atomically
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 THUMBNAIL_SIDE = 256
+
+
+def renew_if_present(path: Path) -> bool:
+    """Whether ``path`` exists; if so its modification time becomes now (see the module's
+    docstring). A file the collector has just set aside counts as absent: write it again."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 class BlobStore(Protocol):
@@ -42,7 +55,7 @@ class FileBlobStore:
     def put(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         target = self.path(sha)
-        if target.exists():
+        if renew_if_present(target):
             return sha
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(target, data, durable=True)
@@ -70,17 +83,17 @@ def make_thumbnail(image: Image.Image, side: int = THUMBNAIL_SIDE) -> bytes:
 
 class ThumbnailStore:
     def __init__(self, blobs: FileBlobStore) -> None:
-        self._root = blobs.root.parent / "thumbnails"
-        self._root.mkdir(parents=True, exist_ok=True)
+        self.root = blobs.root.parent / "thumbnails"
+        self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, sha256: str) -> Path:
         if not _SHA.match(sha256):
             raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
-        return self._root / sha256[:2] / f"{sha256}.webp"
+        return self.root / sha256[:2] / f"{sha256}.webp"
 
     def put(self, sha256: str, data: bytes) -> None:
         target = self.path(sha256)
-        if target.exists():
+        if renew_if_present(target):
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(target, data)

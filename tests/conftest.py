@@ -5,6 +5,8 @@ API keys, and synthetic photo-like images."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -121,3 +123,30 @@ def photo() -> Callable[..., bytes]:
         return encode(photo_like(seed, size), fmt)
 
     return make
+
+
+@pytest.fixture
+def cli(settings, tmp_path):
+    """``cli(*args, ok=True)``: the ``chopmark`` command line as a user runs it, a subprocess
+    on the test's database and data folder."""
+    env = {
+        **os.environ,
+        "CHOPMARK_DATABASE_URL": settings.database_url,
+        "CHOPMARK_DATA_DIR": str(settings.data_dir),
+        "COLUMNS": "200",
+    }
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "service.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        if ok:
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    return run

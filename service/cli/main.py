@@ -16,6 +16,7 @@ from service.cli.common import cli_actor, console, err_console, runtime
 from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
 from service.cli.provenance_cmds import credentials_app, verify
+from service.cli.storage_cmds import storage_app
 from service.registry.preferences import PreferencesError, parse_preferences
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.command()(verify)
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(sources_app, name="sources")
 app.add_typer(fingerprints_app, name="fingerprints")
+app.add_typer(storage_app, name="storage")
 app.command()(generate)
 app.command()(check)
 

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from generation.gate import RegisteredAdapter
 from service.atomic_files import place_copy
 from service.audit.log import AuditLog
-from service.blobs import FileBlobStore
+from service.blobs import FileBlobStore, renew_if_present
 from service.registry.store import Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class AdapterStore:
 
     def _store_file(self, source: Path, sha256: str) -> None:
         blob = self.blobs.path(sha256)
-        if blob.exists():
+        if renew_if_present(blob):
             return
         blob.parent.mkdir(parents=True, exist_ok=True)
         place_copy(source, blob)

@@ -3,40 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
 from tests.support import encode, photo_like
-
-
-@pytest.fixture
-def cli(settings, tmp_path):
-    env = {
-        **os.environ,
-        "CHOPMARK_DATABASE_URL": settings.database_url,
-        "CHOPMARK_DATA_DIR": str(settings.data_dir),
-        "COLUMNS": "200",
-    }
-
-    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "service.cli.main", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=tmp_path,
-        )
-        if ok:
-            assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc
-
-    return run
 
 
 def test_keys_create_prints_the_key_alone_on_the_last_line(cli):

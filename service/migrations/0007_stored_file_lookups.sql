@@ -1,0 +1,6 @@
+-- The storage collector (`chopmark storage gc`) asks, a batch of stored files at a time, which
+-- of them a record still names. These columns were indexed only behind another column (the
+-- unique constraints lead with the artist or the dataset), or not at all.
+CREATE INDEX artworks_sha256 ON artworks (sha256);
+CREATE INDEX training_sources_sha256 ON training_sources (sha256);
+CREATE INDEX moderation_job_items_sha256 ON moderation_job_items (sha256);
