@@ -31,6 +31,8 @@ def renew_if_present(path: Path) -> bool:
         os.utime(path)
     except FileNotFoundError:
         return False
+    except OSError:  # present, but this process may not touch it (another owner, read-only)
+        return True
     return True
 
 

@@ -35,3 +35,27 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch) ->
     sha = hashlib.sha256(b"some bytes").hexdigest()
     assert not store.exists(sha)
     assert list(store.path(sha).parent.iterdir()) == []
+
+
+def test_storing_present_bytes_renews_the_file_or_leaves_it_when_it_cannot(
+    tmp_path: Path, monkeypatch
+) -> None:
+    store = FileBlobStore(tmp_path / "blobs")
+    sha = store.put(b"kept bytes")
+    path = store.path(sha)
+    os.utime(path, (1_000_000, 1_000_000))
+    assert store.put(b"kept bytes") == sha
+    assert path.stat().st_mtime > 1_000_000  # renewed: the storage collector leaves it alone
+
+    os.utime(path, (1_000_000, 1_000_000))
+    writes: list[Path] = []
+
+    def refuse(*_args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "utime", refuse)
+    monkeypatch.setattr(
+        "service.blobs.write_atomically", lambda target, *_a, **_k: writes.append(target)
+    )
+    assert store.put(b"kept bytes") == sha  # another owner's file: present, not written again
+    assert writes == [] and store.get(sha) == b"kept bytes"
