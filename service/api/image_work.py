@@ -1,5 +1,6 @@
-"""The CPU-bound image work of requests (decode, fingerprints, watermark, matching, pictures), run
-off the event loop on at most `workers` threads at once.
+"""The CPU-bound image work of requests (decode, fingerprints, watermark, matching, pictures, a
+generation's input images and its gate), run off the event loop on at most `workers` threads at
+once.
 
 Requests beyond that wait their turn in arrival order without holding a thread. Each check
 already spreads over the query helper and watermark threads, so a few at once fill the cores;

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -509,6 +510,56 @@ def _queued_elsewhere(runtime, key_name: str, lease: float, heartbeat: bool):
     req = GenerationRequest(id=uuid4(), actor="other-process", prompt="p", api_key_id=key_id["id"])
     store.record(GenerationRecord(req, "queued", gate=GateResult([], [], [], [])))
     return store, req.id
+
+
+def test_input_images_take_their_turn_in_the_image_work_lane(gen, make_key, monkeypatch):
+    """Decoding and gating input images wait, like moderation checks, for a place in the
+    process's image-work lane; a text-only request does not."""
+    client, model = gen
+    h = auth(make_key("generate"))
+    pipeline = client.app.state.generation.pipeline
+    gated: list[str] = []
+    check = pipeline.check
+
+    def watched(req):
+        gated.append(req.mode)
+        return check(req)
+
+    monkeypatch.setattr(pipeline, "check", watched)
+    work = client.app.state.image_work
+    release = threading.Event()
+    holders = [
+        client.portal.start_task_soon(work.run, release.wait)
+        for _ in range(work.status().workers)
+    ]
+    answers: dict[str, int] = {}
+
+    def post(name: str, body: dict[str, Any]) -> None:
+        answers[name] = client.post("/v1/generations", json=body, headers=h).status_code
+
+    init = b64(encode(photo_like(41), "PNG"))
+    image = threading.Thread(target=post, args=("img2img", request(init_image=init)))
+    try:
+        deadline = time.monotonic() + 30
+        while work.status().busy < work.status().workers and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert work.status().busy == work.status().workers, "the lane is held"
+        text = threading.Thread(target=post, args=("txt2img", request()))
+        text.start()
+        text.join(timeout=120)
+        assert answers.get("txt2img") == 201, "a text-only request does not wait for the lane"
+        image.start()
+        time.sleep(0.5)
+        assert gated == ["txt2img"] and "img2img" not in answers, "it waits for a place"
+        assert work.status().waiting >= 1
+    finally:
+        release.set()
+        for holder in holders:
+            holder.result(timeout=30)
+        if image.ident is not None:  # answered before the client closes, pass or fail
+            image.join(timeout=120)
+    assert answers.get("img2img") == 201 and gated == ["txt2img", "img2img"]
+    assert model.call_count == 2
 
 
 def _wait_for_lease_to_run_out(runtime, gid, within: float = 15.0) -> None:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from generation.gate import AdapterRequest, GateResult, InputImage
 from generation.pipeline import GenerationOutcome, GenerationRecord, GenerationRequest
 from provenance.manifest import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA
-from service.api.deps import RuntimeDep, require, scope_doc
+from service.api.deps import ImageWorkDep, RuntimeDep, require, scope_doc
 from service.api.errors import rejection_status
 from service.api.schemas import ErrorBody
 from service.auth.keys import ApiKey
@@ -262,11 +262,17 @@ async def create_generation(
     key: GenerateKey,
     svc: ServiceDep,
     background: BackgroundTasks,
+    image_work: ImageWorkDep,
 ) -> JSONResponse:
-    req = await run_in_threadpool(to_request, body, key, rt)
+    # Decoding input images and the gate's fingerprints and registry search are image work:
+    # they take their turn in the process's lane with other requests' (moderation, matching).
+    # Without input images the gate only looks adapters up.
+    has_images = any((body.init_image, body.mask_image, body.control_image))
+    lane = image_work.run if has_images else run_in_threadpool
+    req = await lane(to_request, body, key, rt)
     pipeline = svc.pipeline
+    gate = await lane(pipeline.check, req)
     if body.run_async:
-        gate = await run_in_threadpool(pipeline.check, req)
         if gate.blocked:
             outcome = await run_in_threadpool(pipeline.record_blocked, req, gate)
             return JSONResponse(_blocked_body(outcome.record), 403)
@@ -277,7 +283,7 @@ async def create_generation(
             {"id": str(req.id), "status": "queued", "status_url": f"/v1/generations/{req.id}"},
             202,
         )
-    outcome = await pipeline.run_async(req)
+    outcome = await pipeline.run_async(req, gate)
     if outcome.status == "blocked":
         return JSONResponse(_blocked_body(outcome.record), 403)
     if outcome.status == "failed":
