@@ -36,6 +36,12 @@ PROTECTED = [
     ),
     ("get", "/v1/artworks/00000000-0000-0000-0000-000000000000/licenses", "registry", {}),
     (
+        "get",
+        "/v1/artworks/00000000-0000-0000-0000-000000000000/licenses/00000000-0000-0000-0000-000000000000",
+        "registry",
+        {},
+    ),
+    (
         "delete",
         "/v1/artworks/00000000-0000-0000-0000-000000000000/licenses/00000000-0000-0000-0000-000000000000",
         "registry",
@@ -64,6 +70,12 @@ PROTECTED = [
     (
         "post",
         "/v1/moderation/check",
+        "moderate",
+        {"files": {"file": ("a.jpg", b"x", "image/jpeg")}},
+    ),
+    (
+        "post",
+        "/v1/moderation/check/picture",
         "moderate",
         {"files": {"file": ("a.jpg", b"x", "image/jpeg")}},
     ),
@@ -115,26 +127,41 @@ def test_routes_refuse_missing_bad_and_wrong_scope_keys(client, make_key, method
     assert r.status_code not in (401, 403), r.text
 
 
+PUBLIC = {("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics")}
+
+
+def _fits(path: str, template: str) -> bool:
+    """Whether a concrete ``path`` is an instance of an OpenAPI path ``template``."""
+    parts, slots = path.split("/"), template.split("/")
+    return len(parts) == len(slots) and all(
+        a == b or b.startswith("{") for a, b in zip(parts, slots, strict=True)
+    )
+
+
 def test_openapi_states_each_routes_scope(client):
     spec = client.get("/openapi.json").json()
     for method, path, scope, _ in PROTECTED:
-        template = path
-        for part in path.split("/"):
-            if part.startswith("00000000"):
-                template = template.replace(part, "{x}", 1)
         ops = [
             op
             for p, item in spec["paths"].items()
             for m, op in item.items()
-            if m == method
-            and p.count("/") == template.count("/")
-            and all(
-                a == b or b.startswith("{")
-                for a, b in zip(template.split("/"), p.split("/"), strict=True)
-            )
+            if m == method and _fits(path, p)
         ]
         assert ops, (method, path)
         assert ops[0]["x-required-scope"] == scope
+
+
+def test_every_route_but_the_probes_is_in_the_refusal_test(client):
+    """A route added without a line in ``PROTECTED`` (so without a refusal test) fails here."""
+    spec = client.get("/openapi.json").json()
+    untested = [
+        (m, p)
+        for p, item in spec["paths"].items()
+        for m in item
+        if (m, p) not in PUBLIC
+        and not any(method == m and _fits(path, p) for method, path, _, _ in PROTECTED)
+    ]
+    assert untested == []
 
 
 def test_admin_creates_lists_and_revokes_keys(client, make_key):
