@@ -3,7 +3,8 @@
 Blobs are written before the record that names them commits, so a record that never commits
 leaves its file behind: an insert that failed, a moderation batch refused by its idempotency
 key, a process that died between the two. Thumbnails of such images stay too, and so does the
-temporary file of a write that died half-way. ``collect`` removes them.
+temporary file of a write that died half-way; and the uploads of a moderation batch are named
+only until their item is checked. ``collect`` removes them.
 
 It is safe beside running writers:
 
@@ -44,13 +45,23 @@ _ASIDE = ".collecting"  # a file set aside: ".<name>.collecting"
 
 
 @dataclass(frozen=True)
+class Reference:
+    """Rows of ``table`` whose ``column`` names a stored file (only those where ``still``, an SQL
+    condition, holds)."""
+
+    table: str
+    column: str = "sha256"
+    still: str | None = None
+
+
+@dataclass(frozen=True)
 class Store:
-    """A folder of content-addressed files, and the (table, column) pairs that name them."""
+    """A folder of content-addressed files, and the references that name them."""
 
     name: str
     root: Path
     suffix: str  # after the SHA-256 in a file's name
-    references: tuple[tuple[str, str], ...]
+    references: tuple[Reference, ...]
 
     def sha_of(self, path: Path) -> str | None:
         name = path.name
@@ -61,14 +72,16 @@ class Store:
 
 
 # Every table column that names a stored file. A new kind of record that keeps bytes must be
-# added here, or its files are collected as unnamed.
+# added here, or its files are collected as unnamed. The uploads of a moderation batch are needed
+# only until their item is checked: the check keeps its result and the upload's SHA-256, not the
+# platform user's picture.
 BLOB_REFERENCES = (
-    ("artworks", "sha256"),
-    ("outputs", "sha256"),
-    ("adapters", "sha256"),
-    ("moderation_job_items", "sha256"),
+    Reference("artworks"),
+    Reference("outputs"),
+    Reference("adapters"),
+    Reference("moderation_job_items", still="status = 'queued'"),
 )
-THUMBNAIL_REFERENCES = (("artworks", "sha256"), ("training_sources", "sha256"))
+THUMBNAIL_REFERENCES = (Reference("artworks"), Reference("training_sources"))
 
 
 def stores(blob_root: Path, thumbnail_root: Path) -> list[Store]:
@@ -115,10 +128,12 @@ def _files(root: Path) -> Iterator[Path]:
 def named(conn: psycopg.Connection, store: Store, shas: list[str]) -> set[str]:
     """The SHA-256s among ``shas`` that some record names."""
     parts = [
-        sql.SQL("SELECT {col} AS sha FROM {table} WHERE {col} = ANY(%s)").format(
-            col=sql.Identifier(col), table=sql.Identifier(table)
+        sql.SQL("SELECT {col} AS sha FROM {table} WHERE {col} = ANY(%s){still}").format(
+            col=sql.Identifier(ref.column),
+            table=sql.Identifier(ref.table),
+            still=sql.SQL(f" AND ({ref.still})" if ref.still else ""),
         )
-        for table, col in store.references
+        for ref in store.references
     ]
     rows = conn.execute(sql.SQL(" UNION ").join(parts), [shas] * len(parts)).fetchall()
     return {r["sha"] for r in rows}

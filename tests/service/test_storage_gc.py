@@ -195,3 +195,30 @@ def test_the_cli_reports_then_removes(cli, runtime, stored):
     assert entries and all(e["sha256"] == [stored["orphan"]] for e in entries)
     bad = cli("storage", "gc", "--older-than", "-1", ok=False)
     assert bad.returncode == 2 and "negative" in bad.stderr
+
+
+def test_a_batch_upload_is_kept_until_its_item_is_checked(settings, runtime, make_key):
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+    from service.moderation.jobs import ModerationWorker
+
+    runtime.settings.moderation_workers = 0  # no worker of the app's: items wait for this test's
+    h = auth(make_key("moderate"))
+    uploads = [encode(photo_like(seed)) for seed in (911, 912)]
+    shas = [hashlib.sha256(data).hexdigest() for data in uploads]
+    with TestClient(create_app(settings, runtime=runtime)) as client:
+        files = [("files", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(uploads)]
+        r = client.post("/v1/moderation/batch", files=files, headers=h)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        _age_all(runtime.blobs.root)
+        assert _collect(runtime)["blobs"].removed == []  # queued: the worker still needs them
+        worker = ModerationWorker(runtime)
+        assert worker.process_item() is True  # the first item is checked
+        assert _collect(runtime)["blobs"].removed == [shas[0]]
+        assert runtime.blobs.exists(shas[1])
+        assert worker.process_item() is True
+        job = client.get(f"/v1/moderation/jobs/{job_id}", headers=h).json()
+        assert job["status"] == "completed" and all(i["verdict"] for i in job["items"])
+    assert _collect(runtime)["blobs"].removed == [shas[1]]
