@@ -17,13 +17,15 @@ from tests.support import encode, photo_like
 def test_no_more_than_the_workers_run_at_once_and_the_rest_wait() -> None:
     lock = threading.Lock()
     running = {"now": 0, "most": 0}
-    seen_waiting: list[int] = []
+    go = threading.Event()  # the jobs hold their places until the test has looked
+    seen: list[tuple[int, int, int]] = []
 
     def job(n: int) -> int:
         with lock:
             running["now"] += 1
             running["most"] = max(running["most"], running["now"])
-        time.sleep(0.05)
+        go.wait(30)
+        time.sleep(0.01)
         with lock:
             running["now"] -= 1
         return n * n
@@ -38,15 +40,17 @@ def test_no_more_than_the_workers_run_at_once_and_the_rest_wait() -> None:
         async with anyio.create_task_group() as tg:
             for n in range(7):
                 tg.start_soon(one, n)
-            await anyio.sleep(0.02)
+            with anyio.fail_after(30):
+                while work.status().waiting < 5 or work.status().busy < 2:
+                    await anyio.sleep(0.01)
             st = work.status()
-            seen_waiting.append(st.waiting)
-            assert st.workers == 2 and st.busy == 2
+            seen.append((st.workers, st.busy, st.waiting))
+            go.set()
         return [results[n] for n in range(7)]
 
     assert anyio.run(main) == [n * n for n in range(7)]
+    assert seen == [(2, 2, 5)]
     assert running["most"] == 2
-    assert seen_waiting == [5]
 
 
 def test_workers_must_be_positive() -> None:
