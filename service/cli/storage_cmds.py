@@ -6,6 +6,7 @@ import json
 import os
 from typing import Annotated
 
+import psycopg
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
@@ -52,6 +53,12 @@ def gc(
                 )
             except CollectionBusy as exc:
                 err_console.print(str(exc))
+                raise typer.Exit(1) from exc
+            except psycopg.Error as exc:
+                err_console.print(
+                    f"the collection stopped, the database failed: {exc}. Files of the batch in "
+                    "hand were put back; those removed before are in the audit log."
+                )
                 raise typer.Exit(1) from exc
     if as_json:
         print(json.dumps({"dry_run": dry_run, **{k: r.as_dict() for k, r in reports.items()}}))
