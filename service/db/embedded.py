@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,11 @@ _servers: dict[Path, object] = {}
 
 def embedded_database_url(folder: Path) -> str:
     """Start (or attach to) the embedded server in ``folder`` and return its connection URI."""
-    import pgserver
+    with warnings.catch_warnings():
+        # pgserver looks up a per-user runtime folder on import; where XDG_RUNTIME_DIR is unset
+        # (root shells, containers) platformdirs warns and falls back to /tmp, which serves.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pgserver
 
     folder = folder.resolve()
     with _lock:
