@@ -119,8 +119,20 @@ class CollectionBusy(RuntimeError):
     """Another process is collecting."""
 
 
-def _files(root: Path) -> Iterator[Path]:
-    for dirpath, _dirs, names in os.walk(root):
+def parts(root: Path) -> list[Path]:
+    """The entries at the top of a store's folder: the units a collection reports progress in
+    (a store shards its files into sub-folders, so this is a cheap count of the work)."""
+    try:
+        return sorted(root.iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def _files(part: Path) -> Iterator[Path]:
+    if not part.is_dir():
+        yield part
+        return
+    for dirpath, _dirs, names in os.walk(part):
         for name in names:
             yield Path(dirpath) / name
 
@@ -139,9 +151,9 @@ def named(conn: psycopg.Connection, store: Store, shas: list[str]) -> set[str]:
     return {r["sha"] for r in rows}
 
 
-def _mtime(path: Path) -> float | None:
+def _stat(path: Path) -> os.stat_result | None:
     try:
-        return path.stat().st_mtime
+        return path.stat()
     except FileNotFoundError:
         return None
 
@@ -172,10 +184,11 @@ def collect(
     *,
     grace_seconds: float,
     dry_run: bool = False,
-    on_file: Callable[[], None] | None = None,
+    on_part: Callable[[], None] | None = None,
 ) -> dict[str, StoreReport]:
     """Remove files older than ``grace_seconds`` that no record names (see the module's
-    docstring); with ``dry_run`` only count them. ``on_file`` is called once a file looked at."""
+    docstring); with ``dry_run`` only count them. ``on_part`` is called once each entry of
+    ``parts(store.root)`` has been looked through."""
     if grace_seconds < 0:
         raise ValueError("the grace period cannot be negative")
     with pool.connection() as lock_conn:
@@ -186,7 +199,7 @@ def collect(
         try:
             return {
                 store.name: _collect_store(
-                    pool, audit, actor, store, time.time() - grace_seconds, dry_run, on_file
+                    pool, audit, actor, store, time.time() - grace_seconds, dry_run, on_part
                 )
                 for store in targets
             }
@@ -202,36 +215,37 @@ def _collect_store(
     store: Store,
     cutoff: float,
     dry_run: bool,
-    on_file: Callable[[], None] | None,
+    on_part: Callable[[], None] | None,
 ) -> StoreReport:
     report = StoreReport()
-    batch: list[tuple[str, Path]] = []
-    for path in _files(store.root):
-        if path.name.startswith(".") and path.name.endswith(_ASIDE):
-            # left by a collection that stopped half-way: back in place, then judged again
-            path = path.with_name(path.name[1 : -len(_ASIDE)])
-            os.replace(_aside_path(path), path)
-        report.files += 1
-        mtime = _mtime(path)
-        sha = store.sha_of(path)
-        if mtime is None:
-            pass  # removed meanwhile
-        elif sha is None:
-            if _TEMP.match(path.name) and mtime < cutoff:  # a write that died half-way
-                if not dry_run:
-                    path.unlink(missing_ok=True)
-                report.temporary_removed += 1
-            elif not _TEMP.match(path.name):
-                report.unrecognised += 1
-        elif mtime >= cutoff:
-            report.young += 1
-        else:
-            batch.append((sha, path))
-            if len(batch) >= BATCH:
-                _collect_batch(pool, audit, actor, store, batch, cutoff, dry_run, report)
-                batch = []
-        if on_file is not None:
-            on_file()
+    batch: list[tuple[str, Path, int]] = []
+    for part in parts(store.root):
+        for path in _files(part):
+            if path.name.startswith(".") and path.name.endswith(_ASIDE):
+                # left by a collection that stopped half-way: back in place, then judged again
+                path = path.with_name(path.name[1 : -len(_ASIDE)])
+                os.replace(_aside_path(path), path)
+            report.files += 1
+            st = _stat(path)
+            if st is None:
+                continue  # removed meanwhile
+            sha = store.sha_of(path)
+            if sha is None:
+                if not _TEMP.match(path.name):
+                    report.unrecognised += 1
+                elif st.st_mtime < cutoff:  # a write that died half-way
+                    if not dry_run:
+                        path.unlink(missing_ok=True)
+                    report.temporary_removed += 1
+            elif st.st_mtime >= cutoff:
+                report.young += 1
+            else:
+                batch.append((sha, path, st.st_size))
+                if len(batch) >= BATCH:
+                    _collect_batch(pool, audit, actor, store, batch, cutoff, dry_run, report)
+                    batch = []
+        if on_part is not None:
+            on_part()
     if batch:
         _collect_batch(pool, audit, actor, store, batch, cutoff, dry_run, report)
     return report
@@ -242,23 +256,22 @@ def _collect_batch(
     audit: AuditLog,
     actor: str,
     store: Store,
-    batch: list[tuple[str, Path]],
+    batch: list[tuple[str, Path, int]],
     cutoff: float,
     dry_run: bool,
     report: StoreReport,
 ) -> None:
     with pool.connection() as conn:
-        keep = named(conn, store, [sha for sha, _ in batch])
-    report.named += sum(1 for sha, _ in batch if sha in keep)
-    unnamed = [(sha, path) for sha, path in batch if sha not in keep]
+        keep = named(conn, store, [sha for sha, *_ in batch])
+    report.named += sum(1 for sha, *_ in batch if sha in keep)
+    unnamed = [(sha, path, size) for sha, path, size in batch if sha not in keep]
     if dry_run:
-        for sha, path in unnamed:
-            size = path.stat().st_size if path.exists() else 0
+        for sha, _path, size in unnamed:
             report.removed.append(sha)
             report.removed_bytes += size
         return
     aside: list[tuple[str, Path, Path, int]] = []
-    for sha, path in unnamed:
+    for sha, path, _size in unnamed:
         moved = _set_aside(path, cutoff)
         if moved is None:
             report.young += 1

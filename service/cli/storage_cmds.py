@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated
 
 import psycopg
@@ -12,13 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from service.cli.common import cli_actor, console, err_console, runtime
-from service.storage_gc import CollectionBusy, collect, stores
+from service.storage_gc import CollectionBusy, collect, parts, stores
 
 storage_app = typer.Typer(help="Stored files.", no_args_is_help=True)
-
-
-def _count(root: os.PathLike[str]) -> int:
-    return sum(len(names) for _dir, _sub, names in os.walk(root))
 
 
 @storage_app.command("gc")
@@ -45,11 +40,11 @@ def gc(
             TimeRemainingColumn(), disable=not progress, console=err_console,
         )
         with bar:
-            task = bar.add_task("looking", total=sum(_count(s.root) for s in targets))
+            task = bar.add_task("looking", total=sum(len(parts(s.root)) for s in targets))
             try:
                 reports = collect(
                     rt.pool, rt.audit, cli_actor(), targets, grace_seconds=older_than * 3600,
-                    dry_run=dry_run, on_file=lambda: bar.advance(task),
+                    dry_run=dry_run, on_part=lambda: bar.advance(task),
                 )
             except CollectionBusy as exc:
                 err_console.print(str(exc))

@@ -88,8 +88,13 @@ def stored(client, runtime, make_key):
 
 
 def test_a_dry_run_counts_and_removes_nothing(runtime, stored):
-    reports = _collect(runtime, dry_run=True)
+    looked_through: list[int] = []
+    reports = _collect(runtime, dry_run=True, on_part=lambda: looked_through.append(1))
+    # progress comes once for each entry at the top of each store, the total the CLI shows
+    targets = stores(runtime.blobs.root, runtime.thumbnails.root)
+    assert len(looked_through) == sum(len(storage_gc.parts(s.root)) for s in targets) >= 4
     assert reports["blobs"].removed == [stored["orphan"]]
+    assert reports["blobs"].removed_bytes == len(b"bytes whose record never committed")
     assert reports["blobs"].named == 1 and reports["blobs"].young == 1
     assert reports["blobs"].temporary_removed == 1 and reports["blobs"].unrecognised == 1
     assert reports["thumbnails"].removed == [stored["orphan"]]
