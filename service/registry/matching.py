@@ -39,16 +39,13 @@ def match_registry(
     if not raw:
         return RegistryMatches([], status.size, status.change_seq)
     with rt.pool.connection() as conn:
-        by_fp = rt.registry.artworks_by_fingerprint(conn, [m.id for m in raw])
-        licenses: dict = {}
-        if grantee:
-            licenses = rt.registry.active_licenses(
-                conn, [a.id for a in by_fp.values()], grantee, license_scope
-            )
+        by_fp = rt.registry.artworks_by_fingerprint(
+            conn, [m.id for m in raw], grantee or None, license_scope
+        )
     out = [
-        ArtworkMatch(by_fp[m.id], m, licenses.get(by_fp[m.id].id))
+        ArtworkMatch(by_fp[m.id][0], m, by_fp[m.id][1])
         for m in raw
-        if m.id in by_fp and by_fp[m.id].status == "active"
+        if m.id in by_fp and by_fp[m.id][0].status == "active"
     ]
     return RegistryMatches(out, status.size, status.change_seq)
 

@@ -18,6 +18,21 @@ _ARTWORK_SELECT = (
 )
 
 
+# A licence of grantee (first parameter) for a scope (second) that is in force at a time (third).
+_LICENSE_ACTIVE = (
+    "l.grantee = %s AND %s = ANY(l.scopes) AND l.revoked_at IS NULL"
+    " AND (l.expires_at IS NULL OR l.expires_at > %s)"
+)
+_LICENSE_FIELDS = (
+    "id", "artwork_id", "grantee", "scopes", "expires_at", "created_at", "revoked_at"
+)
+_LICENSE_COLUMNS = ", ".join(f"l.{c} AS l_{c}" for c in _LICENSE_FIELDS)
+
+
+def _prefixed(row: dict, prefix: str) -> dict:
+    return {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)}
+
+
 class NotFound(LookupError):
     pass
 
@@ -101,12 +116,34 @@ class RegistryStore:
         return Artwork.from_row(row) if row else None
 
     def artworks_by_fingerprint(
-        self, conn: psycopg.Connection, fingerprint_ids: list[int]
-    ) -> dict[int, Artwork]:
+        self,
+        conn: psycopg.Connection,
+        fingerprint_ids: list[int],
+        grantee: str | None = None,
+        scope: str = "img2img",
+    ) -> dict[int, tuple[Artwork, License | None]]:
+        """The artworks of these index ids, each with the licence for ``scope`` that ``grantee``
+        holds now (the longest-lived when several; None without a grantee), in one round trip."""
+        if grantee is None:
+            rows = conn.execute(
+                f"{_ARTWORK_SELECT} WHERE w.fingerprint_id = ANY(%s)", (fingerprint_ids,)
+            ).fetchall()
+            return {r["fingerprint_id"]: (Artwork.from_row(r), None) for r in rows}
         rows = conn.execute(
-            f"{_ARTWORK_SELECT} WHERE w.fingerprint_id = ANY(%s)", (fingerprint_ids,)
+            f"SELECT w.*, a.default_preferences, {_LICENSE_COLUMNS}"
+            " FROM artworks w JOIN artists a ON a.id = w.artist_id"
+            " LEFT JOIN LATERAL (SELECT * FROM licenses l WHERE l.artwork_id = w.id"
+            f" AND {_LICENSE_ACTIVE} ORDER BY l.expires_at DESC NULLS FIRST LIMIT 1) l ON true"
+            " WHERE w.fingerprint_id = ANY(%s)",
+            (grantee, scope, datetime.now(UTC), fingerprint_ids),
         ).fetchall()
-        return {r["fingerprint_id"]: Artwork.from_row(r) for r in rows}
+        return {
+            r["fingerprint_id"]: (
+                Artwork.from_row(r),
+                None if r["l_id"] is None else License.from_row(_prefixed(r, "l_")),
+            )
+            for r in rows
+        }
 
     def list_artworks(
         self,
@@ -343,15 +380,3 @@ class RegistryStore:
                 {"license_id": str(license_id), "grantee": lic.grantee},
             )
             return License.from_row(row)  # type: ignore[arg-type]
-
-    def active_licenses(
-        self, conn: psycopg.Connection, artwork_ids: list[UUID], grantee: str, scope: str
-    ) -> dict[UUID, License]:
-        now = datetime.now(UTC)
-        rows = conn.execute(
-            "SELECT * FROM licenses WHERE artwork_id = ANY(%s) AND grantee = %s"
-            " AND %s = ANY(scopes) AND revoked_at IS NULL"
-            " AND (expires_at IS NULL OR expires_at > %s)",
-            (artwork_ids, grantee, scope, now),
-        ).fetchall()
-        return {r["artwork_id"]: License.from_row(r) for r in rows}

@@ -85,6 +85,29 @@ def test_licence_is_reported_for_the_named_user(client, make_key):
     assert query(client, h, photo_like(131), user="user-1")["matches"][0]["licensed"] is False
 
 
+def test_only_a_licence_in_force_for_img2img_counts(client, make_key):
+    h = auth(make_key("registry", "match"))
+    _, works = register(client, h, 133)
+    base = f"/v1/artworks/{works[0]['id']}/licenses"
+
+    def grant(grantee: str, scopes: list[str], expires_at: str | None = None) -> dict:
+        body = {"grantee": grantee, "scopes": scopes, "expires_at": expires_at}
+        r = client.post(base, json=body, headers=h)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    grant("user-expired", ["img2img"], "2020-01-01T00:00:00Z")
+    revoked = grant("user-revoked", ["img2img"])
+    assert client.delete(f"{base}/{revoked['id']}", headers=h).status_code == 200
+    grant("user-style", ["style", "training"])
+    grant("user-both", ["img2img"], "2020-01-01T00:00:00Z")
+    grant("user-both", ["style", "img2img"], "2999-01-01T00:00:00Z")
+    for user in ("user-expired", "user-revoked", "user-style"):
+        top = query(client, h, photo_like(133), user=user)["matches"][0]
+        assert top["artwork_id"] == works[0]["id"] and top["licensed"] is False, user
+    assert query(client, h, photo_like(133), user="user-both")["matches"][0]["licensed"] is True
+
+
 def test_match_decisions_are_audited(client, runtime, make_key):
     h = auth(make_key("registry", "match"))
     _, works = register(client, h, 141)
