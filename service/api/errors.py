@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
@@ -9,6 +12,8 @@ from service.indexing.bank import IndexNotReady
 from service.registry.preferences import PreferencesError
 from service.registry.store import Conflict, NotFound
 from similarity import ImageRejected
+
+log = logging.getLogger(__name__)
 
 REJECTION_STATUS = {
     "empty": 400,
@@ -47,3 +52,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IndexNotReady)
     async def _not_ready(_: Request, exc: IndexNotReady) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # A value the database refuses (the edge already refuses NUL in text; this catches any
+        # path it missed): the transaction was rolled back, so nothing of the request is kept.
+        log.warning("%s %s: the database refused a value: %s", request.method, request.url, exc)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return JSONResponse(
+            {"detail": f"the request holds a value the database cannot take: {reason}"},
+            status_code=422,
+        )

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from service.api.text import RequestModel
 from service.registry.preferences import Preferences
 from service.registry.records import Artist, Artwork, License
 
@@ -16,7 +17,7 @@ class ErrorBody(BaseModel):
     detail: str
 
 
-class ArtistCreate(BaseModel):
+class ArtistCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     display_name: str = Field(min_length=1, max_length=200)
@@ -24,7 +25,7 @@ class ArtistCreate(BaseModel):
     default_preferences: Preferences = Field(default_factory=Preferences)
 
 
-class ArtistUpdate(BaseModel):
+class ArtistUpdate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     default_preferences: Preferences
@@ -111,14 +112,14 @@ class ArtworkPage(BaseModel):
     next_cursor: str | None
 
 
-class ArtworkUpdate(BaseModel):
+class ArtworkUpdate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(default=None, max_length=500)
     preferences: Preferences | None = None
 
 
-class LicenseCreate(BaseModel):
+class LicenseCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     grantee: str = Field(min_length=1, max_length=200, description="the platform user id")

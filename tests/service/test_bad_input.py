@@ -144,3 +144,76 @@ def test_unknown_artist(client, artist, photo):
         headers=h,
     )
     assert r.status_code == 404
+
+
+def stored_files(runtime) -> int:
+    return sum(1 for p in runtime.blobs.root.parent.rglob("*") if p.is_file())
+
+
+def key_count(runtime) -> int:
+    with runtime.pool.connection() as conn:
+        return conn.execute("SELECT count(*) AS n FROM api_keys").fetchone()["n"]
+
+
+def test_text_holding_nul_is_refused_and_nothing_is_written(
+    client, runtime, make_key, artist, photo
+):
+    """PostgreSQL cannot store NUL in text: every way in answers 422, before any file is kept."""
+    artist_id, h = artist
+    work = client.post(
+        f"/v1/artists/{artist_id}/artworks",
+        files=[("files", ("w.jpg", photo(61), "image/jpeg"))],
+        headers=h,
+    ).json()["artworks"][0]
+    admin = auth(make_key("admin"))
+    moderate = auth(make_key("moderate"))
+    before = (counts(runtime), stored_files(runtime), key_count(runtime))
+    image = ("q.jpg", photo(62), "image/jpeg")
+    attempts = {
+        "artist": client.post(
+            "/v1/artists", json={"display_name": "M\x00", "email": "n@example.org"}, headers=h
+        ),
+        "key": client.post("/v1/keys", json={"name": "k\x00", "scopes": ["match"]}, headers=admin),
+        "licence": client.post(
+            f"/v1/artworks/{work['id']}/licenses",
+            json={"grantee": "eve\x00", "scopes": ["img2img"]},
+            headers=h,
+        ),
+        "title": client.patch(f"/v1/artworks/{work['id']}", json={"title": "T\x00"}, headers=h),
+        "upload title": client.post(
+            f"/v1/artists/{artist_id}/artworks",
+            data={"title": "T\x00"},
+            files=[("files", ("n.jpg", photo(63), "image/jpeg"))],
+            headers=h,
+        ),
+        "check user": client.post(
+            "/v1/moderation/check", data={"user": "u\x00"}, files={"file": image}, headers=moderate
+        ),
+        "batch context": client.post(
+            "/v1/moderation/batch", data={"context": "c\x00"}, files=[("files", image)],
+            headers=moderate,
+        ),
+        "manifest id": client.get("/sbr/manifests/a%00b", headers=moderate),
+    }
+    for what, r in attempts.items():
+        assert r.status_code == 422, (what, r.status_code, r.text)
+        assert "NUL" in r.text or "0x00" in r.text, (what, r.text)
+    assert (counts(runtime), stored_files(runtime), key_count(runtime)) == before
+
+
+def test_a_file_name_holding_control_characters_is_kept_without_them(client, artist, photo):
+    artist_id, h = artist
+    # written by hand: HTTP clients percent-encode such names, a raw client need not
+    boundary = "chopmarkboundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+        'filename="sun\x00set\x07.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+    ).encode("latin-1") + photo(64) + f"\r\n--{boundary}--\r\n".encode()
+    r = client.post(
+        f"/v1/artists/{artist_id}/artworks",
+        content=body,
+        headers={**h, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert r.status_code == 201, r.text
+    work = client.get(f"/v1/artworks/{r.json()['artworks'][0]['id']}", headers=h).json()
+    assert work["original_filename"] == "sunset.jpg"

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import AdminKey, RegistryKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody
+from service.api.text import RequestModel
+from service.api.uploads import upload_name
 from service.auth.scopes import Scope
 from service.genservice.adapters import NAME_PATTERN, AdapterClaim, AdapterRecord
 from service.genservice.service import adapter_store
@@ -47,21 +49,21 @@ class AdapterPublic(BaseModel):
         return cls(**{k: getattr(r, k) for k in cls.model_fields})
 
 
-class AdapterUpdate(BaseModel):
+class AdapterUpdate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["allowed", "blocked"]
     reason: str | None = Field(default=None, max_length=2000)
 
 
-class ClaimCreate(BaseModel):
+class ClaimCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     artist_id: UUID
     reason: str = Field(min_length=1, max_length=5000)
 
 
-class ClaimDecision(BaseModel):
+class ClaimDecision(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     uphold: bool
@@ -132,7 +134,7 @@ async def create_adapter(
 
         def register() -> AdapterRecord:
             with rt.pool.connection() as conn:
-                return store.register(conn, key.actor, name, path, file.filename)
+                return store.register(conn, key.actor, name, path, upload_name(file))
 
         try:
             record = await run_in_threadpool(register)

@@ -22,6 +22,8 @@ from service.api.schemas import (
     RegistrationResult,
     Rejected,
 )
+from service.api.text import StorableText
+from service.api.uploads import upload_name
 from service.auth.scopes import Scope
 from service.registry.ingest import PreparedImage, commit, prepare
 from service.registry.preferences import parse_preferences
@@ -50,8 +52,10 @@ async def register_artworks(
     image_work: ImageWorkDep,
     key: RegistryKey,
     files: Annotated[list[UploadFile], File(description="one or more image files")],
-    title: Annotated[str | None, Form(max_length=500)] = None,
-    preferences: Annotated[str | None, Form(description='JSON, e.g. {"img2img": "deny"}')] = None,
+    title: Annotated[str | None, Form(max_length=500), StorableText] = None,
+    preferences: Annotated[
+        str | None, Form(description='JSON, e.g. {"img2img": "deny"}'), StorableText
+    ] = None,
 ) -> RegistrationResult | JSONResponse:
     prefs = parse_preferences(preferences)
     if len(files) > rt.settings.max_files_per_request:
@@ -70,9 +74,9 @@ async def register_artworks(
     for upload in files:
         data = await upload.read(rt.settings.max_upload_bytes + 1)
         try:
-            prepared.append(await image_work.run(prepare, data, upload.filename, limits))
+            prepared.append(await image_work.run(prepare, data, upload_name(upload), limits))
         except ImageRejected as exc:
-            rejected.append(Rejected(filename=upload.filename, reason=str(exc)))
+            rejected.append(Rejected(filename=upload_name(upload), reason=str(exc)))
             statuses.append(rejection_status(exc))
     if not prepared:
         worst = max(set(statuses), key=statuses.count) if statuses else 400

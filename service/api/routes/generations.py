@@ -17,7 +17,7 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from generation.gate import AdapterRequest, GateResult, InputImage
 from generation.pipeline import GenerationOutcome, GenerationRecord, GenerationRequest
@@ -25,6 +25,7 @@ from provenance.manifest import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINE
 from service.api.deps import ImageWorkDep, RuntimeDep, require, scope_doc
 from service.api.errors import rejection_status
 from service.api.schemas import ErrorBody
+from service.api.text import RequestModel
 from service.auth.keys import ApiKey
 from service.auth.scopes import Scope
 from service.genservice.adapters import NAME_PATTERN
@@ -41,14 +42,14 @@ _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": 
 MAX_SEED = 2**63 - 1
 
 
-class AdapterChoice(BaseModel):
+class AdapterChoice(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN, description="a registered adapter's name")
     scale: float = Field(default=1.0, ge=-5, le=5)
 
 
-class GenerationCreate(BaseModel):
+class GenerationCreate(RequestModel):
     """A generation request. Images are base64 (PNG, JPEG or WebP); an init image makes it
     img2img, an init image with a mask inpainting."""
 

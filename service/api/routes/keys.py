@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import AdminKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody
+from service.api.text import RequestModel
 from service.auth.keys import ApiKey, create_key, list_keys, revoke_key_by_id
 from service.auth.scopes import Scope
 
@@ -16,7 +17,7 @@ router = APIRouter(prefix="/v1/keys", tags=["access"])
 _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)

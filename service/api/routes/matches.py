@@ -9,6 +9,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from service.api.deps import ImageWorkDep, MatchKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody, IndexInfo, MatchPublic, MatchResponse
+from service.api.text import StorableText
 from service.api.uploads import read_upload
 from service.auth.scopes import Scope
 from service.registry.matching import RegistryMatches, match_registry, record_match_decision
@@ -82,7 +83,9 @@ async def match_image(
     image_work: ImageWorkDep,
     key: MatchKey,
     file: Annotated[UploadFile, File(description="the image to check")],
-    user: Annotated[str | None, Form(description="platform user, to report licences")] = None,
+    user: Annotated[
+        str | None, Form(description="platform user, to report licences"), StorableText
+    ] = None,
 ) -> MatchResponse:
     data = await read_upload(file, rt.settings.max_upload_bytes)
     timings: dict[str, float] = {}
@@ -111,7 +114,9 @@ async def match_picture(
     image_work: ImageWorkDep,
     key: MatchKey,
     file: Annotated[UploadFile, File(description="the image to check")],
-    user: Annotated[str | None, Form(description="platform user, to report licences")] = None,
+    user: Annotated[
+        str | None, Form(description="platform user, to report licences"), StorableText
+    ] = None,
 ) -> Response:
     data = await read_upload(file, rt.settings.max_upload_bytes)
 

@@ -14,7 +14,8 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import ImageWorkDep, ModerateKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody, IndexInfo, MatchPublic
-from service.api.uploads import read_upload
+from service.api.text import StorableText
+from service.api.uploads import read_upload, upload_name
 from service.auth.keys import ApiKey
 from service.auth.scopes import Scope
 from service.moderation import webhooks
@@ -204,9 +205,11 @@ def _owner(key: ApiKey) -> int | None:
 
 
 ImageFile = Annotated[UploadFile, File(description="the image to moderate")]
-UserForm = Annotated[str | None, Form(max_length=200, description="platform user, for licences")]
+UserForm = Annotated[
+    str | None, Form(max_length=200, description="platform user, for licences"), StorableText
+]
 ContextForm = Annotated[
-    str | None, Form(max_length=500, description="free text kept with the record")
+    str | None, Form(max_length=500, description="free text kept with the record"), StorableText
 ]
 
 
@@ -321,7 +324,9 @@ async def create_batch(
     user: UserForm = None,
     context: ContextForm = None,
     webhook_url: Annotated[
-        str | None, Form(description="http(s) URL called with the results when done")
+        str | None,
+        Form(description="http(s) URL called with the results when done"),
+        StorableText,
     ] = None,
     idempotency_key: Annotated[
         str | None,
@@ -343,7 +348,7 @@ async def create_batch(
         except webhooks.WebhookUrlError as exc:
             raise HTTPException(422, str(exc)) from None
     batch = [
-        BatchFile(f.filename, await read_upload(f, rt.settings.max_upload_bytes)) for f in files
+        BatchFile(upload_name(f), await read_upload(f, rt.settings.max_upload_bytes)) for f in files
     ]
     try:
         made = await run_in_threadpool(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import ImageWorkDep, RuntimeDep, require_unless_public, scope_doc
 from service.api.schemas import ErrorBody
+from service.api.text import RequestModel
 from service.auth.scopes import Scope
 from service.runtime import Runtime
 from service.stamping.resolve import resolve_image
@@ -37,7 +38,7 @@ router = APIRouter(
 _ERRORS = {400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 
 
-class BindingQuery(BaseModel):
+class BindingQuery(RequestModel):
     alg: str = Field(min_length=1, max_length=200)
     value: str = Field(min_length=1, max_length=4096)
 

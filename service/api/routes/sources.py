@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from service.api.deps import AdminKey, ImageWorkDep, RuntimeDep, scope_doc
 from service.api.errors import rejection_status
 from service.api.schemas import ErrorBody, Rejected
+from service.api.text import StorableText
+from service.api.uploads import upload_name
 from service.auth.scopes import Scope
 from service.genservice.service import get_generation_service, source_store
 from service.genservice.sources import SourceRecord
@@ -79,8 +81,10 @@ async def add_sources(
     image_work: ImageWorkDep,
     key: AdminKey,
     files: Annotated[list[UploadFile], File(description="one or more images")],
-    dataset: Annotated[str, Form(min_length=1, max_length=200)],
-    licence: Annotated[str | None, Form(max_length=5000, description="licence notes")] = None,
+    dataset: Annotated[str, Form(min_length=1, max_length=200), StorableText],
+    licence: Annotated[
+        str | None, Form(max_length=5000, description="licence notes"), StorableText
+    ] = None,
 ) -> SourcesAdded | JSONResponse:
     if len(files) > rt.settings.max_files_per_request:
         raise HTTPException(413, f"at most {rt.settings.max_files_per_request} files per request")
@@ -91,10 +95,10 @@ async def add_sources(
     for upload in files:
         data = await upload.read(rt.settings.max_upload_bytes + 1)
         try:
-            item = await image_work.run(prepare, data, upload.filename, rt.decode_limits)
+            item = await image_work.run(prepare, data, upload_name(upload), rt.decode_limits)
             vector, model = await image_work.run(embed_source, embedder, data, rt)
         except ImageRejected as exc:
-            rejected.append(Rejected(filename=upload.filename, reason=str(exc)))
+            rejected.append(Rejected(filename=upload_name(upload), reason=str(exc)))
             statuses.append(rejection_status(exc))
             continue
         prepared.append((item, vector, model))

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from provenance.manifest import AdapterFact, GenerationFacts, ParentImage
 from service.api.deps import ImageWorkDep, RuntimeDep, StampKey, scope_doc
 from service.api.schemas import ErrorBody
+from service.api.text import RequestModel, StorableText
 from service.api.uploads import read_upload
 from service.auth.scopes import Scope
 from service.stamping.stamper import stamp_and_record
@@ -26,7 +27,7 @@ Use = Literal["allowed", "notAllowed", "constrained"]
 _SHA256 = r"^[0-9a-fA-F]{64}$"
 
 
-class AdapterIn(BaseModel):
+class AdapterIn(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
@@ -34,7 +35,7 @@ class AdapterIn(BaseModel):
     scale: float = Field(default=1.0, ge=-10, le=10)
 
 
-class StampMetadata(BaseModel):
+class StampMetadata(RequestModel):
     """What the platform knows about how the image was made."""
 
     model_config = ConfigDict(extra="forbid")
@@ -163,7 +164,7 @@ async def create_stamp(
     image_work: ImageWorkDep,
     key: StampKey,
     file: Annotated[UploadFile, File(description="the generated image")],
-    metadata: Annotated[str, Form(description="JSON: see StampMetadata")],
+    metadata: Annotated[str, Form(description="JSON: see StampMetadata"), StorableText],
     parent: Annotated[UploadFile | None, File(description="the input image, for img2img")] = None,
     format: Annotated[Literal["png", "jpeg", "webp"] | None, Form()] = None,
 ) -> StampPublic:

@@ -1,0 +1,39 @@
+"""Text the database can store: PostgreSQL refuses the NUL character in text and JSON values, so
+requests holding one are refused at the edge (422) before anything is written."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AfterValidator, BaseModel, model_validator
+
+NUL_MESSAGE = "text may not contain the NUL character (\\u0000)"
+
+
+def _refuse_nul(value: Any) -> Any:
+    """``value`` unchanged, or ValueError when a string in it (keys of mappings included) holds
+    a NUL."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(NUL_MESSAGE)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_nul(key)
+            _refuse_nul(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _refuse_nul(item)
+    return value
+
+
+# For a form field or parameter: ``Annotated[str | None, Form(...), StorableText]``.
+StorableText = AfterValidator(_refuse_nul)
+
+
+class RequestModel(BaseModel):
+    """A request body: every string in it, however nested, must be storable."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        return _refuse_nul(data)
