@@ -28,7 +28,7 @@ from service.api.errors import rejection_status
 from service.auth.keys import ApiKey
 from service.moderation import webhooks
 from service.moderation.check import run_check
-from service.moderation.policy import POLICIES
+from service.moderation.policy import POLICIES, PolicyError
 from similarity import ImageRejected
 
 if TYPE_CHECKING:
@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 
 MAX_FILES = 100
 MAX_ITEM_ATTEMPTS = 3
+# An item whose check failed waits ITEM_RETRY_SECONDS * 4**(attempts - 1) before the next try;
+# while the policy file cannot be used, items wait POLICY_RETRY_SECONDS and keep their attempts
+# (as a single check answers 503 then: the fault is the service's, and passes once mended).
+ITEM_RETRY_SECONDS = 1.0
+POLICY_RETRY_SECONDS = 5.0
 WEBHOOK_EVENT = "moderation.job.finished"
 _live_workers: weakref.WeakSet[ModerationWorker] = weakref.WeakSet()
 
@@ -167,7 +172,7 @@ def get_job(
         return None
     rows = conn.execute(
         "SELECT i.position, i.filename, i.sha256, i.status, i.check_id, i.error,"
-        " i.error_status, c.verdict, c.reasons"
+        " i.error_status, i.retry_at, c.verdict, c.reasons"
         + (", c.result" if full else "")
         + " FROM moderation_job_items i LEFT JOIN moderation_checks c ON c.id = i.check_id"
         " WHERE i.job_id = %s ORDER BY i.position",
@@ -187,6 +192,7 @@ def get_job(
             "reasons": r["reasons"],
             "error": r["error"],
             "error_status": r["error_status"],
+            "retry_at": _iso(r["retry_at"]) if r["status"] == "queued" else None,
         }
         if full:
             item["result"] = r["result"]
@@ -224,7 +230,7 @@ SELECT i.job_id, i.position, i.sha256, i.attempts, j.platform_user, j.context, j
 FROM moderation_job_items i
 JOIN moderation_jobs j ON j.id = i.job_id
 JOIN api_keys k ON k.id = j.api_key_id
-WHERE i.status = 'queued'
+WHERE i.status = 'queued' AND (i.retry_at IS NULL OR i.retry_at <= clock_timestamp())
 ORDER BY j.created_at, i.job_id, i.position
 LIMIT 1
 FOR UPDATE OF i SKIP LOCKED
@@ -238,9 +244,9 @@ UPDATE moderation_jobs SET
         WHEN EXISTS (SELECT 1 FROM moderation_job_items
                      WHERE job_id = %(id)s AND status = 'failed') THEN 'failed'
         ELSE 'completed' END,
-    finished_at = CASE WHEN done + 1 >= total THEN now() END,
+    finished_at = CASE WHEN done + 1 >= total THEN clock_timestamp() END,
     webhook_next_at = CASE WHEN done + 1 >= total AND webhook_state = 'pending'
-                           THEN now() ELSE webhook_next_at END
+                           THEN clock_timestamp() ELSE webhook_next_at END
 WHERE id = %(id)s
 RETURNING status
 """
@@ -266,8 +272,12 @@ class ModerationWorker:
         threads: int = 1,
         poll_seconds: float = 0.5,
         webhook_backoff_seconds: float = 2.0,
+        item_retry_seconds: float = ITEM_RETRY_SECONDS,
+        policy_retry_seconds: float = POLICY_RETRY_SECONDS,
     ) -> None:
         self.rt = rt
+        self.item_retry_seconds = item_retry_seconds
+        self.policy_retry_seconds = policy_retry_seconds
         self.threads = threads
         self.poll_seconds = poll_seconds
         self.webhook_backoff_seconds = webhook_backoff_seconds
@@ -316,7 +326,7 @@ class ModerationWorker:
     def _mark_running(self, job_id: UUID) -> None:
         with self.rt.pool.connection() as conn, conn.transaction():
             conn.execute(
-                "UPDATE moderation_jobs SET status = 'running', started_at = now()"
+                "UPDATE moderation_jobs SET status = 'running', started_at = clock_timestamp()"
                 " WHERE id = %s AND status = 'queued'",
                 (job_id,),
             )
@@ -331,8 +341,22 @@ class ModerationWorker:
             self._mark_running(job_id)
             where = (job_id, position)
             try:
+                policy = POLICIES.for_key(rt.settings, item["key_prefix"], item["key_name"])
+            except PolicyError as exc:
+                log.error("moderation policy unusable, job %s item %s waits: %s", *where, exc)
+                conn.execute(
+                    "UPDATE moderation_job_items SET error = %s,"
+                    " retry_at = clock_timestamp() + make_interval(secs => %s)"
+                    " WHERE job_id = %s AND position = %s",
+                    (
+                        f"moderation is unavailable, retried: {exc}",
+                        self.policy_retry_seconds,
+                        *where,
+                    ),
+                )
+                return True
+            try:
                 with conn.transaction():  # a savepoint: a failed check leaves nothing behind
-                    policy = POLICIES.for_key(rt.settings, item["key_prefix"], item["key_name"])
                     outcome = run_check(
                         rt,
                         rt.blobs.get(item["sha256"]),
@@ -346,14 +370,14 @@ class ModerationWorker:
                     )
                     conn.execute(
                         "UPDATE moderation_job_items SET status = 'checked', check_id = %s,"
-                        " attempts = attempts + 1, finished_at = now()"
+                        " attempts = attempts + 1, error = NULL, finished_at = clock_timestamp()"
                         " WHERE job_id = %s AND position = %s",
                         (outcome.report["id"], *where),
                     )
             except ImageRejected as exc:
                 conn.execute(
                     "UPDATE moderation_job_items SET status = 'rejected', error = %s,"
-                    " error_status = %s, attempts = attempts + 1, finished_at = now()"
+                    " error_status = %s, attempts = attempts + 1, finished_at = clock_timestamp()"
                     " WHERE job_id = %s AND position = %s",
                     (str(exc), rejection_status(exc), *where),
                 )
@@ -361,14 +385,19 @@ class ModerationWorker:
                 log.exception("moderation of job %s item %s failed", job_id, position)
                 if item["attempts"] + 1 < MAX_ITEM_ATTEMPTS:
                     conn.execute(
-                        "UPDATE moderation_job_items SET attempts = attempts + 1, error = %s"
+                        "UPDATE moderation_job_items SET attempts = attempts + 1, error = %s,"
+                        " retry_at = clock_timestamp() + make_interval(secs => %s)"
                         " WHERE job_id = %s AND position = %s",
-                        (f"{type(exc).__name__}: {exc}", *where),
+                        (
+                            f"{type(exc).__name__}: {exc}",
+                            self.item_retry_seconds * 4 ** item["attempts"],
+                            *where,
+                        ),
                     )
                     return True
                 conn.execute(
                     "UPDATE moderation_job_items SET status = 'failed', error = %s,"
-                    " error_status = 500, attempts = attempts + 1, finished_at = now()"
+                    " error_status = 500, attempts = attempts + 1, finished_at = clock_timestamp()"
                     " WHERE job_id = %s AND position = %s",
                     (f"{type(exc).__name__}: {exc}", *where),
                 )

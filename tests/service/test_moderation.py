@@ -9,6 +9,7 @@ import io
 import json
 import threading
 import time
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -572,6 +573,9 @@ def test_webhook_is_retried_with_backoff_then_delivered(mclient, make_key):
             break
         time.sleep(0.05)
     assert job["webhook"] == {**job["webhook"], "state": "delivered", "attempts": 3}
+    # a one-item job is started and finished within one item's work: in that order
+    times = [datetime.fromisoformat(job[k]) for k in ("created_at", "started_at", "finished_at")]
+    assert times == sorted(times), job
 
 
 @pytest.mark.parametrize(
@@ -615,6 +619,50 @@ def test_idempotency_key_returns_the_first_job(mclient, runtime, make_key):
     # another key cannot read the first key's job
     r = mclient.get(f"/v1/moderation/jobs/{first.json()['id']}", headers=auth(make_key("moderate")))
     assert r.status_code == 404
+
+
+def test_a_batch_waits_out_an_unusable_policy_file_and_then_finishes(
+    mclient, runtime, make_key, tmp_path, monkeypatch
+):
+    """A policy file broken while a batch waits (an operator mid-edit) makes its items wait and
+    keep their attempts, as a single check answers 503 then; once mended, the job finishes."""
+    from service.moderation import jobs
+
+    for worker in list(jobs._live_workers):  # this test works the items itself
+        worker.stop()
+    policy = tmp_path / "policy.toml"
+    policy.write_text('name = "community"\n')
+    monkeypatch.setenv("CHOPMARK_MODERATION_POLICY", str(policy))
+    h = auth(make_key("moderate"))
+    files = [("files", (f"{i}.jpg", encode(photo_like(9970 + i)), "image/jpeg")) for i in range(2)]
+    job_id = mclient.post("/v1/moderation/batch", files=files, headers=h).json()["id"]
+    policy.write_text("rules = 5\n")
+    worker = ModerationWorker(runtime, poll_seconds=0.05, policy_retry_seconds=0.5)
+    assert worker.process_item() and worker.process_item(), "each item is taken once"
+    assert worker.process_item() is False, "both wait: none is due"
+    job = mclient.get(f"/v1/moderation/jobs/{job_id}", headers=h).json()
+    assert job["status"] == "running" and job["counts"]["queued"] == 2
+    for item in job["items"]:
+        assert "moderation is unavailable" in item["error"] and item["retry_at"] is not None
+    with runtime.pool.connection() as conn:
+        attempts = conn.execute(
+            "SELECT attempts FROM moderation_job_items WHERE job_id = %s", (job_id,)
+        ).fetchall()
+    assert [a["attempts"] for a in attempts] == [0, 0]
+    policy.write_text('name = "community, mended"\n')
+    worker.start()
+    try:
+        job, _ = wait_job(mclient, h, job_id)
+    finally:
+        worker.stop()
+    assert job["status"] == "completed"
+    assert [(i["status"], i["error"], i["retry_at"]) for i in job["items"]] == [
+        ("checked", None, None)
+    ] * 2
+    created, started, finished = (
+        datetime.fromisoformat(job[k]) for k in ("created_at", "started_at", "finished_at")
+    )
+    assert created <= started <= finished
 
 
 def test_an_item_abandoned_by_a_dead_worker_is_taken_up_by_another(

@@ -145,8 +145,11 @@ class JobItemPublic(BaseModel):
     check_id: UUID | None
     verdict: Verdict | None
     reasons: list[ReasonPublic] | None
-    error: str | None
+    error: str | None = Field(description="why the last try failed (a queued item is retried)")
     error_status: int | None
+    retry_at: datetime | None = Field(
+        default=None, description="a queued item whose last try failed waits until then"
+    )
     result: ModerationResult | None = None
 
 
