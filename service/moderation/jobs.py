@@ -91,13 +91,14 @@ def create_job(
     webhook_url: str | None,
     idempotency_key: str | None,
 ) -> CreatedJob:
-    """Store the files and queue a job; a repeated ``idempotency_key`` returns the first job.
+    """Store the files and queue a job; a repeated ``idempotency_key`` returns the first job
+    and stores nothing.
 
     Raises ``IdempotencyConflict`` when the key was used for a different request.
     """
     if not 1 <= len(files) <= MAX_FILES:
         raise ValueError(f"a batch holds 1 to {MAX_FILES} files")
-    stored = [(f.filename or "", rt.blobs.put(f.data), len(f.data)) for f in files]
+    stored = [(f.filename or "", hashlib.sha256(f.data).hexdigest(), len(f.data)) for f in files]
     digest = request_digest(user, context, webhook_url, [[n, s] for n, s, _ in stored])
     secret = webhooks.new_secret() if webhook_url else None
     job_id = uuid4()
@@ -135,6 +136,10 @@ def create_job(
             job = get_job(conn, first["id"], key.id)
             assert job is not None
             return CreatedJob(job, False, first["webhook_secret"])
+        # Stored only once the request is known to be new (a replay or a conflicting reuse of
+        # the key writes nothing), and before the records that name them commit.
+        for f in files:
+            rt.blobs.put(f.data)
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO moderation_job_items (job_id, position, filename, sha256, byte_size)"

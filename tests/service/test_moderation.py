@@ -600,13 +600,15 @@ def test_idempotency_key_returns_the_first_job(mclient, runtime, make_key):
     assert first.status_code == again.status_code == 202
     assert again.json()["id"] == first.json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
+    other_bytes = encode(photo_like(9952))
     other_body = mclient.post(
         "/v1/moderation/batch",
-        files=[("files", ("a.jpg", encode(photo_like(9952)), "image/jpeg"))],
+        files=[("files", ("a.jpg", other_bytes, "image/jpeg"))],
         data={"user": "u"},
         headers=h,
     )
     assert other_body.status_code == 409 and "Idempotency-Key" in other_body.json()["detail"]
+    assert not runtime.blobs.exists(hashlib.sha256(other_bytes).hexdigest()), "nothing kept"
     other_key = mclient.post(
         "/v1/moderation/batch",
         files=files,
