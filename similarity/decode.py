@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -80,10 +81,11 @@ def decode_image(
             "too_large",
             f"The upload is {len(data)} bytes; the limit is {limits.max_bytes} bytes.",
         )
+    _let_pillow_open(limits.max_pixels)
     try:
         im = Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
     except Image.DecompressionBombError as exc:
-        raise ImageRejected("too_many_pixels", f"The image has too many pixels ({exc}).") from exc
+        raise _too_many_pixels(exc, limits) from exc
     except UnidentifiedImageError as exc:
         raise ImageRejected(
             "not_an_image",
@@ -112,7 +114,7 @@ def decode_image(
     try:
         im.load()
     except Image.DecompressionBombError as exc:
-        raise ImageRejected("too_many_pixels", f"The image has too many pixels ({exc}).") from exc
+        raise _too_many_pixels(exc, limits) from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise ImageRejected(
             "truncated", f"The image data is truncated or corrupt and cannot be decoded ({exc})."
@@ -126,6 +128,22 @@ def decode_image(
     if orientation not in (None, 1):
         pixels = _apply_orientation(pixels, orientation)
     return DecodedImage(image=pixels, format=fmt, width=width, height=height)
+
+
+def _let_pillow_open(max_pixels: int) -> None:
+    """Pillow refuses, before our own check can, images over twice its ``MAX_IMAGE_PIXELS``;
+    raised (never lowered) to our limit, it stays a backstop at twice that."""
+    current = Image.MAX_IMAGE_PIXELS
+    if current is not None and max_pixels > current:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _too_many_pixels(exc: Exception, limits: DecodeLimits) -> ImageRejected:
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1))} pixels" if found else "more pixels than allowed"
+    return ImageRejected(
+        "too_many_pixels", f"The image has {size}; the limit is {limits.max_pixels} pixels."
+    )
 
 
 def _check_size(width: int, height: int, limits: DecodeLimits) -> None:

@@ -63,6 +63,7 @@ def test_truncated_png_refused(artwork: Image.Image) -> None:
     _refused(data[: len(data) // 2], "truncated")
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_png_bomb_refused_without_decoding(monkeypatch) -> None:
     bomb = _png_claiming(50_000, 50_000)
     assert len(bomb) < 200
@@ -73,7 +74,7 @@ def test_png_bomb_refused_without_decoding(monkeypatch) -> None:
     monkeypatch.setattr(Image.Image, "load", no_decoding)
     monkeypatch.setattr("PIL.ImageFile.ImageFile.load", no_decoding)
     err = _refused(bomb, "too_many_pixels")
-    assert "pixels" in str(err)
+    assert str(err) == "The image has 2500000000 pixels; the limit is 100000000 pixels."
     # over our limit (100 MP) but under Pillow's own bomb error: only our check stops it
     _refused(_png_claiming(12_000, 9_000), "too_many_pixels")
 
@@ -83,6 +84,21 @@ def test_pixel_and_side_limits_checked_before_decoding() -> None:
     _refused(_png_claiming(12_000, 9_000), "too_many_pixels")  # 108 MP > 100 MP
     _refused(_png_claiming(31_000, 10), "too_many_pixels")  # longest side
     _refused(_png_claiming(400, 400), "too_many_pixels", DecodeLimits(max_pixels=100_000))
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_a_limit_above_pillows_own_is_honoured(monkeypatch) -> None:
+    """Pillow refuses images over twice its MAX_IMAGE_PIXELS (179 MP by default) itself; a
+    configured limit above that must still let such an image through to decoding."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after
+
+    def stop(self: Image.Image) -> None:
+        raise OSError("stopped before decoding in this test")
+
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", stop)
+    claims_200mp = _png_claiming(20_000, 10_000)
+    _refused(claims_200mp, "too_many_pixels")  # over the default limit of 100 MP
+    _refused(claims_200mp, "truncated", DecodeLimits(max_pixels=300_000_000))  # past the check
 
 
 def test_oversized_upload_refused(artwork: Image.Image, to_jpeg) -> None:
