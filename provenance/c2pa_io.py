@@ -114,9 +114,17 @@ def read_manifest(
     mime: str | None = None,
     trust_anchors_pem: str | None = None,
 ) -> ManifestReport:
-    """Read and validate the manifest embedded in an image. Never raises for bad input."""
+    """Read and validate the manifest embedded in an image. Never raises for bad input.
+
+    An image in a format C2PA defines no embedding for (BMP, say: ``mime`` names what the caller
+    decoded) is Absent: it cannot carry a manifest, so none was removed or broken."""
+    fmt = _reader_format(image_bytes, mime)
+    if fmt is None or not _c2pa_reads(fmt):
+        seen = _pillow_mime(image_bytes)
+        if seen is not None and not _c2pa_reads(seen):
+            return absent()
+        fmt = seen or fmt
     try:
-        fmt = _reader_format(image_bytes, mime)
         reader = c2pa.Reader(fmt, io.BytesIO(image_bytes), context=_read_context(trust_anchors_pem))
         with reader:
             return report_from_store_json(reader.json())
@@ -231,6 +239,20 @@ def _reader_format(data: bytes, mime: str | None) -> str | None:
         return normalize_mime(mime)
     except UnsupportedFormat:
         return mime
+
+
+@lru_cache(maxsize=64)
+def _c2pa_reads(mime: str) -> bool:
+    return mime in c2pa.Reader.get_supported_mime_types()
+
+
+def _pillow_mime(data: bytes) -> str | None:
+    """The media type of the image Pillow recognises in ``data`` (its header alone is read)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return Image.MIME.get(str(im.format))
+    except Exception:
+        return None
 
 
 def _has_c2pa_container(data: bytes) -> bool:

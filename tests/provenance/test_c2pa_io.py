@@ -196,6 +196,16 @@ def test_unreadable_assets_are_reported_not_raised(data: bytes) -> None:
     assert report.error
 
 
+def test_an_image_in_a_format_without_c2pa_embedding_is_absent_not_an_error() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(buf, "BMP")
+    for mime in ("image/bmp", None):  # named by the caller, or found from the bytes
+        report = read_manifest(buf.getvalue(), mime)
+        assert report.state == "Absent" and report.error is None
+    # bytes that are no image at all, whatever the caller calls them, stay an error
+    assert read_manifest(b"BM not really a bitmap", "image/bmp").state == "Error"
+
+
 def test_detached_store_reads_with_and_without_the_asset(
     png_bytes: bytes,
     txt2img_facts: GenerationFacts,
