@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AfterValidator, BaseModel, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 NUL_MESSAGE = "text may not contain the NUL character (\\u0000)"
 
@@ -31,7 +31,10 @@ StorableText = AfterValidator(_refuse_nul)
 
 
 class RequestModel(BaseModel):
-    """A request body: every string in it, however nested, must be storable."""
+    """A request body: every string in it, however nested, must be storable, and numbers
+    finite (NaN and infinities are refused)."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod

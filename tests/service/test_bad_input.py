@@ -217,3 +217,24 @@ def test_a_file_name_holding_control_characters_is_kept_without_them(client, art
     assert r.status_code == 201, r.text
     work = client.get(f"/v1/artworks/{r.json()['artworks'][0]['id']}", headers=h).json()
     assert work["original_filename"] == "sunset.jpg"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity"])
+def test_numbers_that_are_not_finite_are_refused(client, make_key, value):
+    h = {**auth(make_key("generate")), "Content-Type": "application/json"}
+    body = '{"prompt": "a lighthouse", "guidance": %s, "adapters": [{"name": "x", "scale": %s}]}'
+    r = client.post("/v1/generations", content=body % (value, value), headers=h)
+    assert r.status_code == 422, r.text
+    assert {tuple(e["loc"]) for e in r.json()["detail"]} >= {("body", "guidance")}
+
+
+def test_a_refusal_does_not_echo_the_request(client, make_key):
+    """A private prompt or megabytes of base64 stay out of the 422 answer."""
+    h = auth(make_key("generate"))
+    secret_prompt = "a private prompt " * 10
+    blob = "A" * 1_000_000 + "\x00"
+    r = client.post(
+        "/v1/generations", json={"prompt": secret_prompt, "init_image": blob}, headers=h
+    )
+    assert r.status_code == 422
+    assert len(r.content) < 2000 and "private prompt" not in r.text, r.text[:500]
