@@ -78,6 +78,7 @@ def verify_image(data: bytes) -> dict[str, Any]:
             "names_record": str(res.watermark_record.id) if res.watermark_record else None,
             "consistent_with_pixels": res.watermark_consistent,
             "forged": res.forged_watermark,
+            "not_read": res.watermark.details.get("not_read"),
         },
         "labels": {
             "aigc": labels.aigc,
@@ -128,6 +129,8 @@ def verify(
             else ""
         )
         console.print(f"[bold]watermark[/bold]: present, value {w['value']}{note}")
+    elif w["not_read"]:
+        console.print(f"[bold]watermark[/bold]: not read ({w['not_read']})")
     else:
         console.print("[bold]watermark[/bold]: absent")
     if r:

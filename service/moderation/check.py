@@ -30,8 +30,8 @@ from service.moderation.policy import (
     decide,
 )
 from service.registry.matching import RegistryMatches, match_registry
-from service.stamping.resolve import Resolution, resolve_with_signals
-from similarity import DecodedImage, ImageSignals, Match, compute_signals, decode_image
+from service.stamping.resolve import Resolution, read_watermark, resolve_with_signals
+from similarity import ImageSignals, Match, compute_signals, decode_image
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -69,13 +69,6 @@ class Inspection:
 
 def _is_ai_source_type(value: str | None) -> bool:
     return bool(value) and str(value).rstrip("/").rsplit("/", 1)[-1] in AI_SOURCE_TYPES
-
-
-def _detect_watermark(rt: Runtime, decoded: DecodedImage) -> tuple[WatermarkReading, str | None]:
-    try:
-        return rt.watermarker.detect(decoded.image), None
-    except ValueError as exc:  # too small to carry our watermark
-        return WatermarkReading(False, None, 0.0, None), str(exc)
 
 
 def _match_sources(
@@ -117,7 +110,7 @@ def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspe
 
     def watermark() -> tuple[WatermarkReading, str | None, float]:
         s = time.perf_counter()
-        reading, error = _detect_watermark(rt, decoded)
+        reading, error = read_watermark(rt, decoded)
         return reading, error, time.perf_counter() - s
 
     pending = _HELPERS.submit(watermark)

@@ -74,7 +74,16 @@ def resolve_with_signals(
     return Resolution(reading, wm_record, consistent, outputs[:limit])
 
 
+def read_watermark(rt: Runtime, decoded: DecodedImage) -> tuple[WatermarkReading, str | None]:
+    """Blocking: the watermark reading, and why none was attempted (an image too small to carry
+    our watermark reads as absent, with that reason in its details)."""
+    try:
+        return rt.watermarker.detect(decoded.image), None
+    except ValueError as exc:
+        return WatermarkReading(False, None, 0.0, None, {"not_read": str(exc)}), str(exc)
+
+
 def resolve_image(rt: Runtime, decoded: DecodedImage, *, limit: int = 10) -> Resolution:
     """Blocking: watermark detection, fingerprint matching over our outputs, cross-check."""
-    reading = rt.watermarker.detect(decoded.image)
+    reading, _ = read_watermark(rt, decoded)
     return resolve_with_signals(rt, reading, compute_signals(decoded), limit=limit)

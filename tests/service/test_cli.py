@@ -55,6 +55,15 @@ def test_register_folder_then_match_and_verify(cli, tmp_path: Path):
     assert "intact" in verified.stdout
 
 
+def test_verify_reports_a_picture_too_small_for_a_watermark(cli, tmp_path: Path):
+    tiny = tmp_path / "tiny.png"
+    tiny.write_bytes(encode(photo_like(205).resize((40, 30)), "PNG"))
+    out = json.loads(cli("verify", str(tiny), "--json").stdout)
+    assert out["watermark"]["present"] is False and "too small" in out["watermark"]["not_read"]
+    assert out["record"] is None and out["manifest"]["state"] == "Absent"
+    assert "not read (" in cli("verify", str(tiny)).stdout
+
+
 def test_audit_verify_fails_on_tampering(cli, runtime):
     cli("artists", "create", "--name", "Bo", "--email", "bo@example.org")
     cli("artists", "create", "--name", "Cy", "--email", "cy@example.org")

@@ -144,6 +144,17 @@ def test_unrelated_image_resolves_to_nothing(client, stamped):
     assert r.status_code == 200 and r.json() == {"matches": []}
 
 
+def test_an_image_too_small_to_carry_a_watermark_resolves_to_nothing(client, stamped):
+    h, *_ = stamped
+    for size in ((1, 1), (95, 300)):
+        r = client.post(
+            "/sbr/matches/byContent",
+            content=encode(photo_like(12346).resize(size), "PNG"),
+            headers={**h, "Content-Type": "image/png"},
+        )
+        assert r.status_code == 200 and r.json() == {"matches": []}, (size, r.text)
+
+
 def test_img2img_stamp_carries_its_input_as_parent(client, runtime, make_key):
     h = auth(make_key("stamp"))
     meta = {**META, "input_was_image": True}
