@@ -28,6 +28,7 @@ from generation.controlnet import (
     load_controlnet,
     tiny_controlnet,
 )
+from generation.diffusion_protocol import Admit
 from generation.hashing import HashCache
 from generation.models import LoadedModel, load_model
 from generation.params import (
@@ -186,21 +187,26 @@ class DiffusionRunner:
         with self._count_lock:
             self._pending -= 1
 
-    def run(self, params: GenerationParams) -> DiffusionResult:
-        """Generate one image; blocks while earlier requests finish."""
+    def run(self, params: GenerationParams, admit: Admit | None = None) -> DiffusionResult:
+        """Generate one image; blocks while earlier requests finish. ``admit`` is called once
+        the model is free for this request, before it runs (see ``Admit``)."""
         checked = validate_params(params, self._limits)
         ahead = self._enter()
         try:
-            return self._generate(checked, ahead)
+            return self._generate(checked, ahead, admit)
         finally:
             self._leave()
 
-    async def run_async(self, params: GenerationParams) -> DiffusionResult:
+    async def run_async(
+        self, params: GenerationParams, admit: Admit | None = None
+    ) -> DiffusionResult:
         """Like :meth:`run`, on the runner's single worker thread; the event loop stays free."""
         checked = validate_params(params, self._limits)
         ahead = self._enter()
         try:
-            future: Future[DiffusionResult] = self._worker().submit(self._generate, checked, ahead)
+            future: Future[DiffusionResult] = self._worker().submit(
+                self._generate, checked, ahead, admit
+            )
         except BaseException:
             self._leave()
             raise
@@ -220,54 +226,66 @@ class DiffusionRunner:
         if executor is not None:
             executor.shutdown(wait=True)
 
-    def _generate(self, params: GenerationParams, ahead: int) -> DiffusionResult:
-        with self._run_lock:
-            start = time.perf_counter()
-            model = self._model
-            applied: list[AppliedAdapter] = apply_adapters(
-                model.txt2img, params.adapters, hash_cache=self._hash_cache
+    def _generate(
+        self, params: GenerationParams, ahead: int, admit: Admit | None = None
+    ) -> DiffusionResult:
+        waited = not self._run_lock.acquire(blocking=False)
+        if waited:
+            self._run_lock.acquire()
+        try:
+            if admit is not None:
+                admit(waited)
+            return self._generate_admitted(params, ahead)
+        finally:
+            self._run_lock.release()
+
+    def _generate_admitted(self, params: GenerationParams, ahead: int) -> DiffusionResult:
+        start = time.perf_counter()
+        model = self._model
+        applied: list[AppliedAdapter] = apply_adapters(
+            model.txt2img, params.adapters, hash_cache=self._hash_cache
+        )
+        controlnet = None
+        if params.control_image is not None:
+            controlnet = self._controlnet()
+            pipe = self._control_pipe(params.mode, controlnet)
+        else:
+            pipe = {
+                "txt2img": model.txt2img,
+                "img2img": model.img2img,
+                "inpaint": model.inpaint,
+            }[params.mode]
+        pipe.scheduler = make_scheduler(params.scheduler, self._base_scheduler)
+        size = (params.width, params.height)
+        kwargs: dict[str, object] = {
+            "prompt": params.prompt,
+            "negative_prompt": params.negative_prompt,
+            "num_inference_steps": params.steps,
+            "guidance_scale": params.guidance,
+            "generator": torch.Generator(device=model.device).manual_seed(params.seed),
+            "output_type": "pil",
+        }
+        if params.mode != "txt2img":
+            assert params.init_image is not None
+            kwargs["image"] = _fit(
+                params.init_image.convert("RGB"), size, Image.Resampling.LANCZOS
             )
-            controlnet = None
-            if params.control_image is not None:
-                controlnet = self._controlnet()
-                pipe = self._control_pipe(params.mode, controlnet)
-            else:
-                pipe = {
-                    "txt2img": model.txt2img,
-                    "img2img": model.img2img,
-                    "inpaint": model.inpaint,
-                }[params.mode]
-            pipe.scheduler = make_scheduler(params.scheduler, self._base_scheduler)
-            size = (params.width, params.height)
-            kwargs: dict[str, object] = {
-                "prompt": params.prompt,
-                "negative_prompt": params.negative_prompt,
-                "num_inference_steps": params.steps,
-                "guidance_scale": params.guidance,
-                "generator": torch.Generator(device=model.device).manual_seed(params.seed),
-                "output_type": "pil",
-            }
-            if params.mode != "txt2img":
-                assert params.init_image is not None
-                kwargs["image"] = _fit(
-                    params.init_image.convert("RGB"), size, Image.Resampling.LANCZOS
-                )
-                kwargs["strength"] = params.strength
-            if params.mode == "inpaint":
-                assert params.mask_image is not None
-                kwargs["mask_image"] = _fit(
-                    params.mask_image.convert("L"), size, Image.Resampling.BILINEAR
-                )
-            if params.mode != "img2img":
-                kwargs["width"], kwargs["height"] = size
-            if params.control_image is not None:
-                control = _fit(params.control_image.convert("RGB"), size, Image.Resampling.LANCZOS)
-                kwargs["control_image" if params.mode == "img2img" else "image"] = control
-                kwargs["controlnet_conditioning_scale"] = params.control_scale
-            with torch.inference_mode():
-                output = pipe(**kwargs)
-            image = output.images[0].convert("RGB")
-            elapsed = time.perf_counter() - start
+            kwargs["strength"] = params.strength
+        if params.mode == "inpaint":
+            assert params.mask_image is not None
+            kwargs["mask_image"] = _fit(
+                params.mask_image.convert("L"), size, Image.Resampling.BILINEAR
+            )
+        if params.mode != "img2img":
+            kwargs["width"], kwargs["height"] = size
+        if params.control_image is not None:
+            control = _fit(params.control_image.convert("RGB"), size, Image.Resampling.LANCZOS)
+            kwargs["control_image" if params.mode == "img2img" else "image"] = control
+            kwargs["controlnet_conditioning_scale"] = params.control_scale
+        with torch.inference_mode():
+            output = pipe(**kwargs)
+        image = output.images[0].convert("RGB")
+        elapsed = time.perf_counter() - start
         return DiffusionResult(
             image=image,
             params=params,

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from generation.params import DiffusionResult, GenerationParams, ModelInfo
+
+# Called by a generator once the model is this request's, just before it runs, with whether the
+# request had to wait for it (the model was busy when it came). Raising stops the request there:
+# the model does not run, and the exception reaches the caller.
+Admit = Callable[[bool], None]
 
 
 @runtime_checkable
 class ImageGenerator(Protocol):
     """Anything that turns generation parameters into an image (``DiffusionRunner`` is one)."""
 
-    def run(self, params: GenerationParams) -> DiffusionResult: ...
+    def run(self, params: GenerationParams, admit: Admit | None = None) -> DiffusionResult: ...
 
-    async def run_async(self, params: GenerationParams) -> DiffusionResult: ...
+    async def run_async(
+        self, params: GenerationParams, admit: Admit | None = None
+    ) -> DiffusionResult: ...
 
     def info(self) -> ModelInfo: ...
 
@@ -40,13 +48,24 @@ class CountingGenerator:
         with self._lock:
             self.calls.append(params)
 
-    def run(self, params: GenerationParams) -> DiffusionResult:
-        self._record(params)
-        return self.inner.run(params)
+    def _admitted(self, params: GenerationParams, admit: Admit | None) -> Admit:
+        """A call counts once it is admitted: a request stopped at admission never reached
+        the model."""
 
-    async def run_async(self, params: GenerationParams) -> DiffusionResult:
-        self._record(params)
-        return await self.inner.run_async(params)
+        def counted(waited: bool) -> None:
+            if admit is not None:
+                admit(waited)
+            self._record(params)
+
+        return counted
+
+    def run(self, params: GenerationParams, admit: Admit | None = None) -> DiffusionResult:
+        return self.inner.run(params, self._admitted(params, admit))
+
+    async def run_async(
+        self, params: GenerationParams, admit: Admit | None = None
+    ) -> DiffusionResult:
+        return await self.inner.run_async(params, self._admitted(params, admit))
 
     def info(self) -> ModelInfo:
         return self.inner.info()

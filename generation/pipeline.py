@@ -20,7 +20,7 @@ from uuid import UUID
 
 from PIL import Image
 
-from generation.diffusion_protocol import ImageGenerator
+from generation.diffusion_protocol import Admit, ImageGenerator
 from generation.gate import AdapterRequest, Gate, GateResult, InputImage
 from generation.params import DiffusionResult, GenerationParams, Mode, ModelInfo
 from generation.screen import Screen, ScreenResult
@@ -279,6 +279,14 @@ def generation_facts(
     )
 
 
+class GateClosed(Exception):
+    """The gate, checked again once the model was free, now blocks the request."""
+
+    def __init__(self, gate: GateResult) -> None:
+        super().__init__("the gate closed while the request waited for the model")
+        self.gate = gate
+
+
 class GenerationPipeline:
     def __init__(
         self,
@@ -325,7 +333,12 @@ class GenerationPipeline:
             return self.record_blocked(request, gate)
         record, started = self._start(request, gate)
         try:
-            result = self._timed(record, "diffuse", self.generator.run, request.params(gate))
+            result = self._timed(
+                record, "diffuse", self.generator.run, request.params(gate), self._admit(record)
+            )
+        except GateClosed as closed:
+            self._join_started(record, started)
+            return self._closed(record, closed.gate)
         except Exception as exc:
             self._join_started(record, started)
             return self._fail(record, "diffuse", exc)
@@ -346,7 +359,11 @@ class GenerationPipeline:
         record, started = await asyncio.to_thread(self._start, request, gate)
         start = self._clock()
         try:
-            result = await self.generator.run_async(request.params(gate))
+            result = await self.generator.run_async(request.params(gate), self._admit(record))
+        except GateClosed as closed:
+            record.timings["diffuse"] = self._clock() - start
+            await asyncio.to_thread(self._join_started, record, started)
+            return await asyncio.to_thread(self._closed, record, closed.gate)
         except Exception as exc:
             record.timings["diffuse"] = self._clock() - start
             await asyncio.to_thread(self._join_started, record, started)
@@ -354,6 +371,28 @@ class GenerationPipeline:
         record.timings["diffuse"] = self._clock() - start
         await asyncio.to_thread(self._join_started, record, started)
         return await asyncio.to_thread(self._finish, record, result)
+
+    # admission ---------------------------------------------------------------------------------
+    def _admit(self, record: GenerationRecord) -> Admit:
+        """The gate again, for a request that waited for the model: while it waited an adapter
+        may have been blocked, an artist may have come to deny reuse, a licence may have run out
+        or a work been registered. A request that did not wait was gated a moment ago."""
+
+        def admit(waited: bool) -> None:
+            if not waited:
+                return
+            again = self.check(record.request)
+            record.timings["gate_again"] = again.elapsed_s
+            if again.blocked:
+                raise GateClosed(again)
+
+        return admit
+
+    def _closed(self, record: GenerationRecord, gate: GateResult) -> GenerationOutcome:
+        """A request whose gate closed while it waited: blocked, with the checks that closed it."""
+        record.status, record.stage, record.gate = "blocked", "gate", gate
+        self._timed(record, "record", self.recorder.record, record)
+        return GenerationOutcome(record)
 
     # steps -------------------------------------------------------------------------------------
     def _fingerprint_and_screen(

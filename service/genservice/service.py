@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from generation.diffusion_protocol import ImageGenerator
+from generation.diffusion_protocol import Admit, ImageGenerator
 from generation.gate import Gate, MetadataConsentReader
 from generation.params import TINY_NOTICE, DiffusionResult, GenerationParams, ModelInfo
 from generation.pipeline import GenerationPipeline
@@ -71,11 +71,13 @@ class LazyRunner:
                 )
             return self._runner
 
-    def run(self, params: GenerationParams) -> DiffusionResult:
-        return self.runner.run(params)
+    def run(self, params: GenerationParams, admit: Admit | None = None) -> DiffusionResult:
+        return self.runner.run(params, admit)
 
-    async def run_async(self, params: GenerationParams) -> DiffusionResult:
-        return await self.runner.run_async(params)
+    async def run_async(
+        self, params: GenerationParams, admit: Admit | None = None
+    ) -> DiffusionResult:
+        return await self.runner.run_async(params, admit)
 
     def info(self) -> ModelInfo:
         return self.runner.info()

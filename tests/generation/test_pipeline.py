@@ -5,11 +5,13 @@ registry, adapter list, training sources and record are in memory (real FAISS ma
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,9 +286,9 @@ def test_the_running_record_is_written_while_the_model_works(rig: Rig):
     seen: list[bool] = []
     real_run, real_record = rig.model.run, rig.recorder.record
 
-    def run(params):
+    def run(params, admit=None):
         model_started.set()
-        return real_run(params)
+        return real_run(params, admit)
 
     def record(rec: GenerationRecord) -> None:
         if rec.status == "running":
@@ -470,6 +472,57 @@ def test_adapters_must_be_registered_and_allowed(rig: Rig, runner, tmp_path: Pat
     ]
     report = read_manifest(rig.stamper.files[done.record.id], "image/png")
     assert report.generation["adapters"][0]["sha256"] == sha
+
+
+def _while_the_model_is_busy(rig: Rig, runner: DiffusionRunner, request, change):
+    """Run ``request`` while the model is held busy; ``change`` is made once the request has
+    passed the gate and waits for the model, then the model is let go. Its outcome."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        with runner._run_lock:  # another request's turn on the model
+            waiting = pool.submit(rig.pipeline.run, request)
+            deadline = time.monotonic() + 30
+            while runner.queue_depth == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert runner.queue_depth == 1, "the request never reached the model's queue"
+            change()
+        return waiting.result(timeout=120)
+
+
+def test_an_adapter_blocked_while_a_request_waits_for_the_model_stops_it(
+    rig: Rig, runner, tmp_path: Path
+):
+    _register(rig, runner, tmp_path, "ink")
+
+    def block() -> None:
+        ink = rig.adapters.known["ink"]
+        rig.adapters.known["ink"] = dataclasses.replace(
+            ink, status="blocked", status_reason="claim upheld"
+        )
+
+    request = ask(adapters=(AdapterRequest("ink", 0.7),))
+    outcome = _while_the_model_is_busy(rig, runner, request, block)
+    assert outcome.status == "blocked" and outcome.record.stage == "gate"
+    assert rig.model.call_count == 0 and rig.stamper.files == {}
+    assert [r["code"] for r in outcome.record.reasons] == ["adapter_blocked"]
+    assert rig.recorder.records == [("running", None), ("blocked", "gate")]
+    assert "gate_again" in outcome.record.timings
+
+
+def test_an_artwork_registered_while_a_request_waits_for_the_model_stops_its_img2img(
+    rig: Rig, runner
+):
+    art = photo_like(6, (640, 480))
+    request = ask(init=init_image(edited(art)), strength=0.5, platform_user="someone")
+    outcome = _while_the_model_is_busy(
+        rig, runner, request, lambda: rig.registry.register(art, "deny")
+    )
+    assert outcome.status == "blocked" and rig.model.call_count == 0
+    assert [r["code"] for r in outcome.record.reasons] == ["registered_artwork_denied"]
+    # a request that finds the model free is not gated twice
+    free = rig.pipeline.run(ask(seed=12))
+    assert free.status == "completed" and "gate_again" not in free.record.timings
 
 
 def test_an_adapter_file_that_changed_fails_the_generation(rig: Rig, runner, tmp_path: Path):

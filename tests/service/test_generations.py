@@ -39,13 +39,13 @@ class KeepingGenerator(CountingGenerator):
         super().__init__(inner)
         self.results: list[DiffusionResult] = []
 
-    async def run_async(self, params: GenerationParams) -> DiffusionResult:
-        result = await super().run_async(params)
+    async def run_async(self, params: GenerationParams, admit: Any = None) -> DiffusionResult:
+        result = await super().run_async(params, admit)
         self.results.append(result)
         return result
 
-    def run(self, params: GenerationParams) -> DiffusionResult:
-        result = super().run(params)
+    def run(self, params: GenerationParams, admit: Any = None) -> DiffusionResult:
+        result = super().run(params, admit)
         self.results.append(result)
         return result
 
