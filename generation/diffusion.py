@@ -32,6 +32,7 @@ from generation.diffusion_protocol import Admit
 from generation.hashing import HashCache
 from generation.models import LoadedModel, load_model
 from generation.params import (
+    MAX_PROMPT_CHARS,
     MODES,
     AdapterUse,
     AppliedAdapter,
@@ -52,7 +53,6 @@ __all__ = [
 
 MIN_SIDE = 64
 MAX_SEED = 2**63 - 1
-MAX_PROMPT_CHARS = 4000
 
 
 class QueueFullError(RuntimeError):

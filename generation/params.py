@@ -11,6 +11,9 @@ from PIL import Image
 Mode = Literal["txt2img", "img2img", "inpaint"]
 MODES: tuple[Mode, ...] = ("txt2img", "img2img", "inpaint")
 
+# The prompt and the negative prompt together, in characters.
+MAX_PROMPT_CHARS = 4000
+
 
 @dataclass(frozen=True)
 class AdapterUse:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import diffusers
-from diffusers.schedulers.scheduling_utils import SchedulerMixin
+if TYPE_CHECKING:  # diffusers (and torch) load with the model, not with a name check
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ def resolve_scheduler_name(name: str | None) -> str:
 
 def make_scheduler(name: str | None, base_config: dict[str, Any]) -> SchedulerMixin:
     """A fresh scheduler of the named kind, built on the model's own scheduler config."""
+    import diffusers
+
     spec = SCHEDULERS[resolve_scheduler_name(name)]
     scheduler_class = getattr(diffusers, spec.class_name)
     return scheduler_class.from_config(dict(base_config), **spec.overrides)

@@ -17,10 +17,12 @@ from uuid import UUID, uuid4
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from generation.gate import AdapterRequest, GateResult, InputImage
+from generation.params import MAX_PROMPT_CHARS
 from generation.pipeline import GenerationOutcome, GenerationRecord, GenerationRequest
+from generation.schedulers import resolve_scheduler_name
 from provenance.manifest import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA
 from service.api.deps import ImageWorkDep, RuntimeDep, require, scope_doc
 from service.api.errors import rejection_status
@@ -73,7 +75,12 @@ class GenerationCreate(RequestModel):
     )
     control_scale: float = Field(default=1.0, ge=0, le=2, description="ControlNet strength")
     adapters: list[AdapterChoice] = Field(default_factory=list, max_length=8)
-    scheduler: str | None = Field(default=None, max_length=50, description="default: euler")
+    scheduler: str | None = Field(
+        default=None,
+        max_length=50,
+        description="ours (euler, euler_a, ddim, pndm, heun, dpmpp_2m, dpmpp_2m_karras, unipc) or"
+        " AUTOMATIC1111's label, any case; default: euler",
+    )
     prompt_private: bool = Field(default=False, description="record only the prompt's SHA-256")
     run_async: bool = Field(default=False, alias="async", description="answer 202 and poll")
 
@@ -85,13 +92,32 @@ class GenerationCreate(RequestModel):
             raise ValueError("an adapter is named twice")
         return v
 
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, v: str | None) -> str:
+        return resolve_scheduler_name(v)  # the canonical name, or ValueError naming the known
+
+    @model_validator(mode="after")
+    def _prompts_fit(self) -> GenerationCreate:
+        if len(self.prompt) + len(self.negative_prompt) > MAX_PROMPT_CHARS:
+            raise ValueError(
+                f"prompt and negative_prompt together exceed {MAX_PROMPT_CHARS} characters"
+            )
+        return self
+
+
+_URL_SAFE = str.maketrans("-_", "+/")
+
 
 def _decode_input(rt: Runtime, role: str, text: str) -> InputImage:
     if text.startswith("data:"):
         text = text.partition(",")[2]
     limit = rt.settings.max_upload_bytes
-    if len(text) > (limit + 2) // 3 * 4 + 4:
+    if len(text) > ((limit + 2) // 3 * 4 + 4) * 78 // 76:  # room for MIME line breaks
         raise HTTPException(413, f"{role}_image is larger than the limit of {limit} bytes")
+    # Line breaks (MIME wraps at 76) and the URL-safe alphabet are accepted; other characters
+    # outside the alphabet are refused rather than skipped.
+    text = "".join(text.split()).translate(_URL_SAFE)
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
@@ -106,11 +132,20 @@ def to_request(body: GenerationCreate, key: ApiKey, rt: Runtime) -> GenerationRe
     """Validate and decode a request body (blocking: decodes images)."""
     if body.mask_image is not None and body.init_image is None:
         raise HTTPException(422, "mask_image needs an init_image to inpaint")
-    init = _decode_input(rt, "init", body.init_image) if body.init_image else None
-    mask = _decode_input(rt, "mask", body.mask_image) if body.mask_image else None
+    init = _decode_input(rt, "init", body.init_image) if body.init_image is not None else None
+    mask = _decode_input(rt, "mask", body.mask_image) if body.mask_image is not None else None
     if body.control_image is not None and mask is not None:
         raise HTTPException(422, "control_image is not offered with inpainting")
-    control = _decode_input(rt, "control", body.control_image) if body.control_image else None
+    if init is not None and mask is not None and mask.image.size != init.image.size:
+        (iw, ih), (mw, mh) = init.image.size, mask.image.size
+        raise HTTPException(
+            422, f"mask_image is {mw}x{mh}; it must be the size of init_image, {iw}x{ih}"
+        )
+    control = (
+        _decode_input(rt, "control", body.control_image)
+        if body.control_image is not None
+        else None
+    )
     if init is not None and int(body.steps * body.strength) < 1:
         raise HTTPException(422, "steps x strength must be at least 1 for image-to-image")
     return GenerationRequest(
@@ -124,7 +159,7 @@ def to_request(body: GenerationCreate, key: ApiKey, rt: Runtime) -> GenerationRe
         guidance=body.guidance,
         width=body.width,
         height=body.height,
-        scheduler=body.scheduler or "euler",
+        scheduler=resolve_scheduler_name(body.scheduler),
         strength=body.strength,
         platform_user=body.user,
         init=init,
@@ -161,7 +196,8 @@ def public_view(row: dict[str, Any]) -> dict[str, Any]:
             "strength": row["strength"],
         },
         "model": row["model"],
-        "adapters": row["adapters"],
+        # where the server keeps an adapter's file is its own business
+        "adapters": [{k: v for k, v in a.items() if k != "path"} for a in row["adapters"] or []],
         "inputs": row["inputs"],
         "reasons": row["reasons"],
         "flags": row["flags"],
@@ -199,10 +235,23 @@ def public_view(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _blocked_body(record: GenerationRecord) -> dict[str, Any]:
+def _model_notice(svc: GenerationService) -> dict[str, str]:
+    """``{"model_notice": ...}`` while the default tiny model serves (it makes noise), else {}."""
+    describe = getattr(svc.generator, "describe", None)  # says so without loading the model
+    if callable(describe):
+        notice = describe().get("notice")
+    else:
+        peek = getattr(svc.generator, "loaded_info", None)
+        info = peek() if callable(peek) else None
+        notice = info.notice if info is not None else None
+    return {"model_notice": notice} if notice else {}
+
+
+def _blocked_body(record: GenerationRecord, svc: GenerationService) -> dict[str, Any]:
     gate = record.gate
     reasons = record.reasons
     return {
+        **_model_notice(svc),
         "id": str(record.id),
         "status": "blocked",
         "stage": record.stage,
@@ -213,11 +262,16 @@ def _blocked_body(record: GenerationRecord) -> dict[str, Any]:
     }
 
 
-def _failure(outcome: GenerationOutcome) -> JSONResponse:
+def _failure(outcome: GenerationOutcome, svc: GenerationService) -> JSONResponse:
     from generation.diffusion import QueueFullError
 
     exc, record = outcome.error, outcome.record
-    body = {"id": str(record.id), "status": "failed", "stage": record.stage}
+    body = {
+        "id": str(record.id),
+        "status": "failed",
+        "stage": record.stage,
+        **_model_notice(svc),
+    }
     if isinstance(exc, QueueFullError):
         return JSONResponse(
             {**body, "detail": f"the model is busy: {exc}"}, 503, headers={"Retry-After": "10"}
@@ -268,7 +322,7 @@ async def create_generation(
     # Decoding input images and the gate's fingerprints and registry search are image work:
     # they take their turn in the process's lane with other requests' (moderation, matching).
     # Without input images the gate only looks adapters up.
-    has_images = any((body.init_image, body.mask_image, body.control_image))
+    has_images = any(i is not None for i in (body.init_image, body.mask_image, body.control_image))
     lane = image_work.run if has_images else run_in_threadpool
     req = await lane(to_request, body, key, rt)
     pipeline = svc.pipeline
@@ -276,19 +330,22 @@ async def create_generation(
     if body.run_async:
         if gate.blocked:
             outcome = await run_in_threadpool(pipeline.record_blocked, req, gate)
-            return JSONResponse(_blocked_body(outcome.record), 403)
+            return JSONResponse(_blocked_body(outcome.record, svc), 403)
         queued = GenerationRecord(req, "queued", gate=gate)
         await run_in_threadpool(svc.records.record, queued)
         background.add_task(_run_queued, svc, req, gate)
-        return JSONResponse(
-            {"id": str(req.id), "status": "queued", "status_url": f"/v1/generations/{req.id}"},
-            202,
-        )
+        queued_body = {
+            "id": str(req.id),
+            "status": "queued",
+            "status_url": f"/v1/generations/{req.id}",
+            **_model_notice(svc),
+        }
+        return JSONResponse(queued_body, 202)
     outcome = await pipeline.run_async(req, gate)
     if outcome.status == "blocked":
-        return JSONResponse(_blocked_body(outcome.record), 403)
+        return JSONResponse(_blocked_body(outcome.record, svc), 403)
     if outcome.status == "failed":
-        return _failure(outcome)
+        return _failure(outcome, svc)
 
     def stored() -> dict[str, Any] | None:
         with rt.pool.connection() as conn:
