@@ -11,7 +11,7 @@ import multiprocessing
 import secrets
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from uuid import uuid4
 
 import typer
@@ -23,6 +23,9 @@ from service.cpus import usable_cpus
 from service.genservice.adapters import AdapterRecord
 from service.registry.ingest import PreparedImage, prepare
 from similarity import DecodeLimits, ImageRejected
+
+if TYPE_CHECKING:
+    from service.api.routes.generations import GenerationCreate
 
 adapters_app = typer.Typer(help="LoRA adapters allowed in generations.", no_args_is_help=True)
 sources_app = typer.Typer(help="Training sources screened against outputs.", no_args_is_help=True)
@@ -169,6 +172,10 @@ def sources_add(
     from service.genservice.service import runtime_embedder, source_store
     from similarity import decode_image
 
+    if not 1 <= len(dataset) <= 200:  # as the API allows
+        raise _fail("--dataset must name the training set in 1 to 200 characters")
+    if licence is not None and len(licence) > 5000:
+        raise _fail("--licence notes may hold at most 5000 characters")
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise _fail(f"no such file: {', '.join(map(str, missing))}")
@@ -237,6 +244,51 @@ def _parse_lora(value: str) -> tuple[str, float]:
         raise typer.BadParameter(f"--lora {value!r}: expected NAME or NAME:SCALE") from None
 
 
+def _checked_as_the_api_would(
+    prompt: str,
+    negative: str,
+    seed: int | None,
+    steps: int,
+    guidance: float,
+    width: int,
+    height: int,
+    user: str | None,
+    strength: float,
+    scheduler: str,
+    lora: list[str] | None,
+) -> GenerationCreate:
+    """The options checked by the API's request model (sizes, prompt lengths, scheduler names,
+    adapter names and scales), so that what the API refuses is refused here before anything is
+    recorded."""
+    from pydantic import ValidationError
+
+    from service.api.routes.generations import GenerationCreate
+
+    try:
+        return GenerationCreate.model_validate(
+            {
+                "prompt": prompt,
+                "negative_prompt": negative,
+                "seed": seed,
+                "steps": steps,
+                "guidance": guidance,
+                "width": width,
+                "height": height,
+                "user": user,
+                "strength": strength,
+                "scheduler": scheduler,
+                "adapters": [
+                    {"name": name, "scale": scale} for name, scale in map(_parse_lora, lora or [])
+                ],
+            }
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors()
+        )
+        raise _fail(problems) from None
+
+
 def generate(
     prompt: Annotated[str, typer.Argument(help="what to draw")],
     output: Annotated[Path, typer.Option("--output", "-o", help="where to write the image")],
@@ -273,7 +325,14 @@ def generate(
         raise _fail("--mask needs --init")
     if control is not None and mask is not None:
         raise _fail("--control is not offered with inpainting (--mask)")
-    adapters = tuple(AdapterRequest(*_parse_lora(v)) for v in lora or [])
+    if init is not None and int(steps * strength) < 1:
+        raise _fail("--steps x --strength must be at least 1 for image-to-image")
+    if not output.parent.is_dir():
+        raise _fail(f"cannot write {output}: {output.parent} is not a folder")
+    checked = _checked_as_the_api_would(
+        prompt, negative, seed, steps, guidance, width, height, user, strength, scheduler, lora
+    )
+    adapters = tuple(AdapterRequest(a.name, a.scale) for a in checked.adapters)
     with runtime(indexes=True) as rt:
         try:
             init_image = decode_input("init", init.read_bytes(), rt.decode_limits) if init else None
@@ -285,6 +344,13 @@ def generate(
             )
         except ImageRejected as exc:
             raise _fail(str(exc)) from None
+        if (
+            init_image is not None
+            and mask_image is not None
+            and mask_image.image.size != init_image.image.size
+        ):
+            (iw, ih), (mw, mh) = init_image.image.size, mask_image.image.size
+            raise _fail(f"the mask is {mw}x{mh}; it must be the init image's size, {iw}x{ih}")
         request = GenerationRequest(
             id=uuid4(),
             actor=cli_actor(),
@@ -295,7 +361,7 @@ def generate(
             guidance=guidance,
             width=width,
             height=height,
-            scheduler=scheduler,
+            scheduler=checked.scheduler or "euler",
             strength=strength,
             platform_user=user,
             init=init_image,

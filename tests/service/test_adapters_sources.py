@@ -252,3 +252,29 @@ def test_cli_adapters_sources_and_generate(cli, runtime, tmp_path):
     with runtime.pool.connection() as conn:
         rows = conn.execute("SELECT status FROM generations ORDER BY created_at").fetchall()
     assert [r["status"] for r in rows] == ["blocked", "completed", "completed"]
+
+
+def test_cli_refuses_what_the_api_refuses_before_recording_anything(cli, runtime, tmp_path):
+    image = tmp_path / "out.png"
+    base = ["a harbour", "-o", str(image), "--steps", "2", "--width", "256", "--height", "256"]
+    refusals = {
+        "scheduler": (["--scheduler", "bogus"], "unknown scheduler"),
+        "size": (["--width", "300"], "multiple of 8"),
+        "lora name": (["--lora", "../x"], "adapters.0.name"),
+        "lora scale": (["--lora", "ink:nan"], "finite"),
+        "lora twice": (["--lora", "ink", "--lora", "ink:0.5"], "named twice"),
+        "prompts too long": (["--negative", "n" * 4000], "together exceed"),
+        "no folder": (["-o", str(tmp_path / "missing" / "x.png")], "is not a folder"),
+    }
+    for case, (extra, words) in refusals.items():
+        out = cli("generate", *base, *extra, code=2).output
+        assert words in out, (case, out)
+    sketch = tmp_path / "s.png"
+    sketch.write_bytes(encode(photo_like(73, (256, 256)), "PNG"))
+    out = cli("generate", *base, "--init", str(sketch), "--strength", "0.2", code=2).output
+    assert "at least 1" in out
+    assert "--dataset" in cli("sources", "add", str(sketch), "--dataset", "", code=2).output
+    with runtime.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM generations").fetchone()["n"] == 0
+        assert conn.execute("SELECT count(*) AS n FROM training_sources").fetchone()["n"] == 0
+    assert not image.exists()
