@@ -24,6 +24,14 @@ class ArtistCreate(RequestModel):
     email: EmailStr
     default_preferences: Preferences = Field(default_factory=Preferences)
 
+    @field_validator("display_name")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("display_name must hold more than white space")
+        return v
+
 
 class ArtistUpdate(RequestModel):
     model_config = ConfigDict(extra="forbid")
@@ -125,6 +133,14 @@ class LicenseCreate(RequestModel):
     grantee: str = Field(min_length=1, max_length=200, description="the platform user id")
     scopes: list[Literal["img2img", "style", "training"]] = Field(min_length=1)
     expires_at: datetime | None = None
+
+    @field_validator("grantee")
+    @classmethod
+    def _exact(cls, v: str) -> str:
+        # matched exactly against the platform user a request names: edge spaces are a mistake
+        if v != v.strip():
+            raise ValueError("grantee must not begin or end with white space")
+        return v
 
     @field_validator("expires_at")
     @classmethod

@@ -149,6 +149,10 @@ def artists_create(
 
     from service.registry.store import Conflict
 
+    name = name.strip()
+    if not 1 <= len(name) <= 200:  # as the API allows
+        err_console.print("[red]error:[/red] --name must hold 1 to 200 characters besides spaces")
+        raise typer.Exit(2)
     try:
         TypeAdapter(EmailStr).validate_python(email)
         prefs = parse_preferences(preferences)

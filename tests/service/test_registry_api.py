@@ -45,6 +45,10 @@ def test_artist_create_and_read(client, make_key):
     assert (
         client.get("/v1/artists/6f1c1c2e-0000-4000-8000-000000000000", headers=h).status_code == 404
     )
+    blank = {"display_name": "  ", "email": "b@example.org"}
+    assert client.post("/v1/artists", json=blank, headers=h).status_code == 422
+    trimmed = new_artist(client, h, email="ana@example.org", display_name="  Ana Souza ")
+    assert trimmed["display_name"] == "Ana Souza"
 
 
 def test_register_several_files_dedupe_and_keep_originals(client, make_key, photo):
@@ -157,6 +161,9 @@ def test_licences_grant_list_revoke(client, make_key, photo):
     assert (
         client.post(base, json={"grantee": "u", "scopes": ["print"]}, headers=h).status_code == 422
     )
+    for grantee in (" user-42", "user-42 ", ""):
+        r = client.post(base, json={"grantee": grantee, "scopes": ["img2img"]}, headers=h)
+        assert r.status_code == 422, grantee
     assert (
         client.post(
             base,
