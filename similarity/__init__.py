@@ -16,7 +16,13 @@ columns must be recomputed.
 """
 
 from similarity.clip import Embedder, OpenClipEmbedder, UnavailableEmbedder, load_embedder
-from similarity.decode import DecodedImage, DecodeLimits, ImageRejected, decode_image
+from similarity.decode import (
+    DecodedImage,
+    DecodeLimits,
+    ImageRejected,
+    decode_image,
+    later_frames,
+)
 from similarity.index import Candidate, IndexConfig, MatchIndex
 from similarity.matcher import LocalFeatureLookup, Match, Thresholds, match
 from similarity.signals import PACKED_COLUMNS, SIGNALS_VERSION, ImageSignals, compute_signals
@@ -39,6 +45,7 @@ __all__ = [
     "UnavailableEmbedder",
     "compute_signals",
     "decode_image",
+    "later_frames",
     "load_embedder",
     "match",
 ]

@@ -57,6 +57,7 @@ class DecodedImage:
     format: str
     width: int
     height: int
+    frames: int = 1  # frames or pages in the file (animated GIF/WebP/PNG, multi-page TIFF)
 
 
 def decode_image(
@@ -99,6 +100,7 @@ def decode_image(
 
     width, height = im.size
     _check_size(width, height, limits)
+    frames = 1 if im.format == "MPO" else int(getattr(im, "n_frames", 1) or 1)
     fmt = "JPEG" if im.format == "MPO" else str(im.format)
     orientation = _orientation(im)
     if orientation in _SWAPS_SIDES:
@@ -127,7 +129,39 @@ def decode_image(
     pixels = _to_grey(im) if grey else _to_rgb(im)
     if orientation not in (None, 1):
         pixels = _apply_orientation(pixels, orientation)
-    return DecodedImage(image=pixels, format=fmt, width=width, height=height)
+    return DecodedImage(image=pixels, format=fmt, width=width, height=height, frames=frames)
+
+
+def later_frames(
+    data: bytes, limits: DecodeLimits = DecodeLimits(), *, most: int = 7, grey: bool = False
+) -> tuple[int, list[tuple[int, Image.Image]]]:
+    """For an animated or multi-page image (GIF, WebP, APNG, TIFF): its frame count, and up to
+    ``most`` frames after the first, evenly spaced, decoded as :func:`decode_image` decodes
+    the first (full size, EXIF orientation applied). ``(1, [])`` for a single frame. Call it on
+    bytes :func:`decode_image` accepted; a frame that cannot be decoded ends the list there."""
+    _let_pillow_open(limits.max_pixels)
+    with Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS)) as im:
+        total = int(getattr(im, "n_frames", 1) or 1)
+        if total <= 1 or most <= 0 or im.format == "MPO":  # MPO: the other pictures are views
+            return total, []
+        orientation = _orientation(im)
+        count = min(most, total - 1)
+        wanted = sorted({int(i) for i in np.linspace(1, total - 1, count).round()})
+        frames: list[tuple[int, Image.Image]] = []
+        for index in wanted:
+            try:
+                im.seek(index)
+                _check_size(im.size[0], im.size[1], limits)
+                im.load()
+                pixels = _to_grey(im) if grey else _to_rgb(im)
+            except (ImageRejected, OSError, SyntaxError, ValueError, EOFError, MemoryError):
+                break
+            if pixels is im:
+                pixels = pixels.copy()  # the next seek changes im in place
+            if orientation not in (None, 1):
+                pixels = _apply_orientation(pixels, orientation)
+            frames.append((index, pixels))
+        return total, frames
 
 
 def _let_pillow_open(max_pixels: int) -> None:

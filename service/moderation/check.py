@@ -29,9 +29,9 @@ from service.moderation.policy import (
     SourceHit,
     decide,
 )
-from service.registry.matching import RegistryMatches, match_registry
+from service.registry.matching import ArtworkMatch, RegistryMatches, match_registry
 from service.stamping.resolve import Resolution, read_watermark, resolve_with_signals
-from similarity import ImageSignals, Match, compute_signals, decode_image
+from similarity import ImageSignals, Match, compute_signals, decode_image, later_frames
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -39,6 +39,11 @@ if TYPE_CHECKING:
 AI_SOURCE_TYPES = ("trainedAlgorithmicMedia", "compositeWithTrainedAlgorithmicMedia")
 AIGC_GENERATED = "1"
 MATCH_LIMIT = 10
+# An animated or multi-page image is matched against the registry and the training sources on
+# this many of its later frames too (evenly spaced), so a copy cannot hide behind a harmless
+# first frame; frames whose PDQ is within SAME_FRAME_BITS of one already matched are skipped.
+LATER_FRAMES = 7
+SAME_FRAME_BITS = 16
 # Watermark detection runs beside fingerprinting; bounded like the request thread pool.
 _HELPERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="moderation")
 
@@ -62,6 +67,8 @@ class Inspection:
     source_index: dict[str, int] | None
     user: str | None
     timings: dict[str, float] = field(default_factory=dict)
+    frames: int = 1
+    frames_matched: tuple[int, ...] = (0,)
 
 
 # ---- signals ------------------------------------------------------------------------------
@@ -139,6 +146,13 @@ def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspe
         s = time.perf_counter()
         output_matches = rt.banks["output"].match(signals, limit=MATCH_LIMIT)
         timings["outputs"] = time.perf_counter() - s
+        frames_matched: tuple[int, ...] = (0,)
+        if decoded.frames > 1:
+            s = time.perf_counter()
+            registry, sources, frames_matched = _match_later_frames(
+                rt, data, user, signals, registry, sources
+            )
+            timings["later_frames"] = time.perf_counter() - s
     finally:
         s = time.perf_counter()
         reading, wm_error, wm_time = pending.result()
@@ -163,7 +177,63 @@ def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspe
         source_index=source_index,
         user=user,
         timings=timings,
+        frames=decoded.frames,
+        frames_matched=frames_matched,
     )
+
+
+SourceMatches = list[tuple[Match, SourceRecord | None]]
+
+
+def _stronger(a: Match, b: Match) -> bool:
+    return (a.decision == "copy", a.score) > (b.decision == "copy", b.score)
+
+
+def _in_frame(m: Match, index: int) -> Match:
+    return Match(m.id, m.score, m.decision, {**m.evidence, "frame": index})
+
+
+def _pdq_bits_apart(a: bytes, b: bytes) -> int:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
+
+
+def _match_later_frames(
+    rt: Runtime,
+    data: bytes,
+    user: str | None,
+    first: ImageSignals,
+    registry: RegistryMatches,
+    sources: SourceMatches | None,
+) -> tuple[RegistryMatches, SourceMatches | None, tuple[int, ...]]:
+    """The registry and training-source matches of the first frame merged with those of up to
+    ``LATER_FRAMES`` later ones (a work's best match kept, its frame in the evidence), and the
+    frames matched."""
+    _, frames = later_frames(data, rt.decode_limits, most=LATER_FRAMES, grey=True)
+    works = {m.artwork.id: m for m in registry.matches}
+    found = {m.id: (m, rec) for m, rec in sources} if sources is not None else None
+    seen, matched = [first.pdq], [0]
+    for index, image in frames:
+        signals = compute_signals(image)
+        if any(_pdq_bits_apart(signals.pdq, p) <= SAME_FRAME_BITS for p in seen):
+            continue
+        seen.append(signals.pdq)
+        matched.append(index)
+        for m in match_registry(rt, signals, limit=MATCH_LIMIT, grantee=user).matches:
+            held = works.get(m.artwork.id)
+            if held is None or _stronger(m.match, held.match):
+                works[m.artwork.id] = ArtworkMatch(m.artwork, _in_frame(m.match, index), m.license)
+        if found is not None:
+            for sm, rec in _match_sources(rt, signals)[0] or []:
+                if sm.id not in found or _stronger(sm, found[sm.id][0]):
+                    found[sm.id] = (_in_frame(sm, index), rec)
+    ranked = sorted(works.values(), key=lambda w: (w.match.decision != "copy", -w.match.score))
+    merged = RegistryMatches(ranked[:MATCH_LIMIT], registry.index_size, registry.built_to)
+    merged_sources = (
+        sorted(found.values(), key=lambda f: (f[0].decision != "copy", -f[0].score))[:MATCH_LIMIT]
+        if found is not None
+        else None
+    )
+    return merged, merged_sources, tuple(matched)
 
 
 # ---- findings and report ------------------------------------------------------------------
@@ -415,6 +485,7 @@ def build_report(
         },
         "training_sources": sources,
         "labels": _labels_section(ins),
+        "frames": {"total": ins.frames, "matched": list(ins.frames_matched)},
         "timings": {k: round(v * 1e3, 2) for k, v in ins.timings.items()},
     }
 

@@ -214,6 +214,28 @@ def test_pasted_watermark_does_not_pass_as_ours(mclient, make_key):
 # ---- registry -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP"])
+def test_a_copy_hidden_in_a_later_frame_is_found(mclient, make_key, fmt):
+    """An animation whose first frame is harmless does not hide a registered work after it."""
+    h = auth(make_key("registry", "moderate"))
+    (work,) = register(mclient, h, 611)
+    harmless = photo_like(9611)
+    copy = Image.open(io.BytesIO(edited(611))).convert("RGB").resize(harmless.size)
+    nearly = ImageEnhance.Brightness(harmless).enhance(1.03)  # an encoder merges equal frames
+    frames = [harmless, nearly, copy, harmless]
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=200)
+    res = moderate(mclient, h, buf.getvalue(), name=f"anim.{fmt.lower()}")
+    assert res["verdict"] == "block", res["reasons"]
+    match = res["registry"]["matches"][0]
+    assert match["artwork_id"] == work["id"] and match["decision"] == "copy"
+    assert match["evidence"]["frame"] == 2
+    # the harmless picture, repeated and nearly repeated, is matched once
+    assert res["frames"] == {"total": 4, "matched": [0, 2]}
+    still = moderate(mclient, h, encode(harmless))
+    assert still["verdict"] == "allow" and still["frames"] == {"total": 1, "matched": [0]}
+
+
 def test_registered_copy_is_blocked_unless_licensed(mclient, runtime, make_key):
     h = auth(make_key("registry", "moderate"))
     works = register(mclient, h, 601, 602)

@@ -158,3 +158,21 @@ def test_grey_decode_of_a_transparent_png_is_composited_on_white() -> None:
     out = decode_image(buf.getvalue(), grey=True)
     assert out.image.mode == "L"
     assert out.image.getpixel((10, 10)) == 255 and out.image.getpixel((3, 3)) == 0
+
+
+def test_later_frames_are_spaced_evenly_to_the_last() -> None:
+    from similarity import later_frames
+
+    frames = [Image.new("RGB", (120, 90), (i * 9, 255 - i * 9, i)) for i in range(20)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    data = buf.getvalue()
+    assert decode_image(data).frames == 20
+    total, got = later_frames(data, most=4, grey=True)
+    assert total == 20 and [i for i, _ in got] == [1, 7, 13, 19]
+    assert all(im.mode == "L" and im.size == (120, 90) for _, im in got)
+    # each is its own frame, not the first one again
+    assert got[-1][1].getpixel((3, 3)) != got[0][1].getpixel((3, 3))
+    single = io.BytesIO()
+    frames[0].save(single, "PNG")
+    assert later_frames(single.getvalue()) == (1, [])

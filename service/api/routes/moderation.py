@@ -117,6 +117,15 @@ class RegistryPublic(BaseModel):
     index: IndexInfo
 
 
+class FramesPublic(BaseModel):
+    total: int = Field(description="frames or pages in the file")
+    matched: list[int] = Field(
+        description="frames matched against the registry and the training sources (0 is the "
+        "first; later ones evenly spaced, those repeating an earlier one skipped); provenance "
+        "(C2PA, watermark, our outputs) is read on the first"
+    )
+
+
 class ModerationResult(BaseModel):
     id: UUID
     created_at: datetime
@@ -134,6 +143,9 @@ class ModerationResult(BaseModel):
     registry: RegistryPublic
     training_sources: dict[str, Any] = Field(description='{"available": false} without a bank')
     labels: dict[str, Any]
+    frames: FramesPublic | None = Field(
+        default=None, description="frames of an animated or multi-page image, and those matched"
+    )
     timings: dict[str, float] = Field(description="milliseconds per stage")
 
 
