@@ -155,6 +155,49 @@ def test_an_image_too_small_to_carry_a_watermark_resolves_to_nothing(client, sta
         assert r.status_code == 200 and r.json() == {"matches": []}, (size, r.text)
 
 
+def test_a_registered_work_that_denies_reuse_cannot_be_stamped_as_ours(
+    client, runtime, make_key
+):
+    """Else a stamp key could have an artist's own picture traced as our AI output."""
+    h = auth(make_key("stamp", "registry", "moderate"))
+    artist = client.post(
+        "/v1/artists", json={"display_name": "Ines", "email": "ines@example.org"}, headers=h
+    ).json()
+    work = photo_like(403)
+    r = client.post(
+        f"/v1/artists/{artist['id']}/artworks",
+        files=[("files", ("w.jpg", encode(work), "image/jpeg"))],
+        headers=h,
+    )
+    art = r.json()["artworks"][0]
+    with runtime.pool.connection() as conn:
+        before = conn.execute("SELECT count(*) AS n FROM outputs").fetchone()["n"]
+    refused = client.post(
+        "/v1/stamps",
+        files={"file": ("gen.png", encode(work, "PNG"), "image/png")},
+        data={"metadata": json.dumps({**META, "platform_user": "mallory"})},
+        headers=h,
+    )
+    assert refused.status_code == 403 and art["id"] in refused.json()["detail"]
+    with runtime.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM outputs").fetchone()["n"] == before
+        kinds = [r["kind"] for r in conn.execute("SELECT kind FROM audit_log ORDER BY seq")]
+    assert kinds[-1] == "stamp.refused"
+    # the artist's own picture is not taken for ours
+    check = client.post(
+        "/v1/moderation/check", files={"file": ("w.jpg", encode(work))}, headers=h
+    ).json()
+    assert check["provenance"]["outputs"] == []
+    # a licence holder may stamp their licensed rework; so may anyone once the artist allows it
+    client.post(
+        f"/v1/artworks/{art['id']}/licenses",
+        json={"grantee": "lee", "scopes": ["img2img"]},
+        headers=h,
+    )
+    licensed = stamp(client, h, work, {**META, "platform_user": "lee"})
+    assert licensed.status_code == 201, licensed.text
+
+
 def test_img2img_stamp_carries_its_input_as_parent(client, runtime, make_key):
     h = auth(make_key("stamp"))
     meta = {**META, "input_was_image": True}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -17,9 +18,11 @@ from service.api.schemas import ErrorBody
 from service.api.text import RequestModel, StorableText
 from service.api.uploads import read_upload
 from service.auth.scopes import Scope
+from service.registry.matching import match_registry
+from service.runtime import Runtime
 from service.stamping.stamper import stamp_and_record
 from service.stamping.store import OutputRecord
-from similarity import decode_image
+from similarity import ImageSignals, compute_signals, decode_image
 
 router = APIRouter(prefix="/v1/stamps", tags=["provenance"])
 _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
@@ -176,6 +179,9 @@ async def create_stamp(
 
     def work() -> StampPublic:
         decoded = decode_image(data, rt.decode_limits, target_side=None)
+        signals = compute_signals(decoded.image)  # matched here, then stored with the output
+        _refuse_registered_copy(rt, key.actor, data, signals, meta.platform_user)
+        signals.pack()
         parent_image = None
         if parent_bytes:
             pdec = decode_image(parent_bytes, rt.decode_limits, target_side=128)
@@ -183,13 +189,58 @@ async def create_stamp(
         facts = to_facts(meta, parent_image)
         try:
             result = stamp_and_record(
-                rt, key.actor, decoded.image, facts, origin="stamp", output_format=format
+                rt,
+                key.actor,
+                decoded.image,
+                facts,
+                origin="stamp",
+                output_format=format,
+                fingerprints=lambda: signals,
             )
         except ValueError as exc:  # e.g. smaller than the watermark's minimum size
             raise HTTPException(422, f"cannot stamp this image: {exc}") from None
         return StampPublic.of(result.record)
 
     return await image_work.run(work)
+
+
+def _refuse_registered_copy(
+    rt: Runtime, actor: str, data: bytes, signals: ImageSignals, user: str | None
+) -> None:
+    """A stamp says "AI-generated, by us": never of a copy of a registered work whose artist
+    denies reuse, unless the platform user holds a licence (the same rule as a generation's
+    input). Else anyone with the stamp scope could have an artist's own picture traced as our
+    output, or launder it with our manifest. The refusal is audited."""
+    found = match_registry(rt, signals, grantee=user, license_scope="img2img")
+    denied = [
+        m
+        for m in found.matches
+        if m.match.decision == "copy"
+        and m.license is None
+        and m.artwork.effective_preferences.get("img2img", "deny") != "allow"
+    ]
+    if not denied:
+        return
+    first = denied[0].artwork
+    with rt.pool.connection() as conn, conn.transaction():
+        rt.audit.append(
+            conn,
+            "stamp.refused",
+            actor,
+            f"artwork:{first.id}",
+            {
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "platform_user": user,
+                "artworks": [str(m.artwork.id) for m in denied],
+                "scores": [round(m.match.score, 4) for m in denied],
+            },
+        )
+    who = f"platform user {user!r} holds no licence" if user else "no platform user is named"
+    raise HTTPException(
+        403,
+        f"this image is a copy of registered artwork {first.id}, whose artist denies reuse;"
+        f" {who}: it cannot be stamped as a generated image",
+    )
 
 
 @router.get(
