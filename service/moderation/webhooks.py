@@ -29,7 +29,10 @@ from urllib.parse import urlsplit
 import httpx
 
 SIGNATURE_HEADER = "X-Chopmark-Signature"
-MAX_ATTEMPTS = 6
+# With the default 2 s base, the retries wait 2 s doubling to 10 minutes: the last of 12 attempts
+# comes about 37 minutes after the first, so a receiver that is down for half an hour (a deploy,
+# an outage) still gets the result. The job's results can be polled whatever happens.
+MAX_ATTEMPTS = 12
 MAX_URL_LENGTH = 2000
 TIMEOUT_SECONDS = 10.0
 

@@ -88,3 +88,9 @@ def test_delivery_keeps_the_urls_host_header(receiver, monkeypatch):
     assert sent.delivered and sent.status == 204
     assert seen[0]["Host"] == f"hooks.internal.test:{port}"
     assert webhooks.verify_signature("s", b"{}", seen[0][webhooks.SIGNATURE_HEADER])
+
+
+def test_a_receiver_down_for_half_an_hour_still_gets_the_result():
+    waits = [webhooks.backoff_seconds(n, 2.0) for n in range(1, webhooks.MAX_ATTEMPTS)]
+    assert waits[:3] == [2.0, 4.0, 8.0] and max(waits) == 600.0
+    assert 30 * 60 < sum(waits) < 60 * 60
