@@ -59,6 +59,11 @@ class QueueFullError(RuntimeError):
     """Too many requests are already waiting for the model."""
 
 
+class ServiceStopping(RuntimeError):
+    """The process is stopping: a request waiting for the model is refused, and the one running
+    is interrupted at its next denoising step."""
+
+
 @dataclasses.dataclass(frozen=True)
 class RunnerLimits:
     max_side: int = 2048
@@ -137,6 +142,7 @@ class DiffusionRunner:
         self._hash_cache = hash_cache
         self._run_lock = threading.Lock()
         self._count_lock = threading.Lock()
+        self._stopping = threading.Event()
         self._pending = 0
         self._executor: ThreadPoolExecutor | None = None
         self._base_scheduler = dict(model.txt2img.scheduler.config)
@@ -233,11 +239,30 @@ class DiffusionRunner:
         if waited:
             self._run_lock.acquire()
         try:
+            self._refuse_if_stopping()
             if admit is not None:
                 admit(waited)
             return self._generate_admitted(params, ahead)
         finally:
             self._run_lock.release()
+
+    def stop(self) -> None:
+        """The process is stopping: requests waiting for the model are refused, and the one
+        running stops at its next denoising step; each raises :class:`ServiceStopping`, so its
+        record says it was interrupted rather than waiting for the lease to run out."""
+        self._stopping.set()
+
+    def _refuse_if_stopping(self) -> None:
+        if self._stopping.is_set():
+            raise ServiceStopping("the service is stopping; submit the generation again")
+
+    def _interrupt_when_stopping(
+        self, pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]
+    ) -> dict[str, Any]:
+        # Raised out of the denoising loop: diffusers' own interrupt flag would still decode
+        # the latents, seconds at large sizes, for a picture nobody will see.
+        self._refuse_if_stopping()
+        return tensors
 
     def _generate_admitted(self, params: GenerationParams, ahead: int) -> DiffusionResult:
         start = time.perf_counter()
@@ -264,6 +289,7 @@ class DiffusionRunner:
             "guidance_scale": params.guidance,
             "generator": torch.Generator(device=model.device).manual_seed(params.seed),
             "output_type": "pil",
+            "callback_on_step_end": self._interrupt_when_stopping,
         }
         if params.mode != "txt2img":
             assert params.init_image is not None

@@ -27,6 +27,7 @@ from service.api.routes import (
     sources,
     stamps,
 )
+from service.api.shutdown import chain_stop_signals
 from service.genservice import GenerationService
 from service.moderation.jobs import start_worker
 from service.runtime import Runtime
@@ -57,9 +58,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         metrics.watch(rt, app.state.image_work)
         app.state.generation = GenerationService.open(rt)  # the model loads on first use
         app.state.moderation_worker = start_worker(rt)
+        # On SIGTERM, generations waiting for the model end at once and the running one at its
+        # next step (recorded as interrupted), so the server need not wait minutes to drain.
+        undo_signals = chain_stop_signals(app.state.generation.stop)
         try:
             yield
         finally:
+            undo_signals()
             if app.state.moderation_worker is not None:
                 await run_in_threadpool(app.state.moderation_worker.stop)
             await run_in_threadpool(app.state.generation.close)

@@ -101,6 +101,13 @@ class LazyRunner:
             "notice": TINY_NOTICE if default else None,
         }
 
+    def stop(self) -> None:
+        """See ``DiffusionRunner.stop``; nothing to do while no model is loaded."""
+        with self._lock:
+            runner = self._runner
+        if runner is not None:
+            runner.stop()
+
     def close(self) -> None:
         with self._lock:
             runner, self._runner = self._runner, None
@@ -156,6 +163,13 @@ class GenerationService:
         model = getattr(rt.settings, "model", None)
         controlnet = getattr(rt.settings, "controlnet", None)
         return cls(rt, LazyRunner(model, model_cache_dir(rt), controlnet), **kwargs)
+
+    def stop(self) -> None:
+        """The process is stopping: generations waiting for the model end as failed, and the
+        one running stops at its next step (each recorded as interrupted)."""
+        stop = getattr(self.generator, "stop", None)
+        if callable(stop):
+            stop()
 
     def close(self) -> None:
         self.records.close()

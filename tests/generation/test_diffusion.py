@@ -12,6 +12,7 @@ from generation.diffusion import (
     DiffusionRunner,
     QueueFullError,
     RunnerLimits,
+    ServiceStopping,
     shared_runner,
 )
 from generation.diffusion_protocol import CountingGenerator, ImageGenerator
@@ -166,6 +167,28 @@ def test_queue_limit(tiny_model: LoadedModel) -> None:
         gate.release()
         first.join(timeout=60)
     assert small.queue_depth == 0
+
+
+def test_stop_interrupts_the_running_request_and_refuses_the_waiting(
+    tiny_model: LoadedModel,
+) -> None:
+    class StepCounting(DiffusionRunner):
+        steps = 0
+
+        def _interrupt_when_stopping(self, pipe, step, timestep, tensors):  # type: ignore[no-untyped-def]
+            self.steps += 1
+            return super()._interrupt_when_stopping(pipe, step, timestep, tensors)
+
+    stopping = StepCounting(tiny_model)  # its own runner: a stopped one stays stopped
+    assert stopping.run(params(steps=3)).image is not None and stopping.steps == 3
+    stopping.steps = 0
+    # the signal comes once the model has started on a 20-step request
+    with pytest.raises(ServiceStopping, match="submit the generation again"):
+        stopping.run(params(steps=20), lambda waited: stopping.stop())
+    assert stopping.steps == 1, "the denoising loop ends with the step under way"
+    with pytest.raises(ServiceStopping):
+        stopping.run(params())
+    assert stopping.steps == 1 and stopping.queue_depth == 0
 
 
 def test_counting_wrapper_counts_real_calls(runner: DiffusionRunner) -> None:

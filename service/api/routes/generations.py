@@ -263,7 +263,7 @@ def _blocked_body(record: GenerationRecord, svc: GenerationService) -> dict[str,
 
 
 def _failure(outcome: GenerationOutcome, svc: GenerationService) -> JSONResponse:
-    from generation.diffusion import QueueFullError
+    from generation.diffusion import QueueFullError, ServiceStopping
 
     exc, record = outcome.error, outcome.record
     body = {
@@ -272,6 +272,8 @@ def _failure(outcome: GenerationOutcome, svc: GenerationService) -> JSONResponse
         "stage": record.stage,
         **_model_notice(svc),
     }
+    if isinstance(exc, ServiceStopping):
+        return JSONResponse({**body, "detail": str(exc)}, 503, headers={"Retry-After": "10"})
     if isinstance(exc, QueueFullError):
         return JSONResponse(
             {**body, "detail": f"the model is busy: {exc}"}, 503, headers={"Retry-After": "10"}
