@@ -61,10 +61,11 @@ def adapters_add(
             raise _fail(str(exc), 1) from None
         except ValueError as exc:
             raise _fail(f"not a usable adapter: {exc}") from None
-    console.print(f"registered {_adapter_line(rec)}")
+    console.print(f"registered {_adapter_line(rec)}", soft_wrap=True)  # hashes stay whole
     if rec.training:
-        keys = ", ".join(sorted(rec.training)[:8])
-        console.print(f"training metadata: {len(rec.training)} fields ({keys}, ...)")
+        names = sorted(rec.training)
+        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        console.print(f"training metadata: {len(names)} field(s) ({shown})", soft_wrap=True)
 
 
 @adapters_app.command("list")
