@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from fastapi import HTTPException, UploadFile
+from fastapi import Depends, HTTPException, Request, UploadFile
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_NAME = 255
@@ -26,3 +27,18 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
             413, f"file {upload.filename!r} is larger than the limit of {max_bytes} bytes"
         )
     return data
+
+
+def single_parts(*names: str) -> Any:
+    """A route dependency: each named form part may come once. A form repeats a name without
+    error, and only one of the values would be used; the client is told instead (422)."""
+
+    async def check(request: Request) -> None:
+        form = await request.form()  # parsed once: the route's own parameters read the same
+        repeated = [n for n in names if len(form.getlist(n)) > 1]
+        if repeated:
+            raise HTTPException(
+                422, "send each of these form parts once: " + ", ".join(f"`{n}`" for n in repeated)
+            )
+
+    return Depends(check)

@@ -238,3 +238,16 @@ def test_a_refusal_does_not_echo_the_request(client, make_key):
     )
     assert r.status_code == 422
     assert len(r.content) < 2000 and "private prompt" not in r.text, r.text[:500]
+
+
+def test_a_form_part_sent_twice_is_refused_not_half_used(client, make_key, photo):
+    h = auth(make_key("moderate", "match", "stamp"))
+    one, two = ("a.jpg", photo(71), "image/jpeg"), ("b.jpg", photo(72), "image/jpeg")
+    attempts = {
+        "/v1/moderation/check": ([("file", one), ("file", two)], {}, "`file`"),
+        "/v1/matches": ([("file", one)], {"user": ["u1", "u2"]}, "`user`"),
+        "/v1/stamps": ([("file", one)], {"metadata": ["{}", "{}"]}, "`metadata`"),
+    }
+    for path, (files, data, named) in attempts.items():
+        r = client.post(path, files=files, data=data, headers=h)
+        assert r.status_code == 422 and named in r.json()["detail"], (path, r.text)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from service.api.deps import ImageWorkDep, MatchKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody, IndexInfo, MatchPublic, MatchResponse
 from service.api.text import StorableText
-from service.api.uploads import read_upload
+from service.api.uploads import read_upload, single_parts
 from service.auth.scopes import Scope
 from service.registry.matching import RegistryMatches, match_registry, record_match_decision
 from service.registry.picture import registry_match_picture
@@ -73,6 +73,7 @@ def match_upload(
 
 @router.post(
     "/v1/matches",
+    dependencies=[single_parts("file", "user")],
     response_model=MatchResponse,
     responses=_UPLOAD_ERRORS,
     openapi_extra=scope_doc(Scope.match),
@@ -101,6 +102,7 @@ async def match_image(
 
 @router.post(
     "/v1/matches/picture",
+    dependencies=[single_parts("file", "user")],
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "the evidence picture"},

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from service.api.deps import ImageWorkDep, ModerateKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody, IndexInfo, MatchPublic
 from service.api.text import StorableText
-from service.api.uploads import read_upload, upload_name
+from service.api.uploads import read_upload, single_parts, upload_name
 from service.auth.keys import ApiKey
 from service.auth.scopes import Scope
 from service.moderation import webhooks
@@ -245,6 +245,7 @@ def _run(
 
 @router.post(
     "/check",
+    dependencies=[single_parts("file", "user", "context")],
     response_model=ModerationResult,
     responses=_UPLOAD_ERRORS,
     openapi_extra=scope_doc(Scope.moderate),
@@ -266,6 +267,7 @@ async def check_image(
 
 @router.post(
     "/check/picture",
+    dependencies=[single_parts("file", "user", "context")],
     response_class=Response,
     responses={
         200: {
@@ -326,6 +328,7 @@ def read_policy(rt: RuntimeDep, key: ModerateKey) -> dict[str, Any]:
 
 @router.post(
     "/batch",
+    dependencies=[single_parts("user", "context", "webhook_url")],
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobCreated,
     responses={**_UPLOAD_ERRORS, 409: {"model": ErrorBody}},

@@ -16,7 +16,7 @@ from provenance.manifest import AdapterFact, GenerationFacts, ParentImage
 from service.api.deps import ImageWorkDep, RuntimeDep, StampKey, scope_doc
 from service.api.schemas import ErrorBody
 from service.api.text import RequestModel, StorableText
-from service.api.uploads import read_upload
+from service.api.uploads import read_upload, single_parts
 from service.auth.scopes import Scope
 from service.registry.matching import match_registry
 from service.runtime import Runtime
@@ -151,6 +151,7 @@ def to_facts(meta: StampMetadata, parent: ParentImage | None) -> GenerationFacts
 
 @router.post(
     "",
+    dependencies=[single_parts("file", "metadata", "parent", "format")],
     status_code=status.HTTP_201_CREATED,
     response_model=StampPublic,
     responses={
