@@ -227,6 +227,17 @@ def get_job(
     }
 
 
+def requeue_webhook(rt: Runtime, conn: psycopg.Connection, job_id: UUID, actor: str) -> None:
+    """Send a finished job's webhook again, from a fresh count of attempts (audited); in the
+    caller's transaction."""
+    conn.execute(
+        "UPDATE moderation_jobs SET webhook_state = 'pending', webhook_attempts = 0,"
+        " webhook_next_at = clock_timestamp(), webhook_last_error = NULL WHERE id = %s",
+        (job_id,),
+    )
+    rt.audit.append(conn, "moderation.webhook_requeued", actor, f"moderation-job:{job_id}", {})
+
+
 # ---- working jobs -------------------------------------------------------------------------
 
 _CLAIM_ITEM = """

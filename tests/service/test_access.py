@@ -86,6 +86,7 @@ PROTECTED = [
         {"files": {"files": ("a.jpg", b"x", "image/jpeg")}},
     ),
     ("get", "/v1/moderation/jobs/00000000-0000-0000-0000-000000000000", "moderate", {}),
+    ("post", "/v1/moderation/jobs/00000000-0000-0000-0000-000000000000/webhook", "moderate", {}),
     ("get", "/v1/moderation/checks/00000000-0000-0000-0000-000000000000", "moderate", {}),
     ("get", "/v1/moderation/policy", "moderate", {}),
     ("post", "/v1/generations", "generate", {"json": {}}),

@@ -27,6 +27,8 @@ from service.moderation.jobs import (
     allow_private_webhooks,
     create_job,
     get_job,
+    notify_workers,
+    requeue_webhook,
 )
 from service.moderation.picture import moderation_picture
 from service.moderation.policy import POLICIES, Policy, PolicyError
@@ -411,4 +413,27 @@ def read_job(
         job = get_job(conn, job_id, _owner(key), full=full)
     if job is None:
         raise HTTPException(404, f"no moderation job {job_id}")
+    return job
+
+
+@router.post(
+    "/jobs/{job_id}/webhook",
+    response_model=JobPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**_ERRORS, 404: {"model": ErrorBody}, 409: {"model": ErrorBody}},
+    openapi_extra=scope_doc(Scope.moderate),
+    summary="Send a finished job's webhook again, e.g. after its retries ran out (scope: moderate)",
+)
+def redeliver_webhook(job_id: UUID, rt: RuntimeDep, key: ModerateKey) -> dict[str, Any]:
+    with rt.pool.connection() as conn, conn.transaction():
+        job = get_job(conn, job_id, _owner(key))
+        if job is None:
+            raise HTTPException(404, f"no moderation job {job_id}")
+        if job["webhook"] is None:
+            raise HTTPException(409, "this job was created without a webhook URL")
+        if job["status"] not in ("completed", "failed"):
+            raise HTTPException(409, "the job is not finished: its webhook is sent when it is")
+        requeue_webhook(rt, conn, job_id, key.actor)
+        job = get_job(conn, job_id, _owner(key))
+    notify_workers()
     return job
