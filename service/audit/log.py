@@ -104,11 +104,15 @@ class VerifyResult:
     first_bad_seq: int | None = None
 
 
-def _rows(conn: psycopg.Connection) -> Iterator[tuple[int, bytes, bytes, bytes, bytes]]:
+def _rows(
+    conn: psycopg.Connection, below: int
+) -> Iterator[tuple[int, bytes, bytes, bytes, bytes]]:
     with conn.cursor(name="audit_verify", row_factory=psycopg.rows.tuple_row) as cur:
         cur.itersize = 2000
         cur.execute(
-            "SELECT seq, entry, leaf_hash, root_hash, signature FROM audit_log ORDER BY seq"
+            "SELECT seq, entry, leaf_hash, root_hash, signature FROM audit_log"
+            " WHERE seq < %s ORDER BY seq",
+            (below,),
         )
         for seq, entry, leaf, root, sig in cur:
             yield int(seq), bytes(entry), bytes(leaf), bytes(root), bytes(sig)
@@ -119,10 +123,17 @@ def _fail(frontier: Frontier, problem: str, seq: int) -> VerifyResult:
 
 
 def verify(conn: psycopg.Connection, key: Ed25519PrivateKey) -> VerifyResult:
-    """Recompute the whole tree; name the first entry that was changed, removed or reordered."""
+    """Recompute the whole tree; name the first entry that was changed, removed or reordered.
+
+    The log is checked as it stood when the check began: its recorded size is read first, and
+    entries appended while the check runs (a busy service) are left to the next check. The size
+    is updated in the statement that inserts each entry, so every entry below it has committed.
+    """
     pub = key.public_key()
+    state = conn.execute("SELECT size FROM audit_state WHERE id = 1").fetchone()
+    state_size = int(state["size"] if isinstance(state, dict) else state[0])  # type: ignore[index]
     frontier = Frontier()
-    for seq, entry, stored_leaf, stored_root, sig in _rows(conn):
+    for seq, entry, stored_leaf, stored_root, sig in _rows(conn, state_size):
         expected = frontier.size
         if seq != expected:
             return _fail(
@@ -150,8 +161,6 @@ def verify(conn: psycopg.Connection, key: Ed25519PrivateKey) -> VerifyResult:
             pub.verify(sig, tree_head_message(seq + 1, root))
         except InvalidSignature:
             return _fail(frontier, f"entry {seq}: the signed tree head does not verify", seq)
-    state = conn.execute("SELECT size FROM audit_state WHERE id = 1").fetchone()
-    state_size = int(state["size"] if isinstance(state, dict) else state[0])  # type: ignore[index]
     if state_size != frontier.size:
         return _fail(
             frontier,

@@ -105,6 +105,24 @@ def test_concurrent_appends_keep_the_log_consistent(runtime):
     assert r.ok and r.size == 40
 
 
+def test_a_check_beside_a_busy_service_sees_the_log_as_it_began(filled, monkeypatch):
+    """Entries appended while the check runs are not taken for entries removed."""
+    from service.audit import log
+
+    real_rows = log._rows
+
+    def rows_then_an_append(*args, **kwargs):
+        yield from real_rows(*args, **kwargs)
+        with filled.pool.connection() as other, other.transaction():  # the service writes
+            filled.audit.append(other, "test.event", "service", None, {"late": True})
+
+    monkeypatch.setattr(log, "_rows", rows_then_an_append)
+    r = check(filled)
+    assert r.ok and r.size == 12, r.problem
+    monkeypatch.undo()
+    assert check(filled).size == 13
+
+
 def test_concurrent_first_starts_agree_on_one_audit_key(tmp_path):
     from cryptography.hazmat.primitives import serialization
 
