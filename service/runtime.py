@@ -10,7 +10,7 @@ from psycopg_pool import ConnectionPool
 
 from provenance.watermark import Watermarker, default_watermarker
 from service.audit.log import AuditLog
-from service.audit.signing import load_or_create_key
+from service.audit.signing import audit_key_for_log
 from service.blobs import FileBlobStore, ThumbnailStore
 from service.db.embedded import stop_embedded
 from service.db.migrate import upgrade
@@ -54,7 +54,13 @@ class Runtime:
             set_helper_threads(settings.query_helper_threads)
         cv2.setNumThreads(settings.opencv_threads)
         pool = open_pool(settings)
-        audit = AuditLog(load_or_create_key(settings.keys_dir / "audit-log.pem"))
+        try:
+            with pool.connection() as conn:
+                key = audit_key_for_log(conn, settings.keys_dir / "audit-log.pem")
+        except BaseException:
+            pool.close()
+            raise
+        audit = AuditLog(key)
         blobs = FileBlobStore(settings.blob_dir)
         rt = cls(
             settings=settings,

@@ -19,19 +19,19 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("./.chopmark"), description="blobs, indexes, embedded db")
     database_url: str | None = Field(default=None, description="unset: embedded PostgreSQL")
     host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1)
 
-    max_upload_bytes: int = 25 * 1024 * 1024
-    max_request_bytes: int = 200 * 1024 * 1024
-    max_files_per_request: int = 100
-    max_image_pixels: int = 80_000_000
-    max_image_side: int = 20_000
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    max_request_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    max_files_per_request: int = Field(default=100, ge=1)
+    max_image_pixels: int = Field(default=80_000_000, ge=1)
+    max_image_side: int = Field(default=20_000, ge=1)
 
-    index_refresh_seconds: float = 2.0
-    index_stale_seconds: float = 30.0
-    index_snapshot_every: int = 1000
-    db_pool_max: int = 10
+    index_refresh_seconds: float = Field(default=2.0, ge=0.05)  # 0 would poll without pause
+    index_stale_seconds: float = Field(default=30.0, gt=0)
+    index_snapshot_every: int = Field(default=1000, ge=1)
+    db_pool_max: int = Field(default=10, ge=2)  # the index refresher holds one
 
     signing_chain: Path | None = Field(
         default=None, description="PEM chain, leaf first, no root; unset: a development CA"
@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         "was abandoned by a dead process and is marked failed",
     )
     clip_screen_threshold: float = Field(default=0.95, ge=0, le=1)
-    max_adapter_bytes: int = 2 * 1024**3
+    max_adapter_bytes: int = Field(default=2 * 1024**3, ge=1)
     moderation_policy: Path | None = Field(default=None, description="policy file (TOML/JSON)")
     moderation_workers: int = Field(default=1, ge=0, description="batch worker threads")
     query_helper_threads: int | None = Field(

@@ -5,10 +5,43 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import psycopg
+import psycopg.rows
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from service.atomic_files import unique_temp
+
+
+class AuditKeyError(RuntimeError):
+    """The audit log's signing key is missing or is not the one that signed the log."""
+
+
+def audit_key_for_log(conn: psycopg.Connection, path: Path) -> Ed25519PrivateKey:
+    """The key at ``path``, created only for an empty log. A log with entries needs the key that
+    signed them: a new one would sign the next entries with another key and leave the log
+    unverifiable even once the right key is restored, so the start is refused instead."""
+    with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        last = cur.execute(
+            "SELECT seq, root_hash, signature FROM audit_log ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    if last is None:
+        return load_or_create_key(path)
+    seq, root, signature = int(last[0]), bytes(last[1]), bytes(last[2])
+    if not path.exists():
+        raise AuditKeyError(
+            f"the audit log holds {seq + 1} entries but its signing key {path} is missing:"
+            " restore it from backup (a new key could not sign this log)"
+        )
+    key = load_or_create_key(path)
+    try:
+        key.public_key().verify(signature, tree_head_message(seq + 1, root))
+    except InvalidSignature:
+        raise AuditKeyError(
+            f"the audit key {path} did not sign this audit log: restore the key that did"
+        ) from None
+    return key
 
 
 def load_or_create_key(path: Path) -> Ed25519PrivateKey:

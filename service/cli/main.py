@@ -12,7 +12,7 @@ from rich.table import Table
 
 from service.auth.keys import create_key, list_keys, revoke_key
 from service.cli.check_cmd import check
-from service.cli.common import cli_actor, console, err_console, runtime
+from service.cli.common import cli_actor, console, err_console, runtime, settings_or_exit
 from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
 from service.cli.provenance_cmds import credentials_app, verify
@@ -47,14 +47,26 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="processes; default CHOPMARK_WORKERS")] = None,
 ) -> None:
     """Run the HTTP API (migrations are applied first)."""
+    import psycopg
     import uvicorn
 
+    from service.audit.signing import AuditKeyError, audit_key_for_log
     from service.db.migrate import upgrade
     from service.db.pool import database_url
-    from service.settings import Settings
 
-    settings = Settings()
-    upgrade(database_url(settings))
+    settings = settings_or_exit()
+    # What would otherwise end the server's start in a traceback, said in one line first.
+    if settings.model is not None and not settings.model.exists():
+        err_console.print(f"[red]error:[/red] CHOPMARK_MODEL: {settings.model} does not exist")
+        raise typer.Exit(2)
+    try:
+        url = database_url(settings)
+        upgrade(url)
+        with psycopg.connect(url) as conn:
+            audit_key_for_log(conn, settings.keys_dir / "audit-log.pem")
+    except (AuditKeyError, psycopg.OperationalError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(2) from None
     uvicorn.run(
         "service.api.app:create_app",
         factory=True,

@@ -137,3 +137,23 @@ def test_concurrent_first_starts_agree_on_one_audit_key(tmp_path):
     assert len(raw) == 1, "every caller must sign with the one key on disk"
     assert (path.stat().st_mode & 0o777) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["audit.pem"], "no temp file left"
+
+
+def test_a_log_with_entries_needs_the_key_that_signed_it(filled, settings):
+    from service.audit.signing import AuditKeyError, load_or_create_key
+    from service.runtime import Runtime
+
+    key = settings.keys_dir / "audit-log.pem"
+    kept = key.with_name("kept.pem")
+    key.rename(kept)
+    try:
+        with pytest.raises(AuditKeyError, match="12 entries but its signing key"):
+            Runtime.open(settings)
+        assert not key.exists(), "no new key is made for a log that has entries"
+        load_or_create_key(key)  # another key in its place
+        with pytest.raises(AuditKeyError, match="did not sign this audit log"):
+            Runtime.open(settings)
+    finally:
+        kept.replace(key)
+    Runtime.open(settings).close()
+    assert check(filled).ok

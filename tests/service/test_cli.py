@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.support import encode, photo_like
@@ -87,3 +91,37 @@ def test_register_refuses_unknown_artist_and_bad_preferences(cli, tmp_path):
     artist = cli("artists", "create", "--name", "D", "--email", "d@example.org").stdout.strip()
     out = cli("register", "--artist", artist, "--preferences", "{nope", str(f), ok=False)
     assert out.returncode == 2 and "preferences" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"CHOPMARK_PORT": "70000"}, "CHOPMARK_PORT: Input should be less than or equal to 65535"),
+        ({"CHOPMARK_INDEX_REFRESH_SECONDS": "0"}, "CHOPMARK_INDEX_REFRESH_SECONDS"),
+        ({"CHOPMARK_OUTPUT_FORMAT": "gif"}, "CHOPMARK_OUTPUT_FORMAT"),
+        ({"CHOPMARK_MODEL": "/nowhere/model"}, "CHOPMARK_MODEL: /nowhere/model does not exist"),
+    ],
+)
+def test_serve_refuses_bad_settings_in_one_line(tmp_path: Path, env, says):
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.cli.main", "serve"],
+        env={**os.environ, "CHOPMARK_DATA_DIR": str(tmp_path), "COLUMNS": "200", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_cli_command_refuses_a_log_whose_key_is_missing(cli, runtime, settings):
+    cli("artists", "create", "--name", "Bo", "--email", "bo@example.org")  # an audited entry
+    key = settings.keys_dir / "audit-log.pem"
+    kept = key.with_name("kept.pem")
+    key.rename(kept)
+    try:
+        out = cli("keys", "list", ok=False)
+        assert out.returncode == 2 and "signing key" in out.stderr and "Traceback" not in out.stderr
+        assert not key.exists()
+    finally:
+        kept.replace(key)
