@@ -82,7 +82,10 @@ class BankIndex:
             self._index, self._change_seq = MatchIndex(), 0
             self._loaded_from = "database"
         self.refresh(active_only=True)
-        self.snapshot()
+        try:
+            self.snapshot()
+        except OSError as exc:  # a cache: serving from memory matters more than keeping it
+            log.warning("cannot write the %s index snapshot: %s", self.bank, exc)
 
     def _max_change_seq(self, conn: object) -> int:
         row = conn.execute(  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ and several processes may snapshot the same bank.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from service.atomic_files import write_atomically
 from similarity import MatchIndex
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,19 @@ def save_snapshot(root: Path, index: MatchIndex, checkpoint: Checkpoint) -> Path
 
 
 def load_snapshot(root: Path, bank: str) -> tuple[MatchIndex, Checkpoint] | None:
+    """The latest snapshot of ``bank``, or None when there is none or it cannot be read (a
+    damaged snapshot is only a lost cache: the caller rebuilds from the database)."""
     bank_dir = root / bank
+    if not (bank_dir / "CURRENT").exists():
+        return None
     try:
         name = (bank_dir / "CURRENT").read_text().strip()
         folder = bank_dir / name
         checkpoint = Checkpoint(**json.loads((folder / "checkpoint.json").read_text()))
         return MatchIndex.load(folder), checkpoint
-    except (OSError, ValueError, TypeError, KeyError):
+    # faiss reports a damaged file as RuntimeError
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        log.warning("ignoring the %s index snapshot, it cannot be read: %s", bank, exc)
         return None
 
 

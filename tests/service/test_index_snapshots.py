@@ -12,7 +12,7 @@ import numpy as np
 from service.indexing.snapshots import Checkpoint, load_snapshot, save_snapshot
 from similarity import MatchIndex
 from similarity.dense import DIM
-from tests.support import all_at_once
+from tests.support import all_at_once, auth
 
 
 def _index(n: int, seed: int) -> MatchIndex:
@@ -56,3 +56,30 @@ def test_threads_snapshotting_the_same_change_each_publish_a_whole_snapshot(
     assert len(index) == checkpoint.size and checkpoint.size in indexes
     leftovers = [p.name for p in (tmp_path / "artwork").iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_a_damaged_snapshot_is_ignored_and_the_bank_rebuilt(runtime, client, make_key, photo):
+    """A truncated index file is a lost cache, not a reason to refuse to start."""
+    from service.indexing.bank import BankIndex
+
+    h = auth(make_key("registry"))
+    artist = client.post(
+        "/v1/artists", json={"display_name": "Su", "email": "su@example.org"}, headers=h
+    ).json()
+    r = client.post(
+        f"/v1/artists/{artist['id']}/artworks",
+        files=[("files", ("w.jpg", photo(81), "image/jpeg"))],
+        headers=h,
+    )
+    assert r.status_code == 201
+    bank = runtime.banks["artwork"]
+    bank.snapshot()
+    bank_dir = bank.snapshot_root / "artwork"
+    damaged = [f for f in (bank_dir / (bank_dir / "CURRENT").read_text()).iterdir()]
+    assert any(f.suffix == ".faiss" for f in damaged)
+    for f in damaged:
+        if f.suffix == ".faiss":
+            f.write_bytes(f.read_bytes()[:100])
+    fresh = BankIndex("artwork", runtime.pool, bank.snapshot_root)
+    fresh.load()
+    assert fresh.status().size == 1 and "database" in fresh.status().loaded_from
