@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 import psycopg
@@ -28,6 +29,22 @@ REJECTION_STATUS = {
 
 def rejection_status(exc: ImageRejected) -> int:
     return REJECTION_STATUS.get(getattr(exc, "code", ""), 422)
+
+
+_STORAGE_FULL = {errno.ENOSPC, errno.EDQUOT}
+_STORAGE_LOCKED = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def storage_failure(exc: BaseException) -> tuple[int, str] | None:
+    """(status, message) for a file-system failure an operator must mend (a full or read-only
+    data folder), with no path in it; None for any other error."""
+    if not isinstance(exc, OSError):
+        return None
+    if exc.errno in _STORAGE_FULL:
+        return 507, "the service has no space left to store files; try again later"
+    if exc.errno in _STORAGE_LOCKED:
+        return 503, "the service cannot write its data folder at the moment; try again later"
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -63,6 +80,25 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(IndexNotReady)
     async def _not_ready(_: Request, exc: IndexNotReady) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        # the pool's wait ran out (PoolTimeout) or the server went away
+        log.error("%s %s: the database is unavailable: %s", request.method, request.url, exc)
+        return JSONResponse(
+            {"detail": "the database is unavailable at the moment; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(OSError)
+    async def _storage(request: Request, exc: OSError) -> JSONResponse:
+        failure = storage_failure(exc)
+        log.error("%s %s failed: %r", request.method, request.url, exc, exc_info=exc)
+        if failure is None:
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+        status, message = failure
+        return JSONResponse({"detail": message}, status_code=status, headers={"Retry-After": "30"})
 
     @app.exception_handler(psycopg.DataError)
     async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:

@@ -8,6 +8,8 @@ from psycopg_pool import ConnectionPool
 from service.db.embedded import embedded_database_url
 from service.settings import Settings
 
+POOL_WAIT_SECONDS = 10.0
+
 
 def database_url(settings: Settings) -> str:
     if settings.database_url:
@@ -25,6 +27,9 @@ def open_pool(
         kwargs={"row_factory": dict_row, "autocommit": False},
         open=False,
         name="chopmark",
+        # A request waits at most this long for a connection; then it is answered 503 (the
+        # database is down or every connection busy) instead of hanging for the default 30 s.
+        timeout=POOL_WAIT_SECONDS,
     )
     pool.open(wait=True, timeout=30)
     return pool

@@ -251,3 +251,42 @@ def test_a_form_part_sent_twice_is_refused_not_half_used(client, make_key, photo
     for path, (files, data, named) in attempts.items():
         r = client.post(path, files=files, data=data, headers=h)
         assert r.status_code == 422 and named in r.json()["detail"], (path, r.text)
+
+
+def test_a_database_outage_is_a_quick_503_not_a_traceback(client, runtime, make_key, monkeypatch):
+    import psycopg_pool
+
+    admin = auth(make_key("admin"))
+
+    def unavailable(*args, **kwargs):
+        raise psycopg_pool.PoolTimeout("couldn't get a connection after 10.00 sec")
+
+    monkeypatch.setattr(runtime.pool, "connection", unavailable)
+    r = client.get("/v1/keys", headers=admin)
+    assert r.status_code == 503 and r.headers["Retry-After"] == "5"
+    assert "database is unavailable" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("code", "status"), [(28, 507), (30, 503), (13, 503)]  # ENOSPC, EROFS, EACCES
+)
+def test_a_full_or_read_only_data_folder_is_said_without_paths(
+    client, runtime, artist, photo, monkeypatch, code, status
+):
+    import os
+
+    artist_id, h = artist
+    before = counts(runtime)
+
+    def cannot_store(data: bytes) -> str:
+        raise OSError(code, os.strerror(code), "/srv/chopmark/data/blobs/ab/cd/secret")
+
+    monkeypatch.setattr(runtime.blobs, "put", cannot_store)
+    r = client.post(
+        f"/v1/artists/{artist_id}/artworks",
+        files=[("files", ("a.jpg", photo(91), "image/jpeg"))],
+        headers=h,
+    )
+    assert r.status_code == status, r.text
+    assert "/srv" not in r.text and "try again" in r.json()["detail"]
+    assert counts(runtime) == before

@@ -25,7 +25,7 @@ from generation.pipeline import GenerationOutcome, GenerationRecord, GenerationR
 from generation.schedulers import resolve_scheduler_name
 from provenance.manifest import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA
 from service.api.deps import ImageWorkDep, RuntimeDep, require, scope_doc
-from service.api.errors import rejection_status
+from service.api.errors import rejection_status, storage_failure
 from service.api.schemas import ErrorBody
 from service.api.text import RequestModel
 from service.auth.keys import ApiKey
@@ -272,6 +272,10 @@ def _failure(outcome: GenerationOutcome, svc: GenerationService) -> JSONResponse
         "stage": record.stage,
         **_model_notice(svc),
     }
+    storage = storage_failure(exc) if exc is not None else None
+    if storage is not None:
+        log.error("generation %s failed at %s: %s", record.id, record.stage, record.error)
+        return JSONResponse({**body, "detail": storage[1]}, storage[0])
     if isinstance(exc, ServiceStopping):
         return JSONResponse({**body, "detail": str(exc)}, 503, headers={"Retry-After": "10"})
     if isinstance(exc, QueueFullError):
