@@ -31,7 +31,8 @@ def audit_key_for_log(conn: psycopg.Connection, path: Path) -> Ed25519PrivateKey
     seq, root, signature = int(last[0]), bytes(last[1]), bytes(last[2])
     if not path.exists():
         raise AuditKeyError(
-            f"the audit log holds {seq + 1} entries but its signing key {path} is missing:"
+            f"the audit log holds {seq + 1} entr{'y' if seq == 0 else 'ies'} but its signing key"
+            f" {path} is missing:"
             " restore it from backup (a new key could not sign this log)"
         )
     key = load_or_create_key(path)
