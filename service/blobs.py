@@ -37,7 +37,7 @@ def renew_if_present(path: Path) -> bool:
 
 
 class BlobStore(Protocol):
-    def put(self, data: bytes) -> str: ...
+    def put(self, data: bytes, sha256: str | None = None) -> str: ...
     def get(self, sha256: str) -> bytes: ...
     def exists(self, sha256: str) -> bool: ...
     def path(self, sha256: str) -> Path: ...
@@ -54,8 +54,10 @@ class FileBlobStore:
             raise ValueError(f"not a SHA-256 hex digest: {sha256!r}")
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
-    def put(self, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, sha256: str | None = None) -> str:
+        """Store ``data`` under its SHA-256; ``sha256``, when the caller has just computed it,
+        saves hashing the bytes again."""
+        sha = sha256 or hashlib.sha256(data).hexdigest()
         target = self.path(sha)
         if renew_if_present(target):
             return sha

@@ -171,12 +171,13 @@ def sources_add(
 ) -> None:
     """Fingerprint training-source images into the 'source' bank, with a progress bar."""
     from service.genservice.service import runtime_embedder, source_store
+    from service.genservice.sources import DATASET_MAX_CHARS, LICENCE_MAX_CHARS
     from similarity import decode_image
 
-    if not 1 <= len(dataset) <= 200:  # as the API allows
-        raise _fail("--dataset must name the training set in 1 to 200 characters")
-    if licence is not None and len(licence) > 5000:
-        raise _fail("--licence notes may hold at most 5000 characters")
+    if not 1 <= len(dataset) <= DATASET_MAX_CHARS:
+        raise _fail(f"--dataset must name the training set in 1 to {DATASET_MAX_CHARS} characters")
+    if licence is not None and len(licence) > LICENCE_MAX_CHARS:
+        raise _fail(f"--licence notes may hold at most {LICENCE_MAX_CHARS} characters")
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise _fail(f"no such file: {', '.join(map(str, missing))}")
@@ -319,15 +320,13 @@ def generate(
     """Generate through the gate, the screen and the stamp; blocked requests exit 3."""
     from generation.gate import AdapterRequest
     from generation.pipeline import GenerationRequest
-    from service.genservice.inputs import decode_input
+    from service.genservice.inputs import decode_input, input_problem
     from service.genservice.service import GenerationService
 
     if mask is not None and init is None:
         raise _fail("--mask needs --init")
     if control is not None and mask is not None:
         raise _fail("--control is not offered with inpainting (--mask)")
-    if init is not None and int(steps * strength) < 1:
-        raise _fail("--steps x --strength must be at least 1 for image-to-image")
     if not output.parent.is_dir():
         raise _fail(f"cannot write {output}: {output.parent} is not a folder")
     checked = _checked_as_the_api_would(
@@ -345,13 +344,9 @@ def generate(
             )
         except ImageRejected as exc:
             raise _fail(str(exc)) from None
-        if (
-            init_image is not None
-            and mask_image is not None
-            and mask_image.image.size != init_image.image.size
-        ):
-            (iw, ih), (mw, mh) = init_image.image.size, mask_image.image.size
-            raise _fail(f"the mask is {mw}x{mh}; it must be the init image's size, {iw}x{ih}")
+        problem = input_problem(init_image, mask_image, steps, strength)
+        if problem is not None:
+            raise _fail(problem)
         request = GenerationRequest(
             id=uuid4(),
             actor=cli_actor(),
@@ -362,7 +357,7 @@ def generate(
             guidance=guidance,
             width=width,
             height=height,
-            scheduler=checked.scheduler or "euler",
+            scheduler=str(checked.scheduler),
             strength=strength,
             platform_user=user,
             init=init_image,

@@ -156,17 +156,14 @@ def artists_create(
     preferences: Annotated[str | None, typer.Option(help="defaults, JSON")] = None,
 ) -> None:
     """Register an artist; prints the new id."""
-    from pydantic import TypeAdapter, ValidationError
-    from pydantic.networks import EmailStr
+    from pydantic import ValidationError
 
+    from service.api.schemas import ArtistCreate
     from service.registry.store import Conflict
 
-    name = name.strip()
-    if not 1 <= len(name) <= 200:  # as the API allows
-        err_console.print("[red]error:[/red] --name must hold 1 to 200 characters besides spaces")
-        raise typer.Exit(2)
     try:
-        TypeAdapter(EmailStr).validate_python(email)
+        checked = ArtistCreate.model_validate({"display_name": name, "email": email})  # as the API
+        name = checked.display_name
         prefs = parse_preferences(preferences)
     except (ValidationError, PreferencesError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")

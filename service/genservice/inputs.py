@@ -18,3 +18,16 @@ def decode_input(role: str, data: bytes, limits: DecodeLimits) -> InputImage:
             "unsupported", f"generation inputs must be PNG, JPEG or WebP, not {decoded.format}"
         )
     return InputImage(role, data, decoded.image, media_type)
+
+
+def input_problem(
+    init: InputImage | None, mask: InputImage | None, steps: int, strength: float
+) -> str | None:
+    """What is wrong with a request's input images as a whole (None when nothing is): checked
+    before anything is recorded, by the API and the CLI alike."""
+    if init is not None and int(steps * strength) < 1:
+        return "steps x strength must be at least 1 for image-to-image"
+    if init is not None and mask is not None and mask.image.size != init.image.size:
+        (iw, ih), (mw, mh) = init.image.size, mask.image.size
+        return f"the mask is {mw}x{mh}; it must be the init image's size, {iw}x{ih}"
+    return None

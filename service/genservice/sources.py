@@ -26,6 +26,10 @@ from service.registry.ingest import PreparedImage
 from similarity import SIGNALS_VERSION, ImageSignals
 from similarity.threads import one_openmp_thread
 
+# What a dataset's name and its licence notes may hold, in characters (API and CLI alike).
+DATASET_MAX_CHARS = 200
+LICENCE_MAX_CHARS = 5000
+
 
 @dataclass(frozen=True)
 class SourceRecord:

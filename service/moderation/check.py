@@ -32,6 +32,7 @@ from service.moderation.policy import (
 from service.registry.matching import ArtworkMatch, RegistryMatches, match_registry
 from service.stamping.resolve import Resolution, read_watermark, resolve_with_signals
 from similarity import ImageSignals, Match, compute_signals, decode_image, later_frames
+from similarity.pdq import hamming
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -193,10 +194,6 @@ def _in_frame(m: Match, index: int) -> Match:
     return Match(m.id, m.score, m.decision, {**m.evidence, "frame": index})
 
 
-def _pdq_bits_apart(a: bytes, b: bytes) -> int:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
-
-
 def _match_later_frames(
     rt: Runtime,
     data: bytes,
@@ -214,7 +211,7 @@ def _match_later_frames(
     seen, matched = [first.pdq], [0]
     for index, image in frames:
         signals = compute_signals(image)
-        if any(_pdq_bits_apart(signals.pdq, p) <= SAME_FRAME_BITS for p in seen):
+        if any(hamming(signals.pdq, p) <= SAME_FRAME_BITS for p in seen):
             continue
         seen.append(signals.pdq)
         matched.append(index)

@@ -138,8 +138,8 @@ def create_job(
             return CreatedJob(job, False, first["webhook_secret"])
         # Stored only once the request is known to be new (a replay or a conflicting reuse of
         # the key writes nothing), and before the records that name them commit.
-        for f in files:
-            rt.blobs.put(f.data)
+        for f, (_, sha, _) in zip(files, stored, strict=True):
+            rt.blobs.put(f.data, sha)
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO moderation_job_items (job_id, position, filename, sha256, byte_size)"

@@ -31,7 +31,7 @@ from service.api.text import RequestModel
 from service.auth.keys import ApiKey
 from service.auth.scopes import Scope
 from service.genservice.adapters import NAME_PATTERN
-from service.genservice.inputs import decode_input
+from service.genservice.inputs import decode_input, input_problem
 from service.genservice.service import GenerationService, get_generation_service
 from service.runtime import Runtime
 from similarity import ImageRejected
@@ -77,6 +77,7 @@ class GenerationCreate(RequestModel):
     adapters: list[AdapterChoice] = Field(default_factory=list, max_length=8)
     scheduler: str | None = Field(
         default=None,
+        validate_default=True,  # None becomes the default's canonical name
         max_length=50,
         description="ours (euler, euler_a, ddim, pndm, heun, dpmpp_2m, dpmpp_2m_karras, unipc) or"
         " AUTOMATIC1111's label, any case; default: euler",
@@ -136,18 +137,14 @@ def to_request(body: GenerationCreate, key: ApiKey, rt: Runtime) -> GenerationRe
     mask = _decode_input(rt, "mask", body.mask_image) if body.mask_image is not None else None
     if body.control_image is not None and mask is not None:
         raise HTTPException(422, "control_image is not offered with inpainting")
-    if init is not None and mask is not None and mask.image.size != init.image.size:
-        (iw, ih), (mw, mh) = init.image.size, mask.image.size
-        raise HTTPException(
-            422, f"mask_image is {mw}x{mh}; it must be the size of init_image, {iw}x{ih}"
-        )
+    problem = input_problem(init, mask, body.steps, body.strength)
+    if problem is not None:
+        raise HTTPException(422, problem)
     control = (
         _decode_input(rt, "control", body.control_image)
         if body.control_image is not None
         else None
     )
-    if init is not None and int(body.steps * body.strength) < 1:
-        raise HTTPException(422, "steps x strength must be at least 1 for image-to-image")
     return GenerationRequest(
         id=uuid4(),
         actor=key.actor,
@@ -159,7 +156,7 @@ def to_request(body: GenerationCreate, key: ApiKey, rt: Runtime) -> GenerationRe
         guidance=body.guidance,
         width=body.width,
         height=body.height,
-        scheduler=resolve_scheduler_name(body.scheduler),
+        scheduler=str(body.scheduler),
         strength=body.strength,
         platform_user=body.user,
         init=init,

@@ -19,7 +19,7 @@ from service.api.text import StorableText
 from service.api.uploads import upload_name
 from service.auth.scopes import Scope
 from service.genservice.service import get_generation_service, source_store
-from service.genservice.sources import SourceRecord
+from service.genservice.sources import DATASET_MAX_CHARS, LICENCE_MAX_CHARS, SourceRecord
 from service.registry.ingest import PreparedImage, prepare
 from service.runtime import Runtime
 from similarity import Embedder, ImageRejected, decode_image
@@ -81,9 +81,9 @@ async def add_sources(
     image_work: ImageWorkDep,
     key: AdminKey,
     files: Annotated[list[UploadFile], File(description="one or more images")],
-    dataset: Annotated[str, Form(min_length=1, max_length=200), StorableText],
+    dataset: Annotated[str, Form(min_length=1, max_length=DATASET_MAX_CHARS), StorableText],
     licence: Annotated[
-        str | None, Form(max_length=5000, description="licence notes"), StorableText
+        str | None, Form(max_length=LICENCE_MAX_CHARS, description="licence notes"), StorableText
     ] = None,
 ) -> SourcesAdded | JSONResponse:
     if len(files) > rt.settings.max_files_per_request:

@@ -18,7 +18,7 @@ from service.api.schemas import ErrorBody
 from service.api.text import RequestModel, StorableText
 from service.api.uploads import read_upload, single_parts
 from service.auth.scopes import Scope
-from service.registry.matching import match_registry
+from service.genservice.backends import RuntimeArtworkRegistry
 from service.runtime import Runtime
 from service.stamping.stamper import stamp_and_record
 from service.stamping.store import OutputRecord
@@ -212,34 +212,28 @@ def _refuse_registered_copy(
     denies reuse, unless the platform user holds a licence (the same rule as a generation's
     input). Else anyone with the stamp scope could have an artist's own picture traced as our
     output, or launder it with our manifest. The refusal is audited."""
-    found = match_registry(rt, signals, grantee=user, license_scope="img2img")
-    denied = [
-        m
-        for m in found.matches
-        if m.match.decision == "copy"
-        and m.license is None
-        and m.artwork.effective_preferences.get("img2img", "deny") != "allow"
-    ]
+    hits = RuntimeArtworkRegistry(rt).match(signals, user).hits  # the gate's own registry
+    denied = [h for h in hits if h.decision == "copy" and not h.permitted]
     if not denied:
         return
-    first = denied[0].artwork
+    first = denied[0].artwork_id
     with rt.pool.connection() as conn, conn.transaction():
         rt.audit.append(
             conn,
             "stamp.refused",
             actor,
-            f"artwork:{first.id}",
+            f"artwork:{first}",
             {
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "platform_user": user,
-                "artworks": [str(m.artwork.id) for m in denied],
-                "scores": [round(m.match.score, 4) for m in denied],
+                "artworks": [h.artwork_id for h in denied],
+                "scores": [h.score for h in denied],
             },
         )
     who = f"platform user {user!r} holds no licence" if user else "no platform user is named"
     raise HTTPException(
         403,
-        f"this image is a copy of registered artwork {first.id}, whose artist denies reuse;"
+        f"this image is a copy of registered artwork {first}, whose artist denies reuse;"
         f" {who}: it cannot be stamped as a generated image",
     )
 
