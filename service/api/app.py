@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             yield
         finally:
             undo_signals()
+            metrics.unwatch()
             if app.state.moderation_worker is not None:
                 await run_in_threadpool(app.state.moderation_worker.stop)
             await run_in_threadpool(app.state.generation.close)

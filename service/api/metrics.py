@@ -1,17 +1,22 @@
-"""Prometheus metrics: request counts and latencies, index sizes and freshness."""
+"""Prometheus metrics: request counts and latencies, index sizes and freshness.
+
+One worker process: its own registry. Several (`chopmark serve --workers N`): see
+`metrics_shared`, which makes any worker's scrape speak for all of them.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.image_work import ImageWork
+from service.api.metrics_shared import SharedView, WorkerFigures, shared_dir
 from service.runtime import Runtime
 
 
@@ -55,6 +60,9 @@ class ImageWorkCollector(Collector):
 
 class Metrics:
     def __init__(self) -> None:
+        # Set by `chopmark serve` for several workers, before any of them imports prometheus_client.
+        self.shared = shared_dir()
+        self._figures: WorkerFigures | None = None
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "chopmark_http_requests",
@@ -71,9 +79,26 @@ class Metrics:
         )
 
     def watch(self, rt: Runtime, work: ImageWork | None = None) -> None:
+        if self.shared is not None:
+            self._figures = WorkerFigures(rt, work)
+            self._figures.start()
+            return
         self.registry.register(IndexCollector(rt))
         if work is not None:
             self.registry.register(ImageWorkCollector(work))
+
+    def unwatch(self) -> None:
+        """At the worker's end: its gauges leave the shared scrape at once."""
+        if self._figures is not None:
+            self._figures.stop()
+            self._figures = None
+
+    def exposition(self) -> bytes:
+        if self.shared is None:
+            return generate_latest(self.registry)
+        view = CollectorRegistry()
+        view.register(SharedView(self.shared))
+        return generate_latest(view)
 
 
 class MetricsMiddleware:

@@ -67,14 +67,18 @@ def serve(
     except (AuditKeyError, psycopg.OperationalError) as exc:
         err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
-    uvicorn.run(
-        "service.api.app:create_app",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers or settings.workers,
-        log_level="info",
-    )
+    from service.api.metrics_shared import shared_metrics_dir
+
+    processes = workers or settings.workers
+    with shared_metrics_dir(processes):
+        uvicorn.run(
+            "service.api.app:create_app",
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=processes,
+            log_level="info",
+        )
 
 
 @db_app.command("upgrade")

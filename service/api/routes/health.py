@@ -6,7 +6,7 @@ import time
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.deps import RuntimeDep
 
@@ -75,6 +75,4 @@ def readyz(rt: RuntimeDep, request: Request) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics (no key)")
 def metrics(request: Request) -> Response:
-    return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,106 @@
+"""`chopmark serve --workers 2`: any worker's /metrics speaks for both. Request counts are summed
+over the workers, each worker's index figures carry its pid, and a killed worker's figures
+leave the scrape while its counts stay."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.service.test_serve import free_port, wait_ready
+
+
+def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def healthz_count(figures: dict) -> float:
+    return sum(
+        v
+        for labels, v in figures.get("chopmark_http_requests_total", [])
+        if labels.get("route") == "/healthz" and labels.get("status") == "200"
+    )
+
+
+def index_pids(figures: dict) -> set[str]:
+    return {
+        labels["pid"]
+        for labels, _ in figures.get("chopmark_index_size", [])
+        if labels.get("bank") == "artwork"
+    }
+
+
+def test_metrics_cover_every_worker(settings, tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHOPMARK_", "PROMETHEUS"))}
+    env |= {
+        "CHOPMARK_DATA_DIR": str(settings.data_dir),
+        "CHOPMARK_DATABASE_URL": settings.database_url,
+        "CHOPMARK_INDEX_REFRESH_SECONDS": "0.5",
+    }
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(url, proc)
+        deadline = time.monotonic() + 60  # both workers up and publishing
+        while len(index_pids(scrape(url))) < 2:
+            assert time.monotonic() < deadline, f"one worker's figures only: {scrape(url)}"
+            time.sleep(0.3)
+        # Fresh connections, so the kernel hands them to either worker.
+        for _ in range(30):
+            assert httpx.get(f"{url}/healthz", timeout=10).status_code == 200
+        seen = [scrape(url) for _ in range(8)]
+        assert {healthz_count(f) for f in seen} == {30}
+        for figures in seen:
+            pids = index_pids(figures)
+            assert len(pids) == 2
+            ages = [
+                v
+                for labels, v in figures["chopmark_index_refresh_age_seconds"]
+                if labels["bank"] == "artwork"
+            ]
+            assert len(ages) == 2 and all(0 <= a < 30 for a in ages)
+            assert [v for _, v in figures["chopmark_image_workers"]] and all(
+                v >= 1 for _, v in figures["chopmark_image_workers"]
+            )
+
+        # A worker killed outright: its figures leave the scrape, its counts stay.
+        victim = int(sorted(index_pids(seen[-1]))[0])
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                figures = scrape(url)
+            except httpx.HTTPError:  # the killed worker held the connection
+                figures = {}
+            if figures and str(victim) not in index_pids(figures):
+                break
+            assert time.monotonic() < deadline, "the killed worker is still reported"
+            time.sleep(0.3)
+        assert healthz_count(figures) == 30
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    # The shared folder goes with the server.
+    assert not list(Path(tempfile.gettempdir()).glob(f"chopmark-metrics-{proc.pid}-*"))
