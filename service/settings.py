@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     workers: int = Field(default=1, ge=1)
+    shutdown_grace_seconds: int = Field(
+        default=20, ge=1, description="on SIGTERM, how long requests in flight may finish"
+    )
 
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
     max_request_bytes: int = Field(default=200 * 1024 * 1024, ge=1)

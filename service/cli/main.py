@@ -77,6 +77,7 @@ def serve(
             host=host or settings.host,
             port=port or settings.port,
             workers=processes,
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
             log_level="info",
         )
 

@@ -33,3 +33,47 @@ def test_outside_the_main_thread_nothing_is_installed():
     t.join()
     undos[0]()
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_serve_stops_within_its_grace_though_an_upload_never_finishes(settings):
+    """A client that stalls mid-upload cannot hold a deploy: after CHOPMARK_SHUTDOWN_GRACE_SECONDS
+    the server ends the request and exits."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.service.test_serve import free_port, wait_ready
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHOPMARK_")}
+    env |= {
+        "CHOPMARK_DATA_DIR": str(settings.data_dir),
+        "CHOPMARK_DATABASE_URL": settings.database_url,
+        "CHOPMARK_SHUTDOWN_GRACE_SECONDS": "2",
+    }
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        stalled = socket.create_connection(("127.0.0.1", port))
+        stalled.sendall(
+            b"POST /v1/matches HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data;"
+            b" boundary=b\r\nContent-Length: 1000000\r\n\r\n--b\r\n"
+        )
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        proc.wait(60)
+        took = time.monotonic() - started
+        stalled.close()
+        assert proc.returncode in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it caught
+        assert 1.5 <= took < 30, took  # the grace, then the app's own shutdown
+    finally:
+        if proc.poll() is None:
+            proc.kill()
