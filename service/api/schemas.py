@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -147,6 +147,8 @@ class LicenseCreate(RequestModel):
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
             raise ValueError("expires_at needs a time zone, e.g. 2027-01-01T00:00:00Z")
+        if v is not None and v <= datetime.now(UTC):
+            raise ValueError("expires_at is not in the future: a licence must end after it starts")
         return v
 
 

@@ -8,6 +8,7 @@ import time
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from tests.service.test_registry_api import expire_licence
 from tests.support import auth, encode, photo_like
 
 
@@ -85,7 +86,7 @@ def test_licence_is_reported_for_the_named_user(client, make_key):
     assert query(client, h, photo_like(131), user="user-1")["matches"][0]["licensed"] is False
 
 
-def test_only_a_licence_in_force_for_img2img_counts(client, make_key):
+def test_only_a_licence_in_force_for_img2img_counts(client, runtime, make_key):
     h = auth(make_key("registry", "match"))
     _, works = register(client, h, 133)
     base = f"/v1/artworks/{works[0]['id']}/licenses"
@@ -96,11 +97,11 @@ def test_only_a_licence_in_force_for_img2img_counts(client, make_key):
         assert r.status_code == 201, r.text
         return r.json()
 
-    grant("user-expired", ["img2img"], "2020-01-01T00:00:00Z")
+    expire_licence(runtime, grant("user-expired", ["img2img"], "2999-01-01T00:00:00Z")["id"])
     revoked = grant("user-revoked", ["img2img"])
     assert client.delete(f"{base}/{revoked['id']}", headers=h).status_code == 200
     grant("user-style", ["style", "training"])
-    grant("user-both", ["img2img"], "2020-01-01T00:00:00Z")
+    expire_licence(runtime, grant("user-both", ["img2img"], "2999-01-01T00:00:00Z")["id"])
     grant("user-both", ["style", "img2img"], "2999-01-01T00:00:00Z")
     for user in ("user-expired", "user-revoked", "user-style"):
         top = query(client, h, photo_like(133), user=user)["matches"][0]

@@ -138,7 +138,16 @@ def test_listing_is_paginated_and_withdrawal_keeps_the_record(client, make_key, 
     assert ids[0] in [w["id"] for w in listed]
 
 
-def test_licences_grant_list_revoke(client, make_key, photo):
+def expire_licence(runtime, licence_id: str) -> None:
+    """Time passes for one licence: its end moves into the past."""
+    with runtime.pool.connection() as conn:
+        conn.execute(
+            "UPDATE licenses SET expires_at = now() - interval '1 minute' WHERE id = %s",
+            (licence_id,),
+        )
+
+
+def test_licences_grant_list_revoke(client, runtime, make_key, photo):
     h = auth(make_key("registry"))
     artist = new_artist(client, h)
     work = upload(client, h, artist["id"], photo(4)).json()["artworks"][0]
@@ -149,13 +158,23 @@ def test_licences_grant_list_revoke(client, make_key, photo):
     assert r.status_code == 201
     lic = r.json()
     assert lic["active"] is True
-    expired = client.post(
+    r = client.post(
         base,
         json={"grantee": "user-7", "scopes": ["img2img"], "expires_at": "2020-01-01T00:00:00Z"},
         headers=h,
+    )
+    assert r.status_code == 422 and "not in the future" in r.text
+    expired = client.post(
+        base,
+        json={"grantee": "user-7", "scopes": ["img2img"], "expires_at": "2999-01-01T00:00:00Z"},
+        headers=h,
     ).json()
-    assert expired["active"] is False
-    assert {x["id"] for x in client.get(base, headers=h).json()} == {lic["id"], expired["id"]}
+    assert expired["active"] is True
+    expire_licence(runtime, expired["id"])
+    assert {x["id"]: x["active"] for x in client.get(base, headers=h).json()} == {
+        lic["id"]: True,
+        expired["id"]: False,
+    }
     r = client.delete(f"{base}/{lic['id']}", headers=h)
     assert r.status_code == 200 and r.json()["active"] is False
     assert (
