@@ -97,7 +97,9 @@ def _match_sources(
 
 
 def _manifest_generation(rt: Runtime, report: ManifestReport) -> str | None:
-    if report.manifest_id is None:
+    """The generation a manifest we signed was issued for. Only a Trusted manifest can be ours:
+    one that merely validates, or fails, may carry our manifest's label without being it."""
+    if report.manifest_id is None or report.state != "Trusted":
         return None
     with rt.pool.connection() as conn:
         row = conn.execute(
@@ -284,6 +286,7 @@ def findings_of(ins: Inspection, policy: Policy) -> Findings:
             )
             for m in ins.registry.matches
         ),
+        manifest_generation_id=ins.manifest_generation_id,
         sources=tuple(
             SourceHit(
                 m.id,

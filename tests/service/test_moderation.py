@@ -122,6 +122,52 @@ def repaint_keeping_manifest(signed: bytes) -> bytes:
 # ---- provenance ---------------------------------------------------------------------------
 
 
+def test_another_signers_manifest_on_our_output_does_not_pass_as_ours(mclient, make_key, tmp_path):
+    """Our output stripped of its manifest and signed by someone else (here claiming a camera
+    capture) is still ours without our manifest: review, not allow."""
+    from provenance.c2pa_io import sign_image
+    from provenance.credentials import ensure_dev_credentials
+    from provenance.manifest import GenerationFacts
+    from provenance.signer import FileSigner
+
+    h = auth(make_key("stamp", "moderate"))
+    body, signed = stamp(mclient, h, photo_like(507, (640, 512)))
+    gid = body["id"]
+    stripped = encode(Image.open(io.BytesIO(signed)).convert("RGB"), "JPEG", quality=90)
+    foreign = FileSigner.from_credentials(ensure_dev_credentials(tmp_path / "elsewhere"))
+    facts = GenerationFacts(
+        generation_id="not-ours",
+        kind="txt2img",
+        model_name="camera",
+        model_sha256="cd" * 32,
+        prompt="",
+        negative_prompt="",
+        seed=1,
+        steps=1,
+        guidance=1.0,
+        sampler="none",
+        width=640,
+        height=512,
+        platform_user="someone",
+    )
+    resigned = sign_image(stripped, "jpeg", facts, foreign).data
+
+    res = moderate(mclient, h, resigned, "resigned.jpg")
+    c2pa = res["provenance"]["c2pa"]
+    assert c2pa["state"] == "Valid" and c2pa["generation_id"] is None
+    assert res["provenance"]["watermark"]["generation_id"] == gid
+    assert res["verdict"] == "review", res["reasons"]
+    (why,) = reasons(res, "ai_ours_without_manifest")
+    assert "not ours" in why["message"] and gid in why["message"]
+    assert not reasons(res, "ai_ours_with_manifest")
+
+    # our own manifest, still Trusted, keeps its generation and is allowed
+    res = moderate(mclient, h, signed, "ours.png")
+    assert res["provenance"]["c2pa"]["generation_id"] == gid
+    (why,) = reasons(res, "ai_ours_with_manifest")
+    assert why["evidence"]["manifest_generation_id"] == gid and res["verdict"] == "allow"
+
+
 def test_stamped_output_is_ours_with_its_generation_id_even_stripped(mclient, runtime, make_key):
     h = auth(make_key("stamp", "moderate"))
     body, signed = stamp(mclient, h, photo_like(501, (640, 512)))
@@ -775,6 +821,7 @@ def test_moderation_routes_need_a_key_with_the_moderate_scope(mclient, make_key,
     assert call(path, headers=auth(make_key("moderate")), **kw).status_code not in (401, 403)
     assert call(path, headers=auth(make_key("admin")), **kw).status_code not in (401, 403)
     spec = mclient.get("/openapi.json").json()
+
     def same_route(spec_path: str) -> bool:  # a {parameter} in the spec stands for ZERO
         ours, theirs = path.split("/"), spec_path.split("/")
         return len(ours) == len(theirs) and all(
