@@ -85,8 +85,16 @@ _ORB_PARAMS = {
 }
 
 
+def _too_thin(gray_work: np.ndarray) -> bool:
+    """No ORB keypoint fits a picture thinner than its border on both sides (and OpenCV's
+    pyramid fails on one that thin, rather than finding none)."""
+    return min(gray_work.shape[:2]) < 2 * _ORB_PARAMS["edgeThreshold"] + 1
+
+
 def extract(gray_work: np.ndarray, max_features: int = MAX_FEATURES) -> LocalFeatures:
-    """ORB features of a WORK_SIDE grey picture (uint8)."""
+    """ORB features of a WORK_SIDE grey picture (uint8); none for a picture too thin for any."""
+    if _too_thin(gray_work):
+        return _features((), None, gray_work.shape)
     orb = cv2.ORB_create(**{**_ORB_PARAMS, "nfeatures": max_features})
     kps, desc = orb.detectAndCompute(gray_work, None)
     return _features(kps, desc, gray_work.shape)
@@ -101,6 +109,9 @@ def extract_with_mirror(
     the intensity centroid that sets ORB's angle mirrors with the picture); only their
     descriptors are computed on the mirror image.
     """
+    if _too_thin(gray_work):
+        none = _features((), None, gray_work.shape)
+        return none, none
     orb = cv2.ORB_create(**{**_ORB_PARAMS, "nfeatures": max_features})
     kps, desc = orb.detectAndCompute(gray_work, None)
     features = _features(kps, desc, gray_work.shape)

@@ -168,7 +168,7 @@ def artists_create(
 
     try:
         checked = ArtistCreate.model_validate({"display_name": name, "email": email})  # as the API
-        name = checked.display_name
+        name, email = checked.display_name, checked.email  # the address alone, normalised
         prefs = parse_preferences(preferences)
     except (ValidationError, PreferencesError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -16,6 +17,7 @@ from service.registry.records import RegistrationOutcome
 from service.runtime import Runtime
 from similarity import DecodeLimits, ImageRejected
 
+log = logging.getLogger(__name__)
 # Workers start fresh: forking a process that holds a connection pool, threads and OpenMP state
 # is unsafe.
 _SPAWN = multiprocessing.get_context("spawn")
@@ -27,7 +29,10 @@ def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+                if child.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                # a broken link is reported (it cannot be read), not silently passed over
+                if child.is_file() or (child.is_symlink() and not child.exists()):
                     yield child
         else:
             yield path
@@ -79,6 +84,11 @@ def register_paths(
                 outcome.rejected.append((str(path), str(exc)))
             except OSError as exc:
                 outcome.rejected.append((str(path), f"cannot read: {exc.strerror or exc}"))
+            except Exception as exc:  # one file that breaks the fingerprinting: the rest go on
+                log.exception("registering %s failed", path)
+                outcome.rejected.append(
+                    (str(path), f"could not be processed: {type(exc).__name__}: {exc}")
+                )
             else:
                 art, created = commit(
                     conn,

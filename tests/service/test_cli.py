@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -35,9 +36,12 @@ def test_register_folder_then_match_and_verify(cli, tmp_path: Path):
     (folder / "sub" / "204.png").write_bytes(encode(photo_like(204), "PNG"))
     (folder / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     (folder / "notes.txt").write_text("ignored: not an image suffix")
+    strip = Image.fromarray(np.random.default_rng(2).integers(0, 255, (300, 1, 3), np.uint8))
+    (folder / "strip.png").write_bytes(encode(strip, "PNG"))  # too thin for local features
+    (folder / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
     out = cli("register", "--artist", artist, str(folder))
-    assert "created 4, duplicate 0, rejected 1" in out.stdout
-    assert "broken.jpg" in out.stderr
+    assert "created 5, duplicate 0, rejected 2" in out.stdout, out.stdout + out.stderr
+    assert "broken.jpg" in out.stderr and "gone.jpg: cannot read" in out.stderr
     again = cli("register", "--artist", artist, str(folder / "201.jpg"))
     assert "created 0, duplicate 1, rejected 0" in again.stdout
 
@@ -46,7 +50,7 @@ def test_register_folder_then_match_and_verify(cli, tmp_path: Path):
     w, h = img.size
     query.write_bytes(encode(img.crop((0, 0, int(w * 0.85), int(h * 0.85))), quality=50))
     result = json.loads(cli("match", str(query), "--json").stdout)
-    assert result["index"]["size"] == 4
+    assert result["index"]["size"] == 5
     assert result["matches"][0]["decision"] == "copy"
     assert result["matches"][0]["title"] is None
     picture = tmp_path / "evidence.png"
@@ -77,6 +81,16 @@ def test_audit_verify_fails_on_tampering(cli, runtime):
     out = cli("audit", "verify", ok=False)
     assert out.returncode == 1
     assert "entry 0" in out.stderr
+
+
+def test_artists_create_stores_the_address_alone_as_the_api_does(cli, runtime):
+    cli("artists", "create", "--name", "Rob", "--email", "Robert <rob@EXAMPLE.org>")
+    again = cli("artists", "create", "--name", "Rob", "--email", " rob@example.org ", ok=False)
+    assert again.returncode == 1 and "rob@example.org" in again.stderr
+    with runtime.pool.connection() as conn:
+        assert [r["email"] for r in conn.execute("SELECT email FROM artists")] == [
+            "rob@example.org"
+        ]
 
 
 def test_db_upgrade_is_idempotent(cli):

@@ -1,6 +1,7 @@
-"""Mirror-image ORB features described at the mirrored keypoints."""
+"""ORB features: mirror images described at the mirrored keypoints; none on thin strips."""
 
 import numpy as np
+import pytest
 
 from similarity import local as local_mod
 from similarity.signals import _grey_array
@@ -36,3 +37,24 @@ def test_mirror_features_verify_a_flipped_copy_and_not_the_unflipped_picture() -
     other = local_mod.extract(_gray(12))
     assert local_mod.verify(mirror, flipped_copy).inliers > 100
     assert local_mod.verify(mirror, other).inliers < 18
+
+
+@pytest.mark.parametrize("size", [(1, 300), (3, 3000), (20, 5000), (20000, 2), (3000, 3), (1, 1)])
+def test_pictures_too_thin_for_orb_have_no_local_features_and_still_get_signals(size) -> None:
+    """A strip a few pixels wide is a valid image: its signals are computed, without ORB."""
+    import io
+
+    from PIL import Image
+
+    from similarity import compute_signals, decode_image
+    from similarity.decode import DecodeLimits
+
+    w, h = size
+    pixels = np.random.default_rng(w * 7 + h).integers(0, 255, (h, w, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    for grey in (True, False):
+        decoded = decode_image(buf.getvalue(), DecodeLimits(), target_side=None, grey=grey)
+        signals = compute_signals(decoded)
+        assert len(local_mod.LocalFeatures.unpack(signals.local)) == 0
+        assert len(signals.pdq) == 32
