@@ -100,6 +100,16 @@ def install_error_handlers(app: FastAPI) -> None:
         status, message = failure
         return JSONResponse({"detail": message}, status_code=status, headers={"Retry-After": "30"})
 
+    @app.exception_handler(psycopg.IntegrityError)
+    async def _integrity(request: Request, exc: psycopg.IntegrityError) -> JSONResponse:
+        # A change that collided with another made at the same moment (the stores serialise
+        # the ones they know of; this is the net under the rest): rolled back, safe to retry.
+        log.warning("%s %s: a concurrent change collided: %s", request.method, request.url, exc)
+        return JSONResponse(
+            {"detail": "the request collided with a concurrent change; nothing was kept, retry it"},
+            status_code=409,
+        )
+
     @app.exception_handler(psycopg.DataError)
     async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:
         # A value the database refuses (the edge already refuses NUL in text; this catches any

@@ -41,6 +41,11 @@ class Conflict(ValueError):
     pass
 
 
+def _lock(conn: psycopg.Connection, name: str) -> None:
+    """A lock on a name, held until the transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
+
+
 class RegistryStore:
     def __init__(self, audit: AuditLog) -> None:
         self.audit = audit
@@ -55,6 +60,8 @@ class RegistryStore:
         default_preferences: dict[str, str],
     ) -> Artist:
         with conn.transaction():
+            # One registration per address at a time: a concurrent twin waits, then sees it.
+            _lock(conn, f"artist-email:{email.lower()}")
             if conn.execute(
                 "SELECT 1 FROM artists WHERE lower(email) = lower(%s)", (email,)
             ).fetchone():
@@ -84,21 +91,29 @@ class RegistryStore:
         self, conn: psycopg.Connection, actor: str, artist_id: UUID, defaults: dict[str, str]
     ) -> Artist:
         with conn.transaction():
+            before = conn.execute(
+                "SELECT default_preferences FROM artists WHERE id = %s FOR UPDATE", (artist_id,)
+            ).fetchone()
+            if before is None:
+                raise NotFound(f"no artist {artist_id}")
+            if {**before["default_preferences"], **defaults} == before["default_preferences"]:
+                return self.get_artist(conn, artist_id)
             row = conn.execute(
                 "UPDATE artists SET default_preferences = default_preferences || %s,"
                 " updated_at = now() WHERE id = %s RETURNING *",
                 (Jsonb(defaults), artist_id),
             ).fetchone()
-            if row is None:
-                raise NotFound(f"no artist {artist_id}")
             self.audit.append(
                 conn,
                 "artist.preferences_changed",
                 actor,
                 f"artist:{artist_id}",
-                {"default_preferences": row["default_preferences"]},
+                {
+                    "before": {"default_preferences": before["default_preferences"]},
+                    "default_preferences": row["default_preferences"],  # type: ignore[index]
+                },
             )
-        return Artist.from_row(row)
+        return Artist.from_row(row)  # type: ignore[arg-type]
 
     # artworks --------------------------------------------------------------------------------
     def get_artwork(self, conn: psycopg.Connection, artwork_id: UUID) -> Artwork:
@@ -106,6 +121,15 @@ class RegistryStore:
         if row is None:
             raise NotFound(f"no artwork {artwork_id}")
         return Artwork.from_row(row)
+
+    def _artwork_for_update(self, conn: psycopg.Connection, artwork_id: UUID) -> Artwork:
+        """The artwork, its row locked until the transaction ends: concurrent changes queue, so
+        none is lost and each audit entry's `before` is what the one before it left."""
+        row = conn.execute(f"{_ARTWORK_SELECT} WHERE w.id = %s FOR UPDATE OF w", (artwork_id,))
+        found = row.fetchone()
+        if found is None:
+            raise NotFound(f"no artwork {artwork_id}")
+        return Artwork.from_row(found)
 
     def find_artwork(
         self, conn: psycopg.Connection, artist_id: UUID, sha256: str
@@ -190,22 +214,37 @@ class RegistryStore:
         bring a withdrawn one back).
         """
         with conn.transaction():
+            # The same bytes for the same artist, registered at once twice: the second waits for
+            # the first, then finds it (instead of failing on the unique key).
+            _lock(conn, f"artwork:{artist_id}:{sha256}")
             existing = self.find_artwork(conn, artist_id, sha256)
             if existing is not None and existing.status == "active":
                 return existing, False
             seq = next_change_seq(conn)
             if existing is not None:
+                # Registered again after a withdrawal: back, with what this registration says.
+                new_title = title if title is not None else existing.title
+                new_prefs = {**existing.preferences, **preferences}
                 conn.execute(
                     "UPDATE fingerprints SET active = true, change_seq = %s WHERE id = %s",
                     (seq, existing.fingerprint_id),
                 )
                 conn.execute(
-                    "UPDATE artworks SET status = 'active', withdrawn_at = NULL, updated_at = now()"
-                    " WHERE id = %s",
-                    (existing.id,),
+                    "UPDATE artworks SET status = 'active', withdrawn_at = NULL, title = %s,"
+                    " preferences = %s, updated_at = now() WHERE id = %s",
+                    (new_title, Jsonb(new_prefs), existing.id),
                 )
                 self.audit.append(
-                    conn, "artwork.reinstated", actor, f"artwork:{existing.id}", {"sha256": sha256}
+                    conn,
+                    "artwork.reinstated",
+                    actor,
+                    f"artwork:{existing.id}",
+                    {
+                        "sha256": sha256,
+                        "before": {"title": existing.title, "preferences": existing.preferences},
+                        "title": new_title,
+                        "preferences": new_prefs,
+                    },
                 )
                 return self.get_artwork(conn, existing.id), True
             artwork_id = uuid4()
@@ -270,7 +309,7 @@ class RegistryStore:
         preferences: dict[str, str] | None = None,
     ) -> Artwork:
         with conn.transaction():
-            before = self.get_artwork(conn, artwork_id)
+            before = self._artwork_for_update(conn, artwork_id)
             changes: dict[str, Any] = {}
             if set_title and title != before.title:
                 changes["title"] = title
@@ -297,7 +336,7 @@ class RegistryStore:
 
     def withdraw_artwork(self, conn: psycopg.Connection, actor: str, artwork_id: UUID) -> Artwork:
         with conn.transaction():
-            art = self.get_artwork(conn, artwork_id)
+            art = self._artwork_for_update(conn, artwork_id)
             if art.status == "withdrawn":
                 return art
             seq = next_change_seq(conn)
@@ -366,7 +405,13 @@ class RegistryStore:
         self, conn: psycopg.Connection, actor: str, artwork_id: UUID, license_id: UUID
     ) -> License:
         with conn.transaction():
-            lic = self.get_license(conn, artwork_id, license_id)
+            locked = conn.execute(
+                "SELECT * FROM licenses WHERE id = %s AND artwork_id = %s FOR UPDATE",
+                (license_id, artwork_id),
+            ).fetchone()
+            if locked is None:
+                raise NotFound(f"no licence {license_id} on artwork {artwork_id}")
+            lic = License.from_row(locked)
             if lic.revoked_at is not None:
                 return lic
             row = conn.execute(

@@ -1,0 +1,91 @@
+"""Registry changes made at the same moment: none fails, none is lost, and the audit log tells
+them in an order that chains."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+from tests.service.test_registry_api import new_artist, upload
+from tests.support import all_at_once, auth, encode, photo_like
+
+
+def _entries(runtime, kind: str, subject: str) -> list[dict]:
+    with runtime.pool.connection() as conn:
+        rows = conn.execute(
+            "SELECT entry FROM audit_log WHERE kind = %s AND subject = %s ORDER BY seq",
+            (kind, subject),
+        ).fetchall()
+    return [json.loads(bytes(r["entry"]))["data"] for r in rows]
+
+
+def test_the_same_bytes_registered_at_once_make_one_artwork(client, runtime, make_key):
+    h = auth(make_key("registry"))
+    artist = new_artist(client, h)
+    for trial in range(3):
+        data = encode(photo_like(900 + trial))
+        answers, errors = all_at_once([lambda d=data: upload(client, h, artist["id"], d)] * 6)
+        assert not errors, errors
+        assert sorted(r.status_code for r in answers) == [201] * 6, [r.text for r in answers]
+        works = [r.json()["artworks"][0] for r in answers]
+        assert len({w["id"] for w in works}) == 1
+        assert sorted(w["duplicate"] for w in works) == [False] + [True] * 5
+        assert len(_entries(runtime, "artwork.registered", f"artwork:{works[0]['id']}")) == 1
+
+
+def test_one_address_registered_at_once_makes_one_artist(client, make_key):
+    h = auth(make_key("registry"))
+    for trial in range(3):
+        body = {"display_name": "Twin", "email": f"twin{trial}@example.org"}
+        answers, errors = all_at_once(
+            [lambda b=body: client.post("/v1/artists", json=b, headers=h)] * 8
+        )
+        assert not errors, errors
+        assert sorted(r.status_code for r in answers) == [201] + [409] * 7, [
+            r.text for r in answers
+        ]
+
+
+def test_concurrent_preference_changes_are_all_kept_and_chain_in_the_log(
+    client, runtime, make_key, photo
+):
+    h = auth(make_key("registry"))
+    artist = new_artist(client, h)
+    work = upload(client, h, artist["id"], photo(950)).json()["artworks"][0]
+    url = f"/v1/artworks/{work['id']}"
+    deny = {"img2img": "deny", "style": "deny", "training": "deny"}
+    for _ in range(3):
+        assert client.patch(url, json={"preferences": deny}, headers=h).status_code == 200
+        changes = [{"img2img": "allow"}, {"style": "allow"}, {"training": "allow"}]
+        answers, errors = all_at_once(
+            [lambda c=c: client.patch(url, json={"preferences": c}, headers=h) for c in changes]
+        )
+        assert not errors and all(r.status_code == 200 for r in answers)
+        now = client.get(url, headers=h).json()["preferences"]
+        assert now == {"img2img": "allow", "style": "allow", "training": "allow"}
+    log = _entries(runtime, "artwork.updated", f"artwork:{work['id']}")
+    for earlier, later in itertools.pairwise(log):
+        assert later["before"]["preferences"] == earlier["preferences"]
+
+    # withdrawn at once by several callers: one withdrawal
+    answers, _ = all_at_once([lambda: client.delete(url, headers=h)] * 4)
+    assert {r.json()["withdrawn_at"] for r in answers} == {answers[0].json()["withdrawn_at"]}
+    assert len(_entries(runtime, "artwork.withdrawn", f"artwork:{work['id']}")) == 1
+
+
+def test_registering_a_withdrawn_work_again_takes_the_new_title_and_preferences(
+    client, runtime, make_key, photo
+):
+    h = auth(make_key("registry"))
+    artist = new_artist(client, h)
+    data = photo(960)
+    first = upload(client, h, artist["id"], data, title="Old", preferences='{"style": "allow"}')
+    work = first.json()["artworks"][0]
+    assert client.delete(f"/v1/artworks/{work['id']}", headers=h).status_code == 200
+    again = upload(client, h, artist["id"], data, title="New", preferences='{"img2img": "deny"}')
+    back = again.json()["artworks"][0]
+    assert back["id"] == work["id"] and back["status"] == "active"
+    assert back["title"] == "New"
+    assert back["preferences"] == {"style": "allow", "img2img": "deny"}
+    (entry,) = _entries(runtime, "artwork.reinstated", f"artwork:{work['id']}")
+    assert entry["before"]["title"] == "Old" and entry["title"] == "New"
