@@ -24,6 +24,10 @@ class Preferences(BaseModel):
     def explicit(self) -> dict[str, str]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
+    def cleared(self) -> list[str]:
+        """Uses given as null: in a change, the choice is removed and falls back again."""
+        return sorted(k for k in self.model_fields_set if getattr(self, k) is None)
+
 
 class PreferencesError(ValueError):
     pass
@@ -38,6 +42,8 @@ def parse_preferences(raw: str | dict | None) -> dict[str, str]:
             raw = json.loads(raw)
         except ValueError as exc:
             raise PreferencesError(f"preferences is not valid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise PreferencesError("preferences is nested too deeply") from None
     if not isinstance(raw, dict):
         raise PreferencesError('preferences must be a JSON object such as {"img2img": "deny"}')
     try:

@@ -3,6 +3,7 @@ transaction, so a change and its record commit together or not at all."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -39,6 +40,12 @@ class NotFound(LookupError):
 
 class Conflict(ValueError):
     pass
+
+
+def _merged(
+    before: dict[str, str], changes: dict[str, str], clear: Sequence[str]
+) -> dict[str, str]:
+    return {k: v for k, v in {**before, **changes}.items() if k not in clear}
 
 
 def _lock(conn: psycopg.Connection, name: str) -> None:
@@ -88,20 +95,27 @@ class RegistryStore:
         return Artist.from_row(row)
 
     def update_artist_defaults(
-        self, conn: psycopg.Connection, actor: str, artist_id: UUID, defaults: dict[str, str]
+        self,
+        conn: psycopg.Connection,
+        actor: str,
+        artist_id: UUID,
+        defaults: dict[str, str],
+        clear: Sequence[str] = (),
     ) -> Artist:
+        """Set some default choices and remove those in ``clear`` (they fall back to deny)."""
         with conn.transaction():
             before = conn.execute(
                 "SELECT default_preferences FROM artists WHERE id = %s FOR UPDATE", (artist_id,)
             ).fetchone()
             if before is None:
                 raise NotFound(f"no artist {artist_id}")
-            if {**before["default_preferences"], **defaults} == before["default_preferences"]:
+            merged = _merged(before["default_preferences"], defaults, clear)
+            if merged == before["default_preferences"]:
                 return self.get_artist(conn, artist_id)
             row = conn.execute(
-                "UPDATE artists SET default_preferences = default_preferences || %s,"
-                " updated_at = now() WHERE id = %s RETURNING *",
-                (Jsonb(defaults), artist_id),
+                "UPDATE artists SET default_preferences = %s, updated_at = now()"
+                " WHERE id = %s RETURNING *",
+                (Jsonb(merged), artist_id),
             ).fetchone()
             self.audit.append(
                 conn,
@@ -307,17 +321,17 @@ class RegistryStore:
         title: str | None = None,
         set_title: bool = False,
         preferences: dict[str, str] | None = None,
+        clear: Sequence[str] = (),
     ) -> Artwork:
+        """Change the title and some choices; those in ``clear`` fall back to the artist's."""
         with conn.transaction():
             before = self._artwork_for_update(conn, artwork_id)
             changes: dict[str, Any] = {}
             if set_title and title != before.title:
                 changes["title"] = title
-            new_prefs = before.preferences
-            if preferences is not None:
-                new_prefs = {**before.preferences, **preferences}
-                if new_prefs != before.preferences:
-                    changes["preferences"] = new_prefs
+            new_prefs = _merged(before.preferences, preferences or {}, clear)
+            if new_prefs != before.preferences:
+                changes["preferences"] = new_prefs
             if not changes:
                 return before
             conn.execute(

@@ -1,5 +1,5 @@
 """Registry changes made at the same moment: none fails, none is lost, and the audit log tells
-them in an order that chains."""
+them in an order that chains. Preference changes that clear a choice, and malformed ones."""
 
 from __future__ import annotations
 
@@ -89,3 +89,32 @@ def test_registering_a_withdrawn_work_again_takes_the_new_title_and_preferences(
     assert back["preferences"] == {"style": "allow", "img2img": "deny"}
     (entry,) = _entries(runtime, "artwork.reinstated", f"artwork:{work['id']}")
     assert entry["before"]["title"] == "Old" and entry["title"] == "New"
+
+
+def test_a_null_preference_falls_back_to_the_next_level(client, runtime, make_key, photo):
+    h = auth(make_key("registry"))
+    artist = new_artist(client, h, default_preferences={"style": "allow", "img2img": "allow"})
+    work = upload(client, h, artist["id"], photo(970), preferences='{"style": "deny"}').json()
+    url = f"/v1/artworks/{work['artworks'][0]['id']}"
+    r = client.patch(url, json={"preferences": {"style": None}}, headers=h)
+    assert r.status_code == 200 and r.json()["preferences"] == {}
+    assert r.json()["effective_preferences"]["style"] == "allow"  # the artist's default again
+
+    a_url = f"/v1/artists/{artist['id']}"
+    r = client.patch(a_url, json={"default_preferences": {"img2img": None}}, headers=h)
+    assert r.status_code == 200 and r.json()["default_preferences"] == {"style": "allow"}
+    assert client.get(url, headers=h).json()["effective_preferences"]["img2img"] == "deny"
+    (changed,) = _entries(runtime, "artist.preferences_changed", f"artist:{artist['id']}")
+    assert changed["before"]["default_preferences"]["img2img"] == "allow"
+    # the same change again changes nothing and is not audited twice
+    again = client.patch(a_url, json={"default_preferences": {"img2img": None}}, headers=h)
+    assert again.status_code == 200
+    assert len(_entries(runtime, "artist.preferences_changed", f"artist:{artist['id']}")) == 1
+
+
+def test_preferences_nested_too_deeply_are_refused_with_a_message(client, make_key, photo):
+    h = auth(make_key("registry"))
+    artist = new_artist(client, h)
+    deep = "[" * 100_000 + "]" * 100_000
+    r = upload(client, h, artist["id"], photo(971), preferences=deep)
+    assert r.status_code == 422 and "nested too deeply" in r.text

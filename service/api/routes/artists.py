@@ -54,6 +54,10 @@ def update_artist(
 ) -> ArtistPublic:
     with rt.pool.connection() as conn:
         artist = rt.registry.update_artist_defaults(
-            conn, key.actor, artist_id, body.default_preferences.explicit()
+            conn,
+            key.actor,
+            artist_id,
+            body.default_preferences.explicit(),
+            clear=body.default_preferences.cleared(),
         )
     return ArtistPublic.of(artist)

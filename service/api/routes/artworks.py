@@ -203,6 +203,7 @@ def update_artwork(
             title=body.title,
             set_title="title" in body.model_fields_set,
             preferences=body.preferences.explicit() if body.preferences else None,
+            clear=body.preferences.cleared() if body.preferences else (),
         )
     return ArtworkPublic.of(art)
 
