@@ -109,6 +109,15 @@ def test_by_binding_accepts_base64_and_hex(client, runtime, stamped):
     assert bad.status_code == 400
     bad = client.get("/sbr/matches/byBinding", params={"alg": alg, "value": "***"}, headers=h)
     assert bad.status_code == 400
+    for params in (
+        {"alg": "", "value": value},
+        {"alg": alg, "value": ""},
+        {"alg": "a" * 300, "value": value},
+        {"alg": alg, "value": "v" * 5000},
+        {"alg": alg, "value": "zz\x00"},
+    ):
+        bad = client.get("/sbr/matches/byBinding", params=params, headers=h)
+        assert bad.status_code == 422 and "query" in bad.text, (params, bad.text)
     algs = client.get("/sbr/services/supportedAlgorithms", headers=h).json()
     assert algs["watermarks"] == [{"alg": alg}] and algs["fingerprints"][0]["alg"]
 
@@ -155,9 +164,7 @@ def test_an_image_too_small_to_carry_a_watermark_resolves_to_nothing(client, sta
         assert r.status_code == 200 and r.json() == {"matches": []}, (size, r.text)
 
 
-def test_a_registered_work_that_denies_reuse_cannot_be_stamped_as_ours(
-    client, runtime, make_key
-):
+def test_a_registered_work_that_denies_reuse_cannot_be_stamped_as_ours(client, runtime, make_key):
     """Else a stamp key could have an artist's own picture traced as our AI output."""
     h = auth(make_key("stamp", "registry", "moderate"))
     artist = client.post(
@@ -309,10 +316,12 @@ def test_cli_verify_and_credentials_show(client, runtime, settings, stamped, tmp
 def _nothing_recorded(runtime, output_id) -> bool:
     """No output row and no audit entry for ``output_id``."""
     with runtime.pool.connection() as conn:
-        rows = conn.execute("SELECT count(*) AS n FROM outputs WHERE id = %s",
-                            (output_id,)).fetchone()
-        audit = conn.execute("SELECT count(*) AS n FROM audit_log WHERE subject = %s",
-                             (str(output_id),)).fetchone()
+        rows = conn.execute(
+            "SELECT count(*) AS n FROM outputs WHERE id = %s", (output_id,)
+        ).fetchone()
+        audit = conn.execute(
+            "SELECT count(*) AS n FROM audit_log WHERE subject = %s", (str(output_id),)
+        ).fetchone()
     return rows["n"] == 0 and audit["n"] == 0
 
 
@@ -332,12 +341,14 @@ def test_a_failed_blob_write_leaves_no_output_record(runtime, monkeypatch) -> No
     output_id = uuid4()
     facts = GenerationFacts(generation_id=str(output_id), kind="txt2img", model_name="example")
     with pytest.raises(OSError, match="No space left"):
-        stamp_and_record(runtime, "tester", photo_like(3), facts, origin="stamp",
-                         output_id=output_id)
+        stamp_and_record(
+            runtime, "tester", photo_like(3), facts, origin="stamp", output_id=output_id
+        )
     assert _nothing_recorded(runtime, output_id)
     monkeypatch.undo()
-    ok = stamp_and_record(runtime, "tester", photo_like(3), facts, origin="stamp",
-                          output_id=output_id)
+    ok = stamp_and_record(
+        runtime, "tester", photo_like(3), facts, origin="stamp", output_id=output_id
+    )
     assert runtime.blobs.exists(ok.record.sha256)
 
 
@@ -356,14 +367,16 @@ def test_a_payload_already_taken_is_drawn_again(runtime, monkeypatch) -> None:
     draws = iter([taken, taken ^ 0x5A5A5A])
     monkeypatch.setattr(stamper.secrets, "randbits", lambda bits: next(draws))
     second_id = uuid4()
-    second = stamper.stamp_and_record(runtime, "tester", photo_like(5), facts, origin="stamp",
-                                      output_id=second_id)
+    second = stamper.stamp_and_record(
+        runtime, "tester", photo_like(5), facts, origin="stamp", output_id=second_id
+    )
     assert second.record.id == second_id
     assert second.record.watermark_payload == taken ^ 0x5A5A5A
     assert second.watermark_verified
     with runtime.pool.connection() as conn:
-        n = conn.execute("SELECT count(*) AS n FROM outputs WHERE watermark_payload = %s",
-                         (taken,)).fetchone()["n"]
+        n = conn.execute(
+            "SELECT count(*) AS n FROM outputs WHERE watermark_payload = %s", (taken,)
+        ).fetchone()["n"]
     assert n == 1
 
 
@@ -381,19 +394,22 @@ def test_a_signature_that_does_not_validate_leaves_no_output_record(runtime, mon
 
     runtime.load_indexes()
     good = runtime.signing.signer
-    wrong_key = FileSigner(good.certificate_chain_pem, ec.generate_private_key(ec.SECP256R1()),
-                           good.alg)
+    wrong_key = FileSigner(
+        good.certificate_chain_pem, ec.generate_private_key(ec.SECP256R1()), good.alg
+    )
     monkeypatch.setattr(runtime, "signing", dataclasses.replace(runtime.signing, signer=wrong_key))
     output_id = uuid4()
     facts = GenerationFacts(generation_id=str(output_id), kind="txt2img", model_name="example")
     blobs_before = {p for p in runtime.settings.blob_dir.rglob("*") if p.is_file()}
     with pytest.raises(SigningError, match="does not validate"):
-        stamp_and_record(runtime, "tester", photo_like(6), facts, origin="stamp",
-                         output_id=output_id)
+        stamp_and_record(
+            runtime, "tester", photo_like(6), facts, origin="stamp", output_id=output_id
+        )
     # the bytes written beside the insert are removed again
     assert {p for p in runtime.settings.blob_dir.rglob("*") if p.is_file()} == blobs_before
     assert _nothing_recorded(runtime, output_id)
     monkeypatch.undo()
-    ok = stamp_and_record(runtime, "tester", photo_like(6), facts, origin="stamp",
-                          output_id=output_id)
+    ok = stamp_and_record(
+        runtime, "tester", photo_like(6), facts, origin="stamp", output_id=output_id
+    )
     assert read_manifest(runtime.blobs.get(ok.record.sha256), "image/png").state == "Valid"

@@ -13,8 +13,9 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from service.api.deps import ImageWorkDep, RuntimeDep, require_unless_public, scope_doc
 from service.api.schemas import ErrorBody
@@ -89,7 +90,13 @@ MaxResults = Annotated[int, Query(alias="maxResults", ge=1, le=100)]
     summary="Manifests for a watermark value (scope: moderate)",
 )
 def by_binding_get(rt: RuntimeDep, alg: str, value: str, max_results: MaxResults = 10) -> SbrResult:
-    return _by_binding(rt, BindingQuery(alg=alg, value=value), max_results)
+    try:
+        query = BindingQuery(alg=alg, value=value)
+    except ValidationError as exc:  # the same checks as the POST body, answered the same way
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in exc.errors(include_input=False)]
+        ) from None
+    return _by_binding(rt, query, max_results)
 
 
 @router.post(
