@@ -51,6 +51,7 @@ def credentials_show(
 def verify_image(data: bytes) -> dict[str, Any]:
     """Manifest, watermark, and the record the image resolves to."""
     from provenance.c2pa_io import read_manifest
+    from provenance.containers import UnsupportedFormat
     from provenance.labels import read_labels
     from service.stamping.resolve import resolve_image
     from similarity import decode_image
@@ -59,7 +60,20 @@ def verify_image(data: bytes) -> dict[str, Any]:
         report = read_manifest(data, trust_anchors_pem=rt.signing.trust_anchors_pem)
         decoded = decode_image(data, rt.decode_limits, target_side=None)
         res = resolve_image(rt, decoded)
-    labels = read_labels(data)
+    try:
+        labels = read_labels(data)
+        labels_out = {
+            "aigc": labels.aigc,
+            "digital_source_type": labels.digital_source_type,
+            "not_read": None,
+        }
+    except Exception as exc:  # a container we do not read labels from (GIF, BMP, TIFF), or damage
+        reason = (
+            "labels are read from PNG, JPEG and WebP only"
+            if isinstance(exc, UnsupportedFormat)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        labels_out = {"aigc": None, "digital_source_type": None, "not_read": reason}
     best = res.best
     return {
         "manifest": {
@@ -80,10 +94,7 @@ def verify_image(data: bytes) -> dict[str, Any]:
             "forged": res.forged_watermark,
             "not_read": res.watermark.details.get("not_read"),
         },
-        "labels": {
-            "aigc": labels.aigc,
-            "digital_source_type": labels.digital_source_type,
-        },
+        "labels": labels_out,
         "record": None
         if best is None
         else {

@@ -302,6 +302,15 @@ def test_cli_verify_and_credentials_show(client, runtime, settings, stamped, tmp
     assert got["watermark"]["present"] is True and got["watermark"]["forged"] is False
     assert got["record"]["id"] == body["id"]
     assert got["record"]["manifest_id"] == body["manifest_id"]
+    # re-saved where labels cannot be read: still ours, the labels said to be unread
+    for fmt in ("BMP", "GIF", "TIFF"):
+        resaved = tmp_path / f"resaved.{fmt.lower()}"
+        resaved.write_bytes(encode(Image.open(io.BytesIO(data)).convert("RGB"), fmt))
+        out = cli("verify", str(resaved), "--json")
+        assert out.returncode == 0, out.stderr
+        got = json.loads(out.stdout)
+        assert "PNG, JPEG and WebP only" in got["labels"]["not_read"]
+        assert got["record"]["id"] == body["id"], fmt
     signed = tmp_path / "signed.png"
     signed.write_bytes(data)
     text = cli("verify", str(signed)).stdout
