@@ -122,14 +122,22 @@ def decode_image(
             "truncated", f"The image data is truncated or corrupt and cannot be decoded ({exc})."
         ) from exc
 
+    factor = 1
     if target_side is not None and fmt != "JPEG":
         factor = max(1, max(im.size) // target_side)
-        if factor > 1:
-            im = im.reduce(factor)
+    if factor > 1 and im.mode in _REDUCIBLE:
+        im = im.reduce(factor)
+        factor = 1
     pixels = _to_grey(im) if grey else _to_rgb(im)
+    if factor > 1:  # palette, bilevel and 16-bit pictures: reduced once converted
+        pixels = pixels.reduce(factor)
     if orientation not in (None, 1):
         pixels = _apply_orientation(pixels, orientation)
     return DecodedImage(image=pixels, format=fmt, width=width, height=height, frames=frames)
+
+
+# Modes Pillow's box reduction takes as they are.
+_REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"})
 
 
 def later_frames(

@@ -176,3 +176,29 @@ def test_later_frames_are_spaced_evenly_to_the_last() -> None:
     single = io.BytesIO()
     frames[0].save(single, "PNG")
     assert later_frames(single.getvalue()) == (1, [])
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [
+        ("P", "PNG"),
+        ("P", "GIF"),
+        ("RGB", "GIF"),
+        ("1", "PNG"),
+        ("1", "TIFF"),
+        ("I;16", "PNG"),
+        ("P", "BMP"),
+        ("RGBA", "PNG"),
+        ("F", "TIFF"),
+    ],
+)
+def test_reduced_decode_of_every_mode(mode: str, fmt: str) -> None:
+    """Palette, bilevel and 16-bit pictures are reduced too (Pillow's reduce refuses them)."""
+    rgb = Image.fromarray(np.random.default_rng(3).integers(0, 255, (900, 1200, 3), np.uint8))
+    im = rgb.convert("L").convert("I;16") if mode == "I;16" else rgb.convert(mode)
+    buf = io.BytesIO()
+    im.save(buf, fmt)
+    for grey in (False, True):
+        d = decode_image(buf.getvalue(), target_side=256, grey=grey)
+        assert (d.width, d.height) == (1200, 900)
+        assert 256 <= max(d.image.size) < 600 and d.image.mode == ("L" if grey else "RGB")
