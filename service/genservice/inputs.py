@@ -15,7 +15,9 @@ def decode_input(role: str, data: bytes, limits: DecodeLimits) -> InputImage:
     media_type = INPUT_MEDIA_TYPES.get(decoded.format)
     if media_type is None:
         raise ImageRejected(
-            "unsupported", f"generation inputs must be PNG, JPEG or WebP, not {decoded.format}"
+            "unsupported",
+            f"the {role} image must be PNG, JPEG or WebP (a generation input whose consent"
+            f" metadata can be read), not {decoded.format}",
         )
     return InputImage(role, data, decoded.image, media_type)
 

@@ -740,3 +740,16 @@ def test_openapi_states_the_new_routes_scopes(gen):
             )
         ]
         assert ops and ops[0]["x-required-scope"] == scope, (method, path)
+
+
+def test_a_stamp_key_reads_stamps_not_generation_records(gen, make_key):
+    """A generation's record (prompt, platform user) is read under `generate`; the stamp routes
+    answer 404 for it, as for any id that is not a stamp."""
+    client, _ = gen
+    made = client.post("/v1/generations", json=request(), headers=auth(make_key("generate")))
+    assert made.status_code == 201, made.text
+    gid = made.json()["id"]
+    stamp_key = auth(make_key("stamp"))
+    assert client.get(f"/v1/stamps/{gid}", headers=stamp_key).status_code == 404
+    assert client.get(f"/v1/stamps/{gid}/image", headers=stamp_key).status_code == 404
+    assert client.get(f"/v1/generations/{gid}", headers=stamp_key).status_code == 403

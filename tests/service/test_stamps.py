@@ -205,6 +205,55 @@ def test_a_registered_work_that_denies_reuse_cannot_be_stamped_as_ours(client, r
     assert licensed.status_code == 201, licensed.text
 
 
+def test_an_image_made_from_a_registered_work_that_denies_reuse_is_not_stamped(
+    client, runtime, make_key
+):
+    """The parent of an img2img is held to the gate's rule: a copy of a work whose artist
+    denies reuse, unlicensed, is refused (before, it went into the manifest as an ingredient)."""
+    h = auth(make_key("stamp", "registry"))
+    artist = client.post(
+        "/v1/artists", json={"display_name": "Ora", "email": "ora@example.org"}, headers=h
+    ).json()
+    work = photo_like(404)
+    art = client.post(
+        f"/v1/artists/{artist['id']}/artworks",
+        files=[("files", ("w.jpg", encode(work), "image/jpeg"))],
+        headers=h,
+    ).json()["artworks"][0]
+    meta = {**META, "input_was_image": True, "platform_user": "mallory"}
+    edited = encode(work.resize((560, 420)), quality=70)
+    refused = stamp(client, h, photo_like(405), meta, parent=edited)
+    assert refused.status_code == 403, refused.text
+    assert "parent" in refused.json()["detail"] and art["id"] in refused.json()["detail"]
+    with runtime.pool.connection() as conn:
+        last = conn.execute("SELECT entry FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    entry = json.loads(bytes(last["entry"]))
+    assert entry["kind"] == "stamp.refused" and entry["data"]["role"] == "parent"
+    lee = stamp(client, h, photo_like(405), {**meta, "platform_user": "lee"}, parent=edited)
+    assert lee.status_code == 403
+    client.post(
+        f"/v1/artworks/{art['id']}/licenses",
+        json={"grantee": "lee", "scopes": ["img2img"]},
+        headers=h,
+    )
+    lee = stamp(client, h, photo_like(405), {**meta, "platform_user": "lee"}, parent=edited)
+    assert lee.status_code == 201, lee.text
+
+
+def test_parent_formats(client, make_key):
+    """A palette PNG parent is taken; a GIF or BMP one, whose consent metadata is not read and
+    which a manifest cannot hold as an ingredient, is refused with a message naming the parent
+    (before, a GIF gave 500 and a BMP a message that blamed the stamped image)."""
+    h = auth(make_key("stamp"))
+    meta = {**META, "input_was_image": True}
+    r = stamp(client, h, photo_like(407), meta, parent=encode(photo_like(406).convert("P"), "PNG"))
+    assert r.status_code == 201, r.text
+    for fmt in ("GIF", "BMP"):
+        r = stamp(client, h, photo_like(407), meta, parent=encode(photo_like(406), fmt))
+        assert r.status_code == 415, r.text
+        assert "the parent image must be PNG, JPEG or WebP" in r.text and fmt in r.text
+
+
 def test_img2img_stamp_carries_its_input_as_parent(client, runtime, make_key):
     h = auth(make_key("stamp"))
     meta = {**META, "input_was_image": True}

@@ -19,6 +19,7 @@ from service.api.text import RequestModel, StorableText
 from service.api.uploads import read_upload, single_parts
 from service.auth.scopes import Scope
 from service.genservice.backends import RuntimeArtworkRegistry
+from service.genservice.inputs import decode_input
 from service.runtime import Runtime
 from service.stamping.stamper import stamp_and_record
 from service.stamping.store import OutputRecord
@@ -181,12 +182,22 @@ async def create_stamp(
     def work() -> StampPublic:
         decoded = decode_image(data, rt.decode_limits, target_side=None)
         signals = compute_signals(decoded.image)  # matched here, then stored with the output
-        _refuse_registered_copy(rt, key.actor, data, signals, meta.platform_user)
+        _refuse_registered_copy(rt, key.actor, data, signals, meta.platform_user, "image")
         signals.pack()
         parent_image = None
         if parent_bytes:
-            pdec = decode_image(parent_bytes, rt.decode_limits, target_side=128)
-            parent_image = ParentImage(parent_bytes, f"image/{pdec.format.lower()}")
+            # The input of an img2img: PNG, JPEG or WebP (a manifest ingredient), and under the
+            # gate's own rule: not a copy of a work whose artist denies reuse, unless licensed.
+            pdec = decode_input("parent", parent_bytes, rt.decode_limits)
+            _refuse_registered_copy(
+                rt,
+                key.actor,
+                parent_bytes,
+                compute_signals(pdec.image),
+                meta.platform_user,
+                "parent",
+            )
+            parent_image = ParentImage(parent_bytes, pdec.media_type)
         facts = to_facts(meta, parent_image)
         try:
             result = stamp_and_record(
@@ -206,12 +217,18 @@ async def create_stamp(
 
 
 def _refuse_registered_copy(
-    rt: Runtime, actor: str, data: bytes, signals: ImageSignals, user: str | None
+    rt: Runtime,
+    actor: str,
+    data: bytes,
+    signals: ImageSignals,
+    user: str | None,
+    role: Literal["image", "parent"],
 ) -> None:
     """A stamp says "AI-generated, by us": never of a copy of a registered work whose artist
-    denies reuse, unless the platform user holds a licence (the same rule as a generation's
-    input). Else anyone with the stamp scope could have an artist's own picture traced as our
-    output, or launder it with our manifest. The refusal is audited."""
+    denies reuse, nor of an image made from one (its ``parent``), unless the platform user
+    holds a licence (the same rule as a generation's input). Else anyone with the stamp scope
+    could have an artist's own picture traced as our output, or launder it, or an img2img of
+    it, with our manifest. The refusal is audited."""
     hits = RuntimeArtworkRegistry(rt).match(signals, user).hits  # the gate's own registry
     denied = [h for h in hits if h.decision == "copy" and not h.permitted]
     if not denied:
@@ -225,12 +242,19 @@ def _refuse_registered_copy(
             f"artwork:{first}",
             {
                 "sha256": hashlib.sha256(data).hexdigest(),
+                "role": role,
                 "platform_user": user,
                 "artworks": [h.artwork_id for h in denied],
                 "scores": [h.score for h in denied],
             },
         )
     who = f"platform user {user!r} holds no licence" if user else "no platform user is named"
+    if role == "parent":
+        raise HTTPException(
+            403,
+            f"the parent (input) image is a copy of registered artwork {first}, whose artist"
+            f" denies reuse; {who}: an image made from it cannot be stamped",
+        )
     raise HTTPException(
         403,
         f"this image is a copy of registered artwork {first}, whose artist denies reuse;"
@@ -246,10 +270,7 @@ def _refuse_registered_copy(
     summary="Read a stamp record (scope: stamp)",
 )
 def get_stamp(stamp_id: UUID, rt: RuntimeDep, key: StampKey) -> StampPublic:
-    with rt.pool.connection() as conn:
-        rec = rt.outputs.get(conn, stamp_id)
-    if rec is None:
-        raise HTTPException(404, f"no stamped image {stamp_id}")
+    rec = _stamp_record(rt, stamp_id)
     return StampPublic.of(rec)
 
 
@@ -260,8 +281,14 @@ def get_stamp(stamp_id: UUID, rt: RuntimeDep, key: StampKey) -> StampPublic:
     summary="The stamped image, byte for byte as signed (scope: stamp)",
 )
 def get_stamp_image(stamp_id: UUID, rt: RuntimeDep, key: StampKey) -> Response:
+    rec = _stamp_record(rt, stamp_id)
+    return Response(rt.blobs.get(rec.sha256), media_type=rec.media_type)
+
+
+def _stamp_record(rt: Runtime, stamp_id: UUID) -> OutputRecord:
+    """A stamp's record; our own generations are read under the `generate` scope instead."""
     with rt.pool.connection() as conn:
         rec = rt.outputs.get(conn, stamp_id)
-    if rec is None:
+    if rec is None or rec.origin != "stamp":
         raise HTTPException(404, f"no stamped image {stamp_id}")
-    return Response(rt.blobs.get(rec.sha256), media_type=rec.media_type)
+    return rec
