@@ -57,9 +57,23 @@ class StampResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per part
 
 
+class OutputTooLarge(ValueError):
+    """The signed file would be larger than the service takes as an upload: nobody could send
+    it back to be checked."""
+
+    def __init__(self, size: int, limit: int, output_format: str) -> None:
+        super().__init__(
+            f"the stamped {output_format.upper()} would be {size} bytes, more than the"
+            f" {limit} bytes an upload may be (CHOPMARK_MAX_UPLOAD_BYTES), so it could not be"
+            " checked afterwards; send a smaller image or ask for format jpeg or webp"
+        )
+        self.size, self.limit = size, limit
+
+
 def facts_json(facts: GenerationFacts) -> dict:
     """What the record keeps of the facts: the manifest's own assertion (private prompts hashed)."""
     data = generation_assertion_data(facts)
+    data["training_mining"] = dict(facts.training_mining)  # what the manifest states, signed
     if facts.parent is not None:
         data["parent"] = {
             "sha256": hashlib.sha256(facts.parent.data).hexdigest(),
@@ -81,12 +95,14 @@ def stamp_and_record(
     fingerprints: Callable[[], ImageSignals] | None = None,
     within: Callable[[psycopg.Connection, StampResult], None] | None = None,
     before_storing: Callable[[], object] | None = None,
+    max_bytes: int | None = None,
 ) -> StampResult:
     """Blocking: run it off the event loop. ``fingerprints``: waits for the query-side signals
     of ``image`` when the caller computes them already (generation does, for its screen).
     ``within``: called after the output's insert, in its transaction (the caller's own rows
     commit with the output or not at all); ``before_storing`` is waited for before that
-    transaction begins (see ``generation.pipeline.Stamper``)."""
+    transaction begins (see ``generation.pipeline.Stamper``). ``max_bytes``: a signed file
+    larger than this raises ``OutputTooLarge`` before anything is stored."""
     settings = rt.settings
     watermarker = rt.watermarker
     output_id = output_id or uuid4()
@@ -107,6 +123,7 @@ def stamp_and_record(
                 rt, actor, image, facts, payload, fingerprints, lap,
                 origin=origin, output_id=output_id, output_format=output_format,
                 audit_extra=audit_extra, within=within, before_storing=before_storing,
+                max_bytes=max_bytes,
             )
         except psycopg.errors.UniqueViolation as exc:
             if exc.diag.constraint_name != PAYLOAD_CONSTRAINT:
@@ -130,6 +147,7 @@ def _stamp_with(
     audit_extra: dict | None,
     within: Callable[[psycopg.Connection, StampResult], None] | None = None,
     before_storing: Callable[[], object] | None = None,
+    max_bytes: int | None = None,
 ) -> StampResult:
     settings = rt.settings
     watermarker = rt.watermarker
@@ -161,6 +179,8 @@ def _stamp_with(
     width, height = stamp.marked.size  # encoding keeps the size
     stamped = sign_encoded(stamp, rt.signing.signer, _SIGN_OPTIONS)
     lap("sign")
+    if max_bytes is not None and len(stamped.data) > max_bytes:
+        raise OutputTooLarge(len(stamped.data), max_bytes, output_format)
     # The bytes are written, and the signed file read back and validated, beside the record's
     # insert; the insert commits only once both are done (an error in any leaves no record, and
     # bytes written for it are removed again).

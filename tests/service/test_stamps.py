@@ -471,3 +471,31 @@ def test_a_signature_that_does_not_validate_leaves_no_output_record(runtime, mon
         runtime, "tester", photo_like(6), facts, origin="stamp", output_id=output_id
     )
     assert read_manifest(runtime.blobs.get(ok.record.sha256), "image/png").state == "Valid"
+
+
+def test_a_stamp_too_large_to_be_checked_again_is_refused(client, runtime, settings, make_key):
+    """What we stamp must fit through our own upload limit, or no one could check it later."""
+    h = auth(make_key("stamp"))
+    noise = Image.fromarray(np.random.default_rng(8).integers(0, 255, (1000, 1100, 3), np.uint8))
+    body = encode(noise, "JPEG", quality=70)
+    assert len(body) < settings.max_upload_bytes  # the upload fits; its PNG stamp does not
+    r = client.post(
+        "/v1/stamps",
+        files={"file": ("n.jpg", body, "image/jpeg")},
+        data={"metadata": json.dumps(META)},
+        headers=h,
+    )
+    assert r.status_code == 413 and "format jpeg or webp" in r.json()["detail"], r.text
+    with runtime.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM outputs").fetchone()["n"] == 0
+    r = client.post(
+        "/v1/stamps",
+        files={"file": ("n.jpg", body, "image/jpeg")},
+        data={
+            "metadata": json.dumps({**META, "training_mining": {"cawg.ai_training": "allowed"}}),
+            "format": "jpeg",
+        },
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["facts"]["training_mining"]["cawg.ai_training"] == "allowed"

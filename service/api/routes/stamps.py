@@ -21,7 +21,7 @@ from service.auth.scopes import Scope
 from service.genservice.backends import RuntimeArtworkRegistry
 from service.genservice.inputs import decode_input
 from service.runtime import Runtime
-from service.stamping.stamper import stamp_and_record
+from service.stamping.stamper import OutputTooLarge, stamp_and_record
 from service.stamping.store import OutputRecord
 from similarity import ImageSignals, compute_signals, decode_image
 
@@ -208,7 +208,10 @@ async def create_stamp(
                 origin="stamp",
                 output_format=format,
                 fingerprints=lambda: signals,
+                max_bytes=rt.settings.max_upload_bytes,
             )
+        except OutputTooLarge as exc:
+            raise HTTPException(413, str(exc)) from None
         except ValueError as exc:  # e.g. smaller than the watermark's minimum size
             raise HTTPException(422, f"cannot stamp this image: {exc}") from None
         return StampPublic.of(result.record)
