@@ -57,9 +57,15 @@ def load_snapshot(root: Path, bank: str) -> tuple[MatchIndex, Checkpoint] | None
         folder = bank_dir / name
         checkpoint = Checkpoint(**json.loads((folder / "checkpoint.json").read_text()))
         return MatchIndex.load(folder), checkpoint
-    # faiss reports a damaged file as RuntimeError
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
-        log.warning("ignoring the %s index snapshot, it cannot be read: %s", bank, exc)
+    # Whatever a damaged file raises (faiss: RuntimeError; numpy on an empty file: EOFError;
+    # a torn checkpoint: ValueError...), the database still holds everything.
+    except Exception as exc:
+        log.warning(
+            "ignoring the %s index snapshot, it cannot be read: %s: %s",
+            bank,
+            type(exc).__name__,
+            exc,
+        )
         return None
 
 

@@ -83,3 +83,19 @@ def test_a_damaged_snapshot_is_ignored_and_the_bank_rebuilt(runtime, client, mak
     fresh = BankIndex("artwork", runtime.pool, bank.snapshot_root)
     fresh.load()
     assert fresh.status().size == 1 and "database" in fresh.status().loaded_from
+
+
+def test_every_kind_of_damage_to_a_snapshot_file_is_a_lost_cache(tmp_path: Path) -> None:
+    """Each file emptied, zero-filled or cut in half (as a power loss may leave it): never raised."""
+    save_snapshot(tmp_path, _index(50, 3), _checkpoint(5, 50))
+    folder = tmp_path / "artwork" / (tmp_path / "artwork" / "CURRENT").read_text()
+    files = sorted(f.name for f in folder.iterdir())
+    assert "ids.npy" in files and "checkpoint.json" in files
+    for name in files:
+        original = (folder / name).read_bytes()
+        for damaged in (b"", bytes(len(original)), original[: len(original) // 2]):
+            (folder / name).write_bytes(damaged)
+            assert load_snapshot(tmp_path, "artwork") is None, (name, len(damaged))
+        (folder / name).write_bytes(original)
+    loaded = load_snapshot(tmp_path, "artwork")
+    assert loaded is not None and len(loaded[0]) == 50
