@@ -13,7 +13,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Service configuration. Every field is documented in the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="CHOPMARK_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CHOPMARK_", env_file=".env", extra="ignore", allow_inf_nan=False
+    )
 
     environment: Literal["development", "production"] = "development"
     data_dir: Path = Field(default=Path("./.chopmark"), description="blobs, indexes, embedded db")
@@ -91,6 +93,32 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CHOPMARK_DATABASE_URL must name a PostgreSQL server in production; "
                 "the embedded database is for development only"
+            )
+        if self.environment == "production" and not (self.signing_chain and self.signing_key):
+            raise ValueError(
+                "CHOPMARK_SIGNING_CHAIN and CHOPMARK_SIGNING_KEY must name the C2PA signing"
+                " certificate chain and key in production; the development CA made in the data"
+                " folder is trusted by nobody else"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _agree_with_each_other(self) -> Settings:
+        if self.max_request_bytes < self.max_upload_bytes:
+            raise ValueError(
+                f"CHOPMARK_MAX_REQUEST_BYTES ({self.max_request_bytes}) is below"
+                f" CHOPMARK_MAX_UPLOAD_BYTES ({self.max_upload_bytes}): no upload at the limit"
+                " could be sent"
+            )
+        if self.index_stale_seconds <= self.index_refresh_seconds:
+            raise ValueError(
+                f"CHOPMARK_INDEX_STALE_SECONDS ({self.index_stale_seconds}) must be more than"
+                f" CHOPMARK_INDEX_REFRESH_SECONDS ({self.index_refresh_seconds}), or every index"
+                " reads as stale between two refreshes"
+            )
+        if (self.signing_chain is None) != (self.signing_key is None):
+            raise ValueError(
+                "CHOPMARK_SIGNING_CHAIN and CHOPMARK_SIGNING_KEY go together: name both or neither"
             )
         return self
 

@@ -65,9 +65,15 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
             pass
         finally:
             tmp.unlink(missing_ok=True)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:  # empty, damaged, or protected by a password
+        raise AuditKeyError(
+            f"the audit log's signing key {path} cannot be read ({exc}); put back the key that"
+            " signed the log"
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} does not hold an Ed25519 private key")
+        raise AuditKeyError(f"{path} does not hold an Ed25519 private key")
     return key
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 
 from service.audit.signing import AuditKeyError
@@ -40,15 +43,58 @@ def settings_or_exit() -> Settings:
             name = f"CHOPMARK_{where}: " if where else ""
             err_console.print(f"[red]error:[/red] {name}{e['msg']}", soft_wrap=True)
         raise typer.Exit(2) from None
+    except SettingsError as exc:  # a list or JSON value that does not parse
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"CHOPMARK_{field.group(1).upper()}" if field else "a CHOPMARK_ setting"
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise fail(
+            f"{name}: cannot be parsed{cause}; a list is written as JSON,"
+            ' e.g. ["/etc/chopmark/root.pem"]'
+        ) from None
+
+
+def missing_paths(settings: Settings) -> list[str]:
+    """Files the settings name that are not there, as ``CHOPMARK_NAME: path`` lines."""
+    named: list[tuple[str, Path | None]] = [
+        ("MODEL", settings.model),
+        ("CONTROLNET", settings.controlnet),
+        ("CLIP_CHECKPOINT", settings.clip_checkpoint),
+        ("SIGNING_CHAIN", settings.signing_chain),
+        ("SIGNING_KEY", settings.signing_key),
+        ("MODERATION_POLICY", settings.moderation_policy),
+        *(("TRUST_ANCHORS", p) for p in settings.trust_anchors),
+    ]
+    return [f"CHOPMARK_{name}: {p} does not exist" for name, p in named if p and not p.exists()]
+
+
+def fail(message: object) -> typer.Exit:
+    """Print one error line; the caller raises what this returns (exit status 2)."""
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    return typer.Exit(2)
+
+
+def database_unusable(exc: BaseException) -> typer.Exit:
+    """One line for a database that cannot be reached or a URL that does not parse."""
+    return fail(f"the database cannot be used: {str(exc).strip() or type(exc).__name__}")
 
 
 def open_or_exit(settings: Settings) -> Runtime:
-    """``Runtime.open``, or one line and exit status 2 for what an operator must mend first."""
+    """``Runtime.open``, or one line and exit status 2 for what an operator must mend first: a
+    file the settings name that is missing, the database unreachable or its URL malformed, the
+    audit key, the signing credentials."""
+    import psycopg
+
+    from provenance.credentials import CredentialsError
+
+    missing = missing_paths(settings)
+    if missing:
+        raise fail(missing[0])
     try:
         return Runtime.open(settings)
-    except AuditKeyError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
+    except (AuditKeyError, CredentialsError) as exc:
+        raise fail(exc) from None
+    except psycopg.Error as exc:
+        raise database_unusable(exc) from None
 
 
 @contextmanager

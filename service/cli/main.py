@@ -12,7 +12,16 @@ from rich.table import Table
 
 from service.auth.keys import create_key, list_keys, revoke_key
 from service.cli.check_cmd import check
-from service.cli.common import cli_actor, console, err_console, runtime, settings_or_exit
+from service.cli.common import (
+    cli_actor,
+    console,
+    database_unusable,
+    err_console,
+    fail,
+    missing_paths,
+    runtime,
+    settings_or_exit,
+)
 from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
 from service.cli.provenance_cmds import credentials_app, verify
@@ -50,23 +59,27 @@ def serve(
     import psycopg
     import uvicorn
 
+    from provenance.credentials import CredentialsError
     from service.audit.signing import AuditKeyError, audit_key_for_log
     from service.db.migrate import upgrade
     from service.db.pool import database_url
+    from service.stamping.credentials import load_signing
 
     settings = settings_or_exit()
     # What would otherwise end the server's start in a traceback, said in one line first.
-    if settings.model is not None and not settings.model.exists():
-        err_console.print(f"[red]error:[/red] CHOPMARK_MODEL: {settings.model} does not exist")
-        raise typer.Exit(2)
+    missing = missing_paths(settings)
+    if missing:
+        raise fail(missing[0])
     try:
+        load_signing(settings)  # the operator's chain and key usable, or the dev CA made
         url = database_url(settings)
         upgrade(url)
         with psycopg.connect(url) as conn:
             audit_key_for_log(conn, settings.keys_dir / "audit-log.pem")
-    except (AuditKeyError, psycopg.OperationalError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
-        raise typer.Exit(2) from None
+    except (AuditKeyError, CredentialsError) as exc:
+        raise fail(exc) from None
+    except psycopg.Error as exc:
+        raise database_unusable(exc) from None
     from service.api.metrics_shared import shared_metrics_dir
 
     processes = workers or settings.workers
@@ -85,11 +98,15 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply pending migrations."""
+    import psycopg
+
     from service.db.migrate import upgrade
     from service.db.pool import database_url
-    from service.settings import Settings
 
-    applied = upgrade(database_url(Settings()))
+    try:
+        applied = upgrade(database_url(settings_or_exit()))
+    except psycopg.Error as exc:
+        raise database_unusable(exc) from None
     for mig in applied:
         console.print(f"applied {mig.version:04d} {mig.name}")
     console.print(

@@ -114,6 +114,19 @@ def test_register_refuses_unknown_artist_and_bad_preferences(cli, tmp_path):
         ({"CHOPMARK_INDEX_REFRESH_SECONDS": "0"}, "CHOPMARK_INDEX_REFRESH_SECONDS"),
         ({"CHOPMARK_OUTPUT_FORMAT": "gif"}, "CHOPMARK_OUTPUT_FORMAT"),
         ({"CHOPMARK_MODEL": "/nowhere/model"}, "CHOPMARK_MODEL: /nowhere/model does not exist"),
+        ({"CHOPMARK_CONTROLNET": "/nowhere/cn"}, "CHOPMARK_CONTROLNET: /nowhere/cn does not exist"),
+        ({"CHOPMARK_TRUST_ANCHORS": '["/nowhere/root.pem"]'}, "/nowhere/root.pem does not exist"),
+        ({"CHOPMARK_TRUST_ANCHORS": "notjson"}, "CHOPMARK_TRUST_ANCHORS"),
+        ({"CHOPMARK_SIGNING_CHAIN": "/nowhere/chain.pem"}, "name both or neither"),
+        ({"CHOPMARK_INDEX_REFRESH_SECONDS": "inf"}, "CHOPMARK_INDEX_REFRESH_SECONDS"),
+        ({"CHOPMARK_GENERATION_LEASE_SECONDS": "inf"}, "CHOPMARK_GENERATION_LEASE_SECONDS"),
+        ({"CHOPMARK_MAX_REQUEST_BYTES": "10"}, "CHOPMARK_MAX_REQUEST_BYTES (10) is below"),
+        ({"CHOPMARK_INDEX_STALE_SECONDS": "1"}, "CHOPMARK_INDEX_STALE_SECONDS (1.0) must be more"),
+        ({"CHOPMARK_DATABASE_URL": "nothing"}, "the database cannot be used"),
+        (
+            {"CHOPMARK_ENVIRONMENT": "production", "CHOPMARK_DATABASE_URL": "postgresql://db/x"},
+            "CHOPMARK_SIGNING_CHAIN and CHOPMARK_SIGNING_KEY must name",
+        ),
     ],
 )
 def test_serve_refuses_bad_settings_in_one_line(tmp_path: Path, env, says):
@@ -126,6 +139,33 @@ def test_serve_refuses_bad_settings_in_one_line(tmp_path: Path, env, says):
     )
     assert proc.returncode == 2 and says in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_commands_refuse_a_damaged_audit_key_and_bad_settings_in_one_line(
+    cli, runtime, settings, tmp_path
+):
+    key = settings.keys_dir / "audit-log.pem"
+    kept = key.read_bytes()
+    key.write_bytes(b"")
+    try:
+        out = cli("keys", "list", ok=False)
+        assert out.returncode == 2 and "cannot be read" in out.stderr
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    finally:
+        key.write_bytes(kept)
+    for env, says in (
+        ({"CHOPMARK_PORT": "0"}, "CHOPMARK_PORT"),
+        ({"CHOPMARK_DATABASE_URL": "nothing"}, "the database cannot be used"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "service.cli.main", "db", "upgrade"],
+            env={**os.environ, "CHOPMARK_DATA_DIR": str(tmp_path), "COLUMNS": "200", **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
 
 
 def test_a_cli_command_refuses_a_log_whose_key_is_missing(cli, runtime, settings):

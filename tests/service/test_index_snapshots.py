@@ -86,7 +86,8 @@ def test_a_damaged_snapshot_is_ignored_and_the_bank_rebuilt(runtime, client, mak
 
 
 def test_every_kind_of_damage_to_a_snapshot_file_is_a_lost_cache(tmp_path: Path) -> None:
-    """Each file emptied, zero-filled or cut in half (as a power loss may leave it): never raised."""
+    """Each file emptied, zero-filled or cut in half (as a power loss may leave it): not raised,
+    not loaded."""
     save_snapshot(tmp_path, _index(50, 3), _checkpoint(5, 50))
     folder = tmp_path / "artwork" / (tmp_path / "artwork" / "CURRENT").read_text()
     files = sorted(f.name for f in folder.iterdir())
