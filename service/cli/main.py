@@ -63,7 +63,7 @@ def serve(
     from service.audit.signing import AuditKeyError, audit_key_for_log
     from service.db.migrate import upgrade
     from service.db.pool import database_url
-    from service.stamping.credentials import load_signing
+    from service.stamping.credentials import load_signing, untrusted_signing
 
     settings = settings_or_exit()
     # What would otherwise end the server's start in a traceback, said in one line first.
@@ -71,7 +71,11 @@ def serve(
     if missing:
         raise fail(missing[0])
     try:
-        load_signing(settings)  # the operator's chain and key usable, or the dev CA made
+        signing = load_signing(settings)  # the operator's chain and key usable, or the dev CA
+        if signing.credentials.origin == "configured":
+            problem = untrusted_signing(signing)
+            if problem:
+                raise fail(problem)
         url = database_url(settings)
         upgrade(url)
         with psycopg.connect(url) as conn:

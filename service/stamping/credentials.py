@@ -27,3 +27,32 @@ def load_signing(settings: Settings) -> SigningSetup:
         tuple(settings.trust_anchors),
     )
     return SigningSetup(creds, FileSigner.from_credentials(creds))
+
+
+def untrusted_signing(setup: SigningSetup) -> str | None:
+    """Why manifests signed with this setup would not validate as Trusted here, or None.
+
+    chopmark recognises a manifest as its own only when it is Trusted, so an operator's chain
+    whose root is not among the trust anchors would make every output of ours read as one that
+    lost its manifest. Signs a small picture once, at start, to find out."""
+    import io
+
+    from PIL import Image
+
+    from provenance.c2pa_io import SignOptions, read_manifest, sign_image
+    from provenance.manifest import GenerationFacts
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 120, 150)).save(buf, "PNG")
+    facts = GenerationFacts(
+        generation_id="start-up-check", kind="external", model_name="none", width=64, height=64
+    )
+    signed = sign_image(buf.getvalue(), "png", facts, setup.signer, SignOptions(None))
+    report = read_manifest(signed.data, "png", setup.trust_anchors_pem)
+    if report.state == "Trusted":
+        return None
+    return (
+        f"a manifest signed with CHOPMARK_SIGNING_CHAIN validates as {report.state}, not Trusted"
+        f" ({', '.join(report.failure_codes) or report.error or 'no reason given'}): name the"
+        " root certificate of that chain in CHOPMARK_TRUST_ANCHORS"
+    )

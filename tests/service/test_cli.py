@@ -141,6 +141,43 @@ def test_serve_refuses_bad_settings_in_one_line(tmp_path: Path, env, says):
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+def test_serve_refuses_an_operator_chain_whose_root_is_not_trusted(tmp_path: Path):
+    """Our manifests count as ours only when Trusted: a chain without its root among the trust
+    anchors would leave every output reading as one that lost its manifest."""
+    from provenance.credentials import ensure_dev_credentials
+    from provenance.dev_ca import dev_paths
+
+    ensure_dev_credentials(tmp_path / "ca")
+    files = dev_paths(tmp_path / "ca")
+    env = {
+        **os.environ,
+        "CHOPMARK_DATA_DIR": str(tmp_path / "data"),
+        "COLUMNS": "200",
+        "CHOPMARK_SIGNING_CHAIN": str(files["chain"]),
+        "CHOPMARK_SIGNING_KEY": str(files["key"]),
+        "CHOPMARK_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.cli.main", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "CHOPMARK_TRUST_ANCHORS" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    # with the root named, signing passes and the start goes on to the (absent) database
+    env["CHOPMARK_TRUST_ANCHORS"] = json.dumps([str(files["root"])])
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.cli.main", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "the database cannot be used" in proc.stderr, proc.stderr
+
+
 def test_commands_refuse_a_damaged_audit_key_and_bad_settings_in_one_line(
     cli, runtime, settings, tmp_path
 ):
