@@ -6,6 +6,7 @@ import errno
 import logging
 
 import psycopg
+import psycopg.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -81,6 +82,17 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _not_ready(_: Request, exc: IndexNotReady) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
+    @app.exception_handler(psycopg.errors.DiskFull)
+    async def _database_full(request: Request, exc: psycopg.errors.DiskFull) -> JSONResponse:
+        # the database's own disk (the data folder, for the embedded one) is full: an operator
+        # must make room, as for a full blob store
+        log.error("%s %s: the database has no space left: %s", request.method, request.url, exc)
+        return JSONResponse(
+            {"detail": "the service has no space left to store its records; try again later"},
+            status_code=507,
+            headers={"Retry-After": "30"},
+        )
+
     @app.exception_handler(psycopg.OperationalError)
     async def _database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
         # the pool's wait ran out (PoolTimeout) or the server went away
@@ -94,9 +106,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OSError)
     async def _storage(request: Request, exc: OSError) -> JSONResponse:
         failure = storage_failure(exc)
-        log.error("%s %s failed: %r", request.method, request.url, exc, exc_info=exc)
         if failure is None:
+            log.error("%s %s failed: %r", request.method, request.url, exc, exc_info=exc)
             return JSONResponse({"detail": "internal error"}, status_code=500)
+        log.error("%s %s: the data folder refused a write: %s", request.method, request.url, exc)
         status, message = failure
         return JSONResponse({"detail": message}, status_code=status, headers={"Retry-After": "30"})
 

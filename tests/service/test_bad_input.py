@@ -290,3 +290,24 @@ def test_a_full_or_read_only_data_folder_is_said_without_paths(
     assert r.status_code == status, r.text
     assert "/srv" not in r.text and "try again" in r.json()["detail"]
     assert counts(runtime) == before
+
+
+def test_the_database_out_of_space_is_507_not_unavailable(client, runtime, make_key):
+    """PostgreSQL's own disk full (SQLSTATE 53100; for the embedded database, the data folder)
+    is said as such, not as a database that is down."""
+    h = auth(make_key("registry"))
+    with runtime.pool.connection() as conn:
+        conn.execute(
+            "CREATE FUNCTION pretend_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " RAISE EXCEPTION 'could not extend file: No space left on device'"
+            " USING ERRCODE = 'disk_full'; END $$"
+        )
+        conn.execute(
+            "CREATE TRIGGER full_disk BEFORE INSERT ON artists"
+            " FOR EACH ROW EXECUTE FUNCTION pretend_full()"
+        )
+        conn.commit()
+    r = client.post("/v1/artists", json={"display_name": "F", "email": "f@example.org"}, headers=h)
+    assert r.status_code == 507 and "no space left" in r.json()["detail"], r.text
+    with runtime.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM artists").fetchone()["n"] == 0
