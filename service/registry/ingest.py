@@ -71,8 +71,26 @@ def commit(
     preferences: dict[str, str],
 ) -> tuple[Artwork, bool]:
     """Store the bytes (content-addressed, idempotent) and insert the artwork in one transaction."""
-    blobs.put(item.data)
+    store_files(blobs, thumbnails, item)
+    return insert(conn, store, actor, artist_id, item, title, preferences)
+
+
+def store_files(blobs: FileBlobStore, thumbnails: ThumbnailStore, item: PreparedImage) -> None:
+    """The original and its thumbnail, content-addressed (storing them again is harmless)."""
+    blobs.put(item.data, item.sha256)
     thumbnails.put(item.sha256, item.thumbnail)
+
+
+def insert(
+    conn: psycopg.Connection,
+    store: RegistryStore,
+    actor: str,
+    artist_id: UUID,
+    item: PreparedImage,
+    title: str | None,
+    preferences: dict[str, str],
+) -> tuple[Artwork, bool]:
+    """The artwork's record, its files already stored (``store_files``)."""
     return store.insert_artwork(
         conn,
         actor,

@@ -278,7 +278,7 @@ def test_a_full_or_read_only_data_folder_is_said_without_paths(
     artist_id, h = artist
     before = counts(runtime)
 
-    def cannot_store(data: bytes) -> str:
+    def cannot_store(data: bytes, sha256: str | None = None) -> str:
         raise OSError(code, os.strerror(code), "/srv/chopmark/data/blobs/ab/cd/secret")
 
     monkeypatch.setattr(runtime.blobs, "put", cannot_store)
@@ -311,3 +311,29 @@ def test_the_database_out_of_space_is_507_not_unavailable(client, runtime, make_
     assert r.status_code == 507 and "no space left" in r.json()["detail"], r.text
     with runtime.pool.connection() as conn:
         assert conn.execute("SELECT count(*) AS n FROM artists").fetchone()["n"] == 0
+
+
+def test_a_registration_the_data_folder_cannot_hold_records_no_artwork(
+    client, runtime, artist, photo, monkeypatch
+):
+    """The sixth file of six finds the disk full: none of the six is registered (before, five
+    were, audited and matchable, while the caller was told 507)."""
+    import errno
+    import os
+
+    artist_id, h = artist
+    before = counts(runtime)
+    real_put = runtime.blobs.put
+    calls = []
+
+    def fills_up(data: bytes, sha256: str | None = None) -> str:
+        calls.append(1)
+        if len(calls) == 6:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_put(data, sha256)
+
+    monkeypatch.setattr(runtime.blobs, "put", fills_up)
+    files = [("files", (f"w{i}.jpg", photo(120 + i), "image/jpeg")) for i in range(6)]
+    r = client.post(f"/v1/artists/{artist_id}/artworks", files=files, headers=h)
+    assert r.status_code == 507, r.text
+    assert counts(runtime) == before

@@ -25,7 +25,7 @@ from service.api.schemas import (
 from service.api.text import StorableText
 from service.api.uploads import upload_name
 from service.auth.scopes import Scope
-from service.registry.ingest import PreparedImage, commit, prepare
+from service.registry.ingest import PreparedImage, insert, prepare, store_files
 from service.registry.preferences import parse_preferences
 from similarity import ImageRejected
 
@@ -90,20 +90,14 @@ async def register_artworks(
         )
 
     def store_all() -> list[RegisteredArtwork]:
+        # Every file first: a full or read-only data folder refuses the request before any
+        # artwork is recorded (not after some of them were).
+        for item in prepared:
+            store_files(rt.blobs, rt.thumbnails, item)
         out = []
         with rt.pool.connection() as conn:
             for item in prepared:
-                art, created = commit(
-                    conn,
-                    rt.registry,
-                    rt.blobs,
-                    rt.thumbnails,
-                    key.actor,
-                    artist_id,
-                    item,
-                    title,
-                    prefs,
-                )
+                art, created = insert(conn, rt.registry, key.actor, artist_id, item, title, prefs)
                 out.append(
                     RegisteredArtwork(**ArtworkPublic.of(art).model_dump(), duplicate=not created)
                 )
