@@ -76,8 +76,14 @@ def register_paths(
     ):
         task = progress.add_task("registering", total=len(files))
         futures = {pool.submit(_prepare_file, str(f), rt.decode_limits): f for f in files}
+        refused: str | None = None  # the data folder refused a write: nothing more is stored
         for fut in as_completed(futures):
             path = futures[fut]
+            if refused is not None:
+                fut.cancel()
+                outcome.rejected.append((str(path), f"not stored: {refused}"))
+                progress.advance(task)
+                continue
             try:
                 item = fut.result()
             except ImageRejected as exc:
@@ -90,17 +96,22 @@ def register_paths(
                     (str(path), f"could not be processed: {type(exc).__name__}: {exc}")
                 )
             else:
-                art, created = commit(
-                    conn,
-                    rt.registry,
-                    rt.blobs,
-                    rt.thumbnails,
-                    actor,
-                    artist_id,
-                    item,
-                    title,
-                    preferences,
-                )
-                (outcome.created if created else outcome.duplicates).append(art)
+                try:
+                    art, created = commit(
+                        conn,
+                        rt.registry,
+                        rt.blobs,
+                        rt.thumbnails,
+                        actor,
+                        artist_id,
+                        item,
+                        title,
+                        preferences,
+                    )
+                except OSError as exc:  # a full or read-only data folder: stop storing
+                    refused = f"the data folder refused a write ({exc.strerror or exc})"
+                    outcome.rejected.append((str(path), f"not stored: {refused}"))
+                else:
+                    (outcome.created if created else outcome.duplicates).append(art)
             progress.advance(task)
     return outcome
