@@ -190,7 +190,9 @@ def test_text_holding_nul_is_refused_and_nothing_is_written(
             "/v1/moderation/check", data={"user": "u\x00"}, files={"file": image}, headers=moderate
         ),
         "batch context": client.post(
-            "/v1/moderation/batch", data={"context": "c\x00"}, files=[("files", image)],
+            "/v1/moderation/batch",
+            data={"context": "c\x00"},
+            files=[("files", image)],
             headers=moderate,
         ),
         "manifest id": client.get("/sbr/manifests/a%00b", headers=moderate),
@@ -206,9 +208,13 @@ def test_a_file_name_holding_control_characters_is_kept_without_them(client, art
     # written by hand: HTTP clients percent-encode such names, a raw client need not
     boundary = "chopmarkboundary"
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
-        'filename="sun\x00set\x07.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
-    ).encode("latin-1") + photo(64) + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+            'filename="sun\x00set\x07.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+        ).encode("latin-1")
+        + photo(64)
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     r = client.post(
         f"/v1/artists/{artist_id}/artworks",
         content=body,
@@ -268,7 +274,8 @@ def test_a_database_outage_is_a_quick_503_not_a_traceback(client, runtime, make_
 
 
 @pytest.mark.parametrize(
-    ("code", "status"), [(28, 507), (30, 503), (13, 503)]  # ENOSPC, EROFS, EACCES
+    ("code", "status"),
+    [(28, 507), (30, 503), (13, 503)],  # ENOSPC, EROFS, EACCES
 )
 def test_a_full_or_read_only_data_folder_is_said_without_paths(
     client, runtime, artist, photo, monkeypatch, code, status
@@ -337,3 +344,34 @@ def test_a_registration_the_data_folder_cannot_hold_records_no_artwork(
     r = client.post(f"/v1/artists/{artist_id}/artworks", files=files, headers=h)
     assert r.status_code == 507, r.text
     assert counts(runtime) == before
+
+
+def test_chopmark_register_stops_storing_when_the_data_folder_refuses(
+    runtime, artist, tmp_path, monkeypatch
+):
+    import errno
+    import os
+
+    from service.cli.register import register_paths
+    from tests.support import encode, photo_like
+
+    artist_id, _ = artist
+    for i in range(4):
+        (tmp_path / f"w{i}.jpg").write_bytes(encode(photo_like(140 + i)))
+
+    def full(data: bytes, sha256: str | None = None) -> str:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runtime.blobs, "put", full)
+    out = register_paths(
+        runtime,
+        "cli:test",
+        artist_id,
+        [tmp_path],
+        title=None,
+        preferences={},
+        workers=1,
+        show_progress=False,
+    )
+    assert out.created == [] and len(out.rejected) == 4
+    assert all("No space left" in reason for _, reason in out.rejected)
