@@ -326,7 +326,15 @@ class ModerationWorker:
         while not self._stop.is_set():
             try:
                 busy = self.run_once()
+            except psycopg.OperationalError as exc:  # the database away: a line, not a traceback
+                if self._stop.is_set():
+                    return
+                log.warning("moderation worker: the database is unavailable: %s", exc)
+                busy = False
+                self._stop.wait(self.poll_seconds * 4)
             except Exception:
+                if self._stop.is_set():
+                    return
                 log.exception("moderation worker step failed")
                 busy = False
                 self._stop.wait(self.poll_seconds * 4)
