@@ -89,8 +89,19 @@ class AuditLog:
             "WITH entry AS (INSERT INTO audit_log (seq, created_at, kind, actor, subject, entry,"
             " leaf_hash, root_hash, signature) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s))"
             " UPDATE audit_state SET size = %s, frontier = %s WHERE id = 1",
-            (size, now, kind, actor, subject, entry, leaf, root, signature,
-             frontier.size, frontier.nodes),
+            (
+                size,
+                now,
+                kind,
+                actor,
+                subject,
+                entry,
+                leaf,
+                root,
+                signature,
+                frontier.size,
+                frontier.nodes,
+            ),
         )
         return AppendedEntry(size, leaf, root)
 
@@ -104,36 +115,126 @@ class VerifyResult:
     first_bad_seq: int | None = None
 
 
-def _rows(
-    conn: psycopg.Connection, below: int
-) -> Iterator[tuple[int, bytes, bytes, bytes, bytes]]:
+@dataclass(frozen=True)
+class TreeHead:
+    """A signed tree head: the log's size and root, signed with its key. Kept outside the
+    database (a file, a ticket, a witness), it lets a later check prove that no entry it covers
+    was removed or changed since, the end of the log included."""
+
+    size: int
+    root: bytes
+    signature: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"size": self.size, "root": self.root.hex(), "signature": self.signature.hex()}
+
+    @classmethod
+    def from_json(cls, data: Any) -> TreeHead:
+        try:
+            return cls(
+                int(data["size"]), bytes.fromhex(data["root"]), bytes.fromhex(data["signature"])
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a tree head: {exc}") from None
+
+
+def latest_head(conn: psycopg.Connection) -> TreeHead:
+    """The log's newest signed tree head (size 0 has none: an empty root, no signature)."""
+    row = conn.execute(
+        "SELECT seq, root_hash, signature FROM audit_log ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return TreeHead(0, Frontier().root(), b"")
+    return TreeHead(int(row["seq"]) + 1, bytes(row["root_hash"]), bytes(row["signature"]))
+
+
+@dataclass(frozen=True)
+class _Row:
+    seq: int
+    entry: bytes
+    leaf: bytes
+    root: bytes
+    signature: bytes
+    kind: str
+    actor: str
+    subject: str | None
+    created_at: datetime
+
+
+def _rows(conn: psycopg.Connection, below: int) -> Iterator[_Row]:
     with conn.cursor(name="audit_verify", row_factory=psycopg.rows.tuple_row) as cur:
         cur.itersize = 2000
         cur.execute(
-            "SELECT seq, entry, leaf_hash, root_hash, signature FROM audit_log"
-            " WHERE seq < %s ORDER BY seq",
+            "SELECT seq, entry, leaf_hash, root_hash, signature, kind, actor, subject, created_at"
+            " FROM audit_log WHERE seq < %s ORDER BY seq",
             (below,),
         )
-        for seq, entry, leaf, root, sig in cur:
-            yield int(seq), bytes(entry), bytes(leaf), bytes(root), bytes(sig)
+        for seq, entry, leaf, root, sig, kind, actor, subject, created in cur:
+            yield _Row(
+                int(seq),
+                bytes(entry),
+                bytes(leaf),
+                bytes(root),
+                bytes(sig),
+                kind,
+                actor,
+                subject,
+                created,
+            )
+
+
+def _columns_differ(row: _Row, body: dict[str, Any]) -> str | None:
+    """The first queryable column that says something else than the hashed entry."""
+    try:
+        hashed_time = datetime.fromisoformat(str(body.get("time")))
+    except ValueError:
+        return "time"
+    for column, stored, hashed in (
+        ("kind", row.kind, body.get("kind")),
+        ("actor", row.actor, body.get("actor")),
+        ("subject", row.subject, body.get("subject")),
+        ("created_at", row.created_at, hashed_time),
+    ):
+        if stored != hashed:
+            return column
+    return None
 
 
 def _fail(frontier: Frontier, problem: str, seq: int) -> VerifyResult:
     return VerifyResult(False, frontier.size, frontier.root(), problem, seq)
 
 
-def verify(conn: psycopg.Connection, key: Ed25519PrivateKey) -> VerifyResult:
+def verify(
+    conn: psycopg.Connection, key: Ed25519PrivateKey, known: TreeHead | None = None
+) -> VerifyResult:
     """Recompute the whole tree; name the first entry that was changed, removed or reordered.
 
     The log is checked as it stood when the check began: its recorded size is read first, and
     entries appended while the check runs (a busy service) are left to the next check. The size
     is updated in the statement that inserts each entry, so every entry below it has committed.
+    Each entry's queryable columns (kind, actor, subject, time) must say what its hashed content
+    says. ``known``: a tree head kept from an earlier check; the log must still hold it, so
+    entries cut from the end since then are found too.
     """
     pub = key.public_key()
+    if known is not None and known.size > 0:
+        try:
+            pub.verify(known.signature, tree_head_message(known.size, known.root))
+        except InvalidSignature:
+            return VerifyResult(
+                False, 0, Frontier().root(), "the tree head given is not signed by this log's key"
+            )
     state = conn.execute("SELECT size FROM audit_state WHERE id = 1").fetchone()
     state_size = int(state["size"] if isinstance(state, dict) else state[0])  # type: ignore[index]
     frontier = Frontier()
-    for seq, entry, stored_leaf, stored_root, sig in _rows(conn, state_size):
+    for row in _rows(conn, state_size):
+        seq, entry, stored_leaf, stored_root, sig = (
+            row.seq,
+            row.entry,
+            row.leaf,
+            row.root,
+            row.signature,
+        )
         expected = frontier.size
         if seq != expected:
             return _fail(
@@ -154,6 +255,13 @@ def verify(conn: psycopg.Connection, key: Ed25519PrivateKey) -> VerifyResult:
             return _fail(
                 frontier, f"entry {seq} was changed: its content no longer matches its hash", seq
             )
+        column = _columns_differ(row, body)
+        if column is not None:
+            return _fail(
+                frontier,
+                f"entry {seq} was changed: its {column} column no longer says what the entry says",
+                seq,
+            )
         root = frontier.append(leaf)
         if root != stored_root:
             return _fail(frontier, f"entry {seq}: the tree root differs from the one recorded", seq)
@@ -161,10 +269,24 @@ def verify(conn: psycopg.Connection, key: Ed25519PrivateKey) -> VerifyResult:
             pub.verify(sig, tree_head_message(seq + 1, root))
         except InvalidSignature:
             return _fail(frontier, f"entry {seq}: the signed tree head does not verify", seq)
+        if known is not None and frontier.size == known.size and root != known.root:
+            return _fail(
+                frontier,
+                f"the first {known.size} entries differ from the tree head given: the log was"
+                " rewritten",
+                seq,
+            )
     if state_size != frontier.size:
         return _fail(
             frontier,
             f"entries {frontier.size}..{state_size - 1} were removed from the end of the log",
+            frontier.size,
+        )
+    if known is not None and known.size > frontier.size:
+        return _fail(
+            frontier,
+            f"the log holds {frontier.size} entries but the tree head given covers {known.size}:"
+            f" entries {frontier.size}..{known.size - 1} were removed from the end",
             frontier.size,
         )
     return VerifyResult(True, frontier.size, frontier.root())

@@ -299,17 +299,46 @@ def match(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
+def audit_verify(
+    head: Annotated[
+        Path | None,
+        typer.Option(
+            help="a tree head saved earlier by `chopmark audit head`: the log must still hold it",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
     """Recompute the audit log's Merkle tree; exit 1 naming the first bad entry."""
-    from service.audit.log import verify
+    from service.audit.log import TreeHead, verify
 
+    known = None
+    if head is not None:
+        try:
+            known = TreeHead.from_json(json.loads(head.read_text()))
+        except ValueError as exc:
+            raise fail(f"{head}: {exc}") from None
     with runtime() as rt, rt.pool.connection() as conn:
-        result = verify(conn, rt.audit.key)
+        result = verify(conn, rt.audit.key, known)
     if result.ok:
-        console.print(f"audit log intact: {result.size} entries, root {result.root.hex()}")
+        covered = f"; it holds the tree head of {known.size} given" if known else ""
+        console.print(
+            f"audit log intact: {result.size} entries, root {result.root.hex()}{covered}"
+        )
         return
     err_console.print(f"[red]audit log check failed:[/red] {result.problem}")
     raise typer.Exit(1)
+
+
+@audit_app.command("head")
+def audit_head() -> None:
+    """Print the log's newest signed tree head (JSON). Keep it outside the database: a later
+    `chopmark audit verify --head FILE` proves that nothing it covers was removed or changed."""
+    from service.audit.log import latest_head
+
+    with runtime() as rt, rt.pool.connection() as conn:
+        head = latest_head(conn)
+    print(json.dumps(head.to_json()))
 
 
 if __name__ == "__main__":

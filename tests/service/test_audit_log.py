@@ -80,6 +80,57 @@ def test_removed_tail_is_noticed(filled):
     assert not r.ok and r.first_bad_seq == 10 and "removed" in r.problem
 
 
+@pytest.mark.parametrize(
+    ("column", "sql"),
+    [
+        ("actor", "UPDATE audit_log SET actor = 'someone else' WHERE seq = 5"),
+        ("kind", "UPDATE audit_log SET kind = 'other.event' WHERE seq = 5"),
+        ("subject", "UPDATE audit_log SET subject = 's:99' WHERE seq = 5"),
+        ("subject", "UPDATE audit_log SET subject = NULL WHERE seq = 5"),
+        (
+            "created_at",
+            "UPDATE audit_log SET created_at = created_at - interval '1 day' WHERE seq = 5",
+        ),
+    ],
+)
+def test_a_changed_column_is_named_though_the_hashed_entry_is_intact(filled, column, sql):
+    """The columns queries read (who, what, which subject, when) must say what was hashed."""
+    tamper(filled, sql)
+    r = check(filled)
+    assert not r.ok and r.first_bad_seq == 5 and f"its {column} column" in r.problem
+
+
+def test_a_tail_cut_with_the_state_rewound_is_caught_by_a_kept_tree_head(filled):
+    """Cutting the last entries and rewinding audit_state to match leaves a log that checks out
+    on its own; the tree head kept from before does not."""
+    from service.audit.log import latest_head
+
+    with filled.pool.connection() as conn:
+        kept = latest_head(conn)
+        assert kept.size == 12 and verify(conn, filled.audit.key, kept).ok
+        frontier = conn.execute("SELECT frontier FROM audit_state").fetchone()["frontier"]
+    tamper(filled, "DELETE FROM audit_log WHERE seq >= 10")
+    from provenance.merkle import Frontier
+
+    with filled.pool.connection() as conn, conn.transaction():
+        rebuilt = Frontier()
+        for row in conn.execute("SELECT leaf_hash FROM audit_log ORDER BY seq"):
+            rebuilt.append(bytes(row["leaf_hash"]))
+        conn.execute(
+            "UPDATE audit_state SET size = %s, frontier = %s", (rebuilt.size, rebuilt.nodes)
+        )
+    assert frontier is not None
+    assert check(filled).ok  # on its own, the shortened log looks whole
+    with filled.pool.connection() as conn:
+        r = verify(conn, filled.audit.key, kept)
+    assert not r.ok and "entries 10..11 were removed" in r.problem
+
+    forged = type(kept)(kept.size, kept.root, bytes(64))
+    with filled.pool.connection() as conn:
+        r = verify(conn, filled.audit.key, forged)
+    assert not r.ok and "not signed by this log's key" in r.problem
+
+
 def test_reordered_entries_are_named(filled):
     tamper(
         filled,
@@ -132,8 +183,10 @@ def test_concurrent_first_starts_agree_on_one_audit_key(tmp_path):
     path = tmp_path / "keys" / "audit.pem"
     keys, errors = all_at_once([lambda: load_or_create_key(path)] * 6)
     assert not errors, errors
-    raw = {k.public_key().public_bytes(serialization.Encoding.Raw,
-                                       serialization.PublicFormat.Raw) for k in keys}
+    raw = {
+        k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        for k in keys
+    }
     assert len(raw) == 1, "every caller must sign with the one key on disk"
     assert (path.stat().st_mode & 0o777) == 0o600
     assert [p.name for p in path.parent.iterdir()] == ["audit.pem"], "no temp file left"

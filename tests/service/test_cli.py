@@ -93,6 +93,20 @@ def test_artists_create_stores_the_address_alone_as_the_api_does(cli, runtime):
         ]
 
 
+def test_audit_head_kept_then_verified_against(cli, tmp_path: Path):
+    cli("artists", "create", "--name", "Hu", "--email", "hu@example.org")
+    head = json.loads(cli("audit", "head").stdout)
+    assert head["size"] >= 1 and len(head["root"]) == 64 and head["signature"]
+    kept = tmp_path / "head.json"
+    kept.write_text(json.dumps(head))
+    cli("artists", "create", "--name", "Ji", "--email", "ji@example.org")
+    out = cli("audit", "verify", "--head", str(kept))
+    assert "intact" in out.stdout and f"tree head of {head['size']}" in out.stdout
+    kept.write_text(json.dumps({**head, "root": "00" * 32}))
+    bad = cli("audit", "verify", "--head", str(kept), ok=False)
+    assert bad.returncode == 1 and "not signed by this log's key" in bad.stderr
+
+
 def test_db_upgrade_is_idempotent(cli):
     assert "up to date" in cli("db", "upgrade").stdout
 
