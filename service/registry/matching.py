@@ -51,12 +51,22 @@ def match_registry(
 
 
 def record_match_decision(
-    rt: Runtime, actor: str, data: bytes, result: RegistryMatches, context: str
+    rt: Runtime,
+    actor: str,
+    data: bytes,
+    result: RegistryMatches,
+    context: str,
+    user: str | None = None,
 ) -> None:
-    """Append the decision to the audit log: what was asked, what matched, on which index."""
+    """Append the decision to the audit log: what was asked, for which platform user, what
+    matched on which index, and for each match what its artist allowed and whether the user
+    held a licence (the licence's id), so a reviewer can tell from the log why a use was
+    allowed. The subject is the first match's artwork, so the entry is found with its work."""
+    query_sha256 = hashlib.sha256(data).hexdigest()
     entry: dict[str, Any] = {
-        "query_sha256": hashlib.sha256(data).hexdigest(),
+        "query_sha256": query_sha256,
         "context": context,
+        "user": user,
         "index": {"size": result.index_size, "built_to": result.built_to},
         "matches": [
             {
@@ -64,9 +74,12 @@ def record_match_decision(
                 "artist_id": str(m.artwork.artist_id),
                 "decision": m.match.decision,
                 "score": round(m.match.score, 4),
+                "img2img": m.artwork.effective_preferences.get("img2img", "deny"),
+                "licence_id": str(m.license.id) if m.license is not None else None,
             }
             for m in result.matches
         ],
     }
+    subject = f"artwork:{result.matches[0].artwork.id}" if result.matches else None
     with rt.pool.connection() as conn, conn.transaction():
-        rt.audit.append(conn, "match.decided", actor, None, entry)
+        rt.audit.append(conn, "match.decided", actor, subject, entry)

@@ -110,12 +110,29 @@ def test_only_a_licence_in_force_for_img2img_counts(client, runtime, make_key):
 
 
 def test_match_decisions_are_audited(client, runtime, make_key):
+    """With the platform user, what the artist allowed and the licence that applied: a reviewer
+    can tell from the log alone why a use was licensed."""
+    import json
+
     h = auth(make_key("registry", "match"))
     _, works = register(client, h, 141)
     query(client, h, edited(141))
+    lic = client.post(
+        f"/v1/artworks/{works[0]['id']}/licenses",
+        json={"grantee": "alice", "scopes": ["img2img"]},
+        headers=h,
+    ).json()
+    query(client, h, edited(141), user="alice")
     with runtime.pool.connection() as conn:
-        row = conn.execute("SELECT entry FROM audit_log WHERE kind = 'match.decided'").fetchone()
-    assert works[0]["id"].encode() in bytes(row["entry"])
+        rows = conn.execute(
+            "SELECT subject, entry FROM audit_log WHERE kind = 'match.decided' ORDER BY seq"
+        ).fetchall()
+    first, second = (json.loads(bytes(r["entry"]))["data"] for r in rows)
+    assert [r["subject"] for r in rows] == [f"artwork:{works[0]['id']}"] * 2
+    assert first["user"] is None and first["matches"][0]["licence_id"] is None
+    assert first["matches"][0]["artwork_id"] == works[0]["id"]
+    assert first["matches"][0]["img2img"] == "deny"
+    assert second["user"] == "alice" and second["matches"][0]["licence_id"] == lic["id"]
 
 
 def test_a_second_process_sees_new_registrations_within_seconds(client, settings, make_key):

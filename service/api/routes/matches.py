@@ -59,7 +59,7 @@ def match_upload(
     t2 = time.perf_counter()
     result = match_registry(rt, signals, grantee=user)
     t3 = time.perf_counter()
-    record_match_decision(rt, actor, data, result, source)
+    record_match_decision(rt, actor, data, result, source, user)
     t4 = time.perf_counter()
     if timings is not None:
         timings.update(
