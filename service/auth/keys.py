@@ -96,28 +96,37 @@ def list_keys(conn: psycopg.Connection) -> list[ApiKey]:
     return [_from_row(r) for r in rows]
 
 
-def revoke_key(conn: psycopg.Connection, key_id_or_prefix: str) -> ApiKey | None:
+@dataclass(frozen=True)
+class Revocation:
+    key: ApiKey
+    newly: bool  # False: it was revoked already (nothing changed, nothing to audit)
+
+
+def revoke_key(conn: psycopg.Connection, key_id_or_prefix: str) -> Revocation | None:
     """Revoke by prefix, or by id. A prefix is 8 hex digits and may be all decimal digits, so
     a number is tried as a prefix first (an id that long would be a 100-millionth key)."""
     if PREFIX_PATTERN.fullmatch(key_id_or_prefix):
-        row = _revoke_where(conn, "prefix", key_id_or_prefix)
-        if row is not None:
-            return _from_row(row)
+        found = _revoke_where(conn, "prefix", key_id_or_prefix)
+        if found is not None:
+            return found
     if key_id_or_prefix.isdigit():
         return revoke_key_by_id(conn, int(key_id_or_prefix))
     return None
 
 
-def revoke_key_by_id(conn: psycopg.Connection, key_id: int) -> ApiKey | None:
+def revoke_key_by_id(conn: psycopg.Connection, key_id: int) -> Revocation | None:
     if not 0 < key_id < 2**63:
         return None
-    row = _revoke_where(conn, "id", key_id)
-    return _from_row(row) if row else None
+    return _revoke_where(conn, "id", key_id)
 
 
-def _revoke_where(conn: psycopg.Connection, column: str, value: int | str) -> dict | None:
-    return conn.execute(
-        f"UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE {column} = %s"
+def _revoke_where(conn: psycopg.Connection, column: str, value: int | str) -> Revocation | None:
+    row = conn.execute(
+        f"UPDATE api_keys SET revoked_at = now() WHERE {column} = %s AND revoked_at IS NULL"
         f" RETURNING {_COLUMNS}",
         (value,),
     ).fetchone()
+    if row is not None:
+        return Revocation(_from_row(row), True)
+    row = conn.execute(f"SELECT {_COLUMNS} FROM api_keys WHERE {column} = %s", (value,)).fetchone()
+    return Revocation(_from_row(row), False) if row is not None else None

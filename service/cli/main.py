@@ -167,11 +167,20 @@ def keys_list() -> None:
 def keys_revoke(key: Annotated[str, typer.Argument(help="key id or prefix")]) -> None:
     """Revoke an API key."""
     with runtime() as rt, rt.pool.connection() as conn, conn.transaction():
-        rec = revoke_key(conn, key)
-        if rec is None:
+        done = revoke_key(conn, key)
+        if done is None:
             err_console.print(f"[red]error:[/red] no key {key}")
             raise typer.Exit(1)
-        rt.audit.append(conn, "key.revoked", cli_actor(), f"key:{rec.prefix}", {"name": rec.name})
+        rec = done.key
+        if done.newly:
+            rt.audit.append(
+                conn, "key.revoked", cli_actor(), f"key:{rec.prefix}", {"name": rec.name}
+            )
+    if not done.newly:
+        console.print(
+            f"key {rec.id} ({rec.prefix}) {rec.name} was revoked already, at {rec.revoked_at}"
+        )
+        return
     console.print(f"revoked key {rec.id} ({rec.prefix}) {rec.name}")
 
 
@@ -322,9 +331,7 @@ def audit_verify(
         result = verify(conn, rt.audit.key, known)
     if result.ok:
         covered = f"; it holds the tree head of {known.size} given" if known else ""
-        console.print(
-            f"audit log intact: {result.size} entries, root {result.root.hex()}{covered}"
-        )
+        console.print(f"audit log intact: {result.size} entries, root {result.root.hex()}{covered}")
         return
     err_console.print(f"[red]audit log check failed:[/red] {result.problem}")
     raise typer.Exit(1)

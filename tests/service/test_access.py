@@ -214,12 +214,30 @@ def test_a_key_whose_prefix_is_all_digits_is_revoked_by_its_prefix(runtime, make
     with runtime.pool.connection() as conn:
         first, second = conn.execute("SELECT id FROM api_keys ORDER BY id").fetchall()[-2:]
         conn.execute("UPDATE api_keys SET prefix = '12345678' WHERE id = %s", (first["id"],))
-        rec = revoke_key(conn, "12345678")
-        assert rec is not None and rec.id == first["id"] and rec.revoked_at is not None
+        done = revoke_key(conn, "12345678")
+        assert done is not None and done.newly
+        assert done.key.id == first["id"] and done.key.revoked_at is not None
+        again = revoke_key(conn, "12345678")
+        assert again is not None and not again.newly
+        assert again.key.revoked_at == done.key.revoked_at
         by_id = revoke_key(conn, str(second["id"]))
-        assert by_id is not None and by_id.id == second["id"]
+        assert by_id is not None and by_id.key.id == second["id"]
         assert revoke_key(conn, "87654321") is None and revoke_key(conn, "nonsense") is None
     files = {"file": ("a.jpg", b"x", "image/jpeg")}
     assert client.post("/v1/matches", files=files, headers=auth(other)).status_code == 401
     admin = auth(make_key("admin"))
     assert client.delete("/v1/keys/99999999999999999999", headers=admin).status_code == 404
+
+
+def test_revoking_a_revoked_key_again_changes_nothing_and_audits_once(runtime, make_key, client):
+    admin = auth(make_key("admin"))
+    make_key("match", name="victim")
+    with runtime.pool.connection() as conn:
+        victim = conn.execute("SELECT id FROM api_keys WHERE name = 'victim'").fetchone()["id"]
+    first = client.delete(f"/v1/keys/{victim}", headers=admin)
+    again = client.delete(f"/v1/keys/{victim}", headers=admin)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["revoked_at"] == again.json()["revoked_at"]
+    with runtime.pool.connection() as conn:
+        n = conn.execute("SELECT count(*) AS n FROM audit_log WHERE kind = 'key.revoked'")
+        assert n.fetchone()["n"] == 1

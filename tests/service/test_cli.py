@@ -22,7 +22,8 @@ def test_keys_create_prints_the_key_alone_on_the_last_line(cli):
     listing = cli("keys", "list").stdout
     assert "moderation" in listing and "match,moderate" in listing and key not in listing
     prefix = key.split("_")[1]
-    assert "revoked" in cli("keys", "revoke", prefix).stdout
+    assert "revoked key" in cli("keys", "revoke", prefix).stdout
+    assert "was revoked already" in cli("keys", "revoke", prefix).stdout
     bad = cli("keys", "create", "--name", "x", "--scope", "superuser", ok=False)
     assert bad.returncode == 2 and "unknown scope" in bad.stderr
 

@@ -92,8 +92,10 @@ def list_all(rt: RuntimeDep, key: AdminKey) -> list[KeyPublic]:
 )
 def revoke(key_id: int, rt: RuntimeDep, key: AdminKey) -> KeyPublic:
     with rt.pool.connection() as conn, conn.transaction():
-        rec = revoke_key_by_id(conn, key_id)
-        if rec is None:
+        done = revoke_key_by_id(conn, key_id)
+        if done is None:
             raise HTTPException(404, f"no API key {key_id}")
-        rt.audit.append(conn, "key.revoked", key.actor, f"key:{rec.prefix}", {"name": rec.name})
+        rec = done.key
+        if done.newly:  # revoking a revoked key again changes nothing: no second entry
+            rt.audit.append(conn, "key.revoked", key.actor, f"key:{rec.prefix}", {"name": rec.name})
     return KeyPublic.of(rec)
