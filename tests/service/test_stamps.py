@@ -74,7 +74,7 @@ def test_stamp_is_signed_labelled_and_watermarked(client, runtime, stamped):
 
 
 def test_stripped_copy_is_traced_through_watermark_and_fingerprint(client, runtime, stamped):
-    h, _, body, data = stamped
+    h, src, body, data = stamped
     stripped = encode(Image.open(io.BytesIO(data)).convert("RGB"), "JPEG", quality=80)
     assert read_manifest(stripped, "image/jpeg").state == "Absent"
     r = client.post(
@@ -84,6 +84,23 @@ def test_stripped_copy_is_traced_through_watermark_and_fingerprint(client, runti
     matches = r.json()["matches"]
     assert matches[0]["manifestId"] == body["manifest_id"]
     assert 0 <= matches[0]["similarityScore"] <= 100
+    # asked by algorithm: the unmarked original matches by fingerprint only
+    h_jpeg = {**h, "Content-Type": "image/jpeg"}
+    wm_alg = body["watermark"]["alg"]
+    fp_alg = client.get("/sbr/services/supportedAlgorithms", headers=h).json()["fingerprints"][0]
+    original = encode(src, "JPEG", quality=90)
+    for image, alg, found in (
+        (stripped, wm_alg, True),
+        (original, fp_alg["alg"], True),
+        (original, wm_alg, False),
+    ):
+        r = client.post(
+            "/sbr/matches/byContent", params={"alg": alg}, content=image, headers=h_jpeg
+        )
+        ids = [m["manifestId"] for m in r.json()["matches"]]
+        assert (body["manifest_id"] in ids) is found, (alg, ids)
+    too_big = client.post("/sbr/matches/byContent", content=b"\xff" * (3 << 20), headers=h_jpeg)
+    assert too_big.status_code == 413
     store = client.get(f"/sbr/manifests/{body['manifest_id']}", headers=h)
     assert store.status_code == 200
     assert store.headers["content-type"] == "application/c2pa"

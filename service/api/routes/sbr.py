@@ -133,19 +133,28 @@ async def by_content(
     supported = {rt.watermarker.alg, FINGERPRINT_ALG}
     if alg is not None and alg not in supported:
         raise HTTPException(400, f"unsupported alg {alg!r}; see /sbr/services/supportedAlgorithms")
-    data = await request.body()
-    if len(data) > rt.settings.max_upload_bytes:
-        raise HTTPException(
-            413, f"the image is over the limit of {rt.settings.max_upload_bytes} bytes"
-        )
+    limit = rt.settings.max_upload_bytes
+    received = bytearray()
+    async for chunk in request.stream():  # stop reading at the limit, not at the body's end
+        received += chunk
+        if len(received) > limit:
+            raise HTTPException(413, f"the image is over the limit of {limit} bytes")
+    data = bytes(received)
 
     def work() -> SbrResult:
         decoded = decode_image(data, rt.decode_limits, target_side=None)
         res = resolve_image(rt, decoded, limit=max_results)
+        # Asked for one algorithm, answer by it: the watermark (cross-checked by fingerprint),
+        # or the fingerprint alone (which the watermark's answers pass too).
+        found = [
+            o
+            for o in res.outputs
+            if alg != rt.watermarker.alg or o.method == "watermark+fingerprint"
+        ]
         return SbrResult(
             matches=[
                 SbrMatch(manifestId=o.record.manifest_id, similarityScore=round(100 * o.score))
-                for o in res.outputs
+                for o in found
             ]
         )
 
