@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-from service.api.text import RequestModel
+from service.api.text import TITLE_MAX_CHARS, RequestModel, Title
 from service.registry.preferences import Preferences
 from service.registry.records import Artist, Artwork, License
 
@@ -123,7 +123,7 @@ class ArtworkPage(BaseModel):
 class ArtworkUpdate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str | None = Field(default=None, max_length=500)
+    title: Annotated[str | None, Title] = Field(default=None, max_length=TITLE_MAX_CHARS)
     preferences: Preferences | None = None
 
 

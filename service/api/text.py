@@ -29,6 +29,25 @@ def _refuse_nul(value: Any) -> Any:
 # For a form field or parameter: ``Annotated[str | None, Form(...), StorableText]``.
 StorableText = AfterValidator(_refuse_nul)
 
+TITLE_MAX_CHARS = 500
+
+
+def clean_title(value: str | None) -> str | None:
+    """An artwork's title, trimmed; None stays None (no title). ValueError for one that is only
+    white space, too long, or holds a NUL."""
+    if value is None:
+        return None
+    value = _refuse_nul(value).strip()
+    if not value:
+        raise ValueError("a title must hold more than white space (leave it out for none)")
+    if len(value) > TITLE_MAX_CHARS:
+        raise ValueError(f"a title may be at most {TITLE_MAX_CHARS} characters")
+    return value
+
+
+# For a title, in a form or a body: ``Annotated[str | None, ..., Title]``.
+Title = AfterValidator(clean_title)
+
 
 class RequestModel(BaseModel):
     """A request body: every string in it, however nested, must be storable, and numbers

@@ -55,10 +55,15 @@ def _from_row(row: dict) -> ApiKey:
 _COLUMNS = "id, name, prefix, scopes, created_at, revoked_at, last_used_at"
 
 
+KEY_NAME_MAX_CHARS = 200
+
+
 def create_key(conn: psycopg.Connection, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
     """Create a key; return its record and the secret (never stored, shown once)."""
     if not name.strip():
         raise ValueError("a key needs a name")
+    if len(name.strip()) > KEY_NAME_MAX_CHARS or "\x00" in name:
+        raise ValueError(f"a key's name is at most {KEY_NAME_MAX_CHARS} characters, without NUL")
     checked = parse_scopes(scopes)
     prefix = secrets.token_hex(4)
     secret = f"chm_{prefix}_{secrets.token_urlsafe(32)}"

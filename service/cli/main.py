@@ -221,12 +221,14 @@ def register(
     workers: Annotated[int | None, typer.Option(help="fingerprinting processes")] = None,
 ) -> None:
     """Register artworks from files and folders, with a progress bar and a summary."""
+    from service.api.text import clean_title
     from service.cli.register import register_paths
     from service.registry.store import NotFound
 
     try:
         prefs = parse_preferences(preferences)
-    except PreferencesError as exc:
+        title = clean_title(title)  # as the API takes it
+    except (PreferencesError, ValueError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     missing = [p for p in paths if not p.exists()]
@@ -265,6 +267,8 @@ def match(
     from service.registry.picture import registry_match_picture
     from similarity import ImageRejected
 
+    if picture is not None and not picture.parent.is_dir():  # before the match is audited
+        raise fail(f"--picture: the folder {picture.parent} does not exist")
     data = image.read_bytes()
     with runtime(indexes=True) as rt:
         try:

@@ -240,6 +240,22 @@ class AdapterStore:
             adapter = self.get(conn, name)
             if not conn.execute("SELECT 1 FROM artists WHERE id = %s", (artist_id,)).fetchone():
                 raise NotFound(f"no artist {artist_id}")
+            # One open claim per artist and adapter: a second (a retried request, say) would
+            # only wait for the same decision.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"adapter-claim:{adapter.id}:{artist_id}",),
+            )
+            open_claim = conn.execute(
+                "SELECT id FROM adapter_claims WHERE adapter_id = %s AND artist_id = %s"
+                " AND status = 'open'",
+                (adapter.id, artist_id),
+            ).fetchone()
+            if open_claim is not None:
+                raise Conflict(
+                    f"artist {artist_id} already has an open claim ({open_claim['id']}) on"
+                    f" adapter {name!r}; it awaits a decision"
+                )
             row = conn.execute(
                 "INSERT INTO adapter_claims (id, adapter_id, artist_id, reason, created_by)"
                 " VALUES (%s, %s, %s, %s, %s) RETURNING *",

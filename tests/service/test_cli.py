@@ -26,6 +26,8 @@ def test_keys_create_prints_the_key_alone_on_the_last_line(cli):
     assert "was revoked already" in cli("keys", "revoke", prefix).stdout
     bad = cli("keys", "create", "--name", "x", "--scope", "superuser", ok=False)
     assert bad.returncode == 2 and "unknown scope" in bad.stderr
+    long = cli("keys", "create", "--name", "n" * 201, "--scope", "match", ok=False)
+    assert long.returncode == 2 and "at most 200" in long.stderr
 
 
 def test_register_folder_then_match_and_verify(cli, tmp_path: Path):
@@ -120,6 +122,11 @@ def test_register_refuses_unknown_artist_and_bad_preferences(cli, tmp_path):
     artist = cli("artists", "create", "--name", "D", "--email", "d@example.org").stdout.strip()
     out = cli("register", "--artist", artist, "--preferences", "{nope", str(f), ok=False)
     assert out.returncode == 2 and "preferences" in out.stderr
+    for title in ("   ", "t" * 501):
+        out = cli("register", "--artist", artist, "--title", title, str(f), ok=False)
+        assert out.returncode == 2 and "title" in out.stderr
+    out = cli("match", str(f), "--picture", str(tmp_path / "no" / "where.png"), ok=False)
+    assert out.returncode == 2 and "does not exist" in out.stderr and "Traceback" not in out.stderr
 
 
 @pytest.mark.parametrize(

@@ -238,3 +238,23 @@ def test_works_for_an_unknown_artist_are_refused_and_nothing_is_stored(client, m
     assert "artist" in r.json()["detail"].lower()
     with runtime.pool.connection() as conn:
         assert conn.execute("SELECT count(*) AS n FROM artworks").fetchone()["n"] == 0
+
+
+def test_titles_are_trimmed_and_a_blank_or_repeated_one_refused(client, make_key, photo):
+    h = auth(make_key("registry"))
+    artist = new_artist(client, h)
+    r = upload(client, h, artist["id"], photo(980), title="  Harbour  ")
+    assert r.status_code == 201 and r.json()["artworks"][0]["title"] == "Harbour"
+    work = r.json()["artworks"][0]
+    assert upload(client, h, artist["id"], photo(981), title="   ").status_code == 422
+    twice = client.post(
+        f"/v1/artists/{artist['id']}/artworks",
+        files=[("files", ("a.jpg", photo(982), "image/jpeg"))],
+        data={"title": ["One", "Two"]},
+        headers=h,
+    )
+    assert twice.status_code == 422 and "title" in twice.text
+    url = f"/v1/artworks/{work['id']}"
+    assert client.patch(url, json={"title": " "}, headers=h).status_code == 422
+    r = client.patch(url, json={"title": None}, headers=h)
+    assert r.status_code == 200 and r.json()["title"] is None

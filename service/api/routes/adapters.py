@@ -11,7 +11,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.api.deps import AdminKey, RegistryKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody
@@ -61,6 +61,14 @@ class ClaimCreate(RequestModel):
 
     artist_id: UUID
     reason: str = Field(min_length=1, max_length=5000)
+
+    @field_validator("reason")
+    @classmethod
+    def _said(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("reason must say why (more than white space)")
+        return v
 
 
 class ClaimDecision(RequestModel):

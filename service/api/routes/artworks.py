@@ -22,8 +22,8 @@ from service.api.schemas import (
     RegistrationResult,
     Rejected,
 )
-from service.api.text import StorableText
-from service.api.uploads import upload_name
+from service.api.text import TITLE_MAX_CHARS, StorableText, Title
+from service.api.uploads import single_parts, upload_name
 from service.auth.scopes import Scope
 from service.registry.ingest import PreparedImage, insert, prepare, store_files
 from service.registry.preferences import parse_preferences
@@ -35,6 +35,7 @@ _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": 
 
 @router.post(
     "/v1/artists/{artist_id}/artworks",
+    dependencies=[single_parts("title", "preferences")],
     status_code=status.HTTP_201_CREATED,
     response_model=RegistrationResult,
     responses={
@@ -52,7 +53,7 @@ async def register_artworks(
     image_work: ImageWorkDep,
     key: RegistryKey,
     files: Annotated[list[UploadFile], File(description="one or more image files")],
-    title: Annotated[str | None, Form(max_length=500), StorableText] = None,
+    title: Annotated[str | None, Form(max_length=TITLE_MAX_CHARS), Title] = None,
     preferences: Annotated[
         str | None, Form(description='JSON, e.g. {"img2img": "deny"}'), StorableText
     ] = None,

@@ -10,7 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.api.deps import AdminKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody
 from service.api.text import RequestModel
-from service.auth.keys import ApiKey, create_key, list_keys, revoke_key_by_id
+from service.auth.keys import (
+    KEY_NAME_MAX_CHARS,
+    ApiKey,
+    create_key,
+    list_keys,
+    revoke_key_by_id,
+)
 from service.auth.scopes import Scope
 
 router = APIRouter(prefix="/v1/keys", tags=["access"])
@@ -20,7 +26,7 @@ _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 class KeyCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=KEY_NAME_MAX_CHARS)
     scopes: list[Scope] = Field(min_length=1)
 
 
