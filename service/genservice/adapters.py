@@ -240,20 +240,20 @@ class AdapterStore:
             adapter = self.get(conn, name)
             if not conn.execute("SELECT 1 FROM artists WHERE id = %s", (artist_id,)).fetchone():
                 raise NotFound(f"no artist {artist_id}")
-            # One open claim per artist and adapter: a second (a retried request, say) would
-            # only wait for the same decision.
+            # The same claim twice while it is open (a retried request, say) would only wait
+            # for the same decision; another reason is another claim.
             conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 (f"adapter-claim:{adapter.id}:{artist_id}",),
             )
             open_claim = conn.execute(
                 "SELECT id FROM adapter_claims WHERE adapter_id = %s AND artist_id = %s"
-                " AND status = 'open'",
-                (adapter.id, artist_id),
+                " AND status = 'open' AND reason = %s",
+                (adapter.id, artist_id, reason),
             ).fetchone()
             if open_claim is not None:
                 raise Conflict(
-                    f"artist {artist_id} already has an open claim ({open_claim['id']}) on"
+                    f"artist {artist_id} already has this claim open ({open_claim['id']}) on"
                     f" adapter {name!r}; it awaits a decision"
                 )
             row = conn.execute(

@@ -467,7 +467,7 @@ def test_unregistered_and_blocked_adapters_are_refused(gen, make_key, tiny_runne
     )
     assert claim.status_code == 201, claim.text
     for body, status in (
-        ({"artist_id": artist["id"], "reason": "again"}, 409),  # one open claim is enough
+        ({"artist_id": artist["id"], "reason": "trained on my portfolio "}, 409),  # the same
         ({"artist_id": artist["id"], "reason": "   "}, 422),
     ):
         again = client.post("/v1/adapters/copycat/claims", json=body, headers=reg)
