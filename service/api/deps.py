@@ -31,6 +31,7 @@ ImageWorkDep = Annotated[ImageWork, Depends(get_image_work)]
 
 
 def _authenticate(
+    request: Request,
     rt: RuntimeDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
@@ -48,6 +49,7 @@ def _authenticate(
             "invalid or revoked API key",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    request.state.api_key = f"{key.prefix} ({key.name})"  # for the log of a refusal
     return key
 
 
@@ -74,11 +76,12 @@ def require_unless_public(scope: Scope, public: Callable[[Runtime], bool]) -> Ca
     """Like ``require``, but open to everyone when ``public(runtime)`` says so."""
 
     def dependency(
+        request: Request,
         rt: RuntimeDep,
         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
         if not public(rt):
-            _check_scope(_authenticate(rt, creds), scope)
+            _check_scope(_authenticate(request, rt, creds), scope)
 
     dependency.__name__ = f"require_{scope.value}_unless_public"
     return dependency

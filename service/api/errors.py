@@ -8,8 +8,10 @@ import logging
 import psycopg
 import psycopg.errors
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.indexing.bank import IndexNotReady
 from service.registry.preferences import PreferencesError
@@ -48,34 +50,70 @@ def storage_failure(exc: BaseException) -> tuple[int, str] | None:
     return None
 
 
+def refused(request: Request, status: int, why: object) -> None:
+    """One log line for a request answered 4xx: which route, which key, and why (the access log
+    shows the status alone)."""
+    key = getattr(request.state, "api_key", None)
+    log.info(
+        "refused %s %s with %d%s: %s",
+        request.method,
+        request.url.path,
+        status,
+        f" (key {key})" if key else "",
+        why,
+    )
+
+
+# pydantic's message for a malformed UUID quotes the character it stopped at: said plainly.
+_PLAIN_MESSAGES = {"uuid_parsing": "Input should be a valid UUID"}
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if 400 <= exc.status_code < 500:
+            refused(request, exc.status_code, exc.detail)
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # What was wrong and where, without echoing the value: a request may carry megabytes of
         # base64 or a prompt kept private, and a NaN cannot be written back as JSON at all.
         errors = [
-            {"type": e.get("type"), "loc": list(e.get("loc", ())), "msg": e.get("msg")}
+            {
+                "type": e.get("type"),
+                "loc": list(e.get("loc", ())),
+                "msg": _PLAIN_MESSAGES.get(str(e.get("type")), e.get("msg")),
+            }
             for e in exc.errors()
         ]
+        refused(
+            request, 422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        )
         return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(NotFound)
-    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        refused(request, 404, exc)
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(Conflict)
-    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+    async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
+        refused(request, 409, exc)
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(PreferencesError)
-    async def _prefs(_: Request, exc: PreferencesError) -> JSONResponse:
+    async def _prefs(request: Request, exc: PreferencesError) -> JSONResponse:
+        refused(request, 422, exc)
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(ImageRejected)
-    async def _image(_: Request, exc: ImageRejected) -> JSONResponse:
+    async def _image(request: Request, exc: ImageRejected) -> JSONResponse:
+        status = rejection_status(exc)
+        refused(request, status, f"{getattr(exc, 'code', 'invalid_image')}: {exc}")
         return JSONResponse(
             {"detail": str(exc), "code": getattr(exc, "code", "invalid_image")},
-            status_code=rejection_status(exc),
+            status_code=status,
         )
 
     @app.exception_handler(IndexNotReady)

@@ -84,6 +84,7 @@ def serve(
         raise fail(exc) from None
     except psycopg.Error as exc:
         raise database_unusable(exc) from None
+    from service.api.log_config import serve_log_config
     from service.api.metrics_shared import shared_metrics_dir
 
     processes = workers or settings.workers
@@ -96,6 +97,7 @@ def serve(
             workers=processes,
             timeout_graceful_shutdown=settings.shutdown_grace_seconds,
             log_level="info",
+            log_config=serve_log_config(),
         )
 
 

@@ -241,3 +241,22 @@ def test_revoking_a_revoked_key_again_changes_nothing_and_audits_once(runtime, m
     with runtime.pool.connection() as conn:
         n = conn.execute("SELECT count(*) AS n FROM audit_log WHERE kind = 'key.revoked'")
         assert n.fetchone()["n"] == 1
+
+
+def test_a_refusal_is_logged_with_its_reason_and_key(client, make_key, caplog):
+    """The access log has the status alone; the service's log says why, and for which key."""
+    import logging
+
+    h = auth(make_key("match", name="partner-7"))
+    with caplog.at_level(logging.INFO, logger="service.api.errors"):
+        assert client.get("/v1/keys", headers=h).status_code == 403
+        assert client.get("/v1/keys").status_code == 401
+        r = client.get("/v1/artists/not-a-uuid", headers=auth(make_key("registry")))
+    assert r.status_code == 422 and r.json()["detail"][0]["msg"] == "Input should be a valid UUID"
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "service.api.errors"]
+    assert any(
+        "refused GET /v1/keys with 403" in m and "partner-7" in m and "'admin' scope" in m
+        for m in lines
+    ), lines
+    assert any("with 401" in m and "missing API key" in m for m in lines), lines
+    assert any("with 422" in m and "valid UUID" in m for m in lines), lines
