@@ -13,8 +13,22 @@ from service.registry.preferences import Preferences
 from service.registry.records import Artist, Artwork, License
 
 
+class FieldProblem(BaseModel):
+    """One thing wrong with a request's fields (the value itself is not echoed)."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
 class ErrorBody(BaseModel):
-    detail: str
+    """An error: ``detail`` says what was wrong, as a sentence, or for a request whose fields
+    did not validate (422) as a list naming each field. Some answers add fields of their own
+    (``code`` for a refused image, ``rejected`` for a registration whose every file was)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    detail: str | list[FieldProblem]
 
 
 class ArtistCreate(RequestModel):

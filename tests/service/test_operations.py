@@ -83,3 +83,15 @@ def test_opencv_threads_follow_the_setting(settings):
                 rt.close()
     finally:
         cv2.setNumThreads(before)
+
+
+def test_the_documented_error_body_admits_what_a_422_sends(client, make_key):
+    """A field that fails validation is answered with a list under `detail`; the OpenAPI schema
+    of the error body says so."""
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["ErrorBody"]
+    kinds = {alt.get("type") for alt in schema["properties"]["detail"]["anyOf"]}
+    assert kinds == {"string", "array"}
+    h = {"Authorization": f"Bearer {make_key('registry')}"}
+    r = client.post("/v1/artists", json={"display_name": "", "email": "x@example.org"}, headers=h)
+    assert r.status_code == 422 and isinstance(r.json()["detail"], list)
+    assert set(r.json()["detail"][0]) == {"type", "loc", "msg"}
