@@ -80,7 +80,8 @@ def decode_image(
     if len(data) > limits.max_bytes:
         raise ImageRejected(
             "too_large",
-            f"The upload is {len(data)} bytes; the limit is {limits.max_bytes} bytes.",
+            # The caller may have stopped reading at the limit: the true size can be larger.
+            f"The upload is over the limit of {limits.max_bytes} bytes.",
         )
     _let_pillow_open(limits.max_pixels)
     try:
