@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 from provenance.c2pa_io import read_manifest
 from provenance.labels import read_labels
@@ -516,3 +516,43 @@ def test_a_stamp_too_large_to_be_checked_again_is_refused(client, runtime, setti
     )
     assert r.status_code == 201, r.text
     assert r.json()["facts"]["training_mining"]["cawg.ai_training"] == "allowed"
+
+
+def test_our_output_is_not_stamped_again_unless_made_from_it(client, runtime, stamped):
+    """Else any stamp key could put its own name on someone's generation."""
+    stamp_key, _, body, data = stamped
+    again = client.post(
+        "/v1/stamps",
+        files={"file": ("again.png", data, "image/png")},
+        data={
+            "metadata": json.dumps({**META, "generator": "Someone Else", "platform_user": "eve"})
+        },
+        headers=stamp_key,
+    )
+    assert again.status_code == 409 and body["id"] in again.json()["detail"], again.text
+    with runtime.pool.connection() as conn:
+        last = conn.execute(
+            "SELECT kind, subject FROM audit_log ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    assert last["kind"] == "stamp.refused" and last["subject"] == f"output:{body['id']}"
+    # stripped and re-encoded, still ours: refused too
+    stripped = encode(Image.open(io.BytesIO(data)).convert("RGB"), "JPEG", quality=90)
+    r = client.post(
+        "/v1/stamps",
+        files={"file": ("s.jpg", stripped, "image/jpeg")},
+        data={"metadata": json.dumps(META)},
+        headers=stamp_key,
+    )
+    assert r.status_code == 409, r.text
+    # a light rework of it, stamped with it as the parent, goes ahead
+    rework = ImageEnhance.Brightness(Image.open(io.BytesIO(data)).convert("RGB")).enhance(1.05)
+    r = client.post(
+        "/v1/stamps",
+        files={
+            "file": ("r.png", encode(rework, "PNG"), "image/png"),
+            "parent": ("p.png", data, "image/png"),
+        },
+        data={"metadata": json.dumps({**META, "input_was_image": True})},
+        headers=stamp_key,
+    )
+    assert r.status_code == 201, r.text

@@ -13,6 +13,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from provenance.manifest import AdapterFact, GenerationFacts, ParentImage
+from provenance.watermark import WatermarkReading
 from service.api.deps import ImageWorkDep, RuntimeDep, StampKey, scope_doc
 from service.api.schemas import ErrorBody
 from service.api.text import RequestModel, StorableText
@@ -21,9 +22,10 @@ from service.auth.scopes import Scope
 from service.genservice.backends import RuntimeArtworkRegistry
 from service.genservice.inputs import decode_input
 from service.runtime import Runtime
+from service.stamping.resolve import read_watermark, resolve_with_signals
 from service.stamping.stamper import OutputTooLarge, stamp_and_record
 from service.stamping.store import OutputRecord
-from similarity import ImageSignals, compute_signals, decode_image
+from similarity import DecodedImage, ImageSignals, compute_signals, decode_image
 
 router = APIRouter(prefix="/v1/stamps", tags=["provenance"])
 _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
@@ -185,19 +187,17 @@ async def create_stamp(
         _refuse_registered_copy(rt, key.actor, data, signals, meta.platform_user, "image")
         signals.pack()
         parent_image = None
+        parent_signals = None
         if parent_bytes:
             # The input of an img2img: PNG, JPEG or WebP (a manifest ingredient), and under the
             # gate's own rule: not a copy of a work whose artist denies reuse, unless licensed.
             pdec = decode_input("parent", parent_bytes, rt.decode_limits)
+            parent_signals = compute_signals(pdec.image)
             _refuse_registered_copy(
-                rt,
-                key.actor,
-                parent_bytes,
-                compute_signals(pdec.image),
-                meta.platform_user,
-                "parent",
+                rt, key.actor, parent_bytes, parent_signals, meta.platform_user, "parent"
             )
             parent_image = ParentImage(parent_bytes, pdec.media_type)
+        _refuse_restamp(rt, key.actor, data, decoded, signals, parent_signals, meta.platform_user)
         facts = to_facts(meta, parent_image)
         try:
             result = stamp_and_record(
@@ -263,6 +263,54 @@ def _refuse_registered_copy(
         f"this image is a copy of registered artwork {first}, whose artist denies reuse;"
         f" {who}: it cannot be stamped as a generated image",
     )
+
+
+def _refuse_restamp(
+    rt: Runtime,
+    actor: str,
+    data: bytes,
+    decoded: DecodedImage,
+    signals: ImageSignals,
+    parent_signals: ImageSignals | None,
+    user: str | None,
+) -> None:
+    """An image that already is one of our outputs (its watermark names the output and its
+    pixels agree) is not stamped again: a new stamp would attribute someone's generation to
+    whoever asked. An image made from one of our outputs is stamped with that output as its
+    ``parent``: then the parent resolves to the same output, and the stamp goes ahead."""
+    reading, _ = read_watermark(rt, decoded)
+    if not reading.present:
+        return
+    res = resolve_with_signals(rt, reading, signals)
+    if res.watermark_record is None or not res.watermark_consistent:
+        return
+    earlier = res.watermark_record
+    if parent_signals is not None:
+        from_parent = resolve_with_signals(rt, _NO_MARK, parent_signals)
+        if any(o.record.id == earlier.id for o in from_parent.outputs):
+            return
+    with rt.pool.connection() as conn, conn.transaction():
+        rt.audit.append(
+            conn,
+            "stamp.refused",
+            actor,
+            f"output:{earlier.id}",
+            {
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "role": "image",
+                "reason": "already_stamped",
+                "platform_user": user,
+            },
+        )
+    raise HTTPException(
+        409,
+        f"this image already is chopmark output {earlier.id} (its watermark names it and its"
+        " pixels agree): it is not stamped again; an image made from it is stamped with it as"
+        " the `parent`",
+    )
+
+
+_NO_MARK = WatermarkReading(False, None, 0.0, None, {})
 
 
 @router.get(
