@@ -28,6 +28,7 @@ from service.api.routes import (
     stamps,
 )
 from service.api.shutdown import chain_stop_signals
+from service.api.worker_lifetime import end_with_parent
 from service.genservice import GenerationService
 from service.moderation.jobs import start_worker
 from service.runtime import Runtime
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        end_with_parent()  # a worker of `serve --workers N` does not outlive its supervisor
         rt = runtime or await run_in_threadpool(Runtime.open, settings)
         if rt.refresher is None:
             await run_in_threadpool(rt.load_indexes)

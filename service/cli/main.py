@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 from uuid import UUID
@@ -86,8 +87,11 @@ def serve(
         raise database_unusable(exc) from None
     from service.api.log_config import serve_log_config
     from service.api.metrics_shared import shared_metrics_dir
+    from service.api.worker_lifetime import ENV as WORKER_OF
 
     processes = workers or settings.workers
+    if processes > 1:  # its workers end with it, even when it is killed outright
+        os.environ[WORKER_OF] = str(os.getpid())
     with shared_metrics_dir(processes):
         uvicorn.run(
             "service.api.app:create_app",

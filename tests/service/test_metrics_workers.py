@@ -1,6 +1,6 @@
 """`chopmark serve --workers 2`: any worker's /metrics speaks for both. Request counts are summed
 over the workers, each worker's index figures carry its pid, and a killed worker's figures
-leave the scrape while its counts stay."""
+leave the scrape while its counts stay. The workers end with their supervisor."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.service.test_serve import free_port, wait_ready
@@ -104,3 +105,37 @@ def test_metrics_cover_every_worker(settings, tmp_path: Path):
             proc.kill()
     # The shared folder goes with the server.
     assert not list(Path(tempfile.gettempdir()).glob(f"chopmark-metrics-{proc.pid}-*"))
+
+
+def test_workers_end_with_a_supervisor_killed_outright(settings):
+    """kill -9 of `chopmark serve --workers 2` leaves no worker holding the port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHOPMARK_", "PROMETHEUS"))}
+    env |= {
+        "CHOPMARK_DATA_DIR": str(settings.data_dir),
+        "CHOPMARK_DATABASE_URL": settings.database_url,
+    }
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(url, proc)
+        deadline = time.monotonic() + 60
+        while len(workers := index_pids(scrape(url))) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+    finally:
+        proc.kill()
+        proc.wait(30)
+    deadline = time.monotonic() + 40
+    alive = {int(p) for p in workers}
+    while alive:
+        alive = {
+            p for p in alive if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+        }
+        assert time.monotonic() < deadline, f"workers {alive} outlived their supervisor"
+        time.sleep(0.3)
