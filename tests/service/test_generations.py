@@ -181,7 +181,9 @@ def test_the_output_and_the_completed_record_commit_together(gen, runtime, make_
     with runtime.pool.connection() as conn:
         stored = conn.execute(
             "SELECT g.status, o.id AS output FROM generations g JOIN outputs o ON o.id = g.id"
-            " WHERE g.id = %s", (ok.json()["id"],)).fetchone()
+            " WHERE g.id = %s",
+            (ok.json()["id"],),
+        ).fetchone()
     assert stored is not None and stored["status"] == "completed"
 
     real = GenerationStore.record_within
@@ -204,17 +206,20 @@ def test_the_output_and_the_completed_record_commit_together(gen, runtime, make_
     assert kinds.count("generation.completed") == 1 and kinds[-1] == "generation.failed"
 
 
-def test_img2img_on_a_denied_artwork_is_blocked_before_the_model(gen, runtime, make_key):
+def test_img2img_on_a_denied_artwork_is_blocked_before_the_model(gen, runtime, make_key, caplog):
     client, model = gen
     art = photo_like(11, (640, 480))
     work = register_artwork(client, auth(make_key("registry")), art, '{"img2img": "deny"}')
     h = auth(make_key("generate"))
-    r = client.post(
-        "/v1/generations",
-        json=request(init_image=b64(edited_copy(art)), strength=0.6, user="bob"),
-        headers=h,
-    )
+    with caplog.at_level("INFO", logger="service.api.errors"):
+        r = client.post(
+            "/v1/generations",
+            json=request(init_image=b64(edited_copy(art)), strength=0.6, user="bob"),
+            headers=h,
+        )
     assert r.status_code == 403, r.text
+    said = [rec.getMessage() for rec in caplog.records if rec.name == "service.api.errors"]
+    assert any("with 403" in m and r.json()["id"] in m and "blocked" in m for m in said), said
     body = r.json()
     assert body["status"] == "blocked"
     assert [x["code"] for x in body["reasons"]] == ["registered_artwork_denied"]
@@ -425,14 +430,17 @@ def test_adapters_are_hashed_logged_and_applied(gen, runtime, make_key, tiny_run
     )
     assert plain.status_code == 201 and styled.status_code == 201, styled.text
     body = styled.json()
-    assert body["adapters"] == [
-        {
-            "name": "inkwash",  # and not where the server keeps the file
-            "scale": 0.8,
-            "sha256": adapter["sha256"],
-            "autov2": adapter["sha256"][:10],
-        }
-    ]
+    assert (
+        body["adapters"]
+        == [
+            {
+                "name": "inkwash",  # and not where the server keeps the file
+                "scale": 0.8,
+                "sha256": adapter["sha256"],
+                "autov2": adapter["sha256"][:10],
+            }
+        ]
+    )
     row = generation_row(runtime, body["id"])
     assert row["adapters"][0]["sha256"] == adapter["sha256"]
     check = next(d for d in row["decisions"] if d["check"] == "adapter")
@@ -534,8 +542,7 @@ def test_input_images_take_their_turn_in_the_image_work_lane(gen, make_key, monk
     work = client.app.state.image_work
     release = threading.Event()
     holders = [
-        client.portal.start_task_soon(work.run, release.wait)
-        for _ in range(work.status().workers)
+        client.portal.start_task_soon(work.run, release.wait) for _ in range(work.status().workers)
     ]
     answers: dict[str, int] = {}
 

@@ -25,7 +25,7 @@ from generation.pipeline import GenerationOutcome, GenerationRecord, GenerationR
 from generation.schedulers import resolve_scheduler_name
 from provenance.manifest import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINED_ALGORITHMIC_MEDIA
 from service.api.deps import ImageWorkDep, RuntimeDep, require, scope_doc
-from service.api.errors import rejection_status, storage_failure
+from service.api.errors import refused, rejection_status, storage_failure
 from service.api.schemas import ErrorBody
 from service.api.text import RequestModel
 from service.auth.keys import ApiKey
@@ -244,6 +244,13 @@ def _model_notice(svc: GenerationService) -> dict[str, str]:
     return {"model_notice": notice} if notice else {}
 
 
+def _blocked(request: Request, record: GenerationRecord, svc: GenerationService) -> JSONResponse:
+    """The 403 of a blocked generation, logged like any refusal."""
+    body = _blocked_body(record, svc)
+    refused(request, 403, f"generation {record.id} {body['detail']}")
+    return JSONResponse(body, 403)
+
+
 def _blocked_body(record: GenerationRecord, svc: GenerationService) -> dict[str, Any]:
     gate = record.gate
     reasons = record.reasons
@@ -315,6 +322,7 @@ async def _run_queued(svc: GenerationService, req: GenerationRequest, gate: Gate
     summary="Generate an image through the gate, the screen and the stamp (scope: generate)",
 )
 async def create_generation(
+    request: Request,
     body: GenerationCreate,
     rt: RuntimeDep,
     key: GenerateKey,
@@ -333,7 +341,7 @@ async def create_generation(
     if body.run_async:
         if gate.blocked:
             outcome = await run_in_threadpool(pipeline.record_blocked, req, gate)
-            return JSONResponse(_blocked_body(outcome.record, svc), 403)
+            return _blocked(request, outcome.record, svc)
         queued = GenerationRecord(req, "queued", gate=gate)
         await run_in_threadpool(svc.records.record, queued)
         background.add_task(_run_queued, svc, req, gate)
@@ -346,7 +354,7 @@ async def create_generation(
         return JSONResponse(queued_body, 202)
     outcome = await pipeline.run_async(req, gate)
     if outcome.status == "blocked":
-        return JSONResponse(_blocked_body(outcome.record, svc), 403)
+        return _blocked(request, outcome.record, svc)
     if outcome.status == "failed":
         return _failure(outcome, svc)
 
