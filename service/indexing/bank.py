@@ -116,11 +116,23 @@ class BankIndex:
                     break
             self._refreshed_at = time.time()
             self._last_error = None
-        except Exception as exc:  # the reason goes to /readyz; the loop retries
+        except Exception as exc:  # the reason goes to /readyz; the caller says it and retries
             self._last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("refreshing the %s index failed: %s", self.bank, exc)
             raise
         return applied
+
+    def catch_up(self) -> None:
+        """``refresh`` after a change this process committed, so its next match sees it. The
+        change stands whatever happens here: a failure is logged, and the refresher applies the
+        change at its next tick (the caller is not told the change failed)."""
+        try:
+            self.refresh()
+        except Exception as exc:
+            log.warning(
+                "the %s index did not catch up with a committed change (%s); the next refresh will",
+                self.bank,
+                exc,
+            )
 
     def _apply(self, rows: Sequence[tuple]) -> None:
         removes: list[int] = []

@@ -233,7 +233,7 @@ def _stamp_with(
             _discard_after(rt, blob_job, stamped.sha256)
         raise
     lap("commit")
-    rt.banks["output"].refresh()
+    rt.banks["output"].catch_up()
     lap("index")
     return StampResult(record, stamped, verified, signals, lap.parts)
 

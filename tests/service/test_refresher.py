@@ -52,3 +52,16 @@ def test_a_database_away_is_said_once_and_its_return_too(caplog):
         "the database answers again",
     ]
     assert all(r.exc_info is None for r in said)
+
+
+def test_catching_up_after_a_committed_change_never_fails_the_change(settings):
+    """A request whose change committed is not told it failed because the index could not
+    catch up at once (the database went away between): the refresher applies it later."""
+    from psycopg_pool import ConnectionPool
+
+    from service.indexing.bank import BankIndex
+
+    pool = ConnectionPool(settings.database_url, open=False)  # never opened: every use fails
+    bank = BankIndex("artwork", pool, settings.index_dir)
+    bank.catch_up()
+    assert bank.status().last_error

@@ -105,7 +105,7 @@ async def register_artworks(
         return out
 
     stored = await run_in_threadpool(store_all)
-    await run_in_threadpool(rt.banks["artwork"].refresh)
+    await run_in_threadpool(rt.banks["artwork"].catch_up)
     return RegistrationResult(artworks=stored, rejected=rejected)
 
 
@@ -213,5 +213,5 @@ def update_artwork(
 def withdraw_artwork(artwork_id: UUID, rt: RuntimeDep, key: RegistryKey) -> ArtworkPublic:
     with rt.pool.connection() as conn:
         art = rt.registry.withdraw_artwork(conn, key.actor, artwork_id)
-    rt.banks["artwork"].refresh()
+    rt.banks["artwork"].catch_up()
     return ArtworkPublic.of(art)

@@ -133,7 +133,7 @@ async def add_sources(
 
     added = await run_in_threadpool(store_all)
     bank = rt.banks["source"]
-    await run_in_threadpool(bank.refresh)
+    await run_in_threadpool(bank.catch_up)
     state = bank.status()
     return SourcesAdded(
         sources=added,
