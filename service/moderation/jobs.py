@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_FILES = 100
+# A webhook attempt is held this long (the call's timeout and some); a worker that died during
+# it leaves the job to be tried again after.
+WEBHOOK_LEASE_SECONDS = webhooks.TIMEOUT_SECONDS + 20
 MAX_ITEM_ATTEMPTS = 3
 # An item whose check failed waits ITEM_RETRY_SECONDS * 4**(attempts - 1) before the next try;
 # while the policy file cannot be used, items wait POLICY_RETRY_SECONDS and keep their attempts
@@ -304,9 +308,13 @@ class ModerationWorker:
 
     # lifecycle
     def start(self) -> None:
+        """``threads`` threads check items; one more delivers webhooks, so a slow receiver
+        delays no one's checks."""
         self._stop.clear()
-        for i in range(self.threads):
-            t = threading.Thread(target=self._loop, name=f"moderation-worker-{i}", daemon=True)
+        loops = [(f"moderation-worker-{i}", self.process_item) for i in range(self.threads)]
+        loops.append(("moderation-webhooks", self.deliver_webhook))
+        for name, step in loops:
+            t = threading.Thread(target=self._loop, args=(step,), name=name, daemon=True)
             t.start()
             self._threads.append(t)
         _live_workers.add(self)
@@ -322,10 +330,10 @@ class ModerationWorker:
     def wake(self) -> None:
         self._wake.set()
 
-    def _loop(self) -> None:
+    def _loop(self, step: Callable[[], bool]) -> None:
         while not self._stop.is_set():
             try:
-                busy = self.run_once()
+                busy = step()
             except psycopg.OperationalError as exc:  # the database away: a line, not a traceback
                 if self._stop.is_set():
                     return
@@ -430,6 +438,9 @@ class ModerationWorker:
 
     # webhooks
     def deliver_webhook(self) -> bool:
+        """One due webhook: claimed for a while in one short transaction, posted outside any
+        (a slow receiver holds no lock and no connection, so a redelivery request or another
+        worker never waits on it), its outcome recorded in another. False when none was due."""
         rt = self.rt
         with rt.pool.connection() as conn, conn.transaction():
             job = conn.execute(_CLAIM_WEBHOOK).fetchone()
@@ -444,31 +455,43 @@ class ModerationWorker:
                 separators=(",", ":"),
             ).encode()
             attempts = job["webhook_attempts"] + 1
-            allow_private = allow_private_webhooks(rt.settings)
-            try:
-                url = webhooks.check_url(job["webhook_url"], allow_private=allow_private)
-                result = webhooks.post_once(
-                    url,
-                    body,
-                    job["webhook_secret"],
-                    event=WEBHOOK_EVENT,
-                    delivery=f"{job['id']}:{attempts}",
-                    allow_private=allow_private,
-                )
-            except webhooks.WebhookUrlError as exc:
-                result = webhooks.Attempt(False, None, str(exc), False)
-            if result.delivered:
-                state, next_at = "delivered", None
-            elif result.retry and attempts < webhooks.MAX_ATTEMPTS:
-                delay = webhooks.backoff_seconds(attempts, self.webhook_backoff_seconds)
-                state, next_at = "pending", sent_at + timedelta(seconds=delay)
-            else:
-                state, next_at = "failed", None
+            # Held for this attempt: if this process dies mid-call, another tries after this.
             conn.execute(
-                "UPDATE moderation_jobs SET webhook_state = %s, webhook_attempts = %s,"
-                " webhook_next_at = %s, webhook_last_error = %s,"
-                " webhook_delivered_at = CASE WHEN %s THEN now() END WHERE id = %s",
-                (state, attempts, next_at, result.error, result.delivered, job["id"]),
+                "UPDATE moderation_jobs SET webhook_attempts = %s, webhook_next_at = %s"
+                " WHERE id = %s",
+                (attempts, sent_at + timedelta(seconds=WEBHOOK_LEASE_SECONDS), job["id"]),
+            )
+        allow_private = allow_private_webhooks(rt.settings)
+        try:
+            url = webhooks.check_url(job["webhook_url"], allow_private=allow_private)
+            result = webhooks.post_once(
+                url,
+                body,
+                job["webhook_secret"],
+                event=WEBHOOK_EVENT,
+                delivery=f"{job['id']}:{attempts}:{sent_at.strftime('%Y%m%dT%H%M%S%fZ')}",
+                allow_private=allow_private,
+            )
+        except webhooks.WebhookUrlError as exc:
+            result = webhooks.Attempt(False, None, str(exc), False)
+        except Exception as exc:  # whatever it was, it is this attempt's failure, not a loop
+            log.warning("webhook of moderation job %s failed: %r", job["id"], exc)
+            result = webhooks.Attempt(False, None, f"{type(exc).__name__}: {exc}", False)
+        if result.delivered:
+            state, next_at = "delivered", None
+        elif result.retry and attempts < webhooks.MAX_ATTEMPTS:
+            delay = webhooks.backoff_seconds(attempts, self.webhook_backoff_seconds)
+            state, next_at = "pending", sent_at + timedelta(seconds=delay)
+        else:
+            state, next_at = "failed", None
+        with rt.pool.connection() as conn, conn.transaction():
+            # Unless the webhook was asked for again meanwhile (its attempts start over).
+            conn.execute(
+                "UPDATE moderation_jobs SET webhook_state = %s, webhook_next_at = %s,"
+                " webhook_last_error = %s,"
+                " webhook_delivered_at = CASE WHEN %s THEN now() END"
+                " WHERE id = %s AND webhook_attempts = %s AND webhook_state = 'pending'",
+                (state, next_at, result.error, result.delivered, job["id"], attempts),
             )
         return True
 

@@ -8,9 +8,10 @@ with the same ``Idempotency-Key``). A platform verifies a call by computing
 (``verify_signature`` here does exactly that). The body names the job and the time it was sent,
 so a replayed call is recognisable.
 
-Only ``http`` and ``https`` URLs are accepted; redirects are not followed. Outside development,
-addresses in private, loopback, link-local and reserved ranges are refused (unless the operator
-allows them), so a job cannot be used to probe the service's own network. Each delivery resolves
+Only ``http`` and ``https`` URLs with a valid host name are accepted; redirects are not
+followed. Outside development, every address that is not public (private, loopback, link-local,
+reserved, shared carrier-NAT, and IPv6 forms of those) is refused (unless the operator allows
+them), so a job cannot be used to probe the service's own network. Each delivery resolves
 the host once, checks every address, and connects to the checked address itself (the ``Host``
 header and TLS server name stay the URL's), so a name that re-resolves to an inner address
 between the check and the connection (DNS rebinding) gets nowhere.
@@ -54,14 +55,44 @@ def verify_signature(secret: str, body: bytes, header: str | None) -> bool:
 
 
 def _is_inner(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Anything but a public address: private, loopback, link-local, reserved, shared (carrier
+    NAT, 100.64.0.0/10, where some clouds keep their metadata service), benchmarking, and IPv6
+    forms that carry an inner IPv4 address (mapped, 6to4, Teredo)."""
+    if isinstance(addr, ipaddress.IPv6Address):
+        embedded = addr.ipv4_mapped or addr.sixtofour or (addr.teredo[1] if addr.teredo else None)
+        if embedded is not None and _is_inner(embedded):
+            return True
     return (
-        addr.is_private
+        not addr.is_global
+        or addr.is_private
         or addr.is_loopback
         or addr.is_link_local
         or addr.is_reserved
         or addr.is_multicast
         or addr.is_unspecified
     )
+
+
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be a host name or address at all, or None."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in host):
+        return "webhook_url's host holds white space or control characters"
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return "webhook_url's host is not a valid name (an empty or over-long label)"
+    labels = ascii_host.rstrip(".").split(".")
+    if len(ascii_host) > 253 or any(
+        not label or len(label) > 63 or label.startswith("-") or label.endswith("-")
+        for label in labels
+    ):
+        return "webhook_url's host is not a valid name"
+    return None
 
 
 def _resolve(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -72,7 +103,7 @@ def _resolve(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         pass
     try:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError):  # unknown now, or a name that cannot be encoded
         return []
     seen: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
     for info in infos:
@@ -112,6 +143,8 @@ def check_url(url: str, *, allow_private: bool) -> str:
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
         raise WebhookUrlError(f"webhook_url is longer than {MAX_URL_LENGTH} characters")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise WebhookUrlError("webhook_url holds white space or control characters")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise WebhookUrlError("webhook_url must be an http or https URL")
@@ -120,9 +153,14 @@ def check_url(url: str, *, allow_private: bool) -> str:
     if parts.username or parts.password:
         raise WebhookUrlError("webhook_url must not carry credentials")
     try:
-        _ = parts.port
+        port = parts.port
     except ValueError:
         raise WebhookUrlError("webhook_url has an invalid port") from None
+    if port == 0:
+        raise WebhookUrlError("webhook_url has an invalid port")
+    problem = _host_problem(parts.hostname)
+    if problem:
+        raise WebhookUrlError(problem)
     if not allow_private and _address_is_private(parts.hostname):
         raise WebhookUrlError("webhook_url points at a private or local address")
     return url
@@ -158,6 +196,8 @@ def post_once(
         return Attempt(False, None, str(exc), False)
     except OSError as exc:
         return Attempt(False, None, f"{type(exc).__name__}: {exc}", True)
+    except ValueError as exc:  # a URL that cannot be called at all: no retry helps
+        return Attempt(False, None, f"{type(exc).__name__}: {exc}", False)
     headers = {
         **pin_headers,
         "Content-Type": "application/json",
@@ -174,6 +214,8 @@ def post_once(
             r = client.send(request)
     except httpx.HTTPError as exc:
         return Attempt(False, None, f"{type(exc).__name__}: {exc}", True)
+    except (ValueError, TypeError) as exc:  # httpx refusing the URL or a header
+        return Attempt(False, None, f"{type(exc).__name__}: {exc}", False)
     if 200 <= r.status_code < 300:
         return Attempt(True, r.status_code, None, False)
     retry = r.status_code in (408, 429) or r.status_code >= 500

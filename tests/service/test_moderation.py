@@ -678,7 +678,16 @@ def test_a_finished_jobs_webhook_can_be_sent_again(mclient, runtime, make_key):
 
 
 @pytest.mark.parametrize(
-    "url", ["ftp://127.0.0.1/x", "file:///etc/passwd", "http://user:pw@example.org/", "nope"]
+    "url",
+    [
+        "ftp://127.0.0.1/x",
+        "file:///etc/passwd",
+        "http://user:pw@example.org/",
+        "nope",
+        "http://a..b/h",
+        "http://" + "a" * 64 + ".example/h",
+        "http://exa mple.com/",
+    ],
 )
 def test_batch_refuses_non_http_webhooks(mclient, make_key, url):
     r = mclient.post(
@@ -880,3 +889,74 @@ def test_check_command_prints_verdicts_and_json(mclient, settings, make_key, tmp
     for name, verdict in (("copy", "block"), ("other", "allow")):
         picture = Image.open(shots / f"{name}.png")
         assert picture.convert("RGB").getpixel((2, 2)) == VERDICT_COLOURS[verdict]
+
+
+def test_a_webhook_that_cannot_be_called_fails_alone_and_jams_nothing(mclient, runtime, make_key):
+    """A URL stored before the checks that now refuse it (or one that fails in a way nobody
+    foresaw) ends its own webhook as failed; another job's webhook is delivered meanwhile."""
+    h = auth(make_key("moderate"))
+    files = [("files", ("a.jpg", encode(photo_like(9971)), "image/jpeg"))]
+    with Receiver([200]) as rx:
+        bad = mclient.post(
+            "/v1/moderation/batch", files=files, data={"webhook_url": rx.url}, headers=h
+        )
+        with runtime.pool.connection() as conn:  # as an older version let it in
+            conn.execute(
+                "UPDATE moderation_jobs SET webhook_url = %s WHERE id = %s",
+                ("http://" + "a" * 64 + ".example/h", bad.json()["id"]),
+            )
+        good = mclient.post(
+            "/v1/moderation/batch",
+            files=[("files", ("b.jpg", encode(photo_like(9972)), "image/jpeg"))],
+            data={"webhook_url": rx.url},
+            headers=h,
+        )
+        rx.wait(1)
+        assert good.json()["id"].encode() in rx.calls[0][1]
+    deadline = time.monotonic() + 20
+    while True:
+        job = mclient.get(f"/v1/moderation/jobs/{bad.json()['id']}", headers=h).json()
+        if job["webhook"]["state"] == "failed":
+            break
+        assert time.monotonic() < deadline, job["webhook"]
+        time.sleep(0.1)
+    assert job["webhook"]["attempts"] == 1 and "valid name" in job["webhook"]["last_error"]
+
+
+def test_a_slow_webhook_receiver_delays_no_ones_checks(mclient, make_key):
+    """The receiver sleeps for 4 s; another platform's batch finishes meanwhile."""
+
+    class Slow(Receiver):
+        def __init__(self) -> None:
+            super().__init__([200])
+            handler = self.server.RequestHandlerClass
+            original = handler.do_POST
+
+            def slow_post(handler_self) -> None:
+                time.sleep(4)
+                original(handler_self)
+
+            handler.do_POST = slow_post
+
+    a, b = auth(make_key("moderate", name="a")), auth(make_key("moderate", name="b"))
+    with Slow() as rx:
+        first = mclient.post(
+            "/v1/moderation/batch",
+            files=[("files", ("a.jpg", encode(photo_like(9973)), "image/jpeg"))],
+            data={"webhook_url": rx.url},
+            headers=a,
+        ).json()
+        wait_job(mclient, a, first["id"])
+        time.sleep(0.5)  # its webhook is being posted now
+        started = time.monotonic()
+        second = mclient.post(
+            "/v1/moderation/batch",
+            files=[("files", ("b.jpg", encode(photo_like(9974)), "image/jpeg"))],
+            headers=b,
+        ).json()
+        wait_job(mclient, b, second["id"])
+        took = time.monotonic() - started
+        redo = mclient.post(f"/v1/moderation/jobs/{first['id']}/webhook", headers=a)
+        assert redo.status_code == 202 and time.monotonic() - started < 3.0
+        rx.wait(1, timeout=15)
+    assert took < 3.0, took

@@ -94,3 +94,48 @@ def test_a_receiver_down_for_half_an_hour_still_gets_the_result():
     waits = [webhooks.backoff_seconds(n, 2.0) for n in range(1, webhooks.MAX_ATTEMPTS)]
     assert waits[:3] == [2.0, 4.0, 8.0] and max(waits) == 600.0
     assert 30 * 60 < sum(waits) < 60 * 60
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "100.64.0.1",
+        "100.100.100.200",
+        "198.18.0.1",
+        "2002:7f00:1::1",
+        "::ffff:10.0.0.1",
+        "127.0.0.1",
+        "169.254.169.254",
+        "fd00::1",
+        "0.0.0.0",
+    ],
+)
+def test_every_address_that_is_not_public_is_inner(address):
+    import ipaddress
+
+    assert webhooks._is_inner(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "2606:4700::1111", "2002:808:808::1"])
+def test_public_addresses_are_not_inner(address):
+    import ipaddress
+
+    assert not webhooks._is_inner(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://" + "a" * 64 + ".example/h", "not a valid name"),
+        ("http://a..b/h", "not a valid name"),
+        ("http://-bad-.example/", "not a valid name"),
+        ("http://exa mple.com/", "white space"),
+        ("http://x.example/h\r\nX-Inj: 1", "control characters"),
+        ("http://127.0.0.1:0/", "invalid port"),
+    ],
+)
+def test_urls_that_can_never_be_called_are_refused_at_once(url, says):
+    """Even where inner addresses are allowed (development): such a URL was accepted, then
+    retried for half an hour, or jammed the delivery of every webhook behind it."""
+    with pytest.raises(webhooks.WebhookUrlError, match=says):
+        webhooks.check_url(url, allow_private=True)
