@@ -147,15 +147,20 @@ def later_frames(
     """For an animated or multi-page image (GIF, WebP, APNG, TIFF): its frame count, and up to
     ``most`` frames after the first, evenly spaced, decoded as :func:`decode_image` decodes
     the first (full size, EXIF orientation applied). ``(1, [])`` for a single frame. Call it on
-    bytes :func:`decode_image` accepted; a frame that cannot be decoded ends the list there."""
+    bytes :func:`decode_image` accepted; a frame that cannot be decoded ends the list there.
+    Where reaching a frame means decoding those before it (GIF, APNG, WebP), only the frames
+    within ``max_pixels`` decoded pixels are sampled."""
     _let_pillow_open(limits.max_pixels)
     with Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS)) as im:
         total = int(getattr(im, "n_frames", 1) or 1)
         if total <= 1 or most <= 0 or im.format == "MPO":  # MPO: the other pictures are views
             return total, []
         orientation = _orientation(im)
-        count = min(most, total - 1)
-        wanted = sorted({int(i) for i in np.linspace(1, total - 1, count).round()})
+        last = min(total - 1, _reachable_frame(im, limits.max_pixels))
+        if last < 1:
+            return total, []
+        count = min(most, last)
+        wanted = sorted({int(i) for i in np.linspace(1, last, count).round()})
         frames: list[tuple[int, Image.Image]] = []
         for index in wanted:
             try:
@@ -171,6 +176,16 @@ def later_frames(
                 pixels = _apply_orientation(pixels, orientation)
             frames.append((index, pixels))
         return total, frames
+
+
+def _reachable_frame(im: Image.Image, budget_pixels: int) -> int:
+    """The last frame index worth seeking to. GIF, APNG and WebP decode every frame on the way
+    to the one sought, so a small file of many large frames could cost minutes of CPU: the
+    frames passed through stay within one picture's pixel limit. TIFF seeks directly."""
+    if im.format == "TIFF":
+        return 1 << 30
+    frame_pixels = max(1, im.size[0] * im.size[1])
+    return max(0, budget_pixels // frame_pixels - 1)
 
 
 def _let_pillow_open(max_pixels: int) -> None:

@@ -180,6 +180,19 @@ def test_later_frames_are_spaced_evenly_to_the_last() -> None:
     assert later_frames(single.getvalue()) == (1, [])
 
 
+def test_frames_reached_only_through_others_stay_within_one_pictures_pixels() -> None:
+    """A GIF decodes every frame on the way to the one sought: 400 large frames in a small
+    file cost seconds each check. The frames sampled stay within the pixel limit."""
+    from similarity import later_frames
+
+    frames = [Image.new("RGB", (1000, 1000), (i % 250, 90, 30)) for i in range(60)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    limits = DecodeLimits(max_pixels=20_000_000)  # 20 frames of 1 MP
+    total, got = later_frames(buf.getvalue(), limits, most=7)
+    assert total == 60 and got and max(i for i, _ in got) <= 19
+
+
 @pytest.mark.parametrize(
     ("mode", "fmt"),
     [
