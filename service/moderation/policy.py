@@ -105,7 +105,7 @@ class Policy:
         return {
             "name": self.name,
             "version": self.version,
-            "source": self.source,
+            "source": Path(self.source).name if self.source else None,  # not the server's path
             "key_override": self.key_override,
             "rules": dict(self.rules),
             "thresholds": dict(self.thresholds),
@@ -169,15 +169,22 @@ def _thresholds(raw: Any, where: str) -> dict[str, float]:
     return out
 
 
+def _label(value: object, where: str) -> str:
+    """A policy's name as checks record it: text, not blank, without control characters."""
+    if not isinstance(value, str) or not value.strip():
+        raise PolicyError(f"{where} must be a non-empty string")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > 200:
+        raise PolicyError(f"{where} must be at most 200 characters, without control characters")
+    return value
+
+
 def parse_policy(data: Mapping[str, Any], source: str) -> PolicyFile:
     """Validate a policy document (already parsed from TOML or JSON)."""
     known = {"name", "rules", "thresholds", "keys"}
     extra = set(data) - known
     if extra:
         raise PolicyError(f"unknown top-level entries: {', '.join(sorted(extra))}")
-    name = data.get("name", "default")
-    if not isinstance(name, str) or not name.strip():
-        raise PolicyError("name must be a non-empty string")
+    name = _label(data.get("name", "default"), "name")
     base = Policy(
         name=name,
         rules={**DEFAULT_RULES, **_rules(data.get("rules"), "rules")},
@@ -193,8 +200,8 @@ def parse_policy(data: Mapping[str, Any], source: str) -> PolicyFile:
         if not isinstance(body, dict) or set(body) - {"name", "rules", "thresholds"}:
             raise PolicyError(f"{where}: may hold only name, rules and thresholds")
         label = body.get("name")
-        if label is not None and not isinstance(label, str):
-            raise PolicyError(f"{where}.name must be a string")
+        if label is not None:
+            label = _label(label, f"{where}.name")
         overrides[str(ident)] = (
             _rules(body.get("rules"), f"{where}.rules"),
             _thresholds(body.get("thresholds"), f"{where}.thresholds"),
@@ -485,14 +492,18 @@ def decide(policy: Policy, findings: Findings) -> Decision:
         *_source_reasons(policy, findings),
     ]
     if not reasons:
+        below = [h for h in findings.registry if h.decision == "copy"] + [
+            h for h in findings.sources if h.decision == "copy"
+        ]
+        message = (
+            "no registered artwork, chopmark output, training source or invalid manifest found"
+            if not below
+            else f"{len(below)} copy match(es) scored below the policy's thresholds"
+            f" (registry_min_score {policy.thresholds['registry_min_score']},"
+            f" source_min_score {policy.thresholds['source_min_score']}): none decides"
+        )
         reasons.append(
-            Reason(
-                "none",
-                None,
-                "allow",
-                "no registered artwork, chopmark output, training source or invalid manifest found",
-                {"manifest_state": findings.manifest_state},
-            )
+            Reason("none", None, "allow", message, {"manifest_state": findings.manifest_state})
         )
     reasons.sort(key=lambda r: -SEVERITY[r.action])
     verdict = max((r.action for r in reasons), key=SEVERITY.__getitem__)

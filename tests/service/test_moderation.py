@@ -463,7 +463,7 @@ def test_policy_file_and_per_key_override(mclient, make_key, tmp_path, monkeypat
 
     shown = mclient.get("/v1/moderation/policy", headers=h).json()
     assert shown["name"] == "community" and shown["rules"]["registered_copy"] == "review"
-    assert shown["source"] == str(policy) and "registered_copy" in shown["rule_descriptions"]
+    assert shown["source"] == policy.name and "registered_copy" in shown["rule_descriptions"]
     strict = mclient.get("/v1/moderation/policy", headers=auth(strict_secret)).json()
     assert strict["key_override"] == prefix and strict["rules"]["registered_copy"] == "block"
     assert strict["version"] != shown["version"]
@@ -476,6 +476,10 @@ def test_policy_file_and_per_key_override(mclient, make_key, tmp_path, monkeypat
     policy.write_text('[rules]\nregistered_copy = "maybe"\n')
     r = mclient.post("/v1/moderation/check", files={"file": ("q.jpg", edited(621))}, headers=h)
     assert r.status_code == 503 and "registered_copy" in r.json()["detail"]
+    assert str(policy.parent) not in r.text and r.headers["Retry-After"] == "5"
+    policy.write_text('name = "x\\u0000y"\n')  # a name no record can hold
+    r = mclient.post("/v1/moderation/check", files={"file": ("q.jpg", edited(621))}, headers=h)
+    assert r.status_code == 503 and "control characters" in r.json()["detail"]
 
 
 # ---- bad input ----------------------------------------------------------------------------

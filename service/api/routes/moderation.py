@@ -3,6 +3,7 @@ Scope: ``moderate``."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -35,6 +36,7 @@ from service.moderation.policy import POLICIES, Policy, PolicyError
 from service.runtime import Runtime
 
 router = APIRouter(prefix="/v1/moderation", tags=["moderation"])
+log = logging.getLogger(__name__)
 _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 _UPLOAD_ERRORS = {
     **_ERRORS,
@@ -48,7 +50,10 @@ Verdict = Literal["allow", "review", "block"]
 
 
 class ReasonPublic(BaseModel):
-    signal: str = Field(description="registry, c2pa, watermark, ai_generated, training_sources")
+    signal: str = Field(
+        description="registry, c2pa, watermark, ai_generated, training_sources; none when nothing"
+        " was found (the one reason of a plain allow)"
+    )
     rule: str | None = Field(description="the policy rule that applies (see /policy)")
     action: Verdict
     message: str
@@ -146,7 +151,8 @@ class ModerationResult(BaseModel):
     training_sources: dict[str, Any] = Field(description='{"available": false} without a bank')
     labels: dict[str, Any]
     frames: FramesPublic | None = Field(
-        default=None, description="frames of an animated or multi-page image, and those matched"
+        default=None,
+        description="the frames in the file (1 for a still image) and those matched",
     )
     timings: dict[str, float] = Field(description="milliseconds per stage")
 
@@ -213,7 +219,14 @@ def _policy(rt: Runtime, key: ApiKey) -> Policy:
     try:
         return POLICIES.for_key(rt.settings, key.prefix, key.name)
     except PolicyError as exc:
-        raise HTTPException(503, f"moderation is unavailable: {exc}") from None
+        log.error("the moderation policy cannot be used: %s", exc)
+        said = str(exc)
+        path = POLICIES.path_for(rt.settings)
+        if path is not None:  # the file's name, not where the server keeps it
+            said = said.replace(str(path), path.name)
+        raise HTTPException(
+            503, f"moderation is unavailable: {said}", headers={"Retry-After": "5"}
+        ) from None
 
 
 def _owner(key: ApiKey) -> int | None:
