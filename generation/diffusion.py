@@ -235,9 +235,12 @@ class DiffusionRunner:
     def _generate(
         self, params: GenerationParams, ahead: int, admit: Admit | None = None
     ) -> DiffusionResult:
-        waited = not self._run_lock.acquire(blocking=False)
-        if waited:
+        # Waited: queued behind another request (on the worker, as every async one is) or held
+        # up by one that got the model first (a synchronous caller).
+        free = self._run_lock.acquire(blocking=False)
+        if not free:
             self._run_lock.acquire()
+        waited = ahead > 0 or not free
         try:
             self._refuse_if_stopping()
             if admit is not None:

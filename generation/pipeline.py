@@ -454,7 +454,12 @@ class GenerationPipeline:
 
     def _fail(self, record: GenerationRecord, stage: Stage, exc: BaseException):
         record.status, record.stage = "failed", stage
-        record.error = f"{type(exc).__name__}: {exc}"
+        # The first line says what failed; what follows in some messages (a database's detail,
+        # context and the statement it ran) is for the operator's log, not the record.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        record.error = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        if str(exc).strip() != first:
+            log.warning("generation %s failed at %s: %r", record.id, stage, exc)
         try:
             self._timed(record, "record", self.recorder.record, record)
         except Exception:

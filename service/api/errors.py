@@ -120,6 +120,23 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _not_ready(_: Request, exc: IndexNotReady) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
+    async def _collided(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        # lost a deadlock or a serialisation race: rolled back whole, and safe to send again
+        log.warning(
+            "%s %s: lost a race with a concurrent change: %s",
+            request.method,
+            request.url.path,
+            str(exc).splitlines()[0] if str(exc) else exc,
+        )
+        return JSONResponse(
+            {"detail": "the request collided with a concurrent change; nothing was kept, retry it"},
+            status_code=409,
+            headers={"Retry-After": "1"},
+        )
+
+    app.add_exception_handler(psycopg.errors.DeadlockDetected, _collided)
+    app.add_exception_handler(psycopg.errors.SerializationFailure, _collided)
+
     @app.exception_handler(psycopg.errors.DiskFull)
     async def _database_full(request: Request, exc: psycopg.errors.DiskFull) -> JSONResponse:
         # the database's own disk (the data folder, for the embedded one) is full: an operator

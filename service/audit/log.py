@@ -28,7 +28,11 @@ def canonical_json(value: Any) -> bytes:
 
 
 def lock_for_change(conn: psycopg.Connection) -> tuple[int, list[bytes]]:
-    """Take the log's lock for the rest of the transaction; return its size and frontier."""
+    """Take the log's lock for the rest of the transaction; return its size and frontier.
+
+    Lock order: a transaction that locks other rows (``FOR NO KEY UPDATE``) and then appends
+    takes this lock first, before those rows; appending after inserts holds it while foreign
+    keys take their share locks. Both ways, no two writers wait on each other in a circle."""
     row = conn.execute("SELECT size, frontier FROM audit_state WHERE id = 1 FOR UPDATE").fetchone()
     assert row is not None, "audit_state row missing: run migrations"
     if isinstance(row, dict):

@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 
 from generation.gate import RegisteredAdapter
 from service.atomic_files import place_copy
-from service.audit.log import AuditLog
+from service.audit.log import AuditLog, lock_for_change
 from service.blobs import FileBlobStore, renew_if_present
 from service.registry.store import Conflict, NotFound
 
@@ -296,9 +296,10 @@ class AdapterStore:
     ) -> tuple[AdapterClaim, AdapterRecord]:
         """Uphold (the adapter is blocked) or reject an open claim."""
         with conn.transaction():
+            lock_for_change(conn)  # the audit lock first, always (see lock_for_change)
             adapter = self.get(conn, name)
             row = conn.execute(
-                "SELECT * FROM adapter_claims WHERE id = %s AND adapter_id = %s FOR UPDATE",
+                "SELECT * FROM adapter_claims WHERE id = %s AND adapter_id = %s FOR NO KEY UPDATE",
                 (claim_id, adapter.id),
             ).fetchone()
             if row is None:

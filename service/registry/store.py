@@ -11,7 +11,7 @@ from uuid import UUID, uuid4
 import psycopg
 from psycopg.types.json import Jsonb
 
-from service.audit.log import AuditLog, next_change_seq
+from service.audit.log import AuditLog, lock_for_change, next_change_seq
 from service.registry.records import Artist, Artwork, License
 
 _ARTWORK_SELECT = (
@@ -104,8 +104,10 @@ class RegistryStore:
     ) -> Artist:
         """Set some default choices and remove those in ``clear`` (they fall back to deny)."""
         with conn.transaction():
+            lock_for_change(conn)  # the audit lock first, always (see lock_for_change)
             before = conn.execute(
-                "SELECT default_preferences FROM artists WHERE id = %s FOR UPDATE", (artist_id,)
+                "SELECT default_preferences FROM artists WHERE id = %s FOR NO KEY UPDATE",
+                (artist_id,),
             ).fetchone()
             if before is None:
                 raise NotFound(f"no artist {artist_id}")
@@ -139,7 +141,10 @@ class RegistryStore:
     def _artwork_for_update(self, conn: psycopg.Connection, artwork_id: UUID) -> Artwork:
         """The artwork, its row locked until the transaction ends: concurrent changes queue, so
         none is lost and each audit entry's `before` is what the one before it left."""
-        row = conn.execute(f"{_ARTWORK_SELECT} WHERE w.id = %s FOR UPDATE OF w", (artwork_id,))
+        lock_for_change(conn)  # the audit lock first, always (see lock_for_change)
+        row = conn.execute(
+            f"{_ARTWORK_SELECT} WHERE w.id = %s FOR NO KEY UPDATE OF w", (artwork_id,)
+        )
         found = row.fetchone()
         if found is None:
             raise NotFound(f"no artwork {artwork_id}")
@@ -231,6 +236,7 @@ class RegistryStore:
             # The same bytes for the same artist, registered at once twice: the second waits for
             # the first, then finds it (instead of failing on the unique key).
             _lock(conn, f"artwork:{artist_id}:{sha256}")
+            lock_for_change(conn)  # before reading: a change committed meanwhile is seen
             existing = self.find_artwork(conn, artist_id, sha256)
             if existing is not None and existing.status == "active":
                 return existing, False
@@ -419,8 +425,9 @@ class RegistryStore:
         self, conn: psycopg.Connection, actor: str, artwork_id: UUID, license_id: UUID
     ) -> License:
         with conn.transaction():
+            lock_for_change(conn)  # the audit lock first, always (see lock_for_change)
             locked = conn.execute(
-                "SELECT * FROM licenses WHERE id = %s AND artwork_id = %s FOR UPDATE",
+                "SELECT * FROM licenses WHERE id = %s AND artwork_id = %s FOR NO KEY UPDATE",
                 (license_id, artwork_id),
             ).fetchone()
             if locked is None:

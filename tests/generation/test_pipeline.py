@@ -264,8 +264,7 @@ def test_txt2img_runs_every_stage_and_the_output_is_signed(rig: Rig, credentials
     record = outcome.record
     assert outcome.status == "completed" and rig.model.call_count == 1
     assert rig.recorder.records == [("running", None), ("completed", None)]
-    assert set(record.timings) == {"gate", "diffuse", "screen", "stamp", "record",
-                                   "record_started"}
+    assert set(record.timings) == {"gate", "diffuse", "screen", "stamp", "record", "record_started"}
     assert record.model is not None and record.model.is_default_tiny
     data = rig.stamper.files[record.id]
     report = read_manifest(data, "image/png", credentials.trust_anchors_pem)
@@ -508,6 +507,45 @@ def test_an_adapter_blocked_while_a_request_waits_for_the_model_stops_it(
     assert [r["code"] for r in outcome.record.reasons] == ["adapter_blocked"]
     assert rig.recorder.records == [("running", None), ("blocked", "gate")]
     assert "gate_again" in outcome.record.timings
+
+
+def test_an_async_request_queued_behind_another_is_gated_again(rig: Rig, runner, tmp_path: Path):
+    """As the API runs them: every request goes through the runner's one worker, so a request
+    waits in its queue, not on the model's lock. One queued behind another is gated again."""
+    import asyncio
+    import threading
+
+    _register(rig, runner, tmp_path, "ink")
+    outcomes = {}
+
+    async def both() -> None:
+        first = asyncio.ensure_future(rig.pipeline.run_async(ask()))
+        while runner.queue_depth < 1:
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(
+            rig.pipeline.run_async(ask(adapters=(AdapterRequest("ink", 0.7),)))
+        )
+        while runner.queue_depth < 2:
+            await asyncio.sleep(0.01)
+        ink = rig.adapters.known["ink"]
+        rig.adapters.known["ink"] = dataclasses.replace(
+            ink, status="blocked", status_reason="claim upheld"
+        )
+        held.release()  # the model is let go: the first runs, then the second's turn comes
+        outcomes["first"], outcomes["second"] = await first, await second
+
+    held = threading.Lock()
+    held.acquire()
+    with runner._run_lock:  # the model busy while both queue
+        loop = threading.Thread(target=lambda: asyncio.run(both()))
+        loop.start()
+        acquired = held.acquire(timeout=60)
+        assert acquired, "the requests never queued"
+    loop.join(120)
+    assert outcomes["first"].status == "completed"
+    second = outcomes["second"]
+    assert second.status == "blocked" and second.record.stage == "gate"
+    assert [r["code"] for r in second.record.reasons] == ["adapter_blocked"]
 
 
 def test_an_artwork_registered_while_a_request_waits_for_the_model_stops_its_img2img(

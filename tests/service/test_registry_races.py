@@ -118,3 +118,75 @@ def test_preferences_nested_too_deeply_are_refused_with_a_message(client, make_k
     deep = "[" * 100_000 + "]" * 100_000
     r = upload(client, h, artist["id"], photo(971), preferences=deep)
     assert r.status_code == 422 and "nested too deeply" in r.text
+
+
+def test_changes_to_an_artist_and_its_works_at_once_never_deadlock(client, make_key, photo):
+    """Every writer takes the audit lock before the rows it changes: an artist's defaults
+    changed while works are registered for that artist, and works changed and withdrawn while
+    they are registered again, all succeed (they were answered 503 when a deadlock was lost)."""
+    h = auth(make_key("registry"))
+    artist = new_artist(client, h)
+    url = f"/v1/artists/{artist['id']}"
+    work = upload(client, h, artist["id"], photo(990)).json()["artworks"][0]
+    w_url = f"/v1/artworks/{work['id']}"
+    for rnd in range(4):
+        choice = "allow" if rnd % 2 else "deny"
+        calls = [
+            lambda c=choice: client.patch(
+                url, json={"default_preferences": {"style": c}}, headers=h
+            ),
+            lambda r=rnd: upload(client, h, artist["id"], photo(991 + 2 * r)),
+            lambda r=rnd: upload(client, h, artist["id"], photo(992 + 2 * r)),
+            lambda c=choice: client.patch(w_url, json={"preferences": {"training": c}}, headers=h),
+            lambda: client.delete(w_url, headers=h),
+            lambda: upload(client, h, artist["id"], photo(990)),
+        ]
+        answers, errors = all_at_once(calls)
+        assert not errors, errors
+        assert all(r.status_code in (200, 201) for r in answers), [r.text for r in answers]
+
+
+def test_a_writer_waits_for_the_audit_lock_before_locking_its_rows(
+    runtime, client, make_key, photo
+):
+    """The lock order that rules out deadlocks, checked directly: while another transaction
+    holds the audit lock, a preference change waits for it holding no row lock, so a foreign key
+    check on the artist or the work (a registration, a generation's record) still gets through."""
+    import threading
+    import time
+
+    import psycopg
+
+    h = auth(make_key("registry"))
+    artist = new_artist(client, h)
+    work = upload(client, h, artist["id"], photo(995)).json()["artworks"][0]
+    store = runtime.registry
+    changes = [
+        lambda conn: store.update_artist_defaults(conn, "t", artist["id"], {"style": "allow"}),
+        lambda conn: store.update_artwork(conn, "t", work["id"], preferences={"style": "deny"}),
+        lambda conn: store.withdraw_artwork(conn, "t", work["id"]),
+    ]
+    for change in changes:
+        with runtime.pool.connection() as holder:
+            holder.execute("SELECT size FROM audit_state WHERE id = 1 FOR UPDATE")
+            worker = threading.Thread(target=lambda c=change: _in_own_connection(runtime, c))
+            worker.start()
+            time.sleep(0.5)  # the change is now waiting for the audit lock
+            with runtime.pool.connection() as probe:
+                for table, row_id in (("artists", artist["id"]), ("artworks", work["id"])):
+                    try:
+                        probe.execute(
+                            f"SELECT 1 FROM {table} WHERE id = %s FOR KEY SHARE NOWAIT", (row_id,)
+                        )
+                    except psycopg.errors.LockNotAvailable:
+                        raise AssertionError(
+                            f"a {table} row was locked before the audit lock"
+                        ) from None
+                    probe.rollback()
+            holder.rollback()
+        worker.join(30)
+
+
+def _in_own_connection(runtime, change) -> None:
+    with runtime.pool.connection() as conn:
+        change(conn)
