@@ -468,7 +468,11 @@ class GenerationPipeline:
 
     def _finish(self, record: GenerationRecord, result: DiffusionResult) -> GenerationOutcome:
         record.model = result.model
-        record.adapters = [dataclasses.asdict(a) for a in result.adapters]
+        # what was applied, by name and hash; where the server keeps the file is its own
+        record.adapters = [
+            {k: v for k, v in dataclasses.asdict(a).items() if k != "path"}
+            for a in result.adapters
+        ]
         if result.controlnet is not None:
             record.controlnet = {**result.controlnet, "scale": result.params.control_scale}
         for applied, registered in zip(result.adapters, record.gate.adapters, strict=False):

@@ -171,11 +171,13 @@ def sources_add(
 ) -> None:
     """Fingerprint training-source images into the 'source' bank, with a progress bar."""
     from service.genservice.service import runtime_embedder, source_store
-    from service.genservice.sources import DATASET_MAX_CHARS, LICENCE_MAX_CHARS
+    from service.genservice.sources import LICENCE_MAX_CHARS, check_dataset
     from similarity import decode_image
 
-    if not 1 <= len(dataset) <= DATASET_MAX_CHARS:
-        raise _fail(f"--dataset must name the training set in 1 to {DATASET_MAX_CHARS} characters")
+    try:
+        check_dataset(dataset)
+    except ValueError as exc:
+        raise _fail(f"--{exc}") from None
     if licence is not None and len(licence) > LICENCE_MAX_CHARS:
         raise _fail(f"--licence notes may hold at most {LICENCE_MAX_CHARS} characters")
     missing = [p for p in paths if not p.exists()]
@@ -329,6 +331,8 @@ def generate(
         raise _fail("--control is not offered with inpainting (--mask)")
     if not output.parent.is_dir():
         raise _fail(f"cannot write {output}: {output.parent} is not a folder")
+    if output.is_dir():
+        raise _fail(f"cannot write {output}: it is a folder; name the image file to write")
     checked = _checked_as_the_api_would(
         prompt, negative, seed, steps, guidance, width, height, user, strength, scheduler, lora
     )
@@ -365,6 +369,7 @@ def generate(
             controls=controls,
             control_scale=control_scale,
             adapters=adapters,
+            prompt_private=rt.settings.prompt_privacy,
         )
         service = GenerationService.open(rt)
         try:

@@ -73,7 +73,7 @@ class AdapterClaim:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name or ""):
+    if not _NAME.fullmatch(name or ""):  # match() would let a trailing newline through
         raise ValueError(
             f"adapter name {name!r} must be 1-100 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -132,10 +132,19 @@ class AdapterStore:
         """Inspect, store and record an adapter file. Raises ``ValueError`` (``AdapterError``) for
         a bad file or name,
         ``Conflict`` when the name or the bytes are already registered."""
-        from generation.adapters import inspect_adapter  # diffusers loads here, not at import
+        from generation.adapters import AdapterError, inspect_adapter  # diffusers loads here
 
         check_name(name)
         info = inspect_adapter(path)
+        if info.key_format in ("unknown", "lycoris"):  # would only fail later, at use
+            raise AdapterError(
+                f"{original_filename or path.name}: "
+                + (
+                    "LyCORIS (LoHa/LoKr) files are not supported"
+                    if info.key_format == "lycoris"
+                    else "no LoRA weights in it (neither kohya, peft nor diffusers LoRA keys)"
+                )
+            )
         with conn.transaction():
             taken = conn.execute(
                 "SELECT name, sha256 FROM adapters WHERE name = %s OR sha256 = %s",

@@ -28,6 +28,18 @@ from similarity.threads import one_openmp_thread
 
 # What a dataset's name and its licence notes may hold, in characters (API and CLI alike).
 DATASET_MAX_CHARS = 200
+
+
+def check_dataset(name: str) -> str:
+    """A dataset's name as given, if it names one: ValueError for blank, control characters or
+    too long."""
+    if not name.strip():
+        raise ValueError("dataset must name the training set (more than white space)")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError("dataset must not hold control characters")
+    if len(name) > DATASET_MAX_CHARS:
+        raise ValueError(f"dataset may be at most {DATASET_MAX_CHARS} characters")
+    return name
 LICENCE_MAX_CHARS = 5000
 
 

@@ -81,6 +81,10 @@ def test_register_adapter_records_hashes_and_training_metadata(api, runtime, mak
     assert again.status_code == 409 and "inkwash" in again.json()["detail"]
     # not a safetensors LoRA, or a bad name
     assert post_adapter(api, admin, "junk", b"not a safetensors file at all").status_code == 422
+    plain = tmp_path / "plain.safetensors"  # a safetensors file, but no LoRA in it
+    save_file({"foo": np.zeros((4, 4), np.float16)}, str(plain))
+    r = post_adapter(api, admin, "plain", plain.read_bytes())
+    assert r.status_code == 422 and "no LoRA weights" in r.json()["detail"]
     assert post_adapter(api, admin, "../evil", data).status_code == 422
     assert api.get("/v1/adapters/nothing", headers=admin).status_code == 404
     blocked = api.patch(
@@ -217,6 +221,8 @@ def test_cli_adapters_sources_and_generate(cli, runtime, tmp_path):
     out = cli("adapters", "add", str(lora), "--name", "inkwash").output
     assert "registered inkwash" in out and hashlib.sha256(lora.read_bytes()).hexdigest() in out
     cli("adapters", "add", str(lora), "--name", "other", code=1)
+    bad_name = cli("adapters", "add", str(lora), "--name", "nl\n", code=2).output
+    assert "must be 1-100 letters" in bad_name
     listed = json.loads(cli("adapters", "list", "--json").output)
     assert [(a["name"], a["status"]) for a in listed] == [("inkwash", "allowed")]
     assert "blocked (tests)" in cli("adapters", "block", "inkwash", "--reason", "tests").output
@@ -265,15 +271,20 @@ def test_cli_refuses_what_the_api_refuses_before_recording_anything(cli, runtime
         "lora twice": (["--lora", "ink", "--lora", "ink:0.5"], "named twice"),
         "prompts too long": (["--negative", "n" * 4000], "together exceed"),
         "no folder": (["-o", str(tmp_path / "missing" / "x.png")], "is not a folder"),
+        "a folder": (["-o", str(tmp_path)], "it is a folder"),
+        "blank prompt": (["-o", str(image)], "more than white space"),
     }
     for case, (extra, words) in refusals.items():
-        out = cli("generate", *base, *extra, code=2).output
+        args = ["   ", *base[1:]] if case == "blank prompt" else base
+        out = cli("generate", *args, *extra, code=2).output
         assert words in out, (case, out)
     sketch = tmp_path / "s.png"
     sketch.write_bytes(encode(photo_like(73, (256, 256)), "PNG"))
     out = cli("generate", *base, "--init", str(sketch), "--strength", "0.2", code=2).output
     assert "at least 1" in out
-    assert "--dataset" in cli("sources", "add", str(sketch), "--dataset", "", code=2).output
+    for blank in ("", "   ", "a\x01b"):
+        out = cli("sources", "add", str(sketch), "--dataset", blank, code=2).output
+        assert "--dataset" in out, (blank, out)
     with runtime.pool.connection() as conn:
         assert conn.execute("SELECT count(*) AS n FROM generations").fetchone()["n"] == 0
         assert conn.execute("SELECT count(*) AS n FROM training_sources").fetchone()["n"] == 0

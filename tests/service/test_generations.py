@@ -766,3 +766,41 @@ def test_a_stamp_key_reads_stamps_not_generation_records(gen, make_key):
     assert client.get(f"/v1/stamps/{gid}", headers=stamp_key).status_code == 404
     assert client.get(f"/v1/stamps/{gid}/image", headers=stamp_key).status_code == 404
     assert client.get(f"/v1/generations/{gid}", headers=stamp_key).status_code == 403
+
+
+@pytest.mark.parametrize("how", ["request", "operator"])
+def test_a_private_prompt_is_kept_nowhere_in_clear(gen, runtime, make_key, monkeypatch, how):
+    """Asked for by the request, or by the operator for all (CHOPMARK_PROMPT_PRIVACY): the
+    answer, the record and the audit log hold the prompt's SHA-256, never its words."""
+    client, _ = gen
+    words, negative = "a secret harbour at dawn", "secret blur"
+    extra = {"prompt_private": True} if how == "request" else {}
+    if how == "operator":
+        monkeypatch.setattr(runtime.settings, "prompt_privacy", True)
+    r = client.post(
+        "/v1/generations",
+        json=request(prompt=words, negative_prompt=negative, **extra),
+        headers=auth(make_key("generate")),
+    )
+    assert r.status_code == 201, r.text
+    assert words not in r.text and negative not in r.text
+    row = generation_row(runtime, r.json()["id"])
+    assert words not in str(row) and negative not in str(row) and row["prompt_private"]
+    with runtime.pool.connection() as conn:
+        entries = b"".join(bytes(e["entry"]) for e in conn.execute("SELECT entry FROM audit_log"))
+    assert words.encode() not in entries and negative.encode() not in entries
+
+
+def test_request_fields_are_taken_as_their_types_only(gen, make_key):
+    client, model = gen
+    h = auth(make_key("generate"))
+    for bad in (
+        {"steps": True},
+        {"async": "yes"},
+        {"adapters": [{"name": "x", "scale": "1"}]},
+        {"prompt": "   "},
+    ):
+        r = client.post("/v1/generations", json=request(**bad), headers=h)
+        assert r.status_code == 422, (bad, r.text)
+    assert model.call_count == 0
+    assert client.post("/v1/generations", json=request(guidance=7), headers=h).status_code == 201

@@ -45,7 +45,7 @@ MAX_SEED = 2**63 - 1
 
 
 class AdapterChoice(RequestModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "1" is not a scale
 
     name: str = Field(pattern=NAME_PATTERN, description="a registered adapter's name")
     scale: float = Field(default=1.0, ge=-5, le=5)
@@ -55,7 +55,8 @@ class GenerationCreate(RequestModel):
     """A generation request. Images are base64 (PNG, JPEG or WebP); an init image makes it
     img2img, an init image with a mask inpainting."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Strict: true is not a step count nor "yes" a boolean (a number may be an int or a float).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
     prompt: str = Field(min_length=1, max_length=4000)
     negative_prompt: str = Field(default="", max_length=4000)
@@ -84,6 +85,13 @@ class GenerationCreate(RequestModel):
     )
     prompt_private: bool = Field(default=False, description="record only the prompt's SHA-256")
     run_async: bool = Field(default=False, alias="async", description="answer 202 and poll")
+
+    @field_validator("prompt")
+    @classmethod
+    def _says_something(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("prompt must hold more than white space")
+        return v
 
     @field_validator("adapters")
     @classmethod
@@ -164,7 +172,8 @@ def to_request(body: GenerationCreate, key: ApiKey, rt: Runtime) -> GenerationRe
         controls=(control,) if control is not None else (),
         control_scale=body.control_scale,
         adapters=tuple(AdapterRequest(a.name, a.scale) for a in body.adapters),
-        prompt_private=body.prompt_private,
+        # the operator's CHOPMARK_PROMPT_PRIVACY keeps every prompt out of the records too
+        prompt_private=body.prompt_private or rt.settings.prompt_privacy,
     )
 
 

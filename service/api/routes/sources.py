@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from service.api.deps import AdminKey, ImageWorkDep, RuntimeDep, scope_doc
 from service.api.errors import rejection_status
@@ -19,7 +19,12 @@ from service.api.text import StorableText
 from service.api.uploads import upload_name
 from service.auth.scopes import Scope
 from service.genservice.service import get_generation_service, source_store
-from service.genservice.sources import DATASET_MAX_CHARS, LICENCE_MAX_CHARS, SourceRecord
+from service.genservice.sources import (
+    DATASET_MAX_CHARS,
+    LICENCE_MAX_CHARS,
+    SourceRecord,
+    check_dataset,
+)
 from service.registry.ingest import PreparedImage, prepare
 from service.runtime import Runtime
 from similarity import Embedder, ImageRejected, decode_image
@@ -81,7 +86,9 @@ async def add_sources(
     image_work: ImageWorkDep,
     key: AdminKey,
     files: Annotated[list[UploadFile], File(description="one or more images")],
-    dataset: Annotated[str, Form(min_length=1, max_length=DATASET_MAX_CHARS), StorableText],
+    dataset: Annotated[
+        str, Form(min_length=1, max_length=DATASET_MAX_CHARS), AfterValidator(check_dataset)
+    ],
     licence: Annotated[
         str | None, Form(max_length=LICENCE_MAX_CHARS, description="licence notes"), StorableText
     ] = None,
