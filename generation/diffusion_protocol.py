@@ -28,7 +28,9 @@ class ImageGenerator(Protocol):
 
 
 # A generator may also offer ``loaded_info() -> ModelInfo | None``: the description without
-# loading the model (None when it is not loaded yet); a blocked request's record uses it.
+# loading the model (None when it is not loaded yet); a blocked request's record uses it; and
+# ``queue_depth``: requests running or waiting on it (a request arriving then is recorded
+# ``queued`` until its turn).
 
 
 class CountingGenerator:
@@ -38,6 +40,10 @@ class CountingGenerator:
         self.inner = inner
         self._lock = threading.Lock()
         self.calls: list[GenerationParams] = []
+
+    @property
+    def queue_depth(self) -> int:
+        return int(getattr(self.inner, "queue_depth", 0))
 
     @property
     def call_count(self) -> int:

@@ -279,6 +279,30 @@ def generation_facts(
     )
 
 
+class _Started:
+    """The writes of a record's first states (``queued``, then ``running``), one after another
+    on the side workers, and when the first began."""
+
+    def __init__(self, at: float, first: Future[float]) -> None:
+        self.at = at
+        self._last = first
+
+    def then(self, write: Callable[[GenerationRecord], float], record: GenerationRecord) -> None:
+        previous = self._last
+
+        def after() -> float:
+            try:
+                earlier = previous.result()
+            except Exception:
+                earlier = 0.0  # said when joined; the later state is written all the same
+            return earlier + write(record)
+
+        self._last = _SIDE_WORK.submit(after)
+
+    def result(self) -> float:
+        return self._last.result()
+
+
 class GateClosed(Exception):
     """The gate, checked again once the model was free, now blocks the request."""
 
@@ -334,7 +358,11 @@ class GenerationPipeline:
         record, started = self._start(request, gate)
         try:
             result = self._timed(
-                record, "diffuse", self.generator.run, request.params(gate), self._admit(record)
+                record,
+                "diffuse",
+                self.generator.run,
+                request.params(gate),
+                self._admit(record, started),
             )
         except GateClosed as closed:
             self._join_started(record, started)
@@ -359,7 +387,9 @@ class GenerationPipeline:
         record, started = await asyncio.to_thread(self._start, request, gate)
         start = self._clock()
         try:
-            result = await self.generator.run_async(request.params(gate), self._admit(record))
+            result = await self.generator.run_async(
+                request.params(gate), self._admit(record, started)
+            )
         except GateClosed as closed:
             record.timings["diffuse"] = self._clock() - start
             await asyncio.to_thread(self._join_started, record, started)
@@ -373,18 +403,26 @@ class GenerationPipeline:
         return await asyncio.to_thread(self._finish, record, result)
 
     # admission ---------------------------------------------------------------------------------
-    def _admit(self, record: GenerationRecord) -> Admit:
+    def _admit(self, record: GenerationRecord, started: _Started) -> Admit:
         """The gate again, for a request that waited for the model: while it waited an adapter
         may have been blocked, an artist may have come to deny reuse, a licence may have run out
-        or a work been registered. A request that did not wait was gated a moment ago."""
+        or a work been registered. A request that did not wait was gated a moment ago. One that
+        was recorded ``queued`` becomes ``running`` now (written beside the model, after the
+        ``queued`` write), with the time it waited."""
 
         def admit(waited: bool) -> None:
-            if not waited:
-                return
-            again = self.check(record.request)
-            record.timings["gate_again"] = again.elapsed_s
-            if again.blocked:
-                raise GateClosed(again)
+            if record.status == "queued":
+                record.timings["queue"] = self._clock() - started.at
+            if waited:
+                again = self.check(record.request)
+                record.timings["gate_again"] = again.elapsed_s
+                if again.blocked:
+                    raise GateClosed(again)
+            if record.status == "queued":
+                record.status = "running"
+                started.then(
+                    self._write_timed, dataclasses.replace(record, timings=dict(record.timings))
+                )
 
         return admit
 
@@ -429,24 +467,28 @@ class GenerationPipeline:
 
     def _start(
         self, request: GenerationRequest, gate: GateResult
-    ) -> tuple[GenerationRecord, Future[float]]:
-        """The record, and the write of its ``running`` state, which goes on beside the model
-        (it holds the lease that marks the generation as this process's). The write takes a
-        copy, so the generation may change the record meanwhile; it is waited for before any
-        later write of the same record (``_join_started``)."""
-        record = GenerationRecord(request, "running", None, gate, model=self._model_info())
+    ) -> tuple[GenerationRecord, _Started]:
+        """The record, and the write of its first state, which goes on beside the model (it
+        holds the lease that marks the generation as this process's): ``queued`` when other
+        requests hold the model, else ``running``. The write takes a copy, so the generation may
+        change the record meanwhile; it is waited for before any later write of the same record
+        (``_join_started``)."""
+        busy = getattr(self.generator, "queue_depth", 0) > 0
+        record = GenerationRecord(
+            request, "queued" if busy else "running", None, gate, model=self._model_info()
+        )
         record.timings["gate"] = gate.elapsed_s
         copy = dataclasses.replace(record, timings=dict(record.timings))
-        return record, _SIDE_WORK.submit(self._write_timed, copy)
+        return record, _Started(self._clock(), _SIDE_WORK.submit(self._write_timed, copy))
 
     def _write_timed(self, record: GenerationRecord) -> float:
         start = self._clock()
         self.recorder.record(record)
         return self._clock() - start
 
-    def _join_started(self, record: GenerationRecord, started: Future[float]) -> None:
-        """Wait for the ``running`` write. Should it have failed, the generation goes on: its
-        final write (an upsert) records it whole, or fails it if the database is gone."""
+    def _join_started(self, record: GenerationRecord, started: _Started) -> None:
+        """Wait for the writes of its first states. Should one have failed, the generation goes
+        on: its final write (an upsert) records it whole, or fails it if the database is gone."""
         try:
             record.timings["record_started"] = started.result()
         except Exception:
@@ -470,8 +512,7 @@ class GenerationPipeline:
         record.model = result.model
         # what was applied, by name and hash; where the server keeps the file is its own
         record.adapters = [
-            {k: v for k, v in dataclasses.asdict(a).items() if k != "path"}
-            for a in result.adapters
+            {k: v for k, v in dataclasses.asdict(a).items() if k != "path"} for a in result.adapters
         ]
         if result.controlnet is not None:
             record.controlnet = {**result.controlnet, "scale": result.params.control_scale}

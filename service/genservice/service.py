@@ -71,6 +71,13 @@ class LazyRunner:
                 )
             return self._runner
 
+    @property
+    def queue_depth(self) -> int:
+        """Requests running or waiting on the model (none before it is loaded)."""
+        with self._lock:
+            runner = self._runner
+        return runner.queue_depth if runner is not None else 0
+
     def run(self, params: GenerationParams, admit: Admit | None = None) -> DiffusionResult:
         return self.runner.run(params, admit)
 

@@ -548,6 +548,40 @@ def test_an_async_request_queued_behind_another_is_gated_again(rig: Rig, runner,
     assert [r["code"] for r in second.record.reasons] == ["adapter_blocked"]
 
 
+def test_a_request_behind_another_is_recorded_queued_then_running(rig: Rig, runner):
+    """A platform polling the record sees `queued` while the request waits for the model, then
+    `running`; the wait is timed on its own."""
+    import asyncio
+    import threading
+
+    outcomes = {}
+
+    async def both() -> None:
+        first = asyncio.ensure_future(rig.pipeline.run_async(ask()))
+        while runner.queue_depth < 1:
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(rig.pipeline.run_async(ask(seed=9)))
+        while runner.queue_depth < 2:
+            await asyncio.sleep(0.01)
+        held.release()
+        outcomes["first"], outcomes["second"] = await first, await second
+
+    held = threading.Lock()
+    held.acquire()
+    with runner._run_lock:
+        loop = threading.Thread(target=lambda: asyncio.run(both()))
+        loop.start()
+        assert held.acquire(timeout=60), "the requests never queued"
+        time.sleep(0.3)  # both first writes done
+        assert sorted(s for s, _ in rig.recorder.records) == ["queued", "running"]
+    loop.join(120)
+    second = outcomes["second"]
+    assert second.status == "completed" and second.record.timings["queue"] > 0
+    states = [s for s, _ in rig.recorder.records]
+    assert states.count("queued") == 1 and states.count("running") == 2
+    assert states.index("queued") < len(states) - 1 - states[::-1].index("running")
+
+
 def test_an_artwork_registered_while_a_request_waits_for_the_model_stops_its_img2img(
     rig: Rig, runner
 ):
