@@ -120,22 +120,29 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _not_ready(_: Request, exc: IndexNotReady) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
-    async def _collided(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
-        # lost a deadlock or a serialisation race: rolled back whole, and safe to send again
+    async def _collided(request: Request, exc: psycopg.Error) -> JSONResponse:
+        # A change that met another made at the same moment: a unique key both took (the stores
+        # serialise the ones they know of; this is the net under the rest), a deadlock or a
+        # serialisation race lost. Rolled back whole, and safe to send again.
         log.warning(
-            "%s %s: lost a race with a concurrent change: %s",
+            "%s %s: a concurrent change collided: %s",
             request.method,
             request.url.path,
             str(exc).splitlines()[0] if str(exc) else exc,
         )
+        lost_race = not isinstance(exc, psycopg.IntegrityError)
         return JSONResponse(
             {"detail": "the request collided with a concurrent change; nothing was kept, retry it"},
             status_code=409,
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": "1"} if lost_race else None,
         )
 
-    app.add_exception_handler(psycopg.errors.DeadlockDetected, _collided)
-    app.add_exception_handler(psycopg.errors.SerializationFailure, _collided)
+    for collision in (
+        psycopg.IntegrityError,
+        psycopg.errors.DeadlockDetected,
+        psycopg.errors.SerializationFailure,
+    ):
+        app.add_exception_handler(collision, _collided)
 
     @app.exception_handler(psycopg.errors.DiskFull)
     async def _database_full(request: Request, exc: psycopg.errors.DiskFull) -> JSONResponse:
@@ -167,16 +174,6 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("%s %s: the data folder refused a write: %s", request.method, request.url, exc)
         status, message = failure
         return JSONResponse({"detail": message}, status_code=status, headers={"Retry-After": "30"})
-
-    @app.exception_handler(psycopg.IntegrityError)
-    async def _integrity(request: Request, exc: psycopg.IntegrityError) -> JSONResponse:
-        # A change that collided with another made at the same moment (the stores serialise
-        # the ones they know of; this is the net under the rest): rolled back, safe to retry.
-        log.warning("%s %s: a concurrent change collided: %s", request.method, request.url, exc)
-        return JSONResponse(
-            {"detail": "the request collided with a concurrent change; nothing was kept, retry it"},
-            status_code=409,
-        )
 
     @app.exception_handler(psycopg.DataError)
     async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:

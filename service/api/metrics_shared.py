@@ -10,7 +10,6 @@ sums, as counters must.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -60,14 +60,6 @@ def shared_metrics_dir(processes: int) -> Iterator[None]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError as exc:
-        return exc.errno == errno.EPERM
-    return True
-
-
 def forget_dead_workers(folder: Path) -> list[int]:
     """Remove the per-process gauges of workers that are gone; returns their pids."""
     pids = set()
@@ -75,7 +67,7 @@ def forget_dead_workers(folder: Path) -> list[int]:
         m = _LIVE_FILE.match(path.name)
         if m:
             pids.add(int(m.group(1)))
-    dead = sorted(pid for pid in pids if not pid_alive(pid))
+    dead = sorted(pid for pid in pids if not psutil.pid_exists(pid))
     for pid in dead:
         mark_process_dead(pid, str(folder))
     return dead

@@ -3,6 +3,7 @@ requests holding one are refused at the edge (422) before anything is written.""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
@@ -24,6 +25,17 @@ def _refuse_nul(value: Any) -> Any:
         for item in value:
             _refuse_nul(item)
     return value
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def has_control_characters(text: str) -> bool:
+    return _CONTROL.search(text) is not None
+
+
+def without_control_characters(text: str) -> str:
+    return _CONTROL.sub("", text)
 
 
 # For a form field or parameter: ``Annotated[str | None, Form(...), StorableText]``.

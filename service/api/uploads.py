@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import Depends, HTTPException, Request, UploadFile
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+from service.api.text import without_control_characters
+
 MAX_NAME = 255
 
 
@@ -17,7 +17,7 @@ def upload_name(upload: UploadFile) -> str | None:
     nothing is left."""
     if not upload.filename:
         return None
-    return _CONTROL.sub("", upload.filename)[:MAX_NAME] or None
+    return without_control_characters(upload.filename)[:MAX_NAME] or None
 
 
 async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:

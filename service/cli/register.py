@@ -12,7 +12,7 @@ from uuid import UUID
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from service.cpus import usable_cpus
-from service.registry.ingest import PreparedImage, commit, prepare
+from service.registry.ingest import PreparedImage, insert, prepare, store_files
 from service.registry.records import RegistrationOutcome
 from service.runtime import Runtime
 from similarity import DecodeLimits, ImageRejected
@@ -97,16 +97,9 @@ def register_paths(
                 )
             else:
                 try:
-                    art, created = commit(
-                        conn,
-                        rt.registry,
-                        rt.blobs,
-                        rt.thumbnails,
-                        actor,
-                        artist_id,
-                        item,
-                        title,
-                        preferences,
+                    store_files(rt.blobs, rt.thumbnails, item)
+                    art, created = insert(
+                        conn, rt.registry, actor, artist_id, item, title, preferences
                     )
                 except OSError as exc:  # a full or read-only data folder: stop storing
                     refused = f"the data folder refused a write ({exc.strerror or exc})"

@@ -1,4 +1,4 @@
-"""Transactions that join an open one instead of nesting a savepoint in it."""
+"""Transactions that join an open one instead of nesting a savepoint in it; named locks."""
 
 from __future__ import annotations
 
@@ -6,6 +6,11 @@ from contextlib import AbstractContextManager, nullcontext
 
 import psycopg
 from psycopg.pq import TransactionStatus
+
+
+def lock_name(conn: psycopg.Connection, name: str) -> None:
+    """An advisory lock on a name, held until the transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
 
 
 def atomic(conn: psycopg.Connection) -> AbstractContextManager[object]:

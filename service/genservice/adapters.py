@@ -22,6 +22,7 @@ from generation.gate import RegisteredAdapter
 from service.atomic_files import place_copy
 from service.audit.log import AuditLog, lock_for_change
 from service.blobs import FileBlobStore, renew_if_present
+from service.db.transactions import lock_name
 from service.registry.store import Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -251,10 +252,7 @@ class AdapterStore:
                 raise NotFound(f"no artist {artist_id}")
             # The same claim twice while it is open (a retried request, say) would only wait
             # for the same decision; another reason is another claim.
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                (f"adapter-claim:{adapter.id}:{artist_id}",),
-            )
+            lock_name(conn, f"adapter-claim:{adapter.id}:{artist_id}")
             open_claim = conn.execute(
                 "SELECT id FROM adapter_claims WHERE adapter_id = %s AND artist_id = %s"
                 " AND status = 'open' AND reason = %s",

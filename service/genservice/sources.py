@@ -19,6 +19,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from generation.screen import SourceAnswer, SourceHit
+from service.api.text import has_control_characters
 from service.audit.log import AuditLog, next_change_seq
 from service.indexing.bank import BankIndex
 from service.indexing.refingerprint import StaleRow, store_refreshed
@@ -35,7 +36,7 @@ def check_dataset(name: str) -> str:
     too long."""
     if not name.strip():
         raise ValueError("dataset must name the training set (more than white space)")
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if has_control_characters(name):
         raise ValueError("dataset must not hold control characters")
     if len(name) > DATASET_MAX_CHARS:
         raise ValueError(f"dataset may be at most {DATASET_MAX_CHARS} characters")

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from service.api.text import has_control_characters
+
 Action = Literal["allow", "review", "block"]
 ACTIONS: tuple[Action, ...] = ("allow", "review", "block")
 SEVERITY = {a: i for i, a in enumerate(ACTIONS)}
@@ -173,7 +175,7 @@ def _label(value: object, where: str) -> str:
     """A policy's name as checks record it: text, not blank, without control characters."""
     if not isinstance(value, str) or not value.strip():
         raise PolicyError(f"{where} must be a non-empty string")
-    if any(ord(c) < 32 or ord(c) == 127 for c in value) or len(value) > 200:
+    if has_control_characters(value) or len(value) > 200:
         raise PolicyError(f"{where} must be at most 200 characters, without control characters")
     return value
 

@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from service.api.text import has_control_characters
+
 SIGNATURE_HEADER = "X-Chopmark-Signature"
 # With the default 2 s base, the retries wait 2 s doubling to 10 minutes: the last of 12 attempts
 # comes about 37 minutes after the first, so a receiver that is down for half an hour (a deploy,
@@ -80,8 +82,6 @@ def _host_problem(host: str) -> str | None:
         return None
     except ValueError:
         pass
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in host):
-        return "webhook_url's host holds white space or control characters"
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError:
@@ -143,7 +143,7 @@ def check_url(url: str, *, allow_private: bool) -> str:
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
         raise WebhookUrlError(f"webhook_url is longer than {MAX_URL_LENGTH} characters")
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+    if has_control_characters(url) or any(c.isspace() for c in url):
         raise WebhookUrlError("webhook_url holds white space or control characters")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):

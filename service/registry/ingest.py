@@ -59,22 +59,6 @@ def prepare(data: bytes, filename: str | None, limits: DecodeLimits) -> Prepared
     )
 
 
-def commit(
-    conn: psycopg.Connection,
-    store: RegistryStore,
-    blobs: FileBlobStore,
-    thumbnails: ThumbnailStore,
-    actor: str,
-    artist_id: UUID,
-    item: PreparedImage,
-    title: str | None,
-    preferences: dict[str, str],
-) -> tuple[Artwork, bool]:
-    """Store the bytes (content-addressed, idempotent) and insert the artwork in one transaction."""
-    store_files(blobs, thumbnails, item)
-    return insert(conn, store, actor, artist_id, item, title, preferences)
-
-
 def store_files(blobs: FileBlobStore, thumbnails: ThumbnailStore, item: PreparedImage) -> None:
     """The original and its thumbnail, content-addressed (storing them again is harmless)."""
     blobs.put(item.data, item.sha256)

@@ -12,6 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from service.audit.log import AuditLog, lock_for_change, next_change_seq
+from service.db.transactions import lock_name
 from service.registry.records import Artist, Artwork, License
 
 _ARTWORK_SELECT = (
@@ -48,11 +49,6 @@ def _merged(
     return {k: v for k, v in {**before, **changes}.items() if k not in clear}
 
 
-def _lock(conn: psycopg.Connection, name: str) -> None:
-    """A lock on a name, held until the transaction ends."""
-    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
-
-
 class RegistryStore:
     def __init__(self, audit: AuditLog) -> None:
         self.audit = audit
@@ -68,7 +64,7 @@ class RegistryStore:
     ) -> Artist:
         with conn.transaction():
             # One registration per address at a time: a concurrent twin waits, then sees it.
-            _lock(conn, f"artist-email:{email.lower()}")
+            lock_name(conn, f"artist-email:{email.lower()}")
             if conn.execute(
                 "SELECT 1 FROM artists WHERE lower(email) = lower(%s)", (email,)
             ).fetchone():
@@ -235,7 +231,7 @@ class RegistryStore:
         with conn.transaction():
             # The same bytes for the same artist, registered at once twice: the second waits for
             # the first, then finds it (instead of failing on the unique key).
-            _lock(conn, f"artwork:{artist_id}:{sha256}")
+            lock_name(conn, f"artwork:{artist_id}:{sha256}")
             lock_for_change(conn)  # before reading: a change committed meanwhile is seen
             existing = self.find_artwork(conn, artist_id, sha256)
             if existing is not None and existing.status == "active":

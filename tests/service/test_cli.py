@@ -15,6 +15,17 @@ from PIL import Image
 from tests.support import encode, photo_like
 
 
+def chopmark(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The command line in a process of its own, with ``env`` as its whole environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_keys_create_prints_the_key_alone_on_the_last_line(cli):
     out = cli("keys", "create", "--name", "moderation", "--scope", "match", "--scope", "moderate")
     key = out.stdout.strip().splitlines()[-1]
@@ -152,12 +163,8 @@ def test_register_refuses_unknown_artist_and_bad_preferences(cli, tmp_path):
     ],
 )
 def test_serve_refuses_bad_settings_in_one_line(tmp_path: Path, env, says):
-    proc = subprocess.run(
-        [sys.executable, "-m", "service.cli.main", "serve"],
-        env={**os.environ, "CHOPMARK_DATA_DIR": str(tmp_path), "COLUMNS": "200", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = chopmark(
+        "serve", env={**os.environ, "CHOPMARK_DATA_DIR": str(tmp_path), "COLUMNS": "200", **env}
     )
     assert proc.returncode == 2 and says in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -179,24 +186,12 @@ def test_serve_refuses_an_operator_chain_whose_root_is_not_trusted(tmp_path: Pat
         "CHOPMARK_SIGNING_KEY": str(files["key"]),
         "CHOPMARK_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "service.cli.main", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = chopmark("serve", env=env)
     assert proc.returncode == 2 and "CHOPMARK_TRUST_ANCHORS" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     # with the root named, signing passes and the start goes on to the (absent) database
     env["CHOPMARK_TRUST_ANCHORS"] = json.dumps([str(files["root"])])
-    proc = subprocess.run(
-        [sys.executable, "-m", "service.cli.main", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = chopmark("serve", env=env)
     assert proc.returncode == 2 and "the database cannot be used" in proc.stderr, proc.stderr
 
 
@@ -216,12 +211,10 @@ def test_commands_refuse_a_damaged_audit_key_and_bad_settings_in_one_line(
         ({"CHOPMARK_PORT": "0"}, "CHOPMARK_PORT"),
         ({"CHOPMARK_DATABASE_URL": "nothing"}, "the database cannot be used"),
     ):
-        proc = subprocess.run(
-            [sys.executable, "-m", "service.cli.main", "db", "upgrade"],
+        proc = chopmark(
+            "db",
+            "upgrade",
             env={**os.environ, "CHOPMARK_DATA_DIR": str(tmp_path), "COLUMNS": "200", **env},
-            capture_output=True,
-            text=True,
-            timeout=120,
         )
         assert proc.returncode == 2 and says in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr

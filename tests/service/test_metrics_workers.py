@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import httpx
 import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.test_serve import free_port, wait_ready
+from tests.service.test_serve import serve_env, start_serve, wait_ready
 
 
 def scrape(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -45,20 +44,8 @@ def index_pids(figures: dict) -> set[str]:
 
 
 def test_metrics_cover_every_worker(settings, tmp_path: Path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHOPMARK_", "PROMETHEUS"))}
-    env |= {
-        "CHOPMARK_DATA_DIR": str(settings.data_dir),
-        "CHOPMARK_DATABASE_URL": settings.database_url,
-        "CHOPMARK_INDEX_REFRESH_SECONDS": "0.5",
-    }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    env = serve_env(settings, CHOPMARK_INDEX_REFRESH_SECONDS="0.5")
+    proc, url = start_serve(env, "--workers", "2")
     try:
         wait_ready(url, proc)
         deadline = time.monotonic() + 60  # both workers up and publishing
@@ -109,19 +96,7 @@ def test_metrics_cover_every_worker(settings, tmp_path: Path):
 
 def test_workers_end_with_a_supervisor_killed_outright(settings):
     """kill -9 of `chopmark serve --workers 2` leaves no worker holding the port."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHOPMARK_", "PROMETHEUS"))}
-    env |= {
-        "CHOPMARK_DATA_DIR": str(settings.data_dir),
-        "CHOPMARK_DATABASE_URL": settings.database_url,
-    }
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, url = start_serve(serve_env(settings), "--workers", "2")
     try:
         wait_ready(url, proc)
         deadline = time.monotonic() + 60

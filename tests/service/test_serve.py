@@ -38,6 +38,28 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise AssertionError(f"{url} never became ready")
 
 
+def serve_env(settings, **extra: str) -> dict[str, str]:
+    """The environment of a `chopmark serve` on the test's database and data folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHOPMARK_", "PROMETHEUS"))}
+    return env | {
+        "CHOPMARK_DATA_DIR": str(settings.data_dir),
+        "CHOPMARK_DATABASE_URL": settings.database_url,
+        **extra,
+    }
+
+
+def start_serve(env: dict[str, str], *args: str) -> tuple[subprocess.Popen, str]:
+    """`chopmark serve` on a free port (``args`` after it): the process and its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
 @pytest.fixture
 def data_dir():
     folder = Path(tempfile.mkdtemp(prefix="chopmark-serve-"))

@@ -38,30 +38,16 @@ def test_outside_the_main_thread_nothing_is_installed():
 def test_serve_stops_within_its_grace_though_an_upload_never_finishes(settings):
     """A client that stalls mid-upload cannot hold a deploy: after CHOPMARK_SHUTDOWN_GRACE_SECONDS
     the server ends the request and exits."""
-    import os
     import socket
-    import subprocess
-    import sys
     import time
+    from urllib.parse import urlsplit
 
-    from tests.service.test_serve import free_port, wait_ready
+    from tests.service.test_serve import serve_env, start_serve, wait_ready
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHOPMARK_")}
-    env |= {
-        "CHOPMARK_DATA_DIR": str(settings.data_dir),
-        "CHOPMARK_DATABASE_URL": settings.database_url,
-        "CHOPMARK_SHUTDOWN_GRACE_SECONDS": "2",
-    }
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli.main", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc, url = start_serve(serve_env(settings, CHOPMARK_SHUTDOWN_GRACE_SECONDS="2"))
     try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
-        stalled = socket.create_connection(("127.0.0.1", port))
+        wait_ready(url, proc)
+        stalled = socket.create_connection(("127.0.0.1", urlsplit(url).port))
         stalled.sendall(
             b"POST /v1/matches HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data;"
             b" boundary=b\r\nContent-Length: 1000000\r\n\r\n--b\r\n"

@@ -37,6 +37,20 @@ def stamp(client, h, image: Image.Image, meta=META, **extra):
     return r
 
 
+def register_work(client, h, email: str, work: Image.Image) -> dict:
+    """``work`` registered for a new artist (img2img denied by default); its artwork record."""
+    artist = client.post(
+        "/v1/artists", json={"display_name": "Artist", "email": email}, headers=h
+    ).json()
+    r = client.post(
+        f"/v1/artists/{artist['id']}/artworks",
+        files=[("files", ("w.jpg", encode(work), "image/jpeg"))],
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()["artworks"][0]
+
+
 @pytest.fixture
 def stamped(client, make_key):
     h = auth(make_key("stamp", "moderate"))
@@ -184,16 +198,8 @@ def test_an_image_too_small_to_carry_a_watermark_resolves_to_nothing(client, sta
 def test_a_registered_work_that_denies_reuse_cannot_be_stamped_as_ours(client, runtime, make_key):
     """Else a stamp key could have an artist's own picture traced as our AI output."""
     h = auth(make_key("stamp", "registry", "moderate"))
-    artist = client.post(
-        "/v1/artists", json={"display_name": "Ines", "email": "ines@example.org"}, headers=h
-    ).json()
     work = photo_like(403)
-    r = client.post(
-        f"/v1/artists/{artist['id']}/artworks",
-        files=[("files", ("w.jpg", encode(work), "image/jpeg"))],
-        headers=h,
-    )
-    art = r.json()["artworks"][0]
+    art = register_work(client, h, "ines@example.org", work)
     with runtime.pool.connection() as conn:
         before = conn.execute("SELECT count(*) AS n FROM outputs").fetchone()["n"]
     refused = client.post(
@@ -228,15 +234,8 @@ def test_an_image_made_from_a_registered_work_that_denies_reuse_is_not_stamped(
     """The parent of an img2img is held to the gate's rule: a copy of a work whose artist
     denies reuse, unlicensed, is refused (before, it went into the manifest as an ingredient)."""
     h = auth(make_key("stamp", "registry"))
-    artist = client.post(
-        "/v1/artists", json={"display_name": "Ora", "email": "ora@example.org"}, headers=h
-    ).json()
     work = photo_like(404)
-    art = client.post(
-        f"/v1/artists/{artist['id']}/artworks",
-        files=[("files", ("w.jpg", encode(work), "image/jpeg"))],
-        headers=h,
-    ).json()["artworks"][0]
+    art = register_work(client, h, "ora@example.org", work)
     meta = {**META, "input_was_image": True, "platform_user": "mallory"}
     edited = encode(work.resize((560, 420)), quality=70)
     refused = stamp(client, h, photo_like(405), meta, parent=edited)
