@@ -23,6 +23,7 @@ from PIL import Image
 from generation.diffusion_protocol import Admit, ImageGenerator
 from generation.gate import AdapterRequest, Gate, GateResult, InputImage
 from generation.params import DiffusionResult, GenerationParams, Mode, ModelInfo
+from generation.schedulers import SCHEDULERS
 from generation.screen import Screen, ScreenResult
 from provenance.manifest import AdapterFact, GenerationFacts, ParentImage
 from similarity import ImageSignals, compute_signals
@@ -266,6 +267,8 @@ def generation_facts(
         steps=params.steps,
         guidance=params.guidance,
         sampler=params.scheduler,
+        sampler_label=spec.a1111_label if (spec := SCHEDULERS.get(params.scheduler)) else None,
+        strength=params.strength if params.mode != "txt2img" else None,
         width=result.image.width,
         height=result.image.height,
         platform_user=request.platform_user,

@@ -196,6 +196,7 @@ def a1111_parameters(
     model_name: str | None = None,
     model_sha256: str | None = None,
     loras: Sequence[tuple[str, str]] = (),
+    denoising_strength: float | None = None,
 ) -> str:
     """The ``parameters`` text as AUTOMATIC1111 writes it; ``loras`` are (name, SHA-256)."""
     settings: list[tuple[str, Any]] = [
@@ -206,6 +207,7 @@ def a1111_parameters(
         ("Size", f"{width}x{height}" if width and height else None),
         ("Model hash", autov2(model_sha256) if model_sha256 else None),
         ("Model", model_name),
+        ("Denoising strength", _number(denoising_strength)),
     ]
     if loras:
         settings.append(("Lora hashes", ", ".join(f"{n}: {autov2(h)}" for n, h in loras)))

@@ -77,6 +77,10 @@ class GenerationFacts:
     steps: int | None = None
     guidance: float | None = None
     sampler: str | None = None
+    # How AUTOMATIC1111 names the sampler ("DPM++ 2M Karras"), for the ``parameters`` label.
+    sampler_label: str | None = None
+    # Denoising strength of an image-to-image or inpainting generation.
+    strength: float | None = None
     width: int | None = None
     height: int | None = None
     platform_user: str | None = None
@@ -176,6 +180,7 @@ def generation_assertion_data(facts: GenerationFacts) -> dict[str, Any]:
                 "steps": facts.steps,
                 "guidance": facts.guidance,
                 "sampler": facts.sampler,
+                "strength": facts.strength,
                 "width": facts.width,
                 "height": facts.height,
                 "platform_user": facts.platform_user,

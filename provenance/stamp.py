@@ -192,7 +192,7 @@ def labels_for(facts: GenerationFacts, options: LabelOptions, manifest_id: str) 
             prompt="" if private else facts.prompt or "",
             negative_prompt=None if private else facts.negative_prompt,
             steps=facts.steps,
-            sampler=facts.sampler,
+            sampler=facts.sampler_label or facts.sampler,
             cfg_scale=facts.guidance,
             seed=facts.seed,
             width=facts.width,
@@ -200,6 +200,7 @@ def labels_for(facts: GenerationFacts, options: LabelOptions, manifest_id: str) 
             model_name=facts.model_name,
             model_sha256=facts.model_sha256,
             loras=[(a.name, a.sha256) for a in facts.adapters],
+            denoising_strength=facts.strength,
         )
     policy = dict(facts.training_mining) if options.consent else None
     return LabelSet(

@@ -49,10 +49,11 @@ from provenance.labels import (
     DMI_PROHIBITED_GENAIML,
     LabelSet,
     encode_with_labels,
+    read_labels,
 )
 from provenance.manifest import GenerationFacts
 from provenance.signer import FileSigner
-from provenance.stamp import stamp_image
+from provenance.stamp import LabelOptions, stamp_image
 from provenance.watermark import default_watermarker
 from similarity import ImageSignals, MatchIndex, compute_signals, match
 from tests.support import encode, photo_like
@@ -157,7 +158,14 @@ class ProvenanceStamper:
     ) -> StampOutcome:
         self.fingerprinted.append(fingerprints() if fingerprints is not None else None)
         payload = secrets.randbits(self.watermarker.payload_bits) or 1
-        s = stamp_image(image, facts, self.watermarker, self.signer, payload)
+        s = stamp_image(
+            image,
+            facts,
+            self.watermarker,
+            self.signer,
+            payload,
+            label_options=LabelOptions(a1111_parameters=True),
+        )
         outcome = StampOutcome(
             generation_id,
             s.manifest_id,
@@ -699,6 +707,28 @@ def test_clip_screen_flags_semantic_near_duplicates(tmp_path: Path):
     unavailable = Screen(MemorySources(), embedder=load_embedder(None, "ViT-B-32"))
     clip = unavailable.screen(source).clip
     assert clip == {"available": False, "reason": "no CLIP checkpoint configured"}
+
+
+def test_the_output_cites_sampler_and_strength_as_a1111_and_the_manifest_do(rig: Rig):
+    """The A1111 ``parameters`` label names the sampler as A1111 does and gives the denoising
+    strength of an image-to-image run; the manifest's generation assertion has the strength."""
+    init = init_image(encode(photo_like(15, (320, 320)), "JPEG"))
+    outcome = rig.pipeline.run(ask(init=init, strength=0.5, scheduler="dpmpp_2m_karras", steps=4))
+    assert outcome.status == "completed", outcome.error
+    data = rig.stamper.files[outcome.record.id]
+    parameters = read_labels(data).generation_parameters
+    assert parameters is not None
+    assert parameters.settings["Sampler"] == "DPM++ 2M Karras"
+    assert parameters.settings["Denoising strength"] == "0.5"
+    generation = read_manifest(data, "image/png").generation
+    assert generation["sampler"] == "dpmpp_2m_karras" and generation["strength"] == 0.5
+
+    plain = rig.pipeline.run(ask(scheduler="euler_a"))
+    data = rig.stamper.files[plain.record.id]
+    parameters = read_labels(data).generation_parameters
+    assert parameters is not None and parameters.settings["Sampler"] == "Euler a"
+    assert "Denoising strength" not in parameters.settings
+    assert "strength" not in read_manifest(data, "image/png").generation
 
 
 def test_inpainting_runs_with_its_init_image_as_parent(rig: Rig, credentials: Credentials):
