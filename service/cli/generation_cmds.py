@@ -9,8 +9,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 import secrets
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 from uuid import uuid4
 
@@ -32,6 +37,7 @@ sources_app = typer.Typer(help="Training sources screened against outputs.", no_
 
 _SPAWN = multiprocessing.get_context("spawn")
 EXIT_BLOCKED = 3
+EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -240,6 +246,31 @@ def sources_add(
 
 
 # generate --------------------------------------------------------------------------------------
+@contextmanager
+def _stopped_on_interrupt(stop: Callable[[], None]) -> Iterator[threading.Event]:
+    """The first Ctrl-C (or SIGTERM) asks the generation to stop at its next denoising step,
+    so that its record ends as failed, interrupted, rather than ``running`` until its lease
+    runs out; a second Ctrl-C quits at once. The event says whether it was asked."""
+    asked = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if asked.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        asked.set()
+        err_console.print(
+            "[yellow]stopping[/yellow] at the next denoising step; the record will say it was "
+            "interrupted (Ctrl-C again to quit at once)"
+        )
+        stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield asked
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def _parse_lora(value: str) -> tuple[str, float]:
     name, _, scale = value.partition(":")
     try:
@@ -373,11 +404,14 @@ def generate(
         )
         service = GenerationService.open(rt)
         try:
-            outcome = service.pipeline.run(request)
+            with _stopped_on_interrupt(service.stop) as interrupted:
+                outcome = service.pipeline.run(request)
             record = outcome.record
             data = rt.blobs.get(record.stamp.sha256) if record.stamp is not None else None
         finally:
             service.close()
+    if interrupted.is_set() and record.status == "failed":
+        raise _fail(f"interrupted: generation {record.id} is recorded as failed", EXIT_INTERRUPTED)
     _report(outcome.record, as_json)
     if record.status == "blocked":
         raise typer.Exit(EXIT_BLOCKED)

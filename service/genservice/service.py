@@ -57,6 +57,7 @@ class LazyRunner:
         self.controlnet_path = controlnet_path
         self._lock = threading.Lock()
         self._runner: Any = None
+        self._stopping = False
 
     @property
     def runner(self) -> Any:
@@ -69,6 +70,8 @@ class LazyRunner:
                     cache_dir=self.cache_dir,
                     controlnet_path=self.controlnet_path,
                 )
+                if self._stopping:  # told to stop while the model was loading
+                    self._runner.stop()
             return self._runner
 
     @property
@@ -109,7 +112,8 @@ class LazyRunner:
         }
 
     def stop(self) -> None:
-        """See ``DiffusionRunner.stop``; nothing to do while no model is loaded."""
+        """See ``DiffusionRunner.stop``; a model still loading is stopped once it is loaded."""
+        self._stopping = True
         with self._lock:
             runner = self._runner
         if runner is not None:

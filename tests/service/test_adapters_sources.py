@@ -289,3 +289,55 @@ def test_cli_refuses_what_the_api_refuses_before_recording_anything(cli, runtime
         assert conn.execute("SELECT count(*) AS n FROM generations").fetchone()["n"] == 0
         assert conn.execute("SELECT count(*) AS n FROM training_sources").fetchone()["n"] == 0
     assert not image.exists()
+
+
+def test_ctrl_c_on_cli_generate_ends_the_record_as_interrupted(
+    settings, runtime, tmp_path_factory, tiny_runner  # noqa: F811 (the model cache is built)
+):
+    """The first Ctrl-C stops the generation at its next denoising step: the command exits 130,
+    writes no file, and the record says failed at diffuse, not ``running`` until its lease ends."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.service.test_serve import serve_env
+
+    models = settings.data_path / "models"
+    if not models.exists():
+        models.parent.mkdir(parents=True, exist_ok=True)
+        models.symlink_to(tmp_path_factory.getbasetemp() / "chopmark-models")
+    out = tmp_path_factory.mktemp("interrupted") / "never.png"
+    args = ["generate", "a long one", "-o", str(out), "--steps", "150", "--seed", "3"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli.main", *args],
+        env=serve_env(settings, OMP_NUM_THREADS="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        row = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            with runtime.pool.connection() as conn:
+                row = conn.execute("SELECT id, status FROM generations").fetchone()
+            if row is not None and row["status"] == "running":
+                break
+            time.sleep(0.2)
+        assert row is not None and row["status"] == "running", proc.communicate()
+        time.sleep(1.0)  # into the denoising loop
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists()
+    with runtime.pool.connection() as conn:
+        final = conn.execute(
+            "SELECT status, stage, error FROM generations WHERE id = %s", (row["id"],)
+        ).fetchone()
+    assert (final["status"], final["stage"]) == ("failed", "diffuse")
+    assert "stopping" in final["error"]
