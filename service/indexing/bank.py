@@ -3,6 +3,14 @@
 Built from the ``fingerprints`` table (or a snapshot plus the changes since it), then kept fresh
 by polling ``change_seq``: numbers are handed out in commit order (see ``service.audit.log``), so
 "every row above the last number seen" never skips a committed change.
+
+An index is only good for the database history it was built from. A snapshot or a running
+index whose database was restored to an earlier point (a point-in-time recovery, a failover
+that lost the newest commits) would keep rows the database no longer has and skip new ones
+numbered below its checkpoint. PostgreSQL starts a new timeline at every recovery that ends
+before the end of its WAL and at every promotion; the index remembers its database's system
+identifier and timeline (its *epoch*), and rebuilds when either changed or when the database's
+highest change number fell below its own.
 """
 
 from __future__ import annotations
@@ -57,17 +65,15 @@ class BankIndex:
     def load(self) -> None:
         """Load the latest usable snapshot, or build from scratch; then catch up."""
         with self.pool.connection() as conn:
-            row = conn.execute(
-                "SELECT system_identifier::text AS id FROM pg_control_system()"
-            ).fetchone()
-            self._database_id = row["id"] if row else ""  # type: ignore[index]
+            self._database_id = _epoch(conn)
             top = self._max_change_seq(conn)
         snap = load_snapshot(self.snapshot_root, self.bank)
         if snap is not None:
             index, cp = snap
             if (
                 cp.signals_version == SIGNALS_VERSION
-                and cp.database_id == self._database_id
+                # snapshots written before the timeline was recorded name the system alone
+                and cp.database_id in (self._database_id, self._database_id.split(":")[0])
                 and cp.change_seq <= top
             ):
                 with self._lock:
@@ -76,16 +82,39 @@ class BankIndex:
                 self.refresh()
                 return
             log.info(
-                "ignoring %s snapshot: built for another database or signals version", self.bank
+                "ignoring the %s snapshot: built for another database, history (a restore or "
+                "failover since) or signals version",
+                self.bank,
             )
+        self._build()
+
+    def _build(self) -> None:
+        """Everything active, from the database alone; built aside and swapped in whole, so
+        matches meanwhile use the index as it was rather than a half-built one."""
+        fresh = BankIndex(self.bank, self.pool, self.snapshot_root)
+        fresh._database_id, fresh._index = self._database_id, MatchIndex()
+        fresh.refresh(active_only=True, check_history=False)
         with self._lock:
-            self._index, self._change_seq = MatchIndex(), 0
+            self._index, self._change_seq = fresh._index, fresh._change_seq
+            self._stale_ids = fresh._stale_ids
+            self._changes_since_snapshot = 0
+            self._refreshed_at, self._last_error = fresh._refreshed_at, None
             self._loaded_from = "database"
-        self.refresh(active_only=True)
         try:
             self.snapshot()
         except OSError as exc:  # a cache: serving from memory matters more than keeping it
             log.warning("cannot write the %s index snapshot: %s", self.bank, exc)
+
+    def _history_rewound(self) -> str | None:
+        """Why this index no longer describes its database's history, or None."""
+        with self.pool.connection() as conn:
+            epoch = _epoch(conn)
+            top = self._max_change_seq(conn) if self._change_seq else 0
+        if epoch != self._database_id:
+            return f"the database's epoch changed from {self._database_id} to {epoch}"
+        if top < self._change_seq:
+            return f"the database's last change is {top}, before this index's {self._change_seq}"
+        return None
 
     def _max_change_seq(self, conn: object) -> int:
         row = conn.execute(  # type: ignore[attr-defined]
@@ -94,10 +123,18 @@ class BankIndex:
         ).fetchone()
         return int(row["m"])
 
-    def refresh(self, *, active_only: bool = False) -> int:
-        """Apply every change after the checkpoint; return how many rows were applied."""
+    def refresh(self, *, active_only: bool = False, check_history: bool = True) -> int:
+        """Apply every change after the checkpoint; return how many rows were applied. When the
+        database's history was rewound under this index (see the module's notes), rebuild it."""
         applied = 0
         try:
+            rewound = self._history_rewound() if check_history and self._index is not None else None
+            if rewound is not None:
+                log.warning("rebuilding the %s index from the database: %s", self.bank, rewound)
+                with self.pool.connection() as conn:
+                    self._database_id = _epoch(conn)
+                self._build()
+                return self.status().size
             while True:
                 with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
                     cur.execute(
@@ -126,7 +163,7 @@ class BankIndex:
         change stands whatever happens here: a failure is logged, and the refresher applies the
         change at its next tick (the caller is not told the change failed)."""
         try:
-            self.refresh()
+            self.refresh(check_history=False)  # the refresher's next tick checks the history
         except Exception as exc:
             log.warning(
                 "the %s index did not catch up with a committed change (%s); the next refresh will",
@@ -215,3 +252,12 @@ class BankIndex:
 
 class IndexNotReady(RuntimeError):
     pass
+
+
+def _epoch(conn: object) -> str:
+    """The database's system identifier and timeline: ``"<system id>:<timeline>"``."""
+    row = conn.execute(  # type: ignore[attr-defined]
+        "SELECT s.system_identifier::text || ':' || c.timeline_id::text AS epoch"
+        " FROM pg_control_system() s, pg_control_checkpoint() c"
+    ).fetchone()
+    return str(row["epoch"]) if row else ""

@@ -100,3 +100,91 @@ def test_every_kind_of_damage_to_a_snapshot_file_is_a_lost_cache(tmp_path: Path)
         (folder / name).write_bytes(original)
     loaded = load_snapshot(tmp_path, "artwork")
     assert loaded is not None and len(loaded[0]) == 50
+
+
+def _register(client, h, artist: str, data: bytes) -> str:
+    files = [("files", ("w.jpg", data, "image/jpeg"))]
+    r = client.post(f"/v1/artists/{artist}/artworks", files=files, headers=h)
+    assert r.status_code == 201, r.text
+    return r.json()["artworks"][0]["id"]
+
+
+def _matched(client, h, data: bytes) -> set[str]:
+    r = client.post("/v1/matches", files={"file": ("q.jpg", data, "image/jpeg")}, headers=h)
+    assert r.status_code == 200, r.text
+    return {m["artwork_id"] for m in r.json()["matches"] if m["decision"] == "copy"}
+
+
+def test_a_database_restored_to_an_earlier_point_is_indexed_anew(
+    runtime, client, make_key, photo, caplog
+):
+    """A restore that lost the newest registration rewinds the change numbers: the running
+    index drops the lost work and sees the works registered after the restore, although they
+    reuse numbers it had already passed."""
+    h = auth(make_key("registry", "match"))
+    artist = client.post(
+        "/v1/artists", json={"display_name": "Ode", "email": "ode@example.org"}, headers=h
+    ).json()["id"]
+    kept = _register(client, h, artist, photo(91))
+    with runtime.pool.connection() as conn:
+        before = conn.execute("SELECT last_value FROM change_seq").fetchone()["last_value"]
+    lost = _register(client, h, artist, photo(92))
+    bank = runtime.banks["artwork"]
+    bank.refresh()
+    assert bank.status().size == 2 and _matched(client, h, photo(92)) == {lost}
+    with runtime.pool.connection() as conn:  # what the restore takes back
+        fid = conn.execute(
+            "DELETE FROM artworks WHERE id = %s RETURNING fingerprint_id", (lost,)
+        ).fetchone()["fingerprint_id"]
+        conn.execute("DELETE FROM fingerprints WHERE id = %s", (fid,))
+        conn.execute("SELECT setval('change_seq', %s)", (before,))
+    after = _register(client, h, artist, photo(93))  # numbered as the lost one was
+    with caplog.at_level("WARNING", logger="service.indexing.bank"):
+        bank.refresh()
+    assert "rebuilding the artwork index" in caplog.text
+    assert bank.status().size == 2
+    assert _matched(client, h, photo(93)) == {after}
+    assert _matched(client, h, photo(92)) == set()
+    assert _matched(client, h, photo(91)) == {kept}
+
+
+def test_an_index_of_another_timeline_is_not_trusted(runtime, client, make_key, photo, caplog):
+    """A snapshot, or a running index, made before the database changed timeline (a
+    point-in-time recovery or a failover) is rebuilt from the database."""
+    import json
+
+    from service.indexing.bank import BankIndex
+
+    h = auth(make_key("registry"))
+    artist = client.post(
+        "/v1/artists", json={"display_name": "Ivo", "email": "ivo@example.org"}, headers=h
+    ).json()["id"]
+    _register(client, h, artist, photo(94))
+    bank = runtime.banks["artwork"]
+    bank.snapshot()
+    system, timeline = bank._database_id.split(":")
+    assert system and timeline.isdigit()
+
+    bank_dir = bank.snapshot_root / "artwork"
+    checkpoint = bank_dir / (bank_dir / "CURRENT").read_text() / "checkpoint.json"
+    stored = json.loads(checkpoint.read_text())
+    stored["database_id"] = f"{system}:{int(timeline) + 1}"
+    checkpoint.write_text(json.dumps(stored))
+    fresh = BankIndex("artwork", runtime.pool, bank.snapshot_root)
+    fresh.load()
+    assert "database" in fresh.status().loaded_from and fresh.status().size == 1
+
+    checkpoint = bank_dir / (bank_dir / "CURRENT").read_text() / "checkpoint.json"  # rebuilt
+    stored = json.loads(checkpoint.read_text())
+    assert stored["database_id"] == f"{system}:{timeline}"
+    stored["database_id"] = system  # as snapshots made before the timeline was recorded
+    checkpoint.write_text(json.dumps(stored))
+    older = BankIndex("artwork", runtime.pool, bank.snapshot_root)
+    older.load()
+    assert "snapshot" in older.status().loaded_from and older.status().size == 1
+
+    bank._database_id = f"{system}:{int(timeline) + 5}"  # as if it ran before a failover
+    with caplog.at_level("WARNING", logger="service.indexing.bank"):
+        bank.refresh()
+    assert "epoch changed" in caplog.text
+    assert bank._database_id == f"{system}:{timeline}" and bank.status().size == 1
