@@ -190,3 +190,48 @@ def test_a_writer_waits_for_the_audit_lock_before_locking_its_rows(
 def _in_own_connection(runtime, change) -> None:
     with runtime.pool.connection() as conn:
         change(conn)
+
+
+def test_a_real_deadlock_answers_409_retry_and_keeps_nothing(runtime, client, make_key, photo):
+    """A transaction outside the service that takes the same locks in the other order makes a
+    real deadlock; PostgreSQL ends the request's transaction: 409 with Retry-After, the title
+    unchanged and nothing logged, and the same request sent again goes through."""
+    import threading
+    import time
+
+    h = auth(make_key("registry"))
+    artist = new_artist(client, h)
+    work = upload(client, h, artist["id"], photo(996)).json()["artworks"][0]
+    answers: list = []
+
+    def patch() -> None:
+        answers.append(client.patch(f"/v1/artworks/{work['id']}", json={"title": "X"}, headers=h))
+
+    with runtime.pool.connection() as other:
+        other.execute("SET LOCAL deadlock_timeout = '20s'")  # the request's backend checks first
+        other.execute("SELECT 1 FROM artworks WHERE id = %s FOR UPDATE", (work["id"],))
+        before = other.execute("SELECT size FROM audit_state WHERE id = 1").fetchone()["size"]
+        request = threading.Thread(target=patch)
+        request.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the request holds the audit lock, waits for the row
+            other.execute("SELECT pg_stat_clear_snapshot()")  # fresh figures in a transaction
+            waiting = other.execute(
+                "SELECT count(*) AS n FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND query ILIKE '%%artworks%%'"
+            ).fetchone()["n"]
+            if waiting:
+                break
+            time.sleep(0.02)
+        assert waiting, "the request never waited for the artwork row"
+        other.execute("SELECT 1 FROM audit_state WHERE id = 1 FOR UPDATE")  # closes the circle
+        request.join(30)
+        other.rollback()
+    (r,) = answers
+    assert r.status_code == 409, r.text
+    assert "retry" in r.json()["detail"] and r.headers["retry-after"] == "1"
+    assert client.get(f"/v1/artworks/{work['id']}", headers=h).json()["title"] == work["title"]
+    with runtime.pool.connection() as conn:
+        assert conn.execute("SELECT size FROM audit_state").fetchone()["size"] == before
+    again = client.patch(f"/v1/artworks/{work['id']}", json={"title": "X"}, headers=h)
+    assert again.status_code == 200 and again.json()["title"] == "X"
