@@ -60,6 +60,10 @@ class BankIndex:
         self._changes_since_snapshot = 0
         self._loaded_from = "none"
         self._database_id = ""
+        # (id, change number, PDQ) of the last row applied: checked against the database at
+        # each refresh, so a history rewound under the index is noticed even when new rows
+        # took the old numbers again
+        self._last_applied: tuple[int, int, bytes] | None = None
 
     # loading ---------------------------------------------------------------------------------
     def load(self) -> None:
@@ -96,7 +100,7 @@ class BankIndex:
         fresh.refresh(active_only=True, check_history=False)
         with self._lock:
             self._index, self._change_seq = fresh._index, fresh._change_seq
-            self._stale_ids = fresh._stale_ids
+            self._stale_ids, self._last_applied = fresh._stale_ids, fresh._last_applied
             self._changes_since_snapshot = 0
             self._refreshed_at, self._last_error = fresh._refreshed_at, None
             self._loaded_from = "database"
@@ -110,10 +114,22 @@ class BankIndex:
         with self.pool.connection() as conn:
             epoch = _epoch(conn)
             top = self._max_change_seq(conn) if self._change_seq else 0
+            last = self._last_applied
+            now = None
+            if last is not None:
+                now = conn.execute(
+                    "SELECT change_seq, pdq FROM fingerprints WHERE id = %s", (last[0],)
+                ).fetchone()
         if epoch != self._database_id:
             return f"the database's epoch changed from {self._database_id} to {epoch}"
         if top < self._change_seq:
             return f"the database's last change is {top}, before this index's {self._change_seq}"
+        if last is not None:  # the last row applied must still be there, as applied or newer
+            fid, seq, pdq = last
+            if now is None or now["change_seq"] < seq:
+                return f"fingerprint {fid}, the last change applied, is gone from the database"
+            if now["change_seq"] == seq and bytes(now["pdq"]) != pdq:
+                return f"fingerprint {fid} holds another image under the same change number"
         return None
 
     def _max_change_seq(self, conn: object) -> int:
@@ -195,6 +211,8 @@ class BankIndex:
             if add_ids:
                 self._index.add(add_ids, add_signals)
             self._change_seq = rows[-1][6]
+            last = rows[-1]
+            self._last_applied = (int(last[0]), int(last[6]), bytes(last[3] or b""))
             # A row's latest change decides: refreshed or withdrawn rows are no longer stale.
             self._stale_ids.difference_update(removes)
             self._stale_ids.update(stale)

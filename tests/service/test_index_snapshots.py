@@ -132,15 +132,15 @@ def test_a_database_restored_to_an_earlier_point_is_indexed_anew(
     bank = runtime.banks["artwork"]
     bank.refresh()
     assert bank.status().size == 2 and _matched(client, h, photo(92)) == {lost}
-    with runtime.pool.connection() as conn:  # what the restore takes back
-        fid = conn.execute(
-            "DELETE FROM artworks WHERE id = %s RETURNING fingerprint_id", (lost,)
-        ).fetchone()["fingerprint_id"]
-        conn.execute("DELETE FROM fingerprints WHERE id = %s", (fid,))
-        conn.execute("SELECT setval('change_seq', %s)", (before,))
-    after = _register(client, h, artist, photo(93))  # numbered as the lost one was
     with caplog.at_level("WARNING", logger="service.indexing.bank"):
-        bank.refresh()
+        with runtime.pool.connection() as conn:  # what the restore takes back
+            fid = conn.execute(
+                "DELETE FROM artworks WHERE id = %s RETURNING fingerprint_id", (lost,)
+            ).fetchone()["fingerprint_id"]
+            conn.execute("DELETE FROM fingerprints WHERE id = %s", (fid,))
+            conn.execute("SELECT setval('change_seq', %s)", (before,))
+        after = _register(client, h, artist, photo(93))  # numbered as the lost one was
+        bank.refresh()  # (or the refresher, first)
     assert "rebuilding the artwork index" in caplog.text
     assert bank.status().size == 2
     assert _matched(client, h, photo(93)) == {after}
