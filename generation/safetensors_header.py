@@ -44,6 +44,8 @@ def read_safetensors_header(
         raw = handle.read(length)
     try:
         header = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise SafetensorsHeaderError(f"{file_path.name}: header is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise SafetensorsHeaderError(f"{file_path.name}: header is not JSON") from exc
     if not isinstance(header, dict):

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from service.api import openapi_doc
 from service.api.errors import install_error_handlers
 from service.api.image_work import ImageWork, default_workers
 from service.api.limits import BodySizeLimit
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     app.state.metrics = metrics
     install_error_handlers(app)
+    openapi_doc.install(app)
     for module in (
         health,
         keys,

@@ -12,6 +12,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service.indexing.bank import IndexNotReady
 from service.registry.preferences import PreferencesError
@@ -68,11 +69,28 @@ def refused(request: Request, status: int, why: object) -> None:
 _PLAIN_MESSAGES = {"uuid_parsing": "Input should be a valid UUID"}
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app takes at this request's path."""
+    methods: set[str] = set()
+    for method in _METHODS:  # asked method by method: routers may nest routes of their own
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if 400 <= exc.status_code < 500:
             refused(request, exc.status_code, exc.detail)
+        if exc.status_code == 405:  # Allow: every method of the path, not the first route's
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request))}
         return await http_exception_handler(request, exc)
 
     @app.exception_handler(RequestValidationError)
@@ -180,8 +198,10 @@ def install_error_handlers(app: FastAPI) -> None:
         # A value the database refuses (the edge already refuses NUL in text; this catches any
         # path it missed): the transaction was rolled back, so nothing of the request is kept.
         log.warning("%s %s: the database refused a value: %s", request.method, request.url, exc)
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return JSONResponse(
-            {"detail": f"the request holds a value the database cannot take: {reason}"},
-            status_code=422,
-        )
+        if isinstance(exc, psycopg.errors.UntranslatableCharacter) or "0x00" in str(exc):
+            detail = "the request holds the NUL character (%00, \\u0000), which no value may hold"
+        else:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            detail = f"the request holds a value the database cannot take: {reason}"
+        refused(request, 422, detail)
+        return JSONResponse({"detail": detail}, status_code=422)

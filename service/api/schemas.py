@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-from service.api.text import TITLE_MAX_CHARS, RequestModel, Title
+from service.api.text import TITLE_MAX_CHARS, Name, OneLine, RequestModel, Title
 from service.registry.preferences import Preferences
 from service.registry.records import Artist, Artwork, License
 
@@ -34,17 +34,9 @@ class ErrorBody(BaseModel):
 class ArtistCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    display_name: str = Field(min_length=1, max_length=200)
+    display_name: Annotated[str, Name] = Field(min_length=1, max_length=200)
     email: EmailStr
     default_preferences: Preferences = Field(default_factory=Preferences)
-
-    @field_validator("display_name")
-    @classmethod
-    def _named(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("display_name must hold more than white space")
-        return v
 
 
 class ArtistUpdate(RequestModel):
@@ -144,7 +136,9 @@ class ArtworkUpdate(RequestModel):
 class LicenseCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    grantee: str = Field(min_length=1, max_length=200, description="the platform user id")
+    grantee: Annotated[str, OneLine] = Field(
+        min_length=1, max_length=200, description="the platform user id"
+    )
     scopes: list[Literal["img2img", "style", "training"]] = Field(min_length=1)
     expires_at: datetime | None = None
 
@@ -161,9 +155,17 @@ class LicenseCreate(RequestModel):
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
             raise ValueError("expires_at needs a time zone, e.g. 2027-01-01T00:00:00Z")
-        if v is not None and v <= datetime.now(UTC):
+        if v is None:
+            return v
+        if v <= datetime.now(UTC):
             raise ValueError("expires_at is not in the future: a licence must end after it starts")
-        return v
+        try:
+            in_utc = v.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59-14:00 is in the year 10000 in UTC
+            in_utc = None
+        if in_utc is None or in_utc.year >= 9999:
+            raise ValueError("expires_at must be before the year 9999 (or null: no end)")
+        return in_utc
 
 
 class LicensePublic(BaseModel):

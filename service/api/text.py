@@ -41,6 +41,49 @@ def without_control_characters(text: str) -> str:
 # For a form field or parameter: ``Annotated[str | None, Form(...), StorableText]``.
 StorableText = AfterValidator(_refuse_nul)
 
+# Characters that change what a terminal, a log or a page shows instead of being shown: the C0
+# and C1 controls and DEL (escape sequences, line breaks that forge table rows or log lines), and
+# the bidirectional overrides and isolates that reorder the text around them.
+_UNSHOWN = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_UNSHOWN_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+ONE_LINE_MESSAGE = (
+    "may not hold control characters (line breaks, tabs, escape sequences) or bidirectional "
+    "overrides"
+)
+FREE_TEXT_MESSAGE = (
+    "may not hold control characters other than line breaks and tabs (escape sequences), or "
+    "bidirectional overrides"
+)
+
+
+def one_line(value: str | None) -> str | None:
+    """A name, an id or a label: ValueError when it holds anything but shown characters."""
+    if value is not None and _UNSHOWN.search(value):
+        raise ValueError(ONE_LINE_MESSAGE)
+    return value
+
+
+def free_text(value: str | None) -> str | None:
+    """A reason, a note, a prompt: line breaks and tabs allowed, other controls refused."""
+    if value is not None and _UNSHOWN_IN_TEXT.search(value):
+        raise ValueError(FREE_TEXT_MESSAGE)
+    return value
+
+
+def name_text(value: str) -> str:
+    """A name: trimmed, more than white space, on one line."""
+    value = value.strip()
+    if not value:
+        raise ValueError("must hold more than white space")
+    one_line(value)
+    return value
+
+
+# ``Annotated[str | None, Form(...), StorableText, OneLine]`` and the like.
+OneLine = AfterValidator(one_line)
+FreeText = AfterValidator(free_text)
+Name = AfterValidator(name_text)
+
 TITLE_MAX_CHARS = 500
 
 
@@ -54,6 +97,8 @@ def clean_title(value: str | None) -> str | None:
         raise ValueError("a title must hold more than white space (leave it out for none)")
     if len(value) > TITLE_MAX_CHARS:
         raise ValueError(f"a title may be at most {TITLE_MAX_CHARS} characters")
+    if _UNSHOWN.search(value):
+        raise ValueError(f"a title {ONE_LINE_MESSAGE}")
     return value
 
 

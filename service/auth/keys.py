@@ -15,6 +15,7 @@ from datetime import datetime
 
 import psycopg
 
+from service.api.text import ONE_LINE_MESSAGE, one_line
 from service.auth.scopes import Scope, parse_scopes
 
 
@@ -64,6 +65,10 @@ def create_key(conn: psycopg.Connection, name: str, scopes: list[str]) -> tuple[
         raise ValueError("a key needs a name")
     if len(name.strip()) > KEY_NAME_MAX_CHARS or "\x00" in name:
         raise ValueError(f"a key's name is at most {KEY_NAME_MAX_CHARS} characters, without NUL")
+    try:
+        one_line(name)
+    except ValueError:
+        raise ValueError(f"a key's name {ONE_LINE_MESSAGE}") from None
     checked = parse_scopes(scopes)
     prefix = secrets.token_hex(4)
     secret = f"chm_{prefix}_{secrets.token_urlsafe(32)}"

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from service.cli.common import cli_actor, console, err_console, runtime
+from service.cli.common import cli_actor, console, err_console, runtime, shown
 
 _STYLE = {"allow": "green", "review": "yellow", "block": "bold red"}
 
@@ -41,7 +41,7 @@ def check(
         try:
             policy = POLICIES.for_key(rt.settings, None, None)
         except PolicyError as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
+            err_console.print(f"[red]error:[/red] {shown(exc)}")
             raise typer.Exit(2) from None
         if pictures is not None:
             pictures.mkdir(parents=True, exist_ok=True)
@@ -73,15 +73,15 @@ def check(
         table = Table("image", "verdict", "AI-generated", "reasons")
         for path, report, error in results:
             if report is None:
-                table.add_row(str(path), "[red]error[/red]", "", error or "")
+                table.add_row(shown(path), "[red]error[/red]", "", shown(error or ""))
                 continue
             verdict = report["verdict"]
             ai = report["provenance"]["ai_generated"]
             table.add_row(
-                str(path),
+                shown(path),
                 f"[{_STYLE[verdict]}]{verdict}[/{_STYLE[verdict]}]",
                 ai["status"] + (f" ({ai['generation_id']})" if ai["generation_id"] else ""),
-                "\n".join(f"{r['action']}: {r['message']}" for r in report["reasons"]),
+                "\n".join(f"{r['action']}: {shown(r['message'])}" for r in report["reasons"]),
             )
         console.print(table)
     if any(r is None for _, r, _ in results):

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from service.cli.common import cli_actor, console, err_console, runtime
+from service.cli.common import cli_actor, console, err_console, runtime, shown
 from service.cpus import usable_cpus
 from service.indexing.refingerprint import refresh_stale, stale_rows
 from similarity import SIGNALS_VERSION
@@ -68,7 +68,7 @@ def refresh(
     for bank, n in sorted(outcome.refreshed.items()):
         console.print(f"refreshed {n} {bank} fingerprint(s) to {SIGNALS_VERSION}")
     for row, reason in outcome.failed:
-        err_console.print(f"could not refresh {row.bank} {row.subject_id}: {reason}")
+        err_console.print(f"could not refresh {row.bank} {row.subject_id}: {shown(reason)}")
     for bank, n in sorted(outcome.needs_bytes.items()):
         err_console.print(
             f"{n} {bank} fingerprint(s) keep no original bytes: add those images again"

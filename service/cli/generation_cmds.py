@@ -23,7 +23,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from service.cli.common import cli_actor, console, err_console, runtime
+from service.cli.common import cli_actor, console, err_console, runtime, shown
 from service.cpus import usable_cpus
 from service.genservice.adapters import AdapterRecord
 from service.registry.ingest import PreparedImage, prepare
@@ -41,7 +41,7 @@ EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}")
+    err_console.print(f"[red]error:[/red] {shown(message)}")
     return typer.Exit(code)
 
 
@@ -70,8 +70,8 @@ def adapters_add(
     console.print(f"registered {_adapter_line(rec)}", soft_wrap=True)  # hashes stay whole
     if rec.training:
         names = sorted(rec.training)
-        shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
-        console.print(f"training metadata: {len(names)} field(s) ({shown})", soft_wrap=True)
+        listed = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+        console.print(f"training metadata: {len(names)} field(s) ({shown(listed)})", soft_wrap=True)
 
 
 @adapters_app.command("list")
@@ -105,8 +105,8 @@ def adapters_list(
     table = Table("name", "status", "AutoV2", "rank", "base", "registered")
     for a in found:
         table.add_row(
-            a.name,
-            a.status + (f" ({a.status_reason})" if a.status_reason else ""),
+            shown(a.name),
+            a.status + (f" ({shown(a.status_reason)})" if a.status_reason else ""),
             a.autov2,
             str(a.details.get("rank") or "-"),
             str(a.details.get("base_family") or a.details.get("base_model_hint") or "-"),
@@ -235,7 +235,7 @@ def sources_add(
                     added, duplicates = added + created, duplicates + (not created)
                 progress.advance(task)
     for path, reason in rejected:
-        err_console.print(f"[yellow]rejected[/yellow] {path}: {reason}")
+        err_console.print(f"[yellow]rejected[/yellow] {shown(path)}: {shown(reason)}")
     clip = "with CLIP embeddings" if embedder.available else f"no CLIP ({embedder.reason})"
     console.print(
         f"dataset {dataset}: added {added}, duplicate {duplicates}, rejected {len(rejected)}; "
@@ -419,7 +419,7 @@ def generate(
         raise _fail(f"generation failed at {record.stage}: {record.error}", 1)
     output.write_bytes(data)
     if not as_json:
-        console.print(f"wrote {output}")
+        console.print(f"wrote {shown(output)}")
 
 
 def _report(record: object, as_json: bool) -> None:
@@ -451,11 +451,11 @@ def _report(record: object, as_json: bool) -> None:
     if record.status == "blocked":
         err_console.print(f"[red]blocked[/red] generation {record.id}")
         for reason in record.reasons:
-            err_console.print(f"  {reason['code']}: {reason['message']}")
+            err_console.print(f"  {reason['code']}: {shown(reason['message'])}")
         return
     if record.stamp is not None:
         s = record.stamp
         console.print(f"generation {record.id}: manifest {s.manifest_id}")
         console.print(f"watermark {s.watermark_alg} {s.watermark_value}; sha256 {s.sha256}")
     for flag in record.flags:
-        console.print(f"[yellow]flag[/yellow] {flag['code']}: {flag['message']}")
+        console.print(f"[yellow]flag[/yellow] {flag['code']}: {shown(flag['message'])}")

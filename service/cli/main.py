@@ -22,6 +22,7 @@ from service.cli.common import (
     missing_paths,
     runtime,
     settings_or_exit,
+    shown,
 )
 from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
@@ -134,7 +135,7 @@ def keys_create(
         try:
             rec, secret = create_key(conn, name, scope)
         except ValueError as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
+            err_console.print(f"[red]error:[/red] {shown(exc)}")
             raise typer.Exit(2) from None
         rt.audit.append(
             conn,
@@ -160,7 +161,7 @@ def keys_list() -> None:
         table.add_row(
             str(k.id),
             k.prefix,
-            k.name,
+            shown(k.name),
             ",".join(k.scopes),
             f"{k.created_at:%Y-%m-%d}",
             f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",
@@ -175,7 +176,7 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="key id or prefix")]) ->
     with runtime() as rt, rt.pool.connection() as conn, conn.transaction():
         done = revoke_key(conn, key)
         if done is None:
-            err_console.print(f"[red]error:[/red] no key {key}")
+            err_console.print(f"[red]error:[/red] no key {shown(key)}")
             raise typer.Exit(1)
         rec = done.key
         if done.newly:
@@ -184,10 +185,11 @@ def keys_revoke(key: Annotated[str, typer.Argument(help="key id or prefix")]) ->
             )
     if not done.newly:
         console.print(
-            f"key {rec.id} ({rec.prefix}) {rec.name} was revoked already, at {rec.revoked_at}"
+            f"key {rec.id} ({rec.prefix}) {shown(rec.name)} was revoked already,"
+            f" at {rec.revoked_at}"
         )
         return
-    console.print(f"revoked key {rec.id} ({rec.prefix}) {rec.name}")
+    console.print(f"revoked key {rec.id} ({rec.prefix}) {shown(rec.name)}")
 
 
 @artists_app.command("create")
@@ -207,13 +209,13 @@ def artists_create(
         name, email = checked.display_name, checked.email  # the address alone, normalised
         prefs = parse_preferences(preferences)
     except (ValidationError, PreferencesError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {shown(exc)}")
         raise typer.Exit(2) from None
     with runtime() as rt, rt.pool.connection() as conn:
         try:
             artist = rt.registry.create_artist(conn, cli_actor(), name, email, prefs)
         except Conflict as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
+            err_console.print(f"[red]error:[/red] {shown(exc)}")
             raise typer.Exit(1) from None
     print(artist.id)
 
@@ -235,11 +237,11 @@ def register(
         prefs = parse_preferences(preferences)
         title = clean_title(title)  # as the API takes it
     except (PreferencesError, ValueError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {shown(exc)}")
         raise typer.Exit(2) from None
     missing = [p for p in paths if not p.exists()]
     if missing:
-        err_console.print(f"[red]error:[/red] no such file: {', '.join(map(str, missing))}")
+        err_console.print(f"[red]error:[/red] no such file: {shown(', '.join(map(str, missing)))}")
         raise typer.Exit(2)
     with runtime() as rt:
         try:
@@ -247,10 +249,10 @@ def register(
                 rt, cli_actor(), artist, paths, title=title, preferences=prefs, workers=workers
             )
         except NotFound as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
+            err_console.print(f"[red]error:[/red] {shown(exc)}")
             raise typer.Exit(1) from None
     for path, reason in out.rejected:
-        err_console.print(f"[yellow]rejected[/yellow] {path}: {reason}")
+        err_console.print(f"[yellow]rejected[/yellow] {shown(path)}: {shown(reason)}")
     console.print(
         f"created {len(out.created)}, duplicate {len(out.duplicates)}, rejected {len(out.rejected)}"
     )
@@ -282,11 +284,11 @@ def match(
                 rt, data, cli_actor(), user, "cli:match", colour=picture is not None
             )
         except ImageRejected as exc:
-            err_console.print(f"[red]error:[/red] {exc}")
+            err_console.print(f"[red]error:[/red] {shown(exc)}")
             raise typer.Exit(2) from None
         if picture is not None:
             picture.write_bytes(registry_match_picture(rt, decoded.image, result))
-            err_console.print(f"evidence picture written to {picture}")
+            err_console.print(f"evidence picture written to {shown(picture)}")
     public = to_public(result, with_licence=user is not None)
     if as_json:
         print(
@@ -310,7 +312,7 @@ def match(
             f"{m.score:.3f}",
             str(m.artwork_id),
             str(m.artist_id),
-            m.title or "",
+            shown(m.title or ""),
             m.preferences.get("img2img", ""),
             ", ".join(fired) if isinstance(fired, list) else str(fired),
         )
@@ -343,7 +345,7 @@ def audit_verify(
         covered = f"; it holds the tree head of {known.size} given" if known else ""
         console.print(f"audit log intact: {result.size} entries, root {result.root.hex()}{covered}")
         return
-    err_console.print(f"[red]audit log check failed:[/red] {result.problem}")
+    err_console.print(f"[red]audit log check failed:[/red] {shown(result.problem)}")
     raise typer.Exit(1)
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from service.cli.common import console, err_console, runtime
+from service.cli.common import console, err_console, runtime, shown
 
 credentials_app = typer.Typer(help="C2PA signing credentials.", no_args_is_help=True)
 
@@ -27,7 +27,9 @@ def credentials_show(
     if as_json:
         print(json.dumps(desc.to_dict(), indent=2))
         return
-    console.print(f"[bold]signer[/bold]  {desc.signer_subject}  ({desc.alg}, {desc.origin})")
+    console.print(
+        f"[bold]signer[/bold]  {shown(desc.signer_subject)}  ({desc.alg}, {desc.origin})"
+    )
     console.print(
         f"valid   {desc.not_before:%Y-%m-%d} .. {desc.not_after:%Y-%m-%d}"
         + ("  [red]EXPIRED[/red]" if desc.expired else "")
@@ -38,14 +40,14 @@ def credentials_show(
             d = c.to_dict()
             table.add_row(
                 role,
-                d.get("subject", ""),
-                d.get("issuer", ""),
+                shown(d.get("subject", "")),
+                shown(d.get("issuer", "")),
                 str(d.get("not_after", ""))[:10],
                 d.get("sha256_fingerprint", ""),
             )
     console.print(table)
     for name, path in desc.files.items():
-        console.print(f"{name}: {path}")
+        console.print(f"{name}: {shown(path)}")
 
 
 def verify_image(data: bytes) -> dict[str, Any]:
@@ -122,7 +124,7 @@ def verify(
     try:
         out = verify_image(image.read_bytes())
     except ImageRejected as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {shown(exc)}")
         raise typer.Exit(2) from None
     if as_json:
         print(json.dumps(out, indent=2, default=str))
@@ -130,8 +132,12 @@ def verify(
     m, w, r = out["manifest"], out["watermark"], out["record"]
     console.print(
         f"[bold]C2PA manifest[/bold]: {m['state']}"
-        + (f" ({m['manifest_id']}, {m['digital_source_type']})" if m["manifest_id"] else "")
-        + (f" — {m['error']}" if m["error"] else "")
+        + (
+            f" ({shown(m['manifest_id'])}, {shown(m['digital_source_type'])})"
+            if m["manifest_id"]
+            else ""
+        )
+        + (f" — {shown(m['error'])}" if m["error"] else "")
     )
     if w["present"]:
         note = (
@@ -141,13 +147,13 @@ def verify(
         )
         console.print(f"[bold]watermark[/bold]: present, value {w['value']}{note}")
     elif w["not_read"]:
-        console.print(f"[bold]watermark[/bold]: not read ({w['not_read']})")
+        console.print(f"[bold]watermark[/bold]: not read ({shown(w['not_read'])})")
     else:
         console.print("[bold]watermark[/bold]: absent")
     if r:
         console.print(
             f"[bold]record[/bold]: {r['id']} by {r['method']} (score {r['score']}),"
-            f" {r['kind']} {r['origin']}, manifest {r['manifest_id']},"
+            f" {r['kind']} {r['origin']}, manifest {shown(r['manifest_id'])},"
             f" made {r['created_at'][:19]}"
         )
     else:

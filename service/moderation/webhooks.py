@@ -145,7 +145,10 @@ def check_url(url: str, *, allow_private: bool) -> str:
         raise WebhookUrlError(f"webhook_url is longer than {MAX_URL_LENGTH} characters")
     if has_control_characters(url) or any(c.isspace() for c in url):
         raise WebhookUrlError("webhook_url holds white space or control characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for http://[::1/
+        raise WebhookUrlError(f"webhook_url is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise WebhookUrlError("webhook_url must be an http or https URL")
     if not parts.hostname:

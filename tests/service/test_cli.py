@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.support import encode, photo_like
+from tests.support import auth, encode, photo_like
 
 
 def chopmark(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -231,3 +231,33 @@ def test_a_cli_command_refuses_a_log_whose_key_is_missing(cli, runtime, settings
         assert not key.exists()
     finally:
         kept.replace(key)
+
+
+def test_text_from_outside_is_printed_as_text_not_obeyed(
+    cli, client, runtime, make_key, photo, tmp_path
+):
+    """Rich markup in a title or a key's name is printed, not rendered; control characters never
+    reach the terminal; a key name that would forge a row is refused as the API refuses it."""
+    cli("keys", "create", "--name", "[link=http://evil.example]ops[/link]", "--scope", "match")
+    listing = cli("keys", "list").stdout
+    assert "[link=http://evil.example]ops[/link]" in listing
+    forged = cli("keys", "create", "--name", "x\r\nkadmin    admin", "--scope", "match", ok=False)
+    assert forged.returncode == 2 and "control characters" in forged.stderr
+    h = auth(make_key("registry"))
+    artist = client.post(
+        "/v1/artists", json={"display_name": "Lu", "email": "lu@example.org"}, headers=h
+    ).json()["id"]
+    r = client.post(
+        f"/v1/artists/{artist}/artworks",
+        data={"title": "[bold red]Innocent[/bold red]"},  # brackets are text: allowed
+        files=[("files", ("w.jpg", photo(308), "image/jpeg"))],
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    with runtime.pool.connection() as conn:  # as a row written before titles were checked
+        conn.execute("UPDATE artworks SET title = %s", ("[bold]Innocent[/bold] \x1b[31mRED\nx",))
+    query = tmp_path / "query.jpg"
+    query.write_bytes(photo(308))
+    out = cli("match", str(query)).stdout
+    assert "[bold]Innocent[/bold]" in out
+    assert "\x1b" not in out and "\\x1b[31mRED\\x0ax" in out

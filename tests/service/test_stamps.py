@@ -555,3 +555,23 @@ def test_our_output_is_not_stamped_again_unless_made_from_it(client, runtime, st
         headers=stamp_key,
     )
     assert r.status_code == 201, r.text
+
+
+def test_our_output_whose_mark_did_not_take_is_not_stamped_again(client, runtime, make_key):
+    """Noise hides no watermark that reads back (the stamp says so, `verified: false`); the
+    output is still ours by its pixels, and stamping it again is refused all the same."""
+    h = auth(make_key("stamp"))
+    noise = Image.effect_noise((300, 300), 60).convert("RGB")  # grey: the mark saturates away
+    first = stamp(client, h, noise)
+    assert first.status_code == 201, first.text
+    assert first.json()["watermark"]["verified"] is False
+    data = client.get(first.json()["image_url"], headers=h).content
+    again = client.post(
+        "/v1/stamps",
+        files={"file": ("again.png", data, "image/png")},
+        data={"metadata": json.dumps({**META, "generator": "Someone Else"})},
+        headers=h,
+    )
+    assert again.status_code == 409, again.text
+    assert first.json()["id"] in again.json()["detail"]
+    assert "pixels are a copy" in again.json()["detail"]

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.api.deps import AdminKey, RegistryKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody
-from service.api.text import RequestModel
-from service.api.uploads import upload_name
+from service.api.text import FreeText, RequestModel
+from service.api.uploads import single_parts, upload_name
 from service.auth.scopes import Scope
 from service.genservice.adapters import NAME_PATTERN, AdapterClaim, AdapterRecord
 from service.genservice.service import adapter_store
@@ -53,14 +53,14 @@ class AdapterUpdate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["allowed", "blocked"]
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Annotated[str | None, FreeText] = Field(default=None, max_length=2000)
 
 
 class ClaimCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     artist_id: UUID
-    reason: str = Field(min_length=1, max_length=5000)
+    reason: Annotated[str, FreeText] = Field(min_length=1, max_length=5000)
 
     @field_validator("reason")
     @classmethod
@@ -72,10 +72,10 @@ class ClaimCreate(RequestModel):
 
 
 class ClaimDecision(RequestModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "yes" is not a decision
 
     uphold: bool
-    note: str | None = Field(default=None, max_length=5000)
+    note: Annotated[str | None, FreeText] = Field(default=None, max_length=5000)
 
 
 class ClaimPublic(BaseModel):
@@ -118,6 +118,7 @@ async def _spool(upload: UploadFile, folder: Path, max_bytes: int) -> Path:
 
 @router.post(
     "",
+    dependencies=[single_parts("file", "name")],
     status_code=status.HTTP_201_CREATED,
     response_model=AdapterPublic,
     responses={

@@ -27,7 +27,7 @@ from provenance.manifest import COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA, TRAINE
 from service.api.deps import ImageWorkDep, RuntimeDep, require, scope_doc
 from service.api.errors import refused, rejection_status, storage_failure
 from service.api.schemas import ErrorBody
-from service.api.text import RequestModel
+from service.api.text import FreeText, OneLine, RequestModel
 from service.auth.keys import ApiKey
 from service.auth.scopes import Scope
 from service.genservice.adapters import NAME_PATTERN
@@ -58,14 +58,14 @@ class GenerationCreate(RequestModel):
     # Strict: true is not a step count nor "yes" a boolean (a number may be an int or a float).
     model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
-    prompt: str = Field(min_length=1, max_length=4000)
-    negative_prompt: str = Field(default="", max_length=4000)
+    prompt: Annotated[str, FreeText] = Field(min_length=1, max_length=4000)
+    negative_prompt: Annotated[str, FreeText] = Field(default="", max_length=4000)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED, description="unset: random")
     steps: int = Field(default=20, ge=1, le=150)
     guidance: float = Field(default=7.0, ge=0, le=30)
     width: int = Field(default=512, ge=256, le=2048, multiple_of=8)
     height: int = Field(default=512, ge=256, le=2048, multiple_of=8)
-    user: str | None = Field(
+    user: Annotated[str | None, OneLine] = Field(
         default=None, min_length=1, max_length=200, description="the platform user asking"
     )
     init_image: str | None = Field(default=None, description="base64: img2img / inpainting")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.deps import RuntimeDep
@@ -73,6 +73,10 @@ def readyz(rt: RuntimeDep, request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if not reasons else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics (no key)")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (no key)",
+    response_class=PlainTextResponse,  # documented as text/plain, as served
+)
 def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

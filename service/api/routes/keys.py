@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import AdminKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody
-from service.api.text import RequestModel
+from service.api.text import Name, RequestModel
 from service.auth.keys import (
     KEY_NAME_MAX_CHARS,
     ApiKey,
@@ -26,7 +27,7 @@ _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
 class KeyCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=KEY_NAME_MAX_CHARS)
+    name: Annotated[str, Name] = Field(min_length=1, max_length=KEY_NAME_MAX_CHARS)
     scopes: list[Scope] = Field(min_length=1)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from service.api.deps import ImageWorkDep, MatchKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody, IndexInfo, MatchPublic, MatchResponse
-from service.api.text import StorableText
+from service.api.text import OneLine, StorableText
 from service.api.uploads import read_upload, single_parts
 from service.auth.scopes import Scope
 from service.registry.matching import RegistryMatches, match_registry, record_match_decision
@@ -85,7 +85,7 @@ async def match_image(
     key: MatchKey,
     file: Annotated[UploadFile, File(description="the image to check")],
     user: Annotated[
-        str | None, Form(description="platform user, to report licences"), StorableText
+        str | None, Form(description="platform user, to report licences"), StorableText, OneLine
     ] = None,
 ) -> MatchResponse:
     data = await read_upload(file, rt.settings.max_upload_bytes)
@@ -117,7 +117,7 @@ async def match_picture(
     key: MatchKey,
     file: Annotated[UploadFile, File(description="the image to check")],
     user: Annotated[
-        str | None, Form(description="platform user, to report licences"), StorableText
+        str | None, Form(description="platform user, to report licences"), StorableText, OneLine
     ] = None,
 ) -> Response:
     data = await read_upload(file, rt.settings.max_upload_bytes)

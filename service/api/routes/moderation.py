@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import ImageWorkDep, ModerateKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody, IndexInfo, MatchPublic
-from service.api.text import StorableText
+from service.api.text import FreeText, OneLine, StorableText
 from service.api.uploads import read_upload, single_parts, upload_name
 from service.auth.keys import ApiKey
 from service.auth.scopes import Scope
@@ -236,10 +236,16 @@ def _owner(key: ApiKey) -> int | None:
 
 ImageFile = Annotated[UploadFile, File(description="the image to moderate")]
 UserForm = Annotated[
-    str | None, Form(max_length=200, description="platform user, for licences"), StorableText
+    str | None,
+    Form(max_length=200, description="platform user, for licences"),
+    StorableText,
+    OneLine,
 ]
 ContextForm = Annotated[
-    str | None, Form(max_length=500, description="free text kept with the record"), StorableText
+    str | None,
+    Form(max_length=500, description="free text kept with the record"),
+    StorableText,
+    FreeText,
 ]
 
 
@@ -377,7 +383,11 @@ async def create_batch(
     url = None
     if webhook_url:
         try:
-            url = webhooks.check_url(webhook_url, allow_private=allow_private_webhooks(rt.settings))
+            url = await run_in_threadpool(  # the address check may wait on DNS
+                webhooks.check_url,
+                webhook_url,
+                allow_private=allow_private_webhooks(rt.settings),
+            )
         except webhooks.WebhookUrlError as exc:
             raise HTTPException(422, str(exc)) from None
     batch = [

@@ -15,8 +15,8 @@ from pydantic import AfterValidator, BaseModel
 from service.api.deps import AdminKey, ImageWorkDep, RuntimeDep, scope_doc
 from service.api.errors import rejection_status
 from service.api.schemas import ErrorBody, Rejected
-from service.api.text import StorableText
-from service.api.uploads import upload_name
+from service.api.text import FreeText, StorableText
+from service.api.uploads import single_parts, upload_name
 from service.auth.scopes import Scope
 from service.genservice.service import get_generation_service, source_store
 from service.genservice.sources import (
@@ -69,6 +69,7 @@ def embed_source(embedder: Embedder, data: bytes, rt: Runtime) -> tuple[Any, str
 
 @router.post(
     "",
+    dependencies=[single_parts("dataset", "licence")],
     status_code=status.HTTP_201_CREATED,
     response_model=SourcesAdded,
     responses={
@@ -90,7 +91,10 @@ async def add_sources(
         str, Form(min_length=1, max_length=DATASET_MAX_CHARS), AfterValidator(check_dataset)
     ],
     licence: Annotated[
-        str | None, Form(max_length=LICENCE_MAX_CHARS, description="licence notes"), StorableText
+        str | None,
+        Form(max_length=LICENCE_MAX_CHARS, description="licence notes"),
+        StorableText,
+        FreeText,
     ] = None,
 ) -> SourcesAdded | JSONResponse:
     if len(files) > rt.settings.max_files_per_request:

@@ -16,7 +16,7 @@ from provenance.manifest import AdapterFact, GenerationFacts, ParentImage
 from provenance.watermark import WatermarkReading
 from service.api.deps import ImageWorkDep, RuntimeDep, StampKey, scope_doc
 from service.api.schemas import ErrorBody
-from service.api.text import RequestModel, StorableText
+from service.api.text import FreeText, OneLine, RequestModel, StorableText
 from service.api.uploads import read_upload, single_parts
 from service.auth.scopes import Scope
 from service.genservice.backends import RuntimeArtworkRegistry
@@ -34,9 +34,9 @@ _SHA256 = r"^[0-9a-fA-F]{64}$"
 
 
 class AdapterIn(RequestModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, OneLine] = Field(min_length=1, max_length=200)
     sha256: str = Field(pattern=_SHA256)
     scale: float = Field(default=1.0, ge=-10, le=10)
 
@@ -44,21 +44,24 @@ class AdapterIn(RequestModel):
 class StampMetadata(RequestModel):
     """What the platform knows about how the image was made."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Taken as their JSON types: true is not a seed, "5" not a step count.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    generator: str = Field(min_length=1, max_length=200, description="the software that made it")
-    generator_version: str | None = Field(default=None, max_length=100)
-    model_name: str = Field(min_length=1, max_length=300)
+    generator: Annotated[str, OneLine] = Field(
+        min_length=1, max_length=200, description="the software that made it"
+    )
+    generator_version: Annotated[str | None, OneLine] = Field(default=None, max_length=100)
+    model_name: Annotated[str, OneLine] = Field(min_length=1, max_length=300)
     model_hash: str | None = Field(default=None, pattern=_SHA256)
-    prompt: str | None = Field(default=None, max_length=20_000)
-    negative_prompt: str | None = Field(default=None, max_length=20_000)
+    prompt: Annotated[str | None, FreeText] = Field(default=None, max_length=20_000)
+    negative_prompt: Annotated[str | None, FreeText] = Field(default=None, max_length=20_000)
     prompt_private: bool = Field(default=False, description="record only the prompt's SHA-256")
     seed: int | None = None
     steps: int | None = Field(default=None, ge=1, le=1000)
     guidance: float | None = None
-    sampler: str | None = Field(default=None, max_length=100)
+    sampler: Annotated[str | None, OneLine] = Field(default=None, max_length=100)
     adapters: list[AdapterIn] = Field(default_factory=list, max_length=50)
-    platform_user: str | None = Field(default=None, max_length=200)
+    platform_user: Annotated[str | None, OneLine] = Field(default=None, max_length=200)
     input_was_image: bool = Field(
         default=False, description="img2img or inpainting: send the input as the `parent` file"
     )
@@ -120,6 +123,8 @@ def parse_metadata(raw: str) -> StampMetadata:
         return StampMetadata.model_validate(json.loads(raw))
     except json.JSONDecodeError as exc:
         raise HTTPException(422, f"metadata is not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise HTTPException(422, "metadata is nested too deeply") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'metadata'}: {e['msg']}" for e in exc.errors()
@@ -275,16 +280,22 @@ def _refuse_restamp(
     user: str | None,
 ) -> None:
     """An image that already is one of our outputs (its watermark names the output and its
-    pixels agree) is not stamped again: a new stamp would attribute someone's generation to
-    whoever asked. An image made from one of our outputs is stamped with that output as its
-    ``parent``: then the parent resolves to the same output, and the stamp goes ahead."""
+    pixels agree, or, where the mark did not take or did not survive, its fingerprints are a
+    verified copy of the output's) is not stamped again: a new stamp would attribute someone's
+    generation to whoever asked. An image made from one of our outputs is stamped with that
+    output as its ``parent``: then the parent resolves to the same output, and the stamp goes
+    ahead."""
     reading, _ = read_watermark(rt, decoded)
-    if not reading.present:
-        return
     res = resolve_with_signals(rt, reading, signals)
-    if res.watermark_record is None or not res.watermark_consistent:
+    best = res.best  # the watermark's record when the pixels agree, else the closest copy
+    if best is None:
         return
-    earlier = res.watermark_record
+    earlier = best.record
+    how = (
+        "its watermark names it and its pixels agree"
+        if best.method == "watermark+fingerprint"
+        else "its pixels are a copy of it"
+    )
     if parent_signals is not None:
         from_parent = resolve_with_signals(rt, _NO_MARK, parent_signals)
         if any(o.record.id == earlier.id for o in from_parent.outputs):
@@ -299,14 +310,14 @@ def _refuse_restamp(
                 "sha256": hashlib.sha256(data).hexdigest(),
                 "role": "image",
                 "reason": "already_stamped",
+                "method": best.method,
                 "platform_user": user,
             },
         )
     raise HTTPException(
         409,
-        f"this image already is chopmark output {earlier.id} (its watermark names it and its"
-        " pixels agree): it is not stamped again; an image made from it is stamped with it as"
-        " the `parent`",
+        f"this image already is chopmark output {earlier.id} ({how}): it is not stamped again;"
+        " an image made from it is stamped with it as the `parent`",
     )
 
 
