@@ -13,6 +13,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,22 @@ class DiffusionRunner:
         self._refuse_if_stopping()
         return tensors
 
+    def _step_ended(
+        self, on_step: Callable[[int, int], None] | None
+    ) -> Callable[[Any, int, Any, dict[str, Any]], dict[str, Any]]:
+        """diffusers' end-of-step callback: stop when the process is stopping, and tell
+        ``on_step`` how far the denoising is."""
+        if on_step is None:
+            return self._interrupt_when_stopping
+
+        def ended(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            tensors = self._interrupt_when_stopping(pipe, step, timestep, tensors)
+            total = int(getattr(pipe, "num_timesteps", 0) or step + 1)
+            on_step(step + 1, total)
+            return tensors
+
+        return ended
+
     def _generate_admitted(self, params: GenerationParams, ahead: int) -> DiffusionResult:
         start = time.perf_counter()
         model = self._model
@@ -292,7 +309,7 @@ class DiffusionRunner:
             "guidance_scale": params.guidance,
             "generator": torch.Generator(device=model.device).manual_seed(params.seed),
             "output_type": "pil",
-            "callback_on_step_end": self._interrupt_when_stopping,
+            "callback_on_step_end": self._step_ended(params.on_step),
         }
         if params.mode != "txt2img":
             assert params.init_image is not None

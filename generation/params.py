@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -41,6 +42,8 @@ class GenerationParams:
     adapters: list[AdapterUse] = field(default_factory=list)
     control_image: Image.Image | None = None  # ControlNet conditioning
     control_scale: float = 1.0
+    # Told (steps done, steps in all) after each denoising step, e.g. for a progress bar.
+    on_step: Callable[[int, int], None] | None = None
 
 
 TINY_NOTICE = (

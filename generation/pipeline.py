@@ -61,6 +61,7 @@ class GenerationRequest:
     adapters: tuple[AdapterRequest, ...] = ()
     prompt_private: bool = False
     api_key_id: int | None = None
+    on_step: Callable[[int, int], None] | None = None  # progress of the denoising
 
     @property
     def mode(self) -> Mode:
@@ -89,6 +90,7 @@ class GenerationRequest:
             adapters=gate.adapter_uses(self.adapters),
             control_image=self.controls[0].image if self.controls else None,
             control_scale=self.control_scale,
+            on_step=self.on_step,
         )
 
     def summary(self) -> dict[str, Any]:

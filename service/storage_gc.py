@@ -189,8 +189,8 @@ def collect(
     """Remove files older than ``grace_seconds`` that no record names (see the module's
     docstring); with ``dry_run`` only count them. ``on_part`` is called once each entry of
     ``parts(store.root)`` has been looked through."""
-    if grace_seconds < 0:
-        raise ValueError("the grace period cannot be negative")
+    if not grace_seconds >= 0:  # NaN compares false with every age: nothing would be young
+        raise ValueError("the grace period must be a number of seconds, 0 or more")
     with pool.connection() as lock_conn:
         got = lock_conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (_LOCK_KEY,)).fetchone()
         lock_conn.commit()

@@ -135,11 +135,15 @@ class TreeHead:
     @classmethod
     def from_json(cls, data: Any) -> TreeHead:
         try:
-            return cls(
-                int(data["size"]), bytes.fromhex(data["root"]), bytes.fromhex(data["signature"])
-            )
+            size, root = data["size"], bytes.fromhex(data["root"])
+            head = cls(size, root, bytes.fromhex(data["signature"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a tree head: {exc}") from None
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError("not a tree head: size must be a whole number, 0 or more")
+        if size == 0 and root != Frontier().root():
+            raise ValueError("not a tree head: a head of size 0 has the empty tree's root")
+        return head
 
 
 def latest_head(conn: psycopg.Connection) -> TreeHead:

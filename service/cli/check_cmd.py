@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from service.cli.common import cli_actor, console, err_console, runtime, shown
+from service.cli.common import (
+    cli_actor,
+    console,
+    err_console,
+    fail,
+    runtime,
+    shown,
+    unreadable,
+    write_named_file,
+)
 
 _STYLE = {"allow": "green", "review": "yellow", "block": "bold red"}
 
@@ -44,10 +53,20 @@ def check(
             err_console.print(f"[red]error:[/red] {shown(exc)}")
             raise typer.Exit(2) from None
         if pictures is not None:
-            pictures.mkdir(parents=True, exist_ok=True)
+            try:
+                pictures.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise fail(f"--pictures: cannot use {pictures}: {exc.strerror or exc}") from None
         written: set[str] = set()
         for path in images:
-            data = path.read_bytes()
+            problem = unreadable(path)
+            try:
+                data = path.read_bytes() if problem is None else b""
+            except OSError as exc:
+                problem = f"cannot read {path}: {exc.strerror or exc}"
+            if problem is not None:
+                results.append((path, None, problem))
+                continue
             try:
                 outcome = run_check(
                     rt, data, policy, actor=cli_actor(), api_key_id=None, user=user
@@ -61,16 +80,21 @@ def check(
                 while name in written:  # two images of the same name from different folders
                     name += "_"
                 written.add(name)
-                (pictures / f"{name}.png").write_bytes(moderation_picture(rt, data, outcome))
+                write_named_file(pictures / f"{name}.png", moderation_picture(rt, data, outcome))
     if as_json:
         print(
             json.dumps(
-                [r if r is not None else {"file": str(p), "error": e} for p, r, e in results],
+                [
+                    {"file": str(p), **r} if r is not None else {"file": str(p), "error": e}
+                    for p, r, e in results
+                ],
                 indent=2,
             )
         )
     else:
-        table = Table("image", "verdict", "AI-generated", "reasons")
+        table = Table("image", "verdict")
+        table.add_column("AI-generated", overflow="fold")  # a generation id whole
+        table.add_column("reasons", overflow="fold")
         for path, report, error in results:
             if report is None:
                 table.add_row(shown(path), "[red]error[/red]", "", shown(error or ""))

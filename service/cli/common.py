@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,9 +53,16 @@ def cli_actor() -> str:
 
 
 def settings_or_exit() -> Settings:
-    """The settings, or one line per bad ``CHOPMARK_*`` value and exit status 2."""
+    """The settings, or one line per bad ``CHOPMARK_*`` value and exit status 2 (a data folder
+    that cannot be made or used is one of them)."""
     try:
-        return Settings()
+        settings = Settings()
+        _ = settings.data_path  # made here, if it is not there yet
+        return settings
+    except OSError as exc:
+        where = exc.filename or "it"
+        problem = exc.strerror or exc
+        raise fail(f"CHOPMARK_DATA_DIR: cannot use {where} as the data folder: {problem}") from None
     except ValidationError as exc:
         for e in exc.errors():
             where = "_".join(str(p) for p in e["loc"]).upper()
@@ -69,6 +77,44 @@ def settings_or_exit() -> Settings:
             f"{name}: cannot be parsed{cause}; a list is written as JSON,"
             ' e.g. ["/etc/chopmark/root.pem"]'
         ) from None
+
+
+def read_named_file(path: Path) -> bytes:
+    """The bytes of a file the user named on the command line, or one line and exit status 2
+    (unreadable, or not a regular file: a FIFO or a device could keep the read waiting)."""
+    problem = unreadable(path)
+    if problem is not None:
+        raise fail(problem)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read as an input file, or None."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return f"cannot read {path}: not a regular file"
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    return None
+
+
+def write_named_file(path: Path, data: bytes, what: str = "") -> None:
+    """Write an output file the user named, or one line and exit status 2 (``what`` says what
+    stands done already, e.g. the record the output belongs to)."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror or exc}{what}") from None
+
+
+def field_problems(exc: ValidationError) -> str:
+    """A model's validation errors on one line: ``field: message; field: message``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
+    )
 
 
 def missing_paths(settings: Settings) -> list[str]:

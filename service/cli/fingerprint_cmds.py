@@ -39,7 +39,9 @@ def status() -> None:
 
 @fingerprints_app.command("refresh")
 def refresh(
-    workers: Annotated[int | None, typer.Option(help="processes; default: CPU count")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="processes; default: usable CPUs")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
     """Recompute fingerprints of an older signals version from the kept bytes.

@@ -23,11 +23,20 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from service.cli.common import cli_actor, console, err_console, runtime, shown
+from service.cli.common import (
+    cli_actor,
+    console,
+    err_console,
+    field_problems,
+    read_named_file,
+    runtime,
+    shown,
+    write_named_file,
+)
+from service.cli.register import expand_paths, prepare_file
 from service.cpus import usable_cpus
 from service.genservice.adapters import AdapterRecord
-from service.registry.ingest import PreparedImage, prepare
-from similarity import DecodeLimits, ImageRejected
+from similarity import ImageRejected
 
 if TYPE_CHECKING:
     from service.api.routes.generations import GenerationCreate
@@ -143,37 +152,14 @@ def adapters_allow(name: Annotated[str, typer.Argument()]) -> None:
 
 
 # sources ---------------------------------------------------------------------------------------
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-
-
-def _expand(paths: list[Path]) -> list[Path]:
-    out: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            out.extend(
-                p
-                for p in sorted(path.rglob("*"))
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-            )
-        else:
-            out.append(path)
-    return out
-
-
-def _prepare_source(path: str, limits: DecodeLimits) -> PreparedImage:
-    p = Path(path)
-    size = p.stat().st_size
-    if size > limits.max_bytes:
-        raise ImageRejected("too_large", f"{size} bytes is over the limit of {limits.max_bytes}")
-    return prepare(p.read_bytes(), p.name, limits)
-
-
 @sources_app.command("add")
 def sources_add(
     paths: Annotated[list[Path], typer.Argument(help="image files and folders")],
     dataset: Annotated[str, typer.Option(help="the training set these images belong to")],
     licence: Annotated[str | None, typer.Option(help="licence notes for the dataset")] = None,
-    workers: Annotated[int | None, typer.Option(help="fingerprinting processes")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="fingerprinting processes; default: usable CPUs")
+    ] = None,
 ) -> None:
     """Fingerprint training-source images into the 'source' bank, with a progress bar."""
     from service.genservice.service import runtime_embedder, source_store
@@ -189,7 +175,7 @@ def sources_add(
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise _fail(f"no such file: {', '.join(map(str, missing))}")
-    files = _expand(paths)
+    files = list(expand_paths(paths))
     added = duplicates = 0
     rejected: list[tuple[Path, str]] = []
     with runtime() as rt:
@@ -208,7 +194,7 @@ def sources_add(
             rt.pool.connection() as conn,
         ):
             task = progress.add_task("adding sources", total=len(files))
-            futures = {pool.submit(_prepare_source, str(f), rt.decode_limits): f for f in files}
+            futures = {pool.submit(prepare_file, str(f), rt.decode_limits): f for f in files}
             for fut in as_completed(futures):
                 path = futures[fut]
                 try:
@@ -318,10 +304,27 @@ def _checked_as_the_api_would(
             }
         )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors()
-        )
-        raise _fail(problems) from None
+        raise _fail(field_problems(exc)) from None
+
+
+_SUFFIXES = {"png": {".png"}, "jpeg": {".jpg", ".jpeg"}, "webp": {".webp"}}
+
+
+def _format_problem(output: Path) -> str | None:
+    """Why ``output``'s name does not fit the format outputs are signed in, or None: the
+    signed bytes are written as they are (no re-encoding would keep the signature valid)."""
+    from service.cli.common import settings_or_exit
+
+    made = settings_or_exit().output_format
+    suffix = output.suffix.lower()
+    named = next((f for f, suffixes in _SUFFIXES.items() if suffix in suffixes), None)
+    if named is None or named == made:
+        return None
+    return (
+        f"{output.name} names a {named.upper()} file, but outputs are signed as {made.upper()}"
+        f" (CHOPMARK_OUTPUT_FORMAT): name it {output.stem}{sorted(_SUFFIXES[made])[-1]}"
+        f" or set CHOPMARK_OUTPUT_FORMAT={named}"
+    )
 
 
 def generate(
@@ -352,6 +355,7 @@ def generate(
 ) -> None:
     """Generate through the gate, the screen and the stamp; blocked requests exit 3."""
     from generation.gate import AdapterRequest
+    from generation.params import TINY_NOTICE
     from generation.pipeline import GenerationRequest
     from service.genservice.inputs import decode_input, input_problem
     from service.genservice.service import GenerationService
@@ -364,16 +368,29 @@ def generate(
         raise _fail(f"cannot write {output}: {output.parent} is not a folder")
     if output.is_dir():
         raise _fail(f"cannot write {output}: it is a folder; name the image file to write")
+    problem = _format_problem(output)
+    if problem is not None:
+        raise _fail(problem)
     checked = _checked_as_the_api_would(
         prompt, negative, seed, steps, guidance, width, height, user, strength, scheduler, lora
     )
     adapters = tuple(AdapterRequest(a.name, a.scale) for a in checked.adapters)
     with runtime(indexes=True) as rt:
+        if rt.signing.credentials.origin == "configured":  # as `chopmark serve` refuses it
+            from service.stamping.credentials import untrusted_signing
+
+            problem = untrusted_signing(rt.signing)
+            if problem:
+                raise _fail(problem)
         try:
-            init_image = decode_input("init", init.read_bytes(), rt.decode_limits) if init else None
-            mask_image = decode_input("mask", mask.read_bytes(), rt.decode_limits) if mask else None
+            init_image = (
+                decode_input("init", read_named_file(init), rt.decode_limits) if init else None
+            )
+            mask_image = (
+                decode_input("mask", read_named_file(mask), rt.decode_limits) if mask else None
+            )
             controls = (
-                (decode_input("control", control.read_bytes(), rt.decode_limits),)
+                (decode_input("control", read_named_file(control), rt.decode_limits),)
                 if control
                 else ()
             )
@@ -402,9 +419,22 @@ def generate(
             adapters=adapters,
             prompt_private=rt.settings.prompt_privacy,
         )
+        if rt.settings.model is None and not as_json:
+            err_console.print(f"[yellow]note:[/yellow] {TINY_NOTICE}")
         service = GenerationService.open(rt)
+        bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+            disable=as_json,
+        )
+        steps_task = bar.add_task("denoising", total=None)
+        request.on_step = lambda done, total: bar.update(steps_task, completed=done, total=total)
         try:
-            with _stopped_on_interrupt(service.stop) as interrupted:
+            with bar, _stopped_on_interrupt(service.stop) as interrupted:
                 outcome = service.pipeline.run(request)
             record = outcome.record
             data = rt.blobs.get(record.stamp.sha256) if record.stamp is not None else None
@@ -417,7 +447,8 @@ def generate(
         raise typer.Exit(EXIT_BLOCKED)
     if record.status != "completed" or data is None:
         raise _fail(f"generation failed at {record.stage}: {record.error}", 1)
-    output.write_bytes(data)
+    kept = f"; generation {record.id} is done and kept (GET /v1/generations/{record.id}/image)"
+    write_named_file(output, data, kept)
     if not as_json:
         console.print(f"wrote {shown(output)}")
 
@@ -446,8 +477,8 @@ def _report(record: object, as_json: bool) -> None:
             )
         )
         return
-    if model is not None and model.notice:
-        err_console.print(f"[yellow]note:[/yellow] {model.notice}")
+    if model is not None and model.notice and not model.is_default_tiny:
+        err_console.print(f"[yellow]note:[/yellow] {model.notice}")  # (the tiny one's: said first)
     if record.status == "blocked":
         err_console.print(f"[red]blocked[/red] generation {record.id}")
         for reason in record.reasons:

@@ -19,10 +19,13 @@ from service.cli.common import (
     database_unusable,
     err_console,
     fail,
+    field_problems,
     missing_paths,
+    read_named_file,
     runtime,
     settings_or_exit,
     shown,
+    write_named_file,
 )
 from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
@@ -54,8 +57,12 @@ app.command()(check)
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="default: CHOPMARK_HOST")] = None,
-    port: Annotated[int | None, typer.Option(help="default: CHOPMARK_PORT")] = None,
-    workers: Annotated[int | None, typer.Option(help="processes; default CHOPMARK_WORKERS")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="default: CHOPMARK_PORT")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="processes; default CHOPMARK_WORKERS")
+    ] = None,
 ) -> None:
     """Run the HTTP API (migrations are applied first)."""
     import psycopg
@@ -208,9 +215,10 @@ def artists_create(
         checked = ArtistCreate.model_validate({"display_name": name, "email": email})  # as the API
         name, email = checked.display_name, checked.email  # the address alone, normalised
         prefs = parse_preferences(preferences)
-    except (ValidationError, PreferencesError) as exc:
-        err_console.print(f"[red]error:[/red] {shown(exc)}")
-        raise typer.Exit(2) from None
+    except ValidationError as exc:
+        raise fail(field_problems(exc).replace("display_name", "--name")) from None
+    except PreferencesError as exc:
+        raise fail(exc) from None
     with runtime() as rt, rt.pool.connection() as conn:
         try:
             artist = rt.registry.create_artist(conn, cli_actor(), name, email, prefs)
@@ -226,7 +234,9 @@ def register(
     artist: Annotated[UUID, typer.Option(help="the artist's id")],
     title: Annotated[str | None, typer.Option()] = None,
     preferences: Annotated[str | None, typer.Option(help='JSON, e.g. {"img2img": "allow"}')] = None,
-    workers: Annotated[int | None, typer.Option(help="fingerprinting processes")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="fingerprinting processes; default: usable CPUs")
+    ] = None,
 ) -> None:
     """Register artworks from files and folders, with a progress bar and a summary."""
     from service.api.text import clean_title
@@ -277,7 +287,9 @@ def match(
 
     if picture is not None and not picture.parent.is_dir():  # before the match is audited
         raise fail(f"--picture: the folder {picture.parent} does not exist")
-    data = image.read_bytes()
+    if picture is not None and picture.is_dir():
+        raise fail(f"--picture: {picture} is a folder; name the PNG file to write")
+    data = read_named_file(image)
     with runtime(indexes=True) as rt:
         try:
             decoded, result = match_upload(
@@ -287,7 +299,7 @@ def match(
             err_console.print(f"[red]error:[/red] {shown(exc)}")
             raise typer.Exit(2) from None
         if picture is not None:
-            picture.write_bytes(registry_match_picture(rt, decoded.image, result))
+            write_named_file(picture, registry_match_picture(rt, decoded.image, result))
             err_console.print(f"evidence picture written to {shown(picture)}")
     public = to_public(result, with_licence=user is not None)
     if as_json:
@@ -304,7 +316,11 @@ def match(
     if not public:
         console.print(f"no match among {result.index_size} registered works")
         return
-    table = Table("decision", "score", "artwork", "artist", "title", "img2img", "signals")
+    table = Table("decision", "score")
+    for column in ("artwork", "artist"):  # ids whole (folded when narrow), to be copied
+        table.add_column(column, overflow="fold")
+    for column in ("title", "img2img", "signals"):
+        table.add_column(column)
     for m in public:
         fired = m.evidence.get("signals") or m.evidence.get("fired") or ""
         table.add_row(

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from service.cli.common import console, err_console, runtime, shown
+from service.cli.common import (
+    console,
+    err_console,
+    fail,
+    missing_paths,
+    read_named_file,
+    runtime,
+    settings_or_exit,
+    shown,
+)
 
 credentials_app = typer.Typer(help="C2PA signing credentials.", no_args_is_help=True)
 
@@ -19,11 +28,17 @@ def credentials_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The signer, its chain, validity and fingerprints (creating development ones if none)."""
-    from provenance.credentials import describe_credentials
-    from service.settings import Settings
+    from provenance.credentials import CredentialsError, describe_credentials
     from service.stamping.credentials import load_signing
 
-    desc = describe_credentials(load_signing(Settings()).credentials)
+    settings = settings_or_exit()
+    missing = missing_paths(settings)
+    if missing:
+        raise fail(missing[0])
+    try:
+        desc = describe_credentials(load_signing(settings).credentials)
+    except CredentialsError as exc:
+        raise fail(exc) from None
     if as_json:
         print(json.dumps(desc.to_dict(), indent=2))
         return
@@ -122,7 +137,7 @@ def verify(
     from similarity import ImageRejected
 
     try:
-        out = verify_image(image.read_bytes())
+        out = verify_image(read_named_file(image))
     except ImageRejected as exc:
         err_console.print(f"[red]error:[/red] {shown(exc)}")
         raise typer.Exit(2) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import stat
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -38,9 +39,14 @@ def expand_paths(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def _prepare_file(path: str, limits: DecodeLimits) -> PreparedImage:
+def prepare_file(path: str, limits: DecodeLimits) -> PreparedImage:
+    """One image file read and prepared (in a worker process). A path that is not a regular
+    file (a FIFO, a device) is refused before it is opened: reading one could wait forever."""
     p = Path(path)
-    size = p.stat().st_size
+    found = p.stat()
+    if not stat.S_ISREG(found.st_mode):
+        raise ImageRejected("not_a_file", "not a regular file (a FIFO, a device or a socket)")
+    size = found.st_size
     if size > limits.max_bytes:
         raise ImageRejected("too_large", f"{size} bytes is over the limit of {limits.max_bytes}")
     return prepare(p.read_bytes(), p.name, limits)
@@ -75,7 +81,7 @@ def register_paths(
         rt.pool.connection() as conn,
     ):
         task = progress.add_task("registering", total=len(files))
-        futures = {pool.submit(_prepare_file, str(f), rt.decode_limits): f for f in files}
+        futures = {pool.submit(prepare_file, str(f), rt.decode_limits): f for f in files}
         refused: str | None = None  # the data folder refused a write: nothing more is stored
         for fut in as_completed(futures):
             path = futures[fut]

@@ -30,8 +30,8 @@ def gc(
     Each removal is written to the audit log. Safe beside running services: files younger than
     --older-than are kept, and a file a writer reuses meanwhile is put back.
     """
-    if older_than < 0:
-        err_console.print("--older-than cannot be negative")
+    if not older_than >= 0:  # NaN too: it would make every file old enough
+        err_console.print("[red]error:[/red] --older-than must be a number of hours, 0 or more")
         raise typer.Exit(2)
     with runtime() as rt:
         targets = stores(rt.blobs.root, rt.thumbnails.root)

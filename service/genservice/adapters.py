@@ -219,8 +219,8 @@ class AdapterStore:
             raise ValueError(f"status must be one of {', '.join(STATUSES)}")
         with conn.transaction():
             before = self.get(conn, name)
-            if before.status == status and before.status_reason == reason:
-                return before
+            if before.status == status and reason in (None, before.status_reason):
+                return before  # as it is: a repeat without a new reason keeps the old one
             row = conn.execute(
                 "UPDATE adapters SET status = %s, status_reason = %s, updated_at = now()"
                 " WHERE id = %s RETURNING *",

@@ -61,6 +61,20 @@ def test_txt2img_size_and_result_fields(runner: DiffusionRunner) -> None:
     assert result.adapters == []
 
 
+def test_each_denoising_step_is_told_with_the_steps_in_all(runner: DiffusionRunner) -> None:
+    """(img2img runs steps x strength of them: 4 x 0.5 = 2)"""
+    told: list[tuple[int, int]] = []
+    runner.run(params(steps=3, on_step=lambda done, total: told.append((done, total))))
+    assert told == [(1, 3), (2, 3), (3, 3)]
+    told.clear()
+    init = gradient_image(128, 128)
+    def keep(done: int, total: int) -> None:
+        told.append((done, total))
+
+    runner.run(params(mode="img2img", init_image=init, strength=0.5, steps=4, on_step=keep))
+    assert told == [(1, 2), (2, 2)]
+
+
 def test_img2img_output_has_requested_size(runner: DiffusionRunner) -> None:
     init = gradient_image(200, 150)  # resized to the requested size
     result = runner.run(params(mode="img2img", init_image=init, strength=0.5, steps=4))

@@ -341,3 +341,20 @@ def test_ctrl_c_on_cli_generate_ends_the_record_as_interrupted(
         ).fetchone()
     assert (final["status"], final["stage"]) == ("failed", "diffuse")
     assert "stopping" in final["error"]
+
+
+def test_blocking_again_without_a_reason_keeps_the_reason(api, runtime, make_key, tmp_path):
+    admin = auth(make_key("admin"))
+    data = kohya_lora(tmp_path / "keep.safetensors", seed=7).read_bytes()
+    assert post_adapter(api, admin, "keep", data).status_code == 201
+    r = api.patch(
+        "/v1/adapters/keep", json={"status": "blocked", "reason": "claim upheld"}, headers=admin
+    )
+    assert r.status_code == 200 and r.json()["status_reason"] == "claim upheld"
+    again = api.patch("/v1/adapters/keep", json={"status": "blocked"}, headers=admin)
+    assert again.status_code == 200 and again.json()["status_reason"] == "claim upheld"
+    with runtime.pool.connection() as conn:
+        changes = conn.execute(
+            "SELECT count(*) AS n FROM audit_log WHERE kind = 'adapter.status_changed'"
+        ).fetchone()["n"]
+    assert changes == 1

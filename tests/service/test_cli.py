@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from uuid import uuid4
 
 import numpy as np
 import pytest
@@ -261,3 +262,63 @@ def test_text_from_outside_is_printed_as_text_not_obeyed(
     out = cli("match", str(query)).stdout
     assert "[bold]Innocent[/bold]" in out
     assert "\x1b" not in out and "\\x1b[31mRED\\x0ax" in out
+
+
+def test_operator_mistakes_are_one_line_and_exit_2(cli, settings, tmp_path: Path):
+    """Arguments and files the commands cannot use are said in one line, before any work."""
+    one_line = []
+
+    def refused(*args: str, says: str, env: dict[str, str] | None = None) -> None:
+        proc = chopmark(*args, env=env) if env is not None else cli(*args, ok=False)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr and says in proc.stderr, (args, proc.stderr)
+        one_line.append(len(proc.stderr.strip().splitlines()) == 1)
+
+    refused("storage", "gc", "--older-than", "nan", says="--older-than")
+    for args in (  # option ranges, refused as usage errors (typer's own box)
+        ("serve", "--port", "99999"),
+        ("serve", "--workers", "0"),
+        ("register", "--artist", str(uuid4()), str(tmp_path), "--workers", "0"),
+    ):
+        proc = cli(*args, ok=False)
+        assert proc.returncode == 2 and "Invalid value" in proc.stderr, (args, proc.stderr)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    image = tmp_path / "q.png"
+    image.write_bytes(encode(photo_like(3, (256, 256)), "PNG"))
+    refused("match", str(image), "--picture", str(folder), says="is a folder")
+    refused("match", "/dev/null", says="not a regular file")
+    refused("generate", "x", "-o", str(tmp_path / "x.jpg"), says="signed as PNG")
+    refused("artists", "create", "--name", " ", "--email", "a@example.org", says="--name")
+    head = tmp_path / "head.json"
+    for forged in ({"size": -1}, {"size": "31"}, {"size": 0, "root": "ab" * 32}):
+        head.write_text(json.dumps({"size": 0, "root": "", "signature": "", **forged}))
+        refused("audit", "verify", "--head", str(head), says="not a tree head")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CHOPMARK_")}
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate")
+    env = {**base, "CHOPMARK_DATA_DIR": str(tmp_path / "d")}
+    refused(
+        "credentials",
+        "show",
+        says="not valid PEM",
+        env={**env, "CHOPMARK_SIGNING_CHAIN": str(junk), "CHOPMARK_SIGNING_KEY": str(junk)},
+    )
+    refused("credentials", "show", says="CHOPMARK_PORT", env={**env, "CHOPMARK_PORT": "abc"})
+    refused("keys", "list", says="data folder", env={**base, "CHOPMARK_DATA_DIR": str(image)})
+    assert all(one_line), one_line
+
+
+def test_a_fifo_among_the_files_is_refused_not_waited_on(cli, tmp_path: Path):
+    artist = cli("artists", "create", "--name", "Fi", "--email", "fi@example.org").stdout.strip()
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    out = cli("register", "--artist", artist, str(fifo), ok=False)  # would hang before
+    assert out.returncode == 1 and "not a regular file" in out.stderr, out.stderr
+    image = tmp_path / "ok.png"
+    image.write_bytes(encode(photo_like(4, (256, 256)), "PNG"))
+    checked = cli("check", str(image), str(fifo), "--json", ok=False)
+    assert checked.returncode == 2
+    rows = json.loads(checked.stdout)
+    assert rows[0]["file"] == str(image) and rows[0]["verdict"] == "allow"
+    assert rows[1]["file"] == str(fifo) and "not a regular file" in rows[1]["error"]
