@@ -31,7 +31,9 @@ def gc(
     --older-than are kept, and a file a writer reuses meanwhile is put back.
     """
     if not older_than >= 0:  # NaN too: it would make every file old enough
-        err_console.print("[red]error:[/red] --older-than must be a number of hours, 0 or more")
+        err_console.print(
+            "[red]error:[/red] --older-than must be hours, 0 or more: not negative, not NaN"
+        )
         raise typer.Exit(2)
     with runtime() as rt:
         targets = stores(rt.blobs.root, rt.thumbnails.root)
