@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 
 MAX_XMP_BYTES = 4 * 1024 * 1024
 MAX_TEXT_BYTES = 1024 * 1024
+# Text inflated from one PNG in all: each compressed chunk may hold megabytes of zeros in a few
+# kilobytes, and a file may hold thousands of them.
+MAX_INFLATED_BYTES = 8 * 1024 * 1024
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -77,6 +80,7 @@ def read_container(data: bytes) -> ContainerMetadata:
 def _read_png(data: bytes) -> ContainerMetadata:
     meta = ContainerMetadata("image/png")
     pos = len(PNG_SIGNATURE)
+    budget = [MAX_INFLATED_BYTES]  # what compressed text chunks may still inflate to
     while pos + 8 <= len(data):
         length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
         body = data[pos + 8 : pos + 8 + length]
@@ -86,7 +90,10 @@ def _read_png(data: bytes) -> ContainerMetadata:
         if ctype == b"caBX":
             meta.c2pa_present = True
         elif ctype in (b"tEXt", b"zTXt", b"iTXt"):
-            parsed = _png_text(ctype, body)
+            keyword = body.partition(b"\x00")[0].decode("latin-1")
+            if keyword in meta.text or (keyword == PNG_XMP_KEYWORD and meta.xmp is not None):
+                continue  # the first of a keyword counts: later ones are not even inflated
+            parsed = _png_text(ctype, body, budget)
             if parsed is None:
                 continue
             key, value = parsed
@@ -99,7 +106,9 @@ def _read_png(data: bytes) -> ContainerMetadata:
     return meta
 
 
-def _png_text(ctype: bytes, body: bytes) -> tuple[str, str] | None:
+def _png_text(ctype: bytes, body: bytes, budget: list[int]) -> tuple[str, str] | None:
+    """(keyword, text) of a text chunk, or None. Compressed text is inflated only with the
+    compression method PNG defines (0, zlib) and within what ``budget`` has left."""
     keyword, sep, rest = body.partition(b"\x00")
     if not sep:
         return None
@@ -108,26 +117,34 @@ def _png_text(ctype: bytes, body: bytes) -> tuple[str, str] | None:
     if ctype == b"tEXt":
         return key, rest[:limit].decode("latin-1")
     if ctype == b"zTXt":
-        raw = _inflate(rest[1:], limit)
+        if not rest or rest[0] != 0:
+            return None
+        raw = _inflate(rest[1:], limit, budget)
         return None if raw is None else (key, raw.decode("latin-1"))
     if len(rest) < 2:
         return None
-    compressed, text = rest[0], rest[2:]
+    compressed, method, text = rest[0], rest[1], rest[2:]
     _lang, _, text = text.partition(b"\x00")
     _translated, _, text = text.partition(b"\x00")
     if compressed:
-        raw = _inflate(text, limit)
+        if method != 0:
+            return None
+        raw = _inflate(text, limit, budget)
         if raw is None:
             return None
         text = raw
     return key, text[:limit].decode("utf-8", errors="replace")
 
 
-def _inflate(data: bytes, limit: int) -> bytes | None:
+def _inflate(data: bytes, limit: int, budget: list[int]) -> bytes | None:
+    if budget[0] <= 0:
+        return None
     try:
-        return zlib.decompressobj().decompress(data, limit)
+        raw = zlib.decompressobj().decompress(data, min(limit, budget[0]))
     except zlib.error:
         return None
+    budget[0] -= len(raw)
+    return raw
 
 
 def _read_jpeg(data: bytes) -> ContainerMetadata:

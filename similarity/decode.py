@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -83,6 +84,7 @@ def decode_image(
             # The caller may have stopped reading at the limit: the true size can be larger.
             f"The upload is over the limit of {limits.max_bytes} bytes.",
         )
+    _refuse_chunk_floods(data)
     _let_pillow_open(limits.max_pixels)
     try:
         im = Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS))
@@ -101,8 +103,12 @@ def decode_image(
 
     width, height = im.size
     _check_size(width, height, limits)
-    frames = 1 if im.format == "MPO" else int(getattr(im, "n_frames", 1) or 1)
+    frames = _frame_count(im)
     fmt = "JPEG" if im.format == "MPO" else str(im.format)
+    if frames > 1 and fmt == "PNG" and im.info.get("default_image"):
+        # An APNG whose default image is not part of its animation: viewers that play APNG
+        # (every browser) never show it, so the picture is the animation's first frame.
+        im.seek(1)
     orientation = _orientation(im)
     if orientation in _SWAPS_SIDES:
         width, height = height, width
@@ -152,8 +158,8 @@ def later_frames(
     within ``max_pixels`` decoded pixels are sampled."""
     _let_pillow_open(limits.max_pixels)
     with Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS)) as im:
-        total = int(getattr(im, "n_frames", 1) or 1)
-        if total <= 1 or most <= 0 or im.format == "MPO":  # MPO: the other pictures are views
+        total = _frame_count(im)
+        if total <= 1 or most <= 0:
             return total, []
         orientation = _orientation(im)
         last = min(total - 1, _reachable_frame(im, limits.max_pixels))
@@ -178,6 +184,30 @@ def later_frames(
         return total, frames
 
 
+# Frames or pages counted at most. A TIFF's page count is known only by walking its pages, and
+# Pillow's own count of a small file of 100,000 one-pixel pages took a minute. A longer file is
+# treated as this long: its later frames are not sampled.
+FRAME_COUNT_LIMIT = 4000
+
+
+def _frame_count(im: Image.Image) -> int:
+    """Frames or pages of an opened image, counted up to ``FRAME_COUNT_LIMIT``; 1 for an MPO
+    (its other pictures are views of the same scene). Leaves the image at its first frame."""
+    if im.format == "MPO" or not getattr(im, "is_animated", False):
+        return 1
+    if im.format != "TIFF":  # a count from the header (APNG, WebP) or a linear skim (GIF)
+        return min(int(getattr(im, "n_frames", 1) or 1), FRAME_COUNT_LIMIT)
+    count = 1
+    try:
+        while count < FRAME_COUNT_LIMIT:  # frame by frame: each seek goes on from the last
+            im.seek(count)
+            count += 1
+    except (EOFError, OSError, SyntaxError, ValueError):  # the end, or a damaged frame there
+        pass
+    im.seek(0)
+    return count
+
+
 def _reachable_frame(im: Image.Image, budget_pixels: int) -> int:
     """The last frame index worth seeking to. GIF, APNG and WebP decode every frame on the way
     to the one sought, so a small file of many large frames could cost minutes of CPU: the
@@ -186,6 +216,31 @@ def _reachable_frame(im: Image.Image, budget_pixels: int) -> int:
         return 1 << 30
     frame_pixels = max(1, im.size[0] * im.size[1])
     return max(0, budget_pixels // frame_pixels - 1)
+
+
+# Chunks a PNG may hold. Encoders write image data in chunks of 8 KiB or more (a file at the
+# upload limit holds a few thousand); a file of a million tiny chunks costs every reader of it
+# (Pillow, the C2PA reader, the label reader) seconds to walk, for nothing.
+MAX_PNG_CHUNKS = 100_000
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _refuse_chunk_floods(data: bytes) -> None:
+    if not data.startswith(_PNG_SIGNATURE):
+        return
+    pos, count, end = len(_PNG_SIGNATURE), 0, len(data)
+    unpack = struct.Struct(">I4s").unpack_from
+    while pos + 8 <= end:
+        length, kind = unpack(data, pos)
+        count += 1
+        if count > MAX_PNG_CHUNKS:
+            raise ImageRejected(
+                "too_many_chunks",
+                f"The PNG holds more than {MAX_PNG_CHUNKS} chunks; an image needs far fewer.",
+            )
+        if kind == b"IEND":
+            return
+        pos += 12 + length
 
 
 def _let_pillow_open(max_pixels: int) -> None:
@@ -248,9 +303,13 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode == "RGB":
         return im
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        top = float(arr.max()) or 1.0
-        grey = np.clip(arr * (255.0 / top), 0, 255).astype(np.uint8)
+        arr = np.array(im, dtype=np.float32)  # a copy of our own (float64 doubled it)
+        finite = np.isfinite(arr)
+        top = float(arr.max(initial=0.0, where=finite)) or 1.0
+        # NaN and infinities (a float TIFF may hold them) are black or white, not the scale
+        np.nan_to_num(arr, copy=False, nan=0.0, posinf=top, neginf=0.0)
+        arr *= 255.0 / top
+        grey = np.clip(arr, 0, 255, out=arr).astype(np.uint8)
         return Image.fromarray(grey, "L").convert("RGB")
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")

@@ -163,3 +163,36 @@ def test_hostile_or_broken_metadata_is_reported_not_raised(picture: Image.Image)
     with pytest.raises(UnsupportedFormat):
         read_labels(encode(Image.new("RGB", (8, 8)), "GIF"))
     assert read_labels(encode(picture, "PNG")[:200]).aigc is None
+
+
+def _png_with_text_chunks(picture: Image.Image, chunks: list[bytes]) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    png = encode(picture, "PNG")
+    return png[:33] + b"".join(chunk(b"iTXt", body) for body in chunks) + png[33:]
+
+
+def test_compressed_text_inflates_within_a_budget_and_only_by_png_s_method(
+    picture: Image.Image,
+) -> None:
+    """Each chunk may hold a megabyte of zeros in a kilobyte: all of a file's text chunks
+    together inflate to at most MAX_INFLATED_BYTES, a keyword seen once is not inflated again,
+    and a compression method PNG does not define (Pillow skips such chunks) is not inflated."""
+    import zlib
+
+    from provenance.containers import MAX_INFLATED_BYTES, MAX_TEXT_BYTES, read_container
+
+    zeros = zlib.compress(b"\x00" * MAX_TEXT_BYTES, 9)
+    distinct = [f"k{i}".encode() + b"\x00\x01\x00\x00\x00" + zeros for i in range(40)]
+    meta = read_container(_png_with_text_chunks(picture, distinct))
+    read = sum(len(v) for v in meta.text.values())
+    assert 0 < read <= MAX_INFLATED_BYTES and len(meta.text) < 40
+    odd_method = b"odd\x00\x01\x01\x00\x00" + zlib.compress(b"hidden text")
+    plain = b"Software\x00\x00\x00\x00\x00chopmark"
+    meta = read_container(_png_with_text_chunks(picture, [odd_method, plain]))
+    assert "odd" not in meta.text and meta.text["Software"] == "chopmark"

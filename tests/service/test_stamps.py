@@ -575,3 +575,18 @@ def test_our_output_whose_mark_did_not_take_is_not_stamped_again(client, runtime
     assert again.status_code == 409, again.text
     assert first.json()["id"] in again.json()["detail"]
     assert "pixels are a copy" in again.json()["detail"]
+
+
+def test_an_empty_parent_is_refused_as_empty(client, make_key, photo):
+    h = auth(make_key("stamp"))
+    for input_was_image in (True, False):
+        r = client.post(
+            "/v1/stamps",
+            files={
+                "file": ("a.jpg", photo(309), "image/jpeg"),
+                "parent": ("p.png", b"", "image/png"),
+            },
+            data={"metadata": json.dumps({**META, "input_was_image": input_was_image})},
+            headers=h,
+        )
+        assert r.status_code == 400 and "`parent` upload is empty" in r.text, r.text

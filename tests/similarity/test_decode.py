@@ -217,3 +217,69 @@ def test_reduced_decode_of_every_mode(mode: str, fmt: str) -> None:
         d = decode_image(buf.getvalue(), target_side=256, grey=grey)
         assert (d.width, d.height) == (1200, 900)
         assert 256 <= max(d.image.size) < 600 and d.image.mode == ("L" if grey else "RGB")
+
+
+def _many_page_tiff(pages: int) -> bytes:
+    """A TIFF of ``pages`` one-pixel pages, written by hand (Pillow would take minutes)."""
+    entries = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1)]
+    ifd_size = 2 + 12 * (len(entries) + 3) + 4
+    out = bytearray(b"II*\x00" + struct.pack("<I", 8))
+    for page in range(pages):
+        start = 8 + page * (ifd_size + 1)
+        pixel_at = start + ifd_size
+        fields = [*entries, (273, 4, 1, pixel_at), (278, 3, 1, 1), (279, 4, 1, 1)]
+        out += struct.pack("<H", len(fields))
+        for tag, kind, count, value in fields:
+            out += struct.pack("<HHII", tag, kind, count, value)
+        following = start + ifd_size + 1 if page + 1 < pages else 0
+        out += struct.pack("<I", following) + bytes([page % 256])
+    return bytes(out)
+
+
+def test_a_file_of_countless_pages_costs_a_bounded_count() -> None:
+    """100,000 one-pixel pages: counting them all took over a minute; the count stops at the
+    limit, and the later pages sampled lie within it."""
+    import time
+
+    from similarity import later_frames
+    from similarity.decode import FRAME_COUNT_LIMIT
+
+    data = _many_page_tiff(60_000)
+    started = time.perf_counter()
+    assert decode_image(data).frames == FRAME_COUNT_LIMIT
+    total, got = later_frames(data, most=3)
+    assert time.perf_counter() - started < 10  # generous: minutes before
+    assert total == FRAME_COUNT_LIMIT and got and max(i for i, _ in got) < FRAME_COUNT_LIMIT
+    assert decode_image(_many_page_tiff(5)).frames == 5
+
+
+def test_an_apng_whose_default_image_is_not_shown_decodes_its_first_frame() -> None:
+    decoy = Image.new("RGB", (96, 64), (30, 120, 200))
+    shown = Image.new("RGB", (96, 64), (250, 10, 10))
+    buf = io.BytesIO()
+    decoy.save(buf, "PNG", save_all=True, append_images=[shown], default_image=True)
+    assert decode_image(buf.getvalue()).image.getpixel((5, 5)) == (250, 10, 10)
+    plain = io.BytesIO()  # the default image as the first frame of the animation
+    decoy.save(plain, "PNG", save_all=True, append_images=[shown])
+    assert decode_image(plain.getvalue()).image.getpixel((5, 5)) == (30, 120, 200)
+
+
+def test_a_png_of_a_flood_of_chunks_is_refused_before_any_reader_walks_it(artwork) -> None:
+    from similarity.decode import MAX_PNG_CHUNKS
+
+    buf = io.BytesIO()
+    artwork.save(buf, "PNG")
+    png = buf.getvalue()
+    flood = _png_chunk(b"tEXt", b"k\x00v") * (MAX_PNG_CHUNKS + 1)
+    _refused(png[:33] + flood + png[33:], "too_many_chunks")
+    assert decode_image(png[:33] + _png_chunk(b"tEXt", b"k\x00v") * 100 + png[33:]).frames == 1
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_a_float_picture_with_a_non_finite_pixel_keeps_its_scale(bad: float) -> None:
+    values = np.linspace(0.0, 2.0, 64 * 48, dtype=np.float32).reshape(48, 64)
+    values[0, 0] = bad
+    buf = io.BytesIO()
+    Image.fromarray(values, "F").save(buf, "TIFF")
+    grey = np.asarray(decode_image(buf.getvalue(), target_side=None).image.convert("L"))
+    assert grey[-1, -1] == 255 and 120 < grey[24, 32] < 135  # not all black

@@ -183,7 +183,9 @@ async def create_stamp(
     meta = parse_metadata(metadata)
     data = await read_upload(file, rt.settings.max_upload_bytes)
     parent_bytes = await read_upload(parent, rt.settings.max_upload_bytes) if parent else None
-    if meta.input_was_image and not parent_bytes:
+    if parent_bytes is not None and not parent_bytes:
+        raise HTTPException(400, "The `parent` upload is empty (0 bytes).")
+    if meta.input_was_image and parent_bytes is None:
         raise HTTPException(422, "input_was_image is true: send the input image as `parent`")
 
     def work() -> StampPublic:
@@ -193,7 +195,7 @@ async def create_stamp(
         signals.pack()
         parent_image = None
         parent_signals = None
-        if parent_bytes:
+        if parent_bytes is not None:
             # The input of an img2img: PNG, JPEG or WebP (a manifest ingredient), and under the
             # gate's own rule: not a copy of a work whose artist denies reuse, unless licensed.
             pdec = decode_input("parent", parent_bytes, rt.decode_limits)
