@@ -70,6 +70,17 @@ def free_text(value: str | None) -> str | None:
     return value
 
 
+def written_out(text: str) -> str:
+    """``text`` with each character ``one_line`` refuses written as ``\\xNN`` or ``\\uNNNN``,
+    for showing text from outside where such characters would act instead of being seen."""
+    return _UNSHOWN.sub(_escaped, text)
+
+
+def _escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def name_text(value: str) -> str:
     """A name: trimmed, more than white space, on one line."""
     value = value.strip()

@@ -16,6 +16,7 @@ from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.markup import escape
 
+from service.api.text import written_out
 from service.audit.signing import AuditKeyError
 from service.runtime import Runtime
 from service.settings import Settings
@@ -25,22 +26,12 @@ err_console = Console(stderr=True)
 
 CLI_ACTOR = "cli"
 
-# What a terminal would act on rather than show: C0/C1 controls and DEL, bidirectional overrides.
-_UNSHOWN = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
 def shown(value: object) -> str:
     """Text from outside (titles, names, reasons, file names, an image's own metadata) as this
-    CLI prints it: control characters written as ``\\xNN`` (no escape sequence reaches the
-    terminal, no line break forges a row) and rich markup escaped (``[link=...]`` is printed,
-    not obeyed)."""
-    text = _UNSHOWN.sub(_written_out, str(value))
-    return escape(text)
-
-
-def _written_out(found: re.Match[str]) -> str:
-    code = ord(found.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    CLI prints it: control characters and bidirectional overrides written out (no escape
+    sequence reaches the terminal, no line break forges a row) and rich markup escaped
+    (``[link=...]`` is printed, not obeyed)."""
+    return escape(written_out(str(value)))
 
 
 def cli_actor() -> str:
