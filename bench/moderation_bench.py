@@ -185,7 +185,7 @@ def main() -> None:
     cached_outputs = synthetic_snapshot(args.cache, args.outputs, tag, base_views)
 
     from service.api.routes.stamps import StampMetadata, to_facts
-    from service.registry.ingest import commit, prepare
+    from service.registry.ingest import insert, prepare, store_files
     from service.runtime import Runtime
     from service.settings import Settings
     from service.stamping.stamper import stamp_and_record
@@ -200,9 +200,9 @@ def main() -> None:
             artist = rt.registry.create_artist(conn, "bench", "Bench", "bench@example.org", {})
             for f in reg_files:
                 item = prepare(f.read_bytes(), f.name, rt.decode_limits)
-                commit(
-                    conn, rt.registry, rt.blobs, rt.thumbnails, "bench", artist.id, item, None, {}
-                )
+                store_files(rt.blobs, rt.thumbnails, item)
+                with conn.transaction():
+                    insert(conn, rt.registry, "bench", artist.id, item, None, {})
             db_id = conn.execute(
                 "SELECT system_identifier::text AS id FROM pg_control_system()"
             ).fetchone()["id"]

@@ -56,24 +56,16 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
 def fill_banks(rt, images: list[Path], register: int, sources: int) -> list[Path]:
     """Register the first images as artworks (img2img allowed), the next as training sources."""
     from service.genservice.service import source_store
-    from service.registry.ingest import commit, prepare
+    from service.registry.ingest import insert, prepare, store_files
 
     works, rest = images[:register], images[register : register + sources]
     with rt.pool.connection() as conn:
         artist = rt.registry.create_artist(conn, "bench", "Bench Artist", "bench@example.org", {})
         for path in works:
             item = prepare(path.read_bytes(), path.name, rt.decode_limits)
-            commit(
-                conn,
-                rt.registry,
-                rt.blobs,
-                rt.thumbnails,
-                "bench",
-                artist.id,
-                item,
-                None,
-                {"img2img": "allow"},
-            )
+            store_files(rt.blobs, rt.thumbnails, item)
+            with conn.transaction():
+                insert(conn, rt.registry, "bench", artist.id, item, None, {"img2img": "allow"})
         store = source_store(rt)
         for path in rest:
             item = prepare(path.read_bytes(), path.name, rt.decode_limits)
