@@ -111,10 +111,12 @@ class BankIndex:
 
     def _history_rewound(self) -> str | None:
         """Why this index no longer describes its database's history, or None."""
+        # Read before the database is asked: another thread may apply newer rows meanwhile,
+        # and the database, asked after, holds at least what was applied before.
+        mine, last = self._change_seq, self._last_applied
         with self.pool.connection() as conn:
             epoch = _epoch(conn)
-            top = self._max_change_seq(conn) if self._change_seq else 0
-            last = self._last_applied
+            top = self._max_change_seq(conn) if mine else 0
             now = None
             if last is not None:
                 now = conn.execute(
@@ -122,8 +124,8 @@ class BankIndex:
                 ).fetchone()
         if epoch != self._database_id:
             return f"the database's epoch changed from {self._database_id} to {epoch}"
-        if top < self._change_seq:
-            return f"the database's last change is {top}, before this index's {self._change_seq}"
+        if top < mine:
+            return f"the database's last change is {top}, before this index's {mine}"
         if last is not None:  # the last row applied must still be there, as applied or newer
             fid, seq, pdq = last
             if now is None or now["change_seq"] < seq:
