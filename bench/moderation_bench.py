@@ -192,7 +192,10 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="chopmark-modbench-"))
     root.chmod(0o755)
-    settings = Settings(data_dir=root / "data", index_refresh_seconds=3600)
+    # no refreshes during the run (an index counts as stale only after two hours)
+    settings = Settings(
+        data_dir=root / "data", index_refresh_seconds=3600, index_stale_seconds=7200
+    )
     rt = Runtime.open(settings)
     try:
         t0 = time.perf_counter()

@@ -190,7 +190,7 @@ def collect(
     docstring); with ``dry_run`` only count them. ``on_part`` is called once each entry of
     ``parts(store.root)`` has been looked through."""
     if not grace_seconds >= 0:  # NaN compares false with every age: nothing would be young
-        raise ValueError("the grace period must be a number of seconds, 0 or more")
+        raise ValueError("the grace period must be seconds, 0 or more: not negative, not NaN")
     with pool.connection() as lock_conn:
         got = lock_conn.execute("SELECT pg_try_advisory_lock(%s) AS got", (_LOCK_KEY,)).fetchone()
         lock_conn.commit()

@@ -35,7 +35,7 @@ def test_pipeline_overhead_runs(tmp_path: Path) -> None:
         "--register", "3",
         "--sources", "2",
         "--repeats", "1",
-        "--steps", "1",
+        "--steps", "2",
         "--sizes", "256",
         "--formats", "png",
         "--out", str(out),
@@ -49,7 +49,7 @@ def test_pipeline_overhead_runs(tmp_path: Path) -> None:
 def test_moderation_bench_runs(tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()
-    for seed in range(12):
+    for seed in range(30):  # 20 seed the synthetic works, then registered, stamped, free
         (images / f"p{seed}.jpg").write_bytes(encode(photo_like(900 + seed, (384, 288)), "JPEG"))
     out = tmp_path / "mod.md"
     proc = _run(
@@ -65,3 +65,21 @@ def test_moderation_bench_runs(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "moderation check, in-process" in out.read_text()
+
+
+def test_load_moderation_runs(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for seed in range(6):
+        (images / f"p{seed}.jpg").write_bytes(encode(photo_like(950 + seed, (384, 288)), "JPEG"))
+    out = tmp_path / "load.md"
+    proc = _run(
+        "load_moderation.py",
+        "--images", str(images),
+        "--duration", "4",
+        "--concurrency", "2",
+        "--out", str(out),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "5xx" in out.read_text()
