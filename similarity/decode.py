@@ -152,10 +152,12 @@ def later_frames(
 ) -> tuple[int, list[tuple[int, Image.Image]]]:
     """For an animated or multi-page image (GIF, WebP, APNG, TIFF): its frame count, and up to
     ``most`` frames after the first, evenly spaced, decoded as :func:`decode_image` decodes
-    the first (full size, EXIF orientation applied). ``(1, [])`` for a single frame. Call it on
-    bytes :func:`decode_image` accepted; a frame that cannot be decoded ends the list there.
-    Where reaching a frame means decoding those before it (GIF, APNG, WebP), only the frames
-    within ``max_pixels`` decoded pixels are sampled."""
+    the first (full size, EXIF orientation applied), and with them the ``LONGEST_SHOWN``
+    frames an animation shows longest, where some are shown longer than most (a picture held
+    for seconds among flickering ones is what a viewer sees). ``(1, [])`` for a single frame.
+    Call it on bytes :func:`decode_image` accepted; a frame that cannot be decoded ends the
+    list there. Where reaching a frame means decoding those before it (GIF, APNG, WebP), only
+    the frames within ``max_pixels`` decoded pixels are sampled."""
     _let_pillow_open(limits.max_pixels)
     with Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS)) as im:
         total = _frame_count(im)
@@ -166,9 +168,11 @@ def later_frames(
         if last < 1:
             return total, []
         count = min(most, last)
-        wanted = sorted({int(i) for i in np.linspace(1, last, count).round()})
+        wanted = {int(i) for i in np.linspace(1, last, count).round()}
+        if im.format in _TIMED:  # frames reached by passing through the ones before anyway
+            wanted |= _longest_shown(im, last, LONGEST_SHOWN)
         frames: list[tuple[int, Image.Image]] = []
-        for index in wanted:
+        for index in sorted(wanted):
             try:
                 im.seek(index)
                 _check_size(im.size[0], im.size[1], limits)
@@ -182,6 +186,31 @@ def later_frames(
                 pixels = _apply_orientation(pixels, orientation)
             frames.append((index, pixels))
         return total, frames
+
+
+# Animations whose frames carry display times; frames an animation shows longer than most are
+# sampled too, at most this many.
+_TIMED = frozenset({"GIF", "PNG", "WEBP"})
+LONGEST_SHOWN = 3
+
+
+def _longest_shown(im: Image.Image, last: int, most: int) -> set[int]:
+    """Of frames 1..``last``, up to ``most`` that are shown longer than the animation's median
+    frame, longest first; none when every frame is shown as long. Leaves ``im`` anywhere."""
+    shown: list[tuple[float, int]] = []
+    try:
+        for index in range(last + 1):
+            im.seek(index)
+            if im.format == "WEBP":
+                im.load()  # Pillow reads a WebP frame's display time as it decodes it
+            shown.append((float(im.info.get("duration") or 0), index))
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError):
+        pass  # a damaged frame ends the walk; the frames before it count
+    if len(shown) < 2:
+        return set()
+    median = float(np.median([d for d, _ in shown]))
+    longer = sorted((d, i) for d, i in shown if d > median and i >= 1)
+    return {i for _, i in longer[::-1][:most]}
 
 
 # Frames or pages counted at most. A TIFF's page count is known only by walking its pages, and

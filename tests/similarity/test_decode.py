@@ -283,3 +283,28 @@ def test_a_float_picture_with_a_non_finite_pixel_keeps_its_scale(bad: float) -> 
     Image.fromarray(values, "F").save(buf, "TIFF")
     grey = np.asarray(decode_image(buf.getvalue(), target_side=None).image.convert("L"))
     assert grey[-1, -1] == 255 and 120 < grey[24, 32] < 135  # not all black
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_a_frame_shown_longest_is_sampled_wherever_it_lies(fmt: str) -> None:
+    """50 frames of 20 ms and one held for 30 s: the held one is what a viewer sees, so it is
+    among the frames sampled, though the evenly spaced ones pass it by."""
+    from similarity import later_frames
+
+    frames = [Image.new("RGB", (64, 48), (i * 5, 255 - i * 5, 90)) for i in range(50)]
+    durations = [20] * 50
+    durations[20] = 30_000
+    buf = io.BytesIO()
+    frames[0].save(
+        buf, fmt, save_all=True, append_images=frames[1:], duration=durations, loop=0
+    )
+    _, got = later_frames(buf.getvalue(), most=7)
+    indices = [i for i, _ in got]
+    assert 20 in indices, indices
+    held = dict(got)[20].getpixel((3, 3))
+    assert abs(held[0] - 100) <= 8 and abs(held[1] - 155) <= 8  # frame 20 itself
+    even = [20] * 50  # every frame shown as long: evenly spaced alone
+    buf = io.BytesIO()
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], duration=even, loop=0)
+    _, got = later_frames(buf.getvalue(), most=7)
+    assert [i for i, _ in got] == [1, 9, 17, 25, 33, 41, 49]
