@@ -148,7 +148,12 @@ _REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "CMYK", "I", "F"})
 
 
 def later_frames(
-    data: bytes, limits: DecodeLimits = DecodeLimits(), *, most: int = 7, grey: bool = False
+    data: bytes,
+    limits: DecodeLimits = DecodeLimits(),
+    *,
+    most: int = 7,
+    grey: bool = False,
+    total: int | None = None,
 ) -> tuple[int, list[tuple[int, Image.Image]]]:
     """For an animated or multi-page image (GIF, WebP, APNG, TIFF): its frame count, and up to
     ``most`` frames after the first, evenly spaced, decoded as :func:`decode_image` decodes
@@ -157,10 +162,11 @@ def later_frames(
     for seconds among flickering ones is what a viewer sees). ``(1, [])`` for a single frame.
     Call it on bytes :func:`decode_image` accepted; a frame that cannot be decoded ends the
     list there. Where reaching a frame means decoding those before it (GIF, APNG, WebP), only
-    the frames within ``max_pixels`` decoded pixels are sampled."""
+    the frames within ``max_pixels`` decoded pixels are sampled. ``total``: the count
+    :func:`decode_image` gave (``DecodedImage.frames``), not counted again."""
     _let_pillow_open(limits.max_pixels)
     with Image.open(io.BytesIO(data), formats=list(ACCEPTED_FORMATS)) as im:
-        total = _frame_count(im)
+        total = _frame_count(im) if total is None else total
         if total <= 1 or most <= 0:
             return total, []
         orientation = _orientation(im)

@@ -5,6 +5,7 @@ may answer 401 and 403."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -41,9 +42,9 @@ def complete(schema: dict[str, Any]) -> dict[str, Any]:
             if "x-required-scope" in operation:
                 for code in ("401", "403"):
                     responses.setdefault(code, _error(_ADDED[code]))
-    text = str(schema)
+    text = json.dumps(schema)
     for unused in ("HTTPValidationError", "ValidationError"):
-        if f"#/components/schemas/{unused}'" not in text:
+        if f'"#/components/schemas/{unused}"' not in text:
             components.pop(unused, None)
     return schema
 

@@ -376,12 +376,11 @@ def generate(
     )
     adapters = tuple(AdapterRequest(a.name, a.scale) for a in checked.adapters)
     with runtime(indexes=True) as rt:
-        if rt.signing.credentials.origin == "configured":  # as `chopmark serve` refuses it
-            from service.stamping.credentials import untrusted_signing
+        from service.stamping.credentials import untrusted_signing
 
-            problem = untrusted_signing(rt.signing)
-            if problem:
-                raise _fail(problem)
+        problem = untrusted_signing(rt.signing)  # as `chopmark serve` refuses it
+        if problem:
+            raise _fail(problem)
         try:
             init_image = (
                 decode_input("init", read_named_file(init), rt.decode_limits) if init else None

@@ -81,10 +81,9 @@ def serve(
         raise fail(missing[0])
     try:
         signing = load_signing(settings)  # the operator's chain and key usable, or the dev CA
-        if signing.credentials.origin == "configured":
-            problem = untrusted_signing(signing)
-            if problem:
-                raise fail(problem)
+        problem = untrusted_signing(signing)
+        if problem:
+            raise fail(problem)
         url = database_url(settings)
         upgrade(url)
         with psycopg.connect(url) as conn:

@@ -109,8 +109,9 @@ class BankIndex:
         except OSError as exc:  # a cache: serving from memory matters more than keeping it
             log.warning("cannot write the %s index snapshot: %s", self.bank, exc)
 
-    def _history_rewound(self) -> str | None:
-        """Why this index no longer describes its database's history, or None."""
+    def _history_rewound(self) -> tuple[str | None, str]:
+        """Why this index no longer describes its database's history (or None), and the
+        database's epoch now."""
         # Read before the database is asked: another thread may apply newer rows meanwhile,
         # and the database, asked after, holds at least what was applied before.
         mine, last = self._change_seq, self._last_applied
@@ -123,16 +124,16 @@ class BankIndex:
                     "SELECT change_seq, pdq FROM fingerprints WHERE id = %s", (last[0],)
                 ).fetchone()
         if epoch != self._database_id:
-            return f"the database's epoch changed from {self._database_id} to {epoch}"
+            return f"the database's epoch changed from {self._database_id} to {epoch}", epoch
         if top < mine:
-            return f"the database's last change is {top}, before this index's {mine}"
+            return f"the database's last change is {top}, before this index's {mine}", epoch
         if last is not None:  # the last row applied must still be there, as applied or newer
             fid, seq, pdq = last
             if now is None or now["change_seq"] < seq:
-                return f"fingerprint {fid}, the last change applied, is gone from the database"
+                return f"fingerprint {fid}, the last change applied, is gone", epoch
             if now["change_seq"] == seq and bytes(now["pdq"]) != pdq:
-                return f"fingerprint {fid} holds another image under the same change number"
-        return None
+                return f"fingerprint {fid} holds another image under its change number", epoch
+        return None, epoch
 
     def _max_change_seq(self, conn: object) -> int:
         row = conn.execute(  # type: ignore[attr-defined]
@@ -146,11 +147,12 @@ class BankIndex:
         database's history was rewound under this index (see the module's notes), rebuild it."""
         applied = 0
         try:
-            rewound = self._history_rewound() if check_history and self._index is not None else None
+            rewound = None
+            if check_history and self._index is not None:
+                rewound, epoch = self._history_rewound()
             if rewound is not None:
                 log.warning("rebuilding the %s index from the database: %s", self.bank, rewound)
-                with self.pool.connection() as conn:
-                    self._database_id = _epoch(conn)
+                self._database_id = epoch
                 self._build()
                 return self.status().size
             while True:

@@ -153,7 +153,7 @@ def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspe
         if decoded.frames > 1:
             s = time.perf_counter()
             registry, sources, frames_matched = _match_later_frames(
-                rt, data, user, signals, registry, sources
+                rt, data, decoded.frames, user, signals, registry, sources
             )
             timings["later_frames"] = time.perf_counter() - s
     finally:
@@ -199,6 +199,7 @@ def _in_frame(m: Match, index: int) -> Match:
 def _match_later_frames(
     rt: Runtime,
     data: bytes,
+    frames_in_file: int,
     user: str | None,
     first: ImageSignals,
     registry: RegistryMatches,
@@ -207,7 +208,9 @@ def _match_later_frames(
     """The registry and training-source matches of the first frame merged with those of up to
     ``LATER_FRAMES`` later ones (a work's best match kept, its frame in the evidence), and the
     frames matched."""
-    _, frames = later_frames(data, rt.decode_limits, most=LATER_FRAMES, grey=True)
+    _, frames = later_frames(
+        data, rt.decode_limits, most=LATER_FRAMES, grey=True, total=frames_in_file
+    )
     works = {m.artwork.id: m for m in registry.matches}
     found = {m.id: (m, rec) for m, rec in sources} if sources is not None else None
     seen, matched = [first.pdq], [0]

@@ -14,72 +14,58 @@ from tests.support import encode, photo_like
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def _run(script: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _report(script: str, *args: str, cwd: Path) -> str:
+    """Run ``script`` with ``args`` and ``--out`` in ``cwd``; the table it wrote."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHOPMARK_")}
     env["PYTHONPATH"] = str(BENCH.parent)
-    return subprocess.run(
-        [sys.executable, str(BENCH / script), *args],
+    out = cwd / f"{script}.md"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / script), *args, "--out", str(out)],
         env=env,
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=600,
     )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out.read_text()
+
+
+def _photos(folder: Path, count: int, seed: int) -> Path:
+    """``count`` synthetic photo-like JPEGs in ``folder`` (made), named by number."""
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"p{i}.jpg").write_bytes(encode(photo_like(seed + i, (384, 288)), "JPEG"))
+    return folder
 
 
 def test_pipeline_overhead_runs(tmp_path: Path) -> None:
-    out = tmp_path / "po.md"
-    proc = _run(
+    table = _report(
         "pipeline_overhead.py",
-        "--synthetic", "6",
-        "--register", "3",
-        "--sources", "2",
-        "--repeats", "1",
-        "--steps", "2",
-        "--sizes", "256",
-        "--formats", "png",
-        "--out", str(out),
+        *("--synthetic", "6", "--register", "3", "--sources", "2", "--repeats", "1"),
+        *("--steps", "2", "--sizes", "256", "--formats", "png"),
         cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    table = out.read_text()
     assert "| png | 256 | txt2img |" in table and "| png | 256 | img2img |" in table
 
 
 def test_moderation_bench_runs(tmp_path: Path) -> None:
-    images = tmp_path / "images"
-    images.mkdir()
-    for seed in range(30):  # 20 seed the synthetic works, then registered, stamped, free
-        (images / f"p{seed}.jpg").write_bytes(encode(photo_like(900 + seed, (384, 288)), "JPEG"))
-    out = tmp_path / "mod.md"
-    proc = _run(
+    # 20 pictures seed the synthetic works; then registered, stamped and free ones
+    images = _photos(tmp_path / "images", 30, 900)
+    table = _report(
         "moderation_bench.py",
-        "--images", str(images),
-        "--works", "2000",
-        "--registered", "4",
-        "--stamped", "2",
-        "--queries", "6",
-        "--cache", str(tmp_path / "cache"),
-        "--out", str(out),
+        *("--images", str(images), "--works", "2000", "--registered", "4", "--stamped", "2"),
+        *("--queries", "6", "--cache", str(tmp_path / "cache")),
         cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "moderation check, in-process" in out.read_text()
+    assert "moderation check, in-process" in table
 
 
 def test_load_moderation_runs(tmp_path: Path) -> None:
-    images = tmp_path / "images"
-    images.mkdir()
-    for seed in range(6):
-        (images / f"p{seed}.jpg").write_bytes(encode(photo_like(950 + seed, (384, 288)), "JPEG"))
-    out = tmp_path / "load.md"
-    proc = _run(
+    images = _photos(tmp_path / "images", 6, 950)
+    table = _report(
         "load_moderation.py",
-        "--images", str(images),
-        "--duration", "4",
-        "--concurrency", "2",
-        "--out", str(out),
+        *("--images", str(images), "--duration", "4", "--concurrency", "2"),
         cwd=tmp_path,
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "5xx" in out.read_text()
+    assert "5xx" in table
