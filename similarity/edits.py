@@ -188,6 +188,40 @@ def screenshot_border(img: Image.Image, rng: np.random.Generator) -> Image.Image
     return out
 
 
+def page_screenshot(share: float) -> EditFn:
+    """A screenshot of a page (1600 x 1000) showing the picture at `share` of its area, among
+    a title bar, paragraphs of text and icons."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        def colour(lo: int, hi: int) -> tuple[int, ...]:
+            return tuple(int(v) for v in rng.integers(lo, hi, 3))
+
+        width, height, bar = 1600, 1000, 40
+        out = Image.new("RGB", (width, height), colour(215, 256))
+        draw = ImageDraw.Draw(out)
+        draw.rectangle((0, 0, width - 1, bar - 1), fill=colour(0, 90))
+        font = ImageFont.load_default(size=14)
+        ink = colour(0, 70)
+        for _ in range(8):  # paragraphs
+            x, y = int(rng.integers(10, width - 400)), int(rng.integers(bar + 10, height - 120))
+            for line in range(int(rng.integers(2, 7))):
+                words = " ".join(_WORDS[int(i)] for i in rng.integers(0, len(_WORDS), 5))
+                draw.text((x, y + 18 * line), words, font=font, fill=ink)
+        for _ in range(12):  # icons
+            x, y = int(rng.integers(0, width - 32)), int(rng.integers(bar, height - 32))
+            draw.rectangle((x, y, x + 31, y + 31), fill=colour(0, 256))
+        src = img.convert("RGB")
+        w, h = src.size
+        f = min(np.sqrt(share * width * height / (w * h)), (height - bar) / h, width / w)
+        shown = src.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS)
+        x = int(rng.integers(0, width - shown.width + 1))
+        y = int(rng.integers(bar, height - shown.height + 1))
+        out.paste(shown, (x, y))
+        return out
+
+    return fn
+
+
 EDITS: tuple[Edit, ...] = (
     Edit("crop_60", crop(0.60)),
     Edit("crop_80", crop(0.80)),
@@ -213,6 +247,8 @@ EDITS: tuple[Edit, ...] = (
     Edit("text_20", text_overlay(0.20)),
     Edit("logo_20", logo_overlay(0.20)),
     Edit("screenshot_border", screenshot_border),
+    Edit("page_screenshot_40", page_screenshot(0.40)),
+    Edit("page_screenshot_10", page_screenshot(0.10)),
 )
 
 EDITS_BY_NAME: dict[str, Edit] = {e.name: e for e in EDITS}

@@ -8,6 +8,10 @@ a dense hit is checked when it is the nearest work or stands out from the crowd 
 when a check needs them.
 The verdict per work is `copy` (strong evidence) or `similar` (weaker evidence); works with
 neither are not returned.
+
+A query with pictures embedded in it (`ImageSignals.parts`: a screenshot's picture) is matched
+as a whole and part by part; a work found in a part carries the part's box in its evidence
+(`region`), and a work found both ways keeps the stronger match.
 """
 
 from __future__ import annotations
@@ -84,8 +88,27 @@ def match(
     thresholds: Thresholds = Thresholds(),
     limit: int = 10,
 ) -> list[Match]:
-    """Registered works that `query` copies or resembles, best first, at most `limit`."""
-    t = thresholds
+    """Registered works that `query` (or a picture embedded in it) copies or resembles, best
+    first, at most `limit`."""
+    results = {m.id: m for m in _match_whole(query, index, lookup, thresholds)}
+    for part in query.parts:
+        for m in _match_whole(part.signals, index, lookup, thresholds):
+            m = Match(m.id, m.score, m.decision, {**m.evidence, "region": list(part.box)})
+            if m.id not in results or stronger(m, results[m.id]):
+                results[m.id] = m
+    ordered = sorted(results.values(), key=lambda m: (m.decision != "copy", -m.score, m.id))
+    return ordered[:limit]
+
+
+def stronger(a: Match, b: Match) -> bool:
+    """Whether `a` is the stronger match: a copy over a similarity, then the higher score."""
+    return (a.decision == "copy", a.score) > (b.decision == "copy", b.score)
+
+
+def _match_whole(
+    query: ImageSignals, index: MatchIndex, lookup: LocalFeatureLookup, t: Thresholds
+) -> list[Match]:
+    """Every registered work that the picture of `query` as a whole copies or resembles."""
     found = index.candidates(query, k=max(t.dense_candidates, t.dense_reference_rank))
     dense = [c for c in found if c.signal == "dense"]
     reference = (
@@ -122,8 +145,7 @@ def match(
         m = _decide(wid, cands, ver, have_local, reference, t)
         if m is not None:
             results.append(m)
-    results.sort(key=lambda m: (m.decision != "copy", -m.score, m.id))
-    return results[:limit]
+    return results
 
 
 def _worth_verifying(

@@ -3,7 +3,9 @@
 One row per match: the query on the left, the registered work on the right. Where geometric
 verification fitted a transform, the query's outline is drawn onto the work where it lands (a
 crop shows as a smaller box, a rotation as a tilted one, a mirrored copy is marked so), and the
-caption names the decision, the score and the signals that fired.
+caption names the decision, the score and the signals that fired. A match found in a picture
+embedded in the query (a screenshot's) has that picture boxed on the query, and the box's
+outline is what lands on the work.
 """
 
 from __future__ import annotations
@@ -62,6 +64,11 @@ def evidence_picture(
             outline=colour,
             width=3,
         )
+        region = _region(row.match)
+        if region is not None:
+            x0, y0, x1, y1 = region
+            box = [GAP + x0 * q_scale, top + y0 * q_scale, GAP + x1 * q_scale, top + y1 * q_scale]
+            draw.rectangle(box, outline=colour, width=3)
         ref_panel, r_scale = _panel(row.reference)
         left = 2 * GAP + PANEL
         canvas.paste(ref_panel, (left, top))
@@ -86,10 +93,20 @@ def _work_scale(image: Image.Image) -> float:
     return WORK_SIDE / max(image.size)
 
 
+def _region(match: Match) -> tuple[float, float, float, float] | None:
+    """The box of the embedded picture the match was found in, in query pixels, if any."""
+    region = match.evidence.get("region")
+    if not isinstance(region, list | tuple) or len(region) != 4:
+        return None
+    x0, y0, x1, y1 = (float(v) for v in region)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
 def _outline(
     query: Image.Image, reference: Image.Image, match: Match, q_scale: float, r_scale: float
 ) -> list[tuple[float, float]] | None:
-    """The query's corners mapped onto the reference panel, if a transform was fitted."""
+    """The query's corners (or those of the embedded picture the match was found in) mapped
+    onto the reference panel, if a transform was fitted."""
     local = match.evidence.get("local_features")
     if not isinstance(local, dict):
         return None
@@ -97,8 +114,13 @@ def _outline(
     if not transform:
         return None
     m = np.asarray(transform, dtype=np.float64).reshape(2, 3)
-    qs = _work_scale(query)
-    qw, qh = query.width * qs, query.height * qs
+    region = _region(match)
+    width, height = (
+        (query.width, query.height) if region is None
+        else (region[2] - region[0], region[3] - region[1])
+    )
+    qs = WORK_SIDE / max(width, height)
+    qw, qh = width * qs, height * qs
     corners = np.array([[0, 0, 1], [qw, 0, 1], [qw, qh, 1], [0, qh, 1]], dtype=np.float64)
     mapped = corners @ m.T  # reference work coordinates
     to_panel = r_scale / _work_scale(reference)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -9,6 +11,7 @@ from PIL import Image
 from similarity import dense as dense_mod
 from similarity import local as local_mod
 from similarity.decode import DecodedImage
+from similarity.embedded import Box, find_embedded
 from similarity.pdq import PDQ_BYTES, pdq_dihedral, pdq_hash
 from similarity.threads import Deferred
 
@@ -30,6 +33,15 @@ class _Pixels:
         self.local = local
 
 
+@dataclass(frozen=True)
+class Part:
+    """A picture embedded in the query (see `similarity.embedded`): its box in the query's
+    pixels and its own query signals."""
+
+    box: Box
+    signals: ImageSignals
+
+
 class ImageSignals:
     """Fingerprints of one image.
 
@@ -37,8 +49,9 @@ class ImageSignals:
     (views x DIM, float32, row 0 is the whole picture, the rest sub-windows, see
     `similarity.dense.VIEWS`); `local` (packed ORB keypoints and descriptors).
     Query side only (not stored, empty after `from_packed`): the PDQ hashes of the eight
-    rotations/flips, the ORB features of the mirror image, and dense descriptors of the
-    picture turned back by a few small angles (`similarity.dense.describe_query`).
+    rotations/flips, the ORB features of the mirror image, dense descriptors of the
+    picture turned back by a few small angles (`similarity.dense.describe_query`), and the
+    `parts`: pictures embedded in it (a screenshot's), each with signals of its own.
 
     Signals made by `compute_signals` keep the reduced picture and compute `dense_views` when
     first read; `local` and `local_mirror` are worked out together by a helper thread, or when
@@ -46,7 +59,7 @@ class ImageSignals:
     Read-only; pickling computes every part first.
     """
 
-    __slots__ = ("_dense_query", "_dense_views", "_local", "_local_mirror", "_pdq",
+    __slots__ = ("_dense_query", "_dense_views", "_local", "_local_mirror", "_parts", "_pdq",
                  "_pdq_dihedral", "_pdq_quality", "_pixels")
 
     def __init__(
@@ -60,6 +73,7 @@ class ImageSignals:
         dense_query: np.ndarray | None = None,
         *,
         pixels: _Pixels | None = None,
+        parts: tuple[Part, ...] = (),
     ) -> None:
         if pixels is None and (dense_views is None or local is None):
             raise ValueError("dense_views and local are needed without pixels to compute them")
@@ -72,6 +86,7 @@ class ImageSignals:
         put(self, "_local_mirror", local_mirror)
         put(self, "_dense_query", dense_query)
         put(self, "_pixels", pixels)
+        put(self, "_parts", tuple(parts))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("ImageSignals is read-only")
@@ -94,6 +109,11 @@ class ImageSignals:
     @property
     def pdq_dihedral(self) -> tuple[bytes, ...]:
         return self._pdq_dihedral
+
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        """Pictures embedded in this one, matched on their own too (query side only)."""
+        return self._parts
 
     @property
     def dense_query(self) -> np.ndarray | None:
@@ -181,12 +201,14 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
     """PDQ, dense views and ORB features of one image.
 
     `for_query` also computes the query-side extras (PDQ of the eight rotations/flips, dense
-    descriptors of the picture turned back; ORB of the mirror image when first read), hands the
-    ORB features to a helper thread, and leaves `dense_views` to be computed when first read.
+    descriptors of the picture turned back; ORB of the mirror image when first read; the
+    signals of pictures embedded in it, see `similarity.embedded`), hands the ORB features to a
+    helper thread, and leaves `dense_views` to be computed when first read.
     Registration may pass False to compute the stored parts at once and skip the extras.
     Either result can be registered and queried.
     """
-    gray = local_mod.work_gray(_grey_array(img))
+    full = _grey_array(img)
+    gray = local_mod.work_gray(full)
     if not for_query:
         pdq, quality = pdq_hash(_pdq_input(gray))
         return ImageSignals(
@@ -197,6 +219,15 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
             ),
             local=local_mod.extract(gray).pack(),
         )
+    parts = tuple(
+        Part(box, _query_signals(local_mod.work_gray(full[box[1] : box[3], box[0] : box[2]])))
+        for box in find_embedded(full, gray)
+    )
+    return _query_signals(gray, parts)
+
+
+def _query_signals(gray: np.ndarray, parts: tuple[Part, ...] = ()) -> ImageSignals:
+    """Query signals of a work-size luma picture."""
     # Nearly every query is verified with its ORB features, and half also with its mirror
     # image's: a helper thread starts on both now, while this one hashes and describes the
     # picture (see `similarity.threads`).
@@ -209,6 +240,7 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
         pdq_dihedral=tuple(hashes),
         dense_query=dense_mod.describe_query_region(region),
         pixels=_Pixels(region, local),
+        parts=parts,
     )
 
 

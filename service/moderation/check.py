@@ -32,6 +32,7 @@ from service.moderation.policy import (
 from service.registry.matching import ArtworkMatch, RegistryMatches, match_registry
 from service.stamping.resolve import Resolution, read_watermark, resolve_with_signals
 from similarity import ImageSignals, Match, compute_signals, decode_image, later_frames
+from similarity.matcher import stronger
 from similarity.pdq import hamming
 
 if TYPE_CHECKING:
@@ -188,10 +189,6 @@ def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspe
 SourceMatches = list[tuple[Match, SourceRecord | None]]
 
 
-def _stronger(a: Match, b: Match) -> bool:
-    return (a.decision == "copy", a.score) > (b.decision == "copy", b.score)
-
-
 def _in_frame(m: Match, index: int) -> Match:
     return Match(m.id, m.score, m.decision, {**m.evidence, "frame": index})
 
@@ -222,11 +219,11 @@ def _match_later_frames(
         matched.append(index)
         for m in match_registry(rt, signals, limit=MATCH_LIMIT, grantee=user).matches:
             held = works.get(m.artwork.id)
-            if held is None or _stronger(m.match, held.match):
+            if held is None or stronger(m.match, held.match):
                 works[m.artwork.id] = ArtworkMatch(m.artwork, _in_frame(m.match, index), m.license)
         if found is not None:
             for sm, rec in _match_sources(rt, signals)[0] or []:
-                if sm.id not in found or _stronger(sm, found[sm.id][0]):
+                if sm.id not in found or stronger(sm, found[sm.id][0]):
                     found[sm.id] = (_in_frame(sm, index), rec)
     ranked = sorted(works.values(), key=lambda w: (w.match.decision != "copy", -w.match.score))
     merged = RegistryMatches(ranked[:MATCH_LIMIT], registry.index_size, registry.built_to)

@@ -964,3 +964,22 @@ def test_a_slow_webhook_receiver_delays_no_ones_checks(mclient, make_key):
         assert redo.status_code == 202 and time.monotonic() - started < 3.0
         rx.wait(1, timeout=15)
     assert took < 3.0, took
+
+
+def test_registered_work_in_a_page_screenshot_is_blocked(mclient, make_key):
+    """A registered work shown at a tenth of a page screenshot, among text and icons: the page
+    as a whole matches nothing, the picture in it is found and blocked, its box in evidence."""
+    from similarity.edits import EDITS_BY_NAME
+
+    h = auth(make_key("registry", "moderate"))
+    (work,) = register(mclient, h, 631)
+    shot = EDITS_BY_NAME["page_screenshot_10"].apply(photo_like(631), np.random.default_rng(2))
+    res = moderate(mclient, h, encode(shot, quality=85))
+    assert res["verdict"] == "block"
+    (why,) = reasons(res, "registered_copy")
+    assert why["evidence"]["artwork_id"] == work["id"]
+    match = res["registry"]["matches"][0]
+    assert match["artwork_id"] == work["id"] and match["decision"] == "copy"
+    x0, y0, x1, y1 = match["evidence"]["region"]
+    assert 0 <= x0 < x1 <= shot.width and 0 <= y0 < y1 <= shot.height
+    assert 0.05 < (x1 - x0) * (y1 - y0) / (shot.width * shot.height) < 0.2

@@ -1,0 +1,121 @@
+"""Pictures embedded in a larger frame: a screenshot of a web page or an app, a scanned page,
+a picture on a board with captions around it.
+
+A copy inside such a frame is missed by the whole-picture signals: the frame's text, icons and
+other pictures move the fingerprints and take most of the local features. This finds the
+rectangles where a picture sits, so that each can be matched on its own as well.
+
+Found on the work-size luma (longer side ``similarity.local.WORK_SIDE``): a pixel is *busy* when
+its 3x3 neighbourhood varies (standard deviation above ``BUSY_STD`` grey levels), as nearly
+every pixel of a photo or a painting does and the flat background of an interface does not.
+The busy mask is closed (joining a picture's few smooth pixels) and opened (dropping lines of
+text, rules and icons), and each connected block is trimmed from its sides while its outer row
+or column is less than ``EDGE_BUSY`` busy (the text that the closing joined to a picture's
+edge). A block is kept when it covers ``MIN_SHARE`` to ``MAX_SHARE`` of the frame, fills at
+least ``MIN_FILL`` of its box, touches at most two sides of the frame (the textured ground
+under a smooth sky in a plain photo touches three, a picture in a phone screenshot two), and is
+not mostly one tone at full size: more than ``ONE_TONE_SHARE`` of its pixels within
+``TONE_LEVELS`` grey levels of the commonest is a paragraph of text (paper between the
+strokes), which looks busy at work size. The ``MAX_PARTS`` largest are returned.
+Text set closer to a picture than about 3% of the frame's longer side joins its block, and a
+picture of large flat areas may read as one tone: such a picture is matched as part of the
+whole, as before. On 200 plain photos and paintings, 19 yield a block (an
+extra query each); see ``bench/results/match_quality.md`` for what it finds in screenshots.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, end exclusive
+
+BUSY_STD = 1.5
+CLOSE_PX = 5
+OPEN_PX = 9
+MIN_SHARE = 0.04
+MAX_SHARE = 0.8
+MIN_FILL = 0.45
+EDGE_BUSY = 0.5
+MIN_SIDE_PX = 8  # at work size
+ONE_TONE_SHARE = 0.4
+TONE_LEVELS = 4
+MAX_PARTS = 2
+
+
+def find_embedded(full: np.ndarray, work: np.ndarray) -> list[Box]:
+    """Boxes (in ``full``'s pixels, largest first) of pictures embedded in the uint8 luma
+    ``full``, found on ``work``, the same picture at work size; empty for a plain picture."""
+    h, w = work.shape
+    if min(h, w) < 4 * MIN_SIDE_PX:
+        return []
+    grey = work.astype(np.float32)
+    mean = cv2.blur(grey, (3, 3))
+    variance = cv2.blur(grey * grey, (3, 3)) - mean * mean
+    busy = (variance > BUSY_STD * BUSY_STD).astype(np.uint8)
+    blocks = cv2.morphologyEx(busy, cv2.MORPH_CLOSE, np.ones((CLOSE_PX, CLOSE_PX), np.uint8))
+    blocks = cv2.morphologyEx(blocks, cv2.MORPH_OPEN, np.ones((OPEN_PX, OPEN_PX), np.uint8))
+    count, _, stats, _ = cv2.connectedComponentsWithStats(blocks, connectivity=4)
+    busy_share = busy.astype(np.float32)
+    found: list[tuple[int, Box]] = []
+    for x, y, bw, bh, area in stats[1:count].tolist():
+        if bw * bh < MIN_SHARE * w * h or area < MIN_FILL * bw * bh:
+            continue
+        box = _trimmed(busy_share, (x, y, x + bw, y + bh))
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        size = (x1 - x0) * (y1 - y0)
+        touches = sum((x0 <= 1, y0 <= 1, x1 >= w - 1, y1 >= h - 1))
+        if not (MIN_SHARE * w * h <= size <= MAX_SHARE * w * h and touches <= 2):
+            continue
+        box = to_full(box, work.shape, full.shape)
+        if not _one_tone(full[box[1] : box[3], box[0] : box[2]]):
+            found.append((size, box))
+    found.sort(key=lambda f: -f[0])
+    return [box for _, box in found[:MAX_PARTS]]
+
+
+def _trimmed(busy: np.ndarray, box: Box) -> Box | None:
+    """``box`` less its outer rows and columns that are under ``EDGE_BUSY`` busy, side by side
+    in turns; None when too little is left."""
+    x0, y0, x1, y1 = box
+    for _ in range(3):
+        region = busy[y0:y1, x0:x1]
+        rows = region.mean(axis=1) < EDGE_BUSY
+        cols = region.mean(axis=0) < EDGE_BUSY
+        nx0, nx1 = x0 + _leading(cols), x1 - _leading(cols[::-1])
+        ny0, ny1 = y0 + _leading(rows), y1 - _leading(rows[::-1])
+        if nx1 - nx0 < MIN_SIDE_PX or ny1 - ny0 < MIN_SIDE_PX:
+            return None
+        if (nx0, ny0, nx1, ny1) == (x0, y0, x1, y1):
+            break
+        x0, y0, x1, y1 = nx0, ny0, nx1, ny1
+    return x0, y0, x1, y1
+
+
+def _one_tone(region: np.ndarray) -> bool:
+    """Whether most of ``region`` (every other pixel) lies within a few levels of one tone."""
+    sample = region[::2, ::2]
+    counts = np.bincount(sample.ravel(), minlength=256)
+    peak = int(counts.argmax())
+    near = int(counts[max(0, peak - TONE_LEVELS) : peak + TONE_LEVELS + 1].sum())
+    return near > ONE_TONE_SHARE * sample.size
+
+
+def _leading(flags: np.ndarray) -> int:
+    """How many of ``flags`` are set before the first one that is not."""
+    stop = np.flatnonzero(~flags)
+    return int(stop[0]) if stop.size else int(flags.size)
+
+
+def to_full(box: Box, work_shape: tuple[int, int], full_shape: tuple[int, int]) -> Box:
+    """``box`` found at work size, in the full picture's pixels."""
+    fy, fx = full_shape[0] / work_shape[0], full_shape[1] / work_shape[1]
+    x0, y0, x1, y1 = box
+    return (
+        int(x0 * fx),
+        int(y0 * fy),
+        min(full_shape[1], int(np.ceil(x1 * fx))),
+        min(full_shape[0], int(np.ceil(y1 * fy))),
+    )
