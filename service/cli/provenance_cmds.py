@@ -70,11 +70,13 @@ def verify_image(data: bytes) -> dict[str, Any]:
     from provenance.c2pa_io import read_manifest
     from provenance.containers import UnsupportedFormat
     from provenance.labels import read_labels
+    from service.stamping.own_manifest import own_manifest_output
     from service.stamping.resolve import resolve_image
     from similarity import decode_image
 
     with runtime(indexes=True) as rt:
         report = read_manifest(data, trust_anchors_pem=rt.signing.trust_anchors_pem)
+        signed_for = own_manifest_output(rt, data, report)
         decoded = decode_image(data, rt.decode_limits, target_side=None)
         res = resolve_image(rt, decoded)
     try:
@@ -101,6 +103,8 @@ def verify_image(data: bytes) -> dict[str, Any]:
             "actions": [a.get("action") for a in report.actions],
             "ingredients": len(report.ingredients),
             "error": report.error,
+            "ours": signed_for is not None,
+            "output_id": signed_for,
         },
         "watermark": {
             "present": res.watermark.present,
@@ -153,6 +157,12 @@ def verify(
             else ""
         )
         + (f" — {shown(m['error'])}" if m["error"] else "")
+        + (f", signed by us for output {m['output_id']}" if m["ours"] else "")
+        + (
+            ", [red]not signed by us[/red] (another signer's manifest under our label)"
+            if not m["ours"] and r and m["manifest_id"] == r["manifest_id"]
+            else ""
+        )
     )
     if w["present"]:
         note = (

@@ -30,6 +30,7 @@ from service.moderation.policy import (
     decide,
 )
 from service.registry.matching import ArtworkMatch, RegistryMatches, match_registry
+from service.stamping.own_manifest import own_manifest_output
 from service.stamping.resolve import Resolution, read_watermark, resolve_with_signals
 from similarity import ImageSignals, Match, compute_signals, decode_image, later_frames
 from similarity.matcher import stronger
@@ -97,18 +98,6 @@ def _match_sources(
     return found, {"size": status.size, "built_to": status.change_seq}
 
 
-def _manifest_generation(rt: Runtime, report: ManifestReport) -> str | None:
-    """The generation a manifest we signed was issued for. Only a Trusted manifest can be ours:
-    one that merely validates, or fails, may carry our manifest's label without being it."""
-    if report.manifest_id is None or report.state != "Trusted":
-        return None
-    with rt.pool.connection() as conn:
-        row = conn.execute(
-            "SELECT id FROM outputs WHERE manifest_id = %s", (report.manifest_id,)
-        ).fetchone()
-    return str(row["id"]) if row else None
-
-
 def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspection:
     """Decode once (full size, greyscale: the fingerprints and the watermark read luma alone, and
     a JPEG decodes its luma without its colour), then every signal; raises ``ImageRejected`` for
@@ -131,7 +120,7 @@ def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspe
         timings["signals"] = time.perf_counter() - s
         s = time.perf_counter()
         manifest = read_manifest(data, trust_anchors_pem=rt.signing.trust_anchors_pem)
-        manifest_generation = _manifest_generation(rt, manifest)
+        manifest_generation = own_manifest_output(rt, data, manifest)
         timings["c2pa"] = time.perf_counter() - s
         s = time.perf_counter()
         labels: Labels | None = None

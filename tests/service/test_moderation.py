@@ -168,6 +168,74 @@ def test_another_signers_manifest_on_our_output_does_not_pass_as_ours(mclient, m
     assert why["evidence"]["manifest_generation_id"] == gid and res["verdict"] == "allow"
 
 
+def test_our_label_on_another_trusted_signers_manifest_is_not_ours(settings, tmp_path):
+    """With a second root among the trust anchors (a partner's, a commercial CA), its signers
+    validate as Trusted; one that copies our manifest's label (public, in every output) onto
+    its own manifest must not pass as our manifest: not on another picture, and not on an
+    edited copy of our output (review, as for any copy without our manifest)."""
+    from fastapi.testclient import TestClient
+
+    from provenance.c2pa_io import read_manifest, sign_image
+    from provenance.credentials import ensure_dev_credentials
+    from provenance.manifest import build_manifest
+    from provenance.signer import FileSigner
+    from service.api.app import create_app
+    from service.auth.keys import create_key
+    from service.runtime import Runtime
+
+    partner = ensure_dev_credentials(tmp_path / "partner")
+    root = tmp_path / "partner-root.pem"
+    root.write_text(partner.trust_anchors_pem)
+    anchored = settings.model_copy(update={"trust_anchors": [root]})
+    rt = Runtime.open(anchored)
+    try:
+        with TestClient(create_app(anchored, runtime=rt)) as c:
+            with rt.pool.connection() as conn, conn.transaction():
+                h = auth(create_key(conn, "t", ["stamp", "moderate"])[1])
+            body, signed = stamp(c, h, photo_like(508, (640, 512)))
+            gid, label = body["id"], body["manifest_id"]
+            ours = read_manifest(signed, trust_anchors_pem=rt.signing.trust_anchors_pem)
+            spec = build_manifest(ours_facts(ours), label=label)
+            signer = FileSigner.from_credentials(partner)
+
+            other = sign_image(encode(photo_like(509), "PNG"), "png", spec, signer).data
+            brighter = ImageEnhance.Brightness(Image.open(io.BytesIO(signed))).enhance(1.1)
+            edited = sign_image(encode(brighter, "PNG"), "png", spec, signer).data
+            for forged in (other, edited):
+                assert read_manifest(forged, trust_anchors_pem=rt.signing.trust_anchors_pem)\
+                    .state == "Trusted"
+            res = moderate(c, h, other, "other.png")
+            c2pa = res["provenance"]["c2pa"]
+            assert c2pa["state"] == "Trusted" and c2pa["manifest_id"] == label
+            assert c2pa["generation_id"] is None
+            assert not reasons(res, "ai_ours_with_manifest")
+
+            res = moderate(c, h, edited, "edited.png")
+            assert res["provenance"]["c2pa"]["generation_id"] is None
+            assert res["verdict"] == "review", res["reasons"]
+            assert reasons(res, "ai_ours_without_manifest")
+
+            res = moderate(c, h, signed, "ours.png")
+            assert res["provenance"]["c2pa"]["generation_id"] == gid
+            assert res["verdict"] == "allow" and reasons(res, "ai_ours_with_manifest")
+    finally:
+        rt.close()
+
+
+def ours_facts(report):  # type: ignore[no-untyped-def]
+    """Generation facts as our manifest states them, for a look-alike manifest."""
+    from provenance.manifest import GenerationFacts
+
+    g = report.generation or {}
+    return GenerationFacts(
+        generation_id=str(g.get("generation_id", "copied")),
+        kind="external",
+        model_name=str(g.get("model_name", "example-xl")),
+        width=640,
+        height=512,
+    )
+
+
 def test_stamped_output_is_ours_with_its_generation_id_even_stripped(mclient, runtime, make_key):
     h = auth(make_key("stamp", "moderate"))
     body, signed = stamp(mclient, h, photo_like(501, (640, 512)))

@@ -363,7 +363,7 @@ def test_cli_verify_and_credentials_show(client, runtime, settings, stamped, tmp
     out = cli("verify", str(stripped), "--json")
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    assert got["manifest"]["state"] == "Absent"
+    assert got["manifest"]["state"] == "Absent" and got["manifest"]["ours"] is False
     assert got["watermark"]["present"] is True and got["watermark"]["forged"] is False
     assert got["record"]["id"] == body["id"]
     assert got["record"]["manifest_id"] == body["manifest_id"]
@@ -378,8 +378,10 @@ def test_cli_verify_and_credentials_show(client, runtime, settings, stamped, tmp
         assert got["record"]["id"] == body["id"], fmt
     signed = tmp_path / "signed.png"
     signed.write_bytes(data)
-    text = cli("verify", str(signed)).stdout
-    assert "Trusted" in text and body["id"] in text
+    text = " ".join(cli("verify", str(signed)).stdout.split())  # as one line, unwrapped
+    assert "Trusted" in text and f"signed by us for output {body['id']}" in text
+    got = json.loads(cli("verify", str(signed), "--json").stdout)
+    assert got["manifest"]["ours"] is True and got["manifest"]["output_id"] == body["id"]
     creds = cli("credentials", "show", "--json")
     assert creds.returncode == 0, creds.stderr
     desc = json.loads(creds.stdout)
