@@ -109,9 +109,6 @@ def decode_image(
         # An APNG whose default image is not part of its animation: viewers that play APNG
         # (every browser) never show it, so the picture is the animation's first frame.
         im.seek(1)
-    orientation = _orientation(im)
-    if orientation in _SWAPS_SIDES:
-        width, height = height, width
 
     if fmt == "JPEG" and (grey or target_side is not None):
         f = 1.0
@@ -128,6 +125,12 @@ def decode_image(
         raise ImageRejected(
             "truncated", f"The image data is truncated or corrupt and cannot be decoded ({exc})."
         ) from exc
+    # Read after the pixels: for a PNG, Pillow looks for EXIF by decoding the image, and a
+    # decoding error met there would be taken for a damaged EXIF block, leaving a corrupt
+    # picture accepted as partly black.
+    orientation = _orientation(im)
+    if orientation in _SWAPS_SIDES:
+        width, height = height, width
 
     factor = 1
     if target_side is not None and fmt != "JPEG":

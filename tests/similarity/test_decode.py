@@ -63,6 +63,19 @@ def test_truncated_png_refused(artwork: Image.Image) -> None:
     _refused(data[: len(data) // 2], "truncated")
 
 
+@pytest.mark.parametrize("grey", [True, False])
+def test_png_with_corrupt_pixel_data_refused(artwork: Image.Image, grey: bool) -> None:
+    """One bit flipped early in the compressed pixels: the file is whole but cannot be decoded
+    (it was taken as a mostly black picture when its EXIF was looked for first)."""
+    buf = io.BytesIO()
+    artwork.save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    data[data.index(b"IDAT") + 100] ^= 0x01
+    with pytest.raises(ImageRejected) as err:
+        decode_image(bytes(data), grey=grey, target_side=None)
+    assert err.value.code == "truncated" and "corrupt" in str(err.value)
+
+
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_png_bomb_refused_without_decoding(monkeypatch) -> None:
     bomb = _png_claiming(50_000, 50_000)
