@@ -249,8 +249,15 @@ def findings_of(ins: Inspection, policy: Policy) -> Findings:
         wm_gid = str(res.watermark_record.id)
     fp = res.best  # a fingerprint copy of one of our outputs (watermark-confirmed first)
     output_match = None
+    ties: tuple[str, ...] = ()
     if fp is not None and fp.score >= floor:
         output_match = (str(fp.record.id), fp.score, fp.method)
+        if fp.method == "fingerprint":
+            ties = tuple(
+                str(o.record.id)
+                for o in res.outputs[1:]
+                if o.method == "fingerprint" and o.score >= fp.score
+            )
     declared = _declared_by(ins)
     return Findings(
         manifest_state=ins.manifest.state,
@@ -262,6 +269,7 @@ def findings_of(ins: Inspection, policy: Policy) -> Findings:
         watermark_generation_id=wm_gid,
         forged_watermark_names=str(res.watermark_record.id) if res.forged_watermark else None,
         output_match=output_match,
+        output_ties=ties,
         registry=tuple(
             RegistryHit(
                 artwork_id=str(m.artwork.id),
@@ -391,7 +399,12 @@ def _ai_section(f: Findings) -> dict[str, Any]:
         "declared_by": list(f.declared_by),
         "watermarked": watermarked,
         "matched": matched,
-        "generation_id": f.watermark_generation_id or (f.output_match[0] if matched else None),
+        "generation_id": f.generation_id,
+        "generation_ids": (
+            list(f.matched_generation_ids)
+            if f.generation_id is None
+            else [f.generation_id]
+        ),
     }
 
 

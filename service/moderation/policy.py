@@ -307,6 +307,9 @@ class Findings:
     watermark_generation_id: str | None = None  # set only when consistent with the pixels
     forged_watermark_names: str | None = None  # the output a forged watermark claims
     output_match: tuple[str, float, str] | None = None  # (generation id, score, method)
+    # Other outputs that the pixels match exactly as well as output_match's (fingerprints
+    # alone): the same prompt and seed twice, for two users, say. Then no one is named.
+    output_ties: tuple[str, ...] = ()
     registry: tuple[RegistryHit, ...] = ()
     sources: tuple[SourceHit, ...] = ()
     user: str | None = None
@@ -320,13 +323,29 @@ class Findings:
 
     def manifest_ours_for(self, generation_id: str | None) -> bool:
         """Our manifest, issued for the generation the pixels resolve to."""
-        return self.manifest_generation_id is not None and (
-            generation_id is None or self.manifest_generation_id == generation_id
-        )
+        return generation_id is not None and self.manifest_generation_id == generation_id
 
     @property
     def ours(self) -> bool:
         return self.watermark_generation_id is not None or self.output_match is not None
+
+    @property
+    def matched_generation_ids(self) -> tuple[str, ...]:
+        """Every output the fingerprints match best, the tied ones too."""
+        return (self.output_match[0], *self.output_ties) if self.output_match else ()
+
+    @property
+    def generation_id(self) -> str | None:
+        """The generation the pixels resolve to: the watermark's, else the one output the
+        fingerprints match best; with a tie, the one our intact manifest names, or None."""
+        if self.watermark_generation_id is not None:
+            return self.watermark_generation_id
+        if self.output_match is None:
+            return None
+        if not self.output_ties:
+            return self.output_match[0]
+        named = self.manifest_generation_id
+        return named if named in self.matched_generation_ids else None
 
 
 @dataclass(frozen=True)
@@ -424,16 +443,24 @@ def _provenance_reasons(policy: Policy, f: Findings) -> list[Reason]:
         if f.watermark_generation_id is not None:
             evidence["watermark_generation_id"] = f.watermark_generation_id
         if f.output_match is not None:
-            gid, score, method = f.output_match
-            evidence["fingerprint_generation_id"] = gid
+            _, score, method = f.output_match
+            evidence["fingerprint_generation_id"] = None if f.output_ties else f.output_match[0]
+            if f.output_ties:
+                evidence["fingerprint_generation_ids"] = list(f.matched_generation_ids)
             evidence["score"] = round(score, 4)
             evidence["method"] = method
-        gid = f.watermark_generation_id or (f.output_match[0] if f.output_match else None)
+        gid = f.generation_id
+        which = (
+            f"generation {gid}"
+            if gid is not None
+            else f"one of {len(f.matched_generation_ids)} generations it matches equally: "
+            + ", ".join(f.matched_generation_ids)
+        )
         if f.manifest_generation_id is not None:
             evidence["manifest_generation_id"] = f.manifest_generation_id
         if f.manifest_ours_for(gid):
             rule = "ai_ours_with_manifest"
-            message = f"made through chopmark (generation {gid}), our manifest intact"
+            message = f"made through chopmark ({which}), our manifest intact"
         else:
             rule = "ai_ours_without_manifest"
             if f.manifest_generation_id is not None:
@@ -442,7 +469,7 @@ def _provenance_reasons(policy: Policy, f: Findings) -> list[Reason]:
                 why = f"carries a manifest that is not ours ({f.manifest_state}, another signer)"
             else:
                 why = f"the manifest is {f.manifest_state.lower()}"
-            message = f"made through chopmark (generation {gid}) but {why}"
+            message = f"made through chopmark ({which}) but {why}"
         out.append(Reason("ai_generated", rule, policy.action(rule), message, evidence))
     elif f.declared_by:
         out.append(

@@ -804,3 +804,36 @@ def test_request_fields_are_taken_as_their_types_only(gen, make_key):
         assert r.status_code == 422, (bad, r.text)
     assert model.call_count == 0
     assert client.post("/v1/generations", json=request(guidance=7), headers=h).status_code == 201
+
+
+def test_the_same_picture_made_twice_is_not_pinned_on_one_user(gen, runtime, make_key):
+    """The same prompt and seed for two users make the same picture. A copy that has lost its
+    watermark and manifest matches both equally: moderation names neither as the generation,
+    lists both; the file with its own manifest still names its own."""
+    client, _ = gen
+    h = auth(make_key("generate", "moderate"))
+    made = {}
+    for user in ("alice", "bob"):
+        r = client.post("/v1/generations", json=request(user=user, seed=77), headers=h)
+        assert r.status_code == 201, r.text
+        made[user] = (r.json()["id"], client.get(r.json()["image_url"], headers=h).content)
+    (a, _), (b, b_png) = made["alice"], made["bob"]
+
+    pixels = Image.open(io.BytesIO(b_png)).convert("RGB")
+    framed = Image.new("RGB", (pixels.width * 2, pixels.height * 2), (240, 240, 240))
+    framed.paste(pixels, (pixels.width // 2, pixels.height // 2))
+    r = client.post("/v1/moderation/check", files={"file": ("b.jpg", encode(framed))}, headers=h)
+    assert r.status_code == 200, r.text
+    res = r.json()
+    assert not res["provenance"]["watermark"]["present"]
+    ai = res["provenance"]["ai_generated"]
+    assert ai["matched"] and ai["generation_id"] is None
+    assert sorted(ai["generation_ids"]) == sorted([a, b])
+    (why,) = [x for x in res["reasons"] if x["rule"] == "ai_ours_without_manifest"]
+    assert "one of 2 generations" in why["message"]
+    assert why["evidence"]["fingerprint_generation_id"] is None
+    assert res["verdict"] == "review"
+
+    r = client.post("/v1/moderation/check", files={"file": ("b.png", b_png)}, headers=h)
+    ai = r.json()["provenance"]["ai_generated"]
+    assert ai["generation_id"] == b and ai["generation_ids"] == [b]

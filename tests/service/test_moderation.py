@@ -259,6 +259,7 @@ def test_stamped_output_is_ours_with_its_generation_id_even_stripped(mclient, ru
         "watermarked": True,
         "matched": True,
         "generation_id": gid,
+        "generation_ids": [gid],
     }
     assert any("AIGC" in d for d in ai["declared_by"])
     assert res["labels"]["aigc"]["Label"] == "1"

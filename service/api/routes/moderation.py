@@ -109,7 +109,14 @@ class AiGeneratedPublic(BaseModel):
     declared_by: list[str]
     watermarked: bool
     matched: bool
-    generation_id: str | None
+    generation_id: str | None = Field(
+        description="the one generation the image resolves to; null when it is none of ours, "
+        "or when several of our outputs match it equally (see generation_ids)"
+    )
+    generation_ids: list[str] = Field(
+        description="every generation the image resolves to equally: one, or several when "
+        "the same picture was made more than once (same prompt and seed)"
+    )
 
 
 class ProvenancePublic(BaseModel):
