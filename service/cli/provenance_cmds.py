@@ -128,6 +128,11 @@ def verify_image(data: bytes) -> dict[str, Any]:
             "platform_user": best.record.platform_user,
             "created_at": best.record.created_at.isoformat(),
             "model": best.record.facts.get("model"),
+            "equally": [
+                str(o.record.id)
+                for o in res.outputs[1:]
+                if best.method == o.method == "fingerprint" and o.score >= best.score
+            ],
         },
     }
 
@@ -180,6 +185,12 @@ def verify(
             f"[bold]record[/bold]: {r['id']} by {r['method']} (score {r['score']}),"
             f" {r['kind']} {r['origin']}, manifest {shown(r['manifest_id'])},"
             f" made {r['created_at'][:19]}"
+            + (
+                f"; [red]matches as well[/red]: {', '.join(r['equally'])} (the same picture"
+                " made more than once; which one this is cannot be told)"
+                if r["equally"]
+                else ""
+            )
         )
     else:
         console.print("[bold]record[/bold]: none of our outputs")

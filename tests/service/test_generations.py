@@ -806,7 +806,9 @@ def test_request_fields_are_taken_as_their_types_only(gen, make_key):
     assert client.post("/v1/generations", json=request(guidance=7), headers=h).status_code == 201
 
 
-def test_the_same_picture_made_twice_is_not_pinned_on_one_user(gen, runtime, make_key):
+def test_the_same_picture_made_twice_is_not_pinned_on_one_user(
+    gen, runtime, make_key, settings, monkeypatch
+):
     """The same prompt and seed for two users make the same picture. A copy that has lost its
     watermark and manifest matches both equally: moderation names neither as the generation,
     lists both; the file with its own manifest still names its own."""
@@ -833,6 +835,13 @@ def test_the_same_picture_made_twice_is_not_pinned_on_one_user(gen, runtime, mak
     assert "one of 2 generations" in why["message"]
     assert why["evidence"]["fingerprint_generation_id"] is None
     assert res["verdict"] == "review"
+
+    from service.cli.provenance_cmds import verify_image
+
+    monkeypatch.setenv("CHOPMARK_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CHOPMARK_DATA_DIR", str(settings.data_dir))
+    record = verify_image(encode(framed))["record"]
+    assert sorted([record["id"], *record["equally"]]) == sorted([a, b])
 
     r = client.post("/v1/moderation/check", files={"file": ("b.png", b_png)}, headers=h)
     ai = r.json()["provenance"]["ai_generated"]
