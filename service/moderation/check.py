@@ -238,6 +238,9 @@ def _declared_by(ins: Inspection) -> list[str]:
             out.append(f"IPTC DigitalSourceType label: {lab.digital_source_type}")
         if lab.aigc and lab.aigc.get("Label") == AIGC_GENERATED:
             out.append("AIGC label (GB 45438-2025): Label 1")
+        settings = lab.generation_parameters.settings if lab.generation_parameters else {}
+        if "Steps" in settings and ("Sampler" in settings or "Seed" in settings):
+            out.append("AUTOMATIC1111 parameters label (Steps, Sampler, Seed)")
     return out
 
 

@@ -1052,3 +1052,21 @@ def test_registered_work_in_a_page_screenshot_is_blocked(mclient, make_key):
     x0, y0, x1, y1 = match["evidence"]["region"]
     assert 0 <= x0 < x1 <= shot.width and 0 <= y0 < y1 <= shot.height
     assert 0.05 < (x1 - x0) * (y1 - y0) / (shot.width * shot.height) < 0.2
+
+
+def test_an_automatic1111_parameters_label_declares_ai(mclient, make_key):
+    """The generation settings Stable Diffusion front ends write into PNG text or EXIF say the
+    picture was generated; a text chunk named 'parameters' without them does not."""
+    from provenance.labels import LabelSet, a1111_parameters, encode_with_labels
+
+    h = auth(make_key("moderate"))
+    text = a1111_parameters(prompt="a harbour", steps=20, sampler="Euler a", seed=3,
+                            cfg_scale=7.0, width=640, height=480)
+    for mime in ("image/png", "image/jpeg"):
+        data = encode_with_labels(photo_like(661), mime, LabelSet(parameters=text))
+        ai = moderate(mclient, h, data, "a1111." + mime.split("/")[1])["provenance"]["ai_generated"]
+        assert ai["declared"] and ai["status"] == "declared", mime
+        assert any("AUTOMATIC1111" in d for d in ai["declared_by"])
+    plain = encode_with_labels(photo_like(662), "image/png", LabelSet(parameters="my notes"))
+    ai = moderate(mclient, h, plain, "notes.png")["provenance"]["ai_generated"]
+    assert not ai["declared"] and ai["status"] == "unknown"
