@@ -244,6 +244,8 @@ def requeue_webhook(rt: Runtime, conn: psycopg.Connection, job_id: UUID, actor: 
 
 # ---- working jobs -------------------------------------------------------------------------
 
+# Jobs take turns, item by item (every job's first item, then every job's second, ...): a
+# batch of 100 queued before another platform's single image no longer keeps it waiting.
 _CLAIM_ITEM = """
 SELECT i.job_id, i.position, i.sha256, i.attempts, j.platform_user, j.context, j.actor,
        j.api_key_id, k.prefix AS key_prefix, k.name AS key_name
@@ -251,7 +253,7 @@ FROM moderation_job_items i
 JOIN moderation_jobs j ON j.id = i.job_id
 JOIN api_keys k ON k.id = j.api_key_id
 WHERE i.status = 'queued' AND (i.retry_at IS NULL OR i.retry_at <= clock_timestamp())
-ORDER BY j.created_at, i.job_id, i.position
+ORDER BY i.position, j.created_at, i.job_id
 LIMIT 1
 FOR UPDATE OF i SKIP LOCKED
 """
@@ -270,6 +272,8 @@ UPDATE moderation_jobs SET
 WHERE id = %(id)s
 RETURNING status
 """
+
+WEBHOOK_THREADS = 4  # per process: a slow or stalled receiver holds one of them at most 10 s
 
 _CLAIM_WEBHOOK = """
 SELECT id, webhook_url, webhook_secret, webhook_attempts
@@ -308,11 +312,13 @@ class ModerationWorker:
 
     # lifecycle
     def start(self) -> None:
-        """``threads`` threads check items; one more delivers webhooks, so a slow receiver
-        delays no one's checks."""
+        """``threads`` threads check items; ``WEBHOOK_THREADS`` more deliver webhooks, so a slow
+        receiver delays no one's checks, and one customer's slow receiver not everyone's
+        webhooks."""
         self._stop.clear()
         loops = [(f"moderation-worker-{i}", self.process_item) for i in range(self.threads)]
-        loops.append(("moderation-webhooks", self.deliver_webhook))
+        loops += [(f"moderation-webhooks-{i}", self.deliver_webhook)
+                  for i in range(WEBHOOK_THREADS)]
         for name, step in loops:
             t = threading.Thread(target=self._loop, args=(step,), name=name, daemon=True)
             t.start()
@@ -381,7 +387,8 @@ class ModerationWorker:
                     " retry_at = clock_timestamp() + make_interval(secs => %s)"
                     " WHERE job_id = %s AND position = %s",
                     (
-                        f"moderation is unavailable, retried: {exc}",
+                        "moderation is unavailable, retried: "
+                        + POLICIES.public_reason(rt.settings, exc),
                         self.policy_retry_seconds,
                         *where,
                     ),
@@ -421,7 +428,7 @@ class ModerationWorker:
                         " retry_at = clock_timestamp() + make_interval(secs => %s)"
                         " WHERE job_id = %s AND position = %s",
                         (
-                            f"{type(exc).__name__}: {exc}",
+                            _internal(exc),
                             self.item_retry_seconds * 4 ** item["attempts"],
                             *where,
                         ),
@@ -431,7 +438,7 @@ class ModerationWorker:
                     "UPDATE moderation_job_items SET status = 'failed', error = %s,"
                     " error_status = 500, attempts = attempts + 1, finished_at = clock_timestamp()"
                     " WHERE job_id = %s AND position = %s",
-                    (f"{type(exc).__name__}: {exc}", *where),
+                    (_internal(exc), *where),
                 )
             conn.execute(_ADVANCE_JOB, {"id": job_id})
         return True
@@ -446,6 +453,14 @@ class ModerationWorker:
             job = conn.execute(_CLAIM_WEBHOOK).fetchone()
             if job is None:
                 return False
+            if job["webhook_attempts"] >= webhooks.MAX_ATTEMPTS:
+                # The last attempt's process died during it: no more attempts.
+                conn.execute(
+                    "UPDATE moderation_jobs SET webhook_state = 'failed', webhook_next_at = NULL,"
+                    " webhook_last_error = %s WHERE id = %s",
+                    (f"gave up after {job['webhook_attempts']} attempts", job["id"]),
+                )
+                return True
             view = get_job(conn, job["id"], None)
             assert view is not None
             view.pop("webhook", None)
@@ -494,6 +509,12 @@ class ModerationWorker:
                 (state, next_at, result.error, result.delivered, job["id"], attempts),
             )
         return True
+
+
+def _internal(exc: Exception) -> str:
+    """An item's error as its platform sees it: the kind of failure, not the server's paths or
+    internals (the log has the whole exception)."""
+    return f"internal error ({type(exc).__name__}); the service log has the details"
 
 
 def notify_workers() -> None:

@@ -248,6 +248,13 @@ class PolicySource:
         env = os.environ.get(ENV_VAR)
         return Path(env) if env else None
 
+    def public_reason(self, settings: object, exc: PolicyError) -> str:
+        """Why the policy cannot be used, naming the file but not where the server keeps it
+        (for answers and job items; the log has the whole path)."""
+        said = str(exc)
+        path = self.path_for(settings)
+        return said.replace(str(path), path.name) if path is not None else said
+
     def load(self, settings: object) -> PolicyFile:
         path = self.path_for(settings)
         if path is None:

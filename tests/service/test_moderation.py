@@ -827,6 +827,7 @@ def test_a_batch_waits_out_an_unusable_policy_file_and_then_finishes(
     assert job["status"] == "running" and job["counts"]["queued"] == 2
     for item in job["items"]:
         assert "moderation is unavailable" in item["error"] and item["retry_at"] is not None
+        assert "policy.toml" in item["error"] and str(tmp_path) not in item["error"]
     with runtime.pool.connection() as conn:
         attempts = conn.execute(
             "SELECT attempts FROM moderation_job_items WHERE job_id = %s", (job_id,)
@@ -846,6 +847,68 @@ def test_a_batch_waits_out_an_unusable_policy_file_and_then_finishes(
         datetime.fromisoformat(job[k]) for k in ("created_at", "started_at", "finished_at")
     )
     assert created <= started <= finished
+
+
+def test_an_item_that_cannot_be_checked_fails_without_showing_the_servers_files(
+    mclient, runtime, make_key
+):
+    """An item whose kept upload is gone (a disk restored without it): tried three times, then
+    failed with a 500, its error naming the kind of failure but no path on the server."""
+    from service.moderation import jobs
+
+    for worker in list(jobs._live_workers):  # this test works the items itself
+        worker.stop()
+    h = auth(make_key("moderate"))
+    job_id = mclient.post(
+        "/v1/moderation/batch",
+        files=[("files", ("a.jpg", encode(photo_like(9962)), "image/jpeg"))],
+        headers=h,
+    ).json()["id"]
+    with runtime.pool.connection() as conn:
+        sha = conn.execute(
+            "SELECT sha256 FROM moderation_job_items WHERE job_id = %s", (job_id,)
+        ).fetchone()["sha256"]
+    path = runtime.blobs.path(sha)
+    path.unlink()
+    worker = ModerationWorker(runtime, poll_seconds=0.05, item_retry_seconds=0.01)
+    for _ in range(jobs.MAX_ITEM_ATTEMPTS):
+        deadline = time.monotonic() + 5
+        while not worker.process_item():
+            assert time.monotonic() < deadline, "the item never came due again"
+            time.sleep(0.02)
+    job = mclient.get(f"/v1/moderation/jobs/{job_id}", headers=h).json()
+    (item,) = job["items"]
+    assert job["status"] == "failed" and item["status"] == "failed"
+    assert item["error_status"] == 500 and "FileNotFoundError" in item["error"]
+    assert str(path.parent.parent) not in item["error"] and "/" not in item["error"]
+
+
+def test_jobs_take_turns_so_a_big_batch_keeps_no_one_waiting(mclient, runtime, make_key):
+    """A 5-image batch queued first, then another platform's single image: the single image
+    is checked second, not after the whole batch."""
+    from service.moderation import jobs
+
+    for worker in list(jobs._live_workers):  # this test works the items itself
+        worker.stop()
+    a, b = auth(make_key("moderate", name="a")), auth(make_key("moderate", name="b"))
+    big = mclient.post(
+        "/v1/moderation/batch",
+        files=[("files", (f"{i}.jpg", encode(photo_like(9980 + i)), "image/jpeg"))
+               for i in range(5)],
+        headers=a,
+    ).json()["id"]
+    small = mclient.post(
+        "/v1/moderation/batch",
+        files=[("files", ("b.jpg", encode(photo_like(9990)), "image/jpeg"))],
+        headers=b,
+    ).json()["id"]
+    worker = ModerationWorker(runtime, poll_seconds=0.05)
+    assert worker.process_item() and worker.process_item()
+    assert mclient.get(f"/v1/moderation/jobs/{small}", headers=b).json()["status"] == "completed"
+    assert mclient.get(f"/v1/moderation/jobs/{big}", headers=a).json()["done"] == 1
+    while worker.process_item():
+        pass
+    assert mclient.get(f"/v1/moderation/jobs/{big}", headers=a).json()["status"] == "completed"
 
 
 def test_an_item_abandoned_by_a_dead_worker_is_taken_up_by_another(
@@ -1033,6 +1096,79 @@ def test_a_slow_webhook_receiver_delays_no_ones_checks(mclient, make_key):
         assert redo.status_code == 202 and time.monotonic() - started < 3.0
         rx.wait(1, timeout=15)
     assert took < 3.0, took
+
+
+def test_a_slow_webhook_receiver_delays_no_one_elses_webhook(mclient, make_key):
+    """One platform's receiver takes 8 s to answer; another platform's webhook, due meanwhile,
+    is delivered at once (a single webhook thread made it wait its turn)."""
+
+    class Slow(Receiver):
+        def __init__(self) -> None:
+            super().__init__([200])
+            handler = self.server.RequestHandlerClass
+            original = handler.do_POST
+
+            def slow_post(handler_self) -> None:
+                time.sleep(8)
+                original(handler_self)
+
+            handler.do_POST = slow_post
+
+    a, b = auth(make_key("moderate", name="a")), auth(make_key("moderate", name="b"))
+    with Slow() as slow, Receiver([200]) as quick:
+        for seed in (9975, 9978):  # more slow webhooks at once than one thread per worker
+            first = mclient.post(
+                "/v1/moderation/batch",
+                files=[("files", ("a.jpg", encode(photo_like(seed)), "image/jpeg"))],
+                data={"webhook_url": slow.url},
+                headers=a,
+            ).json()
+            wait_job(mclient, a, first["id"])
+        time.sleep(0.5)  # their webhooks are being posted now
+        second = mclient.post(
+            "/v1/moderation/batch",
+            files=[("files", ("b.jpg", encode(photo_like(9976)), "image/jpeg"))],
+            data={"webhook_url": quick.url},
+            headers=b,
+        ).json()
+        wait_job(mclient, b, second["id"])
+        finished = time.monotonic()
+        quick.wait(1, timeout=15)
+        waited = time.monotonic() - finished
+        slow.wait(2, timeout=20)
+    assert waited < 2.0, waited
+
+
+def test_a_webhook_is_not_attempted_beyond_its_limit(mclient, runtime, make_key):
+    """A job whose last allowed attempt was claimed by a process that died: the attempt it
+    held runs out, and the webhook is given up rather than tried a thirteenth time."""
+    from service.moderation.webhooks import MAX_ATTEMPTS
+
+    h = auth(make_key("moderate"))
+    with Receiver([200]) as rx:
+        job = mclient.post(
+            "/v1/moderation/batch",
+            files=[("files", ("a.jpg", encode(photo_like(9977)), "image/jpeg"))],
+            data={"webhook_url": rx.url},
+            headers=h,
+        ).json()
+        wait_job(mclient, h, job["id"])
+        rx.wait(1)
+        with runtime.pool.connection() as conn:
+            conn.execute(
+                "UPDATE moderation_jobs SET webhook_state = 'pending', webhook_attempts = %s,"
+                " webhook_next_at = now() - interval '1 second' WHERE id = %s",
+                (MAX_ATTEMPTS, job["id"]),
+            )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            hook = mclient.get(f"/v1/moderation/jobs/{job['id']}", headers=h).json()["webhook"]
+            if hook["state"] != "pending":
+                break
+            time.sleep(0.1)
+        assert hook["state"] == "failed" and hook["attempts"] == MAX_ATTEMPTS
+        assert f"gave up after {MAX_ATTEMPTS} attempts" in hook["last_error"]
+        assert len(rx.calls) == 1
 
 
 def test_registered_work_in_a_page_screenshot_is_blocked(mclient, make_key):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -139,3 +140,66 @@ def test_urls_that_can_never_be_called_are_refused_at_once(url, says):
     retried for half an hour, or jammed the delivery of every webhook behind it."""
     with pytest.raises(webhooks.WebhookUrlError, match=says):
         webhooks.check_url(url, allow_private=True)
+
+
+class Trickle:
+    """A receiver on 127.0.0.1 that answers a byte at a time, 0.3 s apart: its status line
+    (``head=True``), or after a whole head, its body."""
+
+    def __init__(self, head: bool) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.head = head
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(65536)
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n"
+            answer = head + b"x" * 40
+            if not self.head:
+                conn.sendall(head)
+                answer = answer[len(head):]
+            for byte in answer:
+                if self.stop.wait(0.3):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def test_an_attempt_ends_at_its_time_limit_however_slowly_the_receiver_answers(monkeypatch):
+    """A receiver trickling its status line kept an attempt (and the webhook thread) busy for as
+    long as it liked: every byte reset the per-read timeout."""
+    monkeypatch.setattr(webhooks, "TIMEOUT_SECONDS", 1.5)
+    rx = Trickle(head=True)
+    try:
+        started = time.monotonic()
+        result = webhooks.post_once(rx.url, b"{}", "s", event="e", delivery="d",
+                                    allow_private=True)
+        took = time.monotonic() - started
+    finally:
+        rx.close()
+    assert not result.delivered and result.retry is True and "no answer within" in result.error
+    assert took < 3.0, took
+
+
+def test_an_answer_is_taken_at_its_status_line():
+    """The status is all a delivery needs: a body sent slowly holds nothing."""
+    rx = Trickle(head=False)
+    try:
+        started = time.monotonic()
+        result = webhooks.post_once(rx.url, b"{}", "s", event="e", delivery="d",
+                                    allow_private=True)
+        took = time.monotonic() - started
+    finally:
+        rx.close()
+    assert result.delivered and result.status == 200
+    assert took < 2.0, took  # the 40-byte body would take 12 s

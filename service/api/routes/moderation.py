@@ -227,10 +227,7 @@ def _policy(rt: Runtime, key: ApiKey) -> Policy:
         return POLICIES.for_key(rt.settings, key.prefix, key.name)
     except PolicyError as exc:
         log.error("the moderation policy cannot be used: %s", exc)
-        said = str(exc)
-        path = POLICIES.path_for(rt.settings)
-        if path is not None:  # the file's name, not where the server keeps it
-            said = said.replace(str(path), path.name)
+        said = POLICIES.public_reason(rt.settings, exc)
         raise HTTPException(
             503, f"moderation is unavailable: {said}", headers={"Retry-After": "5"}
         ) from None
