@@ -33,3 +33,18 @@ def test_only_our_own_manifest_for_this_generation_makes_it_ours_with_manifest()
     )
     (why,) = decide(Policy(), other).reasons
     assert why.rule == "ai_ours_without_manifest" and "another generation (g2)" in why.message
+
+
+def test_the_readme_lists_every_rule_and_threshold_with_its_default():
+    """The README's policy tables are what an operator writes a policy file from."""
+    import re
+    from pathlib import Path
+
+    from service.moderation.policy import DEFAULT_RULES, DEFAULT_THRESHOLDS
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z_]+)` \| ([a-z0-9.]+) \|", readme, flags=re.M))
+    for rule, action in DEFAULT_RULES.items():
+        assert rows.get(rule) == action, rule
+    for name, value in DEFAULT_THRESHOLDS.items():
+        assert float(rows[name]) == value, name
