@@ -828,12 +828,19 @@ def test_a_batch_waits_out_an_unusable_policy_file_and_then_finishes(
     for item in job["items"]:
         assert "moderation is unavailable" in item["error"] and item["retry_at"] is not None
         assert "policy.toml" in item["error"] and str(tmp_path) not in item["error"]
+    ready = mclient.get("/readyz")  # the rest of the service still serves: ready, and says why
+    state = ready.json()["moderation_policy"]
+    assert ready.status_code == 200 and state["state"] == "unusable"
+    assert "policy.toml" in state["reason"] and str(tmp_path) not in state["reason"]
     with runtime.pool.connection() as conn:
         attempts = conn.execute(
             "SELECT attempts FROM moderation_job_items WHERE job_id = %s", (job_id,)
         ).fetchall()
     assert [a["attempts"] for a in attempts] == [0, 0]
     policy.write_text('name = "community, mended"\n')
+    assert mclient.get("/readyz").json()["moderation_policy"] == {
+        "state": "ok", "name": "community, mended", "source": "policy.toml"
+    }
     worker.start()
     try:
         job, _ = wait_job(mclient, h, job_id)

@@ -69,8 +69,22 @@ def readyz(rt: RuntimeDep, request: Request) -> JSONResponse:
     embedder = getattr(rt, "embedder", None)
     if embedder is not None:
         details["clip"] = {"available": embedder.available, "reason": embedder.reason}
+    details["moderation_policy"] = _policy_state(rt)
     body = {"status": "ready" if not reasons else "not ready", "reasons": reasons, **details}
     return JSONResponse(body, status_code=200 if not reasons else 503)
+
+
+def _policy_state(rt: object) -> dict[str, str | None]:
+    """The moderation policy file's state. An unusable file turns moderation away (503) but
+    not the other routes, so it is reported here rather than making the process unready."""
+    from service.moderation.policy import POLICIES, PolicyError
+
+    settings = getattr(rt, "settings", None)
+    try:
+        loaded = POLICIES.load(settings)
+    except PolicyError as exc:
+        return {"state": "unusable", "reason": POLICIES.public_reason(settings, exc)}
+    return {"state": "ok", "name": loaded.base.name, "source": loaded.base.to_dict()["source"]}
 
 
 @router.get(
