@@ -619,6 +619,21 @@ class Receiver:
         assert len(self.calls) >= n, f"{len(self.calls)} webhook calls, expected {n}"
 
 
+class SlowReceiver(Receiver):
+    """A receiver that takes ``seconds`` to answer each call (200)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__([200])
+        handler = self.server.RequestHandlerClass
+        answer = handler.do_POST
+
+        def slow_post(handler_self) -> None:
+            time.sleep(seconds)
+            answer(handler_self)
+
+        handler.do_POST = slow_post
+
+
 def wait_job(client, h, job_id: str, timeout: float = 60) -> tuple[dict, list[int]]:
     seen, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -1069,20 +1084,8 @@ def test_a_webhook_that_cannot_be_called_fails_alone_and_jams_nothing(mclient, r
 def test_a_slow_webhook_receiver_delays_no_ones_checks(mclient, make_key):
     """The receiver sleeps for 4 s; another platform's batch finishes meanwhile."""
 
-    class Slow(Receiver):
-        def __init__(self) -> None:
-            super().__init__([200])
-            handler = self.server.RequestHandlerClass
-            original = handler.do_POST
-
-            def slow_post(handler_self) -> None:
-                time.sleep(4)
-                original(handler_self)
-
-            handler.do_POST = slow_post
-
     a, b = auth(make_key("moderate", name="a")), auth(make_key("moderate", name="b"))
-    with Slow() as rx:
+    with SlowReceiver(4) as rx:
         first = mclient.post(
             "/v1/moderation/batch",
             files=[("files", ("a.jpg", encode(photo_like(9973)), "image/jpeg"))],
@@ -1109,20 +1112,8 @@ def test_a_slow_webhook_receiver_delays_no_one_elses_webhook(mclient, make_key):
     """One platform's receiver takes 8 s to answer; another platform's webhook, due meanwhile,
     is delivered at once (a single webhook thread made it wait its turn)."""
 
-    class Slow(Receiver):
-        def __init__(self) -> None:
-            super().__init__([200])
-            handler = self.server.RequestHandlerClass
-            original = handler.do_POST
-
-            def slow_post(handler_self) -> None:
-                time.sleep(8)
-                original(handler_self)
-
-            handler.do_POST = slow_post
-
     a, b = auth(make_key("moderate", name="a")), auth(make_key("moderate", name="b"))
-    with Slow() as slow, Receiver([200]) as quick:
+    with SlowReceiver(8) as slow, Receiver([200]) as quick:
         for seed in (9975, 9978):  # more slow webhooks at once than one thread per worker
             first = mclient.post(
                 "/v1/moderation/batch",

@@ -175,31 +175,28 @@ class Trickle:
         self.sock.close()
 
 
-def test_an_attempt_ends_at_its_time_limit_however_slowly_the_receiver_answers(monkeypatch):
-    """A receiver trickling its status line kept an attempt (and the webhook thread) busy for as
-    long as it liked: every byte reset the per-read timeout."""
-    monkeypatch.setattr(webhooks, "TIMEOUT_SECONDS", 1.5)
-    rx = Trickle(head=True)
+def timed_post(rx: Trickle) -> tuple[webhooks.Attempt, float]:
+    """One delivery attempt to ``rx``, and how long it took."""
     try:
         started = time.monotonic()
         result = webhooks.post_once(rx.url, b"{}", "s", event="e", delivery="d",
                                     allow_private=True)
-        took = time.monotonic() - started
+        return result, time.monotonic() - started
     finally:
         rx.close()
+
+
+def test_an_attempt_ends_at_its_time_limit_however_slowly_the_receiver_answers(monkeypatch):
+    """A receiver trickling its status line kept an attempt (and the webhook thread) busy for as
+    long as it liked: every byte reset the per-read timeout."""
+    monkeypatch.setattr(webhooks, "TIMEOUT_SECONDS", 1.5)
+    result, took = timed_post(Trickle(head=True))
     assert not result.delivered and result.retry is True and "no answer within" in result.error
     assert took < 3.0, took
 
 
 def test_an_answer_is_taken_at_its_status_line():
     """The status is all a delivery needs: a body sent slowly holds nothing."""
-    rx = Trickle(head=False)
-    try:
-        started = time.monotonic()
-        result = webhooks.post_once(rx.url, b"{}", "s", event="e", delivery="d",
-                                    allow_private=True)
-        took = time.monotonic() - started
-    finally:
-        rx.close()
+    result, took = timed_post(Trickle(head=False))
     assert result.delivered and result.status == 200
     assert took < 2.0, took  # the 40-byte body would take 12 s
