@@ -31,7 +31,7 @@ from PIL import Image
 
 from similarity import IndexConfig, MatchIndex, Thresholds, compute_signals, decode_image, match
 from similarity.dense_store import DenseStoreConfig
-from similarity.edits import EDITS, Edit, random_pairs
+from similarity.edits import EDITS, PAIRED_EDITS, Edit, random_pairs
 from similarity.hash_store import HashStoreConfig
 from similarity.pdq import pdq_hash
 
@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--distractors", type=int, default=2000, help="collage works to register")
     ap.add_argument("--ivf", action="store_true",
                     help="use the approximate (IVF) indexes from the first work, as at 1M scale")
+    ap.add_argument("--whole-only", action="store_true",
+                    help="match the whole picture only, not the pictures found inside it")
     ap.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE",
                     help="override one of similarity.Thresholds (repeatable), for A/B runs")
     args = ap.parse_args(argv)
@@ -221,7 +223,13 @@ def main(argv: list[str] | None = None) -> int:
         return {i: local[i] for i in wanted if i in local}
 
     thresholds = _thresholds(args.threshold)
-    edits: list[Edit] = list(EDITS) + random_pairs(args.pairs, seed=args.seed + 1)
+    # Edits added after the first PAIRED_EDITS come last, so that every earlier edit and pair
+    # keeps its index, hence its random draws: rows stay comparable with earlier results.
+    edits: list[Edit] = (
+        list(EDITS[:PAIRED_EDITS])
+        + random_pairs(args.pairs, seed=args.seed + 1)
+        + list(EDITS[PAIRED_EDITS:])
+    )
     rows: dict[str, Row] = {}
     for e_no, edit in enumerate(edits):
         row = rows.setdefault(edit.name, Row())
@@ -231,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             is_reg = n in registered
             right = work_ids[groups[n]] if is_reg else set()
             start = time.perf_counter()
-            found = match(compute_signals(query), index, lookup, thresholds=thresholds)
+            found = match(compute_signals(query), index, lookup, thresholds=thresholds,
+                          parts=not args.whole_only)
             row.seconds += time.perf_counter() - start
             row.queries += 1
             row.ours.add(is_reg, [m.id for m in found if m.decision == "copy"], right)

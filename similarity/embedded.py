@@ -19,7 +19,7 @@ not mostly one tone at full size: more than ``ONE_TONE_SHARE`` of its pixels wit
 strokes), which looks busy at work size. The ``MAX_PARTS`` largest are returned.
 Text set closer to a picture than about 3% of the frame's longer side joins its block, and a
 picture of large flat areas may read as one tone: such a picture is matched as part of the
-whole, as before. On 200 plain photos and paintings, 19 yield a block (an
+whole, as before. On 200 plain photos and paintings, 17 yield a block (an
 extra query each); see ``bench/results/match_quality.md`` for what it finds in screenshots.
 """
 

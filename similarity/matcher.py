@@ -87,11 +87,12 @@ def match(
     *,
     thresholds: Thresholds = Thresholds(),
     limit: int = 10,
+    parts: bool = True,
 ) -> list[Match]:
-    """Registered works that `query` (or a picture embedded in it) copies or resembles, best
-    first, at most `limit`."""
+    """Registered works that `query` (or, with `parts`, a picture embedded in it) copies or
+    resembles, best first, at most `limit`."""
     results = {m.id: m for m in _match_whole(query, index, lookup, thresholds)}
-    for part in query.parts:
+    for part in query.parts if parts else ():
         for m in _match_whole(part.signals, index, lookup, thresholds):
             m = Match(m.id, m.score, m.decision, {**m.evidence, "region": list(part.box)})
             if m.id not in results or stronger(m, results[m.id]):
