@@ -94,9 +94,9 @@ class ImageSignals:
     def __repr__(self) -> str:
         return f"ImageSignals(pdq={self._pdq.hex()}, pdq_quality={self._pdq_quality})"
 
-    def __reduce__(self) -> tuple[type[ImageSignals], tuple[object, ...]]:
-        return type(self), (self.pdq, self.pdq_quality, self.dense_views, self.local,
-                             self.pdq_dihedral, self.local_mirror, self.dense_query)
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return _unpickle, (self.pdq, self.pdq_quality, self.dense_views, self.local,
+                           self.pdq_dihedral, self.local_mirror, self.dense_query, self.parts)
 
     @property
     def pdq(self) -> bytes:
@@ -177,6 +177,11 @@ class ImageSignals:
             dense_views=unpack_dense(d["dense"]),  # type: ignore[arg-type]
             local=bytes(d["local"]),  # type: ignore[arg-type]
         )
+
+
+def _unpickle(*args: object) -> ImageSignals:
+    *whole, parts = args
+    return ImageSignals(*whole, parts=parts)  # type: ignore[arg-type]
 
 
 def unpack_dense(raw: bytes | bytearray | memoryview) -> np.ndarray:

@@ -81,6 +81,16 @@ def grass(width: int, height: int) -> Image.Image:
     return Image.fromarray(noise.clip(0, 255).astype(np.uint8))
 
 
+def test_parts_survive_pickling(artwork: Image.Image) -> None:
+    import pickle
+
+    signals = compute_signals(page_with(artwork, (300, 200, 1100, 800)))
+    back = pickle.loads(pickle.dumps(signals))
+    assert [p.box for p in back.parts] == [p.box for p in signals.parts] != []
+    assert back.parts[0].signals.local == signals.parts[0].signals.local
+    assert back.parts[0].signals.pdq == signals.parts[0].signals.pdq
+
+
 def test_textured_ground_under_a_flat_sky_is_not_a_part() -> None:
     """A photo's busy lower half touches three sides of the frame: not an embedded picture."""
     sky = Image.new("L", (800, 600), 170)
