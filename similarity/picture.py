@@ -36,12 +36,18 @@ class EvidenceRow:
 
 
 def evidence_picture(
-    query: Image.Image, rows: Sequence[EvidenceRow], empty: str = "no registered work matches"
+    query: Image.Image,
+    rows: Sequence[EvidenceRow],
+    empty: str = "no registered work matches",
+    query_size: tuple[int, int] | None = None,
 ) -> Image.Image:
     """The query beside each matched work, with the fitted outline and a caption per row
-    (``empty``: the caption under the query alone when nothing matched)."""
+    (``empty``: the caption under the query alone when nothing matched). ``query_size`` is the
+    size of the query's file when ``query`` is a reduced decode of it: a match's ``region`` is
+    in the file's pixels."""
     font = ImageFont.load_default(size=13)
     query_panel, q_scale = _panel(query)
+    region_scale = query_panel.width / (query_size or query.size)[0]
     width = 2 * PANEL + 3 * GAP
     height = GAP + max(1, len(rows)) * (PANEL + CAPTION + GAP)
     canvas = Image.new("RGB", (width, height), BACKGROUND)
@@ -66,8 +72,8 @@ def evidence_picture(
         )
         region = _region(row.match)
         if region is not None:
-            x0, y0, x1, y1 = region
-            box = [GAP + x0 * q_scale, top + y0 * q_scale, GAP + x1 * q_scale, top + y1 * q_scale]
+            x0, y0, x1, y1 = (v * region_scale for v in region)
+            box = [GAP + x0, top + y0, GAP + x1, top + y1]
             draw.rectangle(box, outline=colour, width=3)
         ref_panel, r_scale = _panel(row.reference)
         left = 2 * GAP + PANEL

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -35,8 +36,8 @@ class _Pixels:
 
 @dataclass(frozen=True)
 class Part:
-    """A picture embedded in the query (see `similarity.embedded`): its box in the query's
-    pixels and its own query signals."""
+    """A picture embedded in the query (see `similarity.embedded`): its box in the pixels of
+    the query's file (not of a reduced decode) and its own query signals."""
 
     box: Box
     signals: ImageSignals
@@ -224,11 +225,30 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
             ),
             local=local_mod.extract(gray).pack(),
         )
+    to_file = _to_file_pixels(img, full.shape)
     parts = tuple(
-        Part(box, _query_signals(local_mod.work_gray(full[box[1] : box[3], box[0] : box[2]])))
-        for box in find_embedded(full, gray)
+        Part(to_file(b), _query_signals(local_mod.work_gray(full[b[1] : b[3], b[0] : b[2]])))
+        for b in find_embedded(full, gray)
     )
     return _query_signals(gray, parts)
+
+
+def _to_file_pixels(
+    img: DecodedImage | Image.Image, shape: tuple[int, ...]
+) -> Callable[[Box], Box]:
+    """Maps a box in the pixels signals are computed from to the image file's own pixels (a
+    decode may have been reduced: a part's box is reported where it lies in the upload)."""
+    if not isinstance(img, DecodedImage):
+        return lambda box: box
+    fx, fy = img.width / shape[1], img.height / shape[0]
+    if abs(fx - 1) < 1e-9 and abs(fy - 1) < 1e-9:
+        return lambda box: box
+    return lambda b: (
+        int(b[0] * fx),
+        int(b[1] * fy),
+        min(img.width, round(b[2] * fx)),
+        min(img.height, round(b[3] * fy)),
+    )
 
 
 def _query_signals(gray: np.ndarray, parts: tuple[Part, ...] = ()) -> ImageSignals:

@@ -298,7 +298,7 @@ def match(
             err_console.print(f"[red]error:[/red] {shown(exc)}")
             raise typer.Exit(2) from None
         if picture is not None:
-            write_named_file(picture, registry_match_picture(rt, decoded.image, result))
+            write_named_file(picture, registry_match_picture(rt, decoded, result))
             err_console.print(f"evidence picture written to {shown(picture)}")
     public = to_public(result, with_licence=user is not None)
     if as_json:

@@ -61,8 +61,13 @@ def moderation_picture(rt: Runtime, data: bytes, outcome: CheckOutcome) -> bytes
     """PNG bytes: the verdict band over the evidence rows, for the check ``outcome`` of the image
     file ``data`` (decoded again here in colour: the check reads luma alone)."""
     report = outcome.report
-    query = decode_image(data, rt.decode_limits).image
-    body = evidence_picture(query, _rows(rt, outcome), empty="nothing matched")
+    decoded = decode_image(data, rt.decode_limits)
+    body = evidence_picture(
+        decoded.image,
+        _rows(rt, outcome),
+        empty="nothing matched",
+        query_size=(decoded.width, decoded.height),
+    )
     big = ImageFont.load_default(size=22)
     small = ImageFont.load_default(size=13)
     lines = _band_lines(report)

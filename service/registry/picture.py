@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING
 
-from PIL import Image
-
 from service.registry.matching import RegistryMatches
-from similarity import decode_image
+from similarity import DecodedImage, decode_image
 from similarity.picture import EvidenceRow, evidence_picture
 
 if TYPE_CHECKING:
@@ -32,8 +30,11 @@ def registry_rows(
     return rows
 
 
-def registry_match_picture(rt: Runtime, query: Image.Image, result: RegistryMatches) -> bytes:
+def registry_match_picture(rt: Runtime, decoded: DecodedImage, result: RegistryMatches) -> bytes:
     """PNG bytes: the query beside each matched artwork (:func:`registry_rows`)."""
     out = io.BytesIO()
-    evidence_picture(query, registry_rows(rt, result)).save(out, "PNG", compress_level=6)
+    picture = evidence_picture(
+        decoded.image, registry_rows(rt, result), query_size=(decoded.width, decoded.height)
+    )
+    picture.save(out, "PNG", compress_level=6)
     return out.getvalue()

@@ -194,3 +194,24 @@ def test_the_match_can_be_looked_at(client, make_key):
     assert alone.size[1] == GAP + PANEL + CAPTION + GAP
     empty = np.asarray(alone.convert("RGB").crop((2 * GAP + PANEL, 0, alone.width, alone.height)))
     assert (empty == BACKGROUND).all()  # no artwork beside the query
+
+
+def test_a_work_in_a_page_is_boxed_in_the_uploads_pixels_on_every_route(client, make_key):
+    """/v1/matches decodes a reduced picture, moderation a full one: the region of a work found
+    inside a page is the same box of the uploaded file on both."""
+    from tests.similarity.test_embedded import iou, page_with
+
+    h = auth(make_key("registry", "match", "moderate"))
+    _, (work,) = register(client, h, 641)
+    box = (820, 300, 1460, 780)
+    page = encode(page_with(photo_like(641), box), "PNG")
+    regions = []
+    for route in ("/v1/matches", "/v1/moderation/check"):
+        r = client.post(route, files={"file": ("page.png", page, "image/png")}, headers=h)
+        assert r.status_code == 200, r.text
+        matches = r.json()["matches"] if route == "/v1/matches" else r.json()["registry"]["matches"]
+        (m,) = [m for m in matches if m["artwork_id"] == work["id"]]
+        assert m["decision"] == "copy"
+        regions.append(tuple(m["evidence"]["region"]))
+    for region in regions:
+        assert iou(region, box) > 0.8, regions

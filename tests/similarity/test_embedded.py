@@ -68,6 +68,22 @@ def test_the_picture_in_a_page_is_found(artwork: Image.Image, box: tuple[int, ..
     assert iou(found[0], box) > 0.8, (found, box)
 
 
+def test_a_parts_box_is_in_the_files_pixels_when_the_decode_is_reduced(
+    artwork: Image.Image,
+) -> None:
+    import io
+
+    from similarity import decode_image
+
+    box = (300, 200, 1100, 800)
+    buf = io.BytesIO()
+    page_with(artwork, box).save(buf, "PNG")
+    reduced = decode_image(buf.getvalue(), target_side=512)
+    assert max(reduced.image.size) < 1600 and (reduced.width, reduced.height) == (1600, 1000)
+    (part,) = compute_signals(reduced).parts
+    assert iou(part.box, box) > 0.8, part.box
+
+
 def test_a_plain_picture_has_no_parts(artwork: Image.Image, make_picture) -> None:
     for picture in (artwork, make_picture(5, (480, 640)), make_picture(6, (1200, 500))):
         assert parts(picture) == []
@@ -159,7 +175,10 @@ def test_the_evidence_picture_boxes_the_part(artwork: Image.Image) -> None:
     m = Match(101, 0.9, "copy", {"fired": ["local_features"], "region": box,
                                  "local_features": {"inliers": 40, "transform_query_to_reference":
                                                     [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]}})
-    picture = np.asarray(evidence_picture(shot, [EvidenceRow(artwork, m, "work")]))
+    small = shot.resize((400, 250))  # a reduced decode: the region stays in the file's pixels
+    picture = np.asarray(
+        evidence_picture(small, [EvidenceRow(artwork, m, "work")], query_size=shot.size)
+    )
     scale = 320 / 1600
     red = np.array([200, 30, 30])
     # the box's left edge, drawn on the query panel (which starts at 12, 12)

@@ -126,6 +126,6 @@ async def match_picture(
         decoded, result = match_upload(
             rt, data, key.actor, user, "api:/v1/matches/picture", colour=True
         )
-        return registry_match_picture(rt, decoded.image, result)
+        return registry_match_picture(rt, decoded, result)
 
     return Response(await image_work.run(work), media_type="image/png")
