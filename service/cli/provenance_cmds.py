@@ -165,7 +165,10 @@ def verify(
         + (f", signed by us for output {m['output_id']}" if m["ours"] else "")
         + (
             ", [red]not signed by us[/red] (another signer's manifest under our label)"
-            if not m["ours"] and r and m["manifest_id"] == r["manifest_id"]
+            if m["state"] in ("Trusted", "Valid")
+            and not m["ours"]
+            and r
+            and m["manifest_id"] == r["manifest_id"]
             else ""
         )
     )

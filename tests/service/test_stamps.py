@@ -382,6 +382,16 @@ def test_cli_verify_and_credentials_show(client, runtime, settings, stamped, tmp
     assert "Trusted" in text and f"signed by us for output {body['id']}" in text
     got = json.loads(cli("verify", str(signed), "--json").stdout)
     assert got["manifest"]["ours"] is True and got["manifest"]["output_id"] == body["id"]
+    # a chunk added after signing breaks our manifest: Invalid, and not blamed on another signer
+    import struct
+    import zlib
+
+    chunk = b"tEXt" + b"Comment\x00added later"
+    extra = struct.pack(">I", len(chunk) - 4) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    changed = tmp_path / "changed.png"
+    changed.write_bytes(data[:-12] + extra + data[-12:])  # before IEND
+    text = " ".join(cli("verify", str(changed)).stdout.split())
+    assert "C2PA manifest: Invalid" in text and "another signer" not in text, text
     creds = cli("credentials", "show", "--json")
     assert creds.returncode == 0, creds.stderr
     desc = json.loads(creds.stdout)
