@@ -80,7 +80,12 @@ DEFAULT_THRESHOLDS: dict[str, float] = {k: 0.0 for k in THRESHOLDS}
 
 
 class PolicyError(ValueError):
-    """The policy file cannot be used; the message says why."""
+    """The policy file cannot be used; the message says why. ``public`` is the same without the
+    names of the API keys the file overrides (for answers that any key, or none, may read)."""
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = message if public is None else public
 
 
 @dataclass(frozen=True)
@@ -200,17 +205,25 @@ def parse_policy(data: Mapping[str, Any], source: str) -> PolicyFile:
         raise PolicyError("keys must be a table keyed by API key prefix or name")
     for ident, body in keys.items():
         where = f"keys.{ident}"
-        if not isinstance(body, dict) or set(body) - {"name", "rules", "thresholds"}:
-            raise PolicyError(f"{where}: may hold only name, rules and thresholds")
-        label = body.get("name")
-        if label is not None:
-            label = _label(label, f"{where}.name")
-        overrides[str(ident)] = (
-            _rules(body.get("rules"), f"{where}.rules"),
-            _thresholds(body.get("thresholds"), f"{where}.thresholds"),
-            label,
-        )
+        try:
+            overrides[str(ident)] = _override(body, where)
+        except PolicyError as exc:
+            hidden = str(exc).replace(where, "keys.<a key's override>")
+            raise PolicyError(str(exc), hidden) from None
     return PolicyFile(base, overrides)
+
+
+def _override(body: object, where: str) -> tuple[dict[str, Action], dict[str, float], str | None]:
+    if not isinstance(body, dict) or set(body) - {"name", "rules", "thresholds"}:
+        raise PolicyError(f"{where}: may hold only name, rules and thresholds")
+    label = body.get("name")
+    if label is not None:
+        label = _label(label, f"{where}.name")
+    return (
+        _rules(body.get("rules"), f"{where}.rules"),
+        _thresholds(body.get("thresholds"), f"{where}.thresholds"),
+        label,
+    )
 
 
 def load_policy_file(path: Path) -> PolicyFile:
@@ -230,7 +243,8 @@ def load_policy_file(path: Path) -> PolicyFile:
     try:
         return parse_policy(data, str(path))
     except PolicyError as exc:
-        raise PolicyError(f"the moderation policy {path}: {exc}") from None
+        said = f"the moderation policy {path}: "
+        raise PolicyError(said + str(exc), said + exc.public) from None
 
 
 class PolicySource:
@@ -249,9 +263,9 @@ class PolicySource:
         return Path(env) if env else None
 
     def public_reason(self, settings: object, exc: PolicyError) -> str:
-        """Why the policy cannot be used, naming the file but not where the server keeps it
-        (for answers and job items; the log has the whole path)."""
-        said = str(exc)
+        """Why the policy cannot be used, naming the file but not where the server keeps it, nor
+        the API keys it overrides (for answers and job items; the log has it all)."""
+        said = exc.public
         path = self.path_for(settings)
         return said.replace(str(path), path.name) if path is not None else said
 

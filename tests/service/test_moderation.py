@@ -847,6 +847,15 @@ def test_a_batch_waits_out_an_unusable_policy_file_and_then_finishes(
     state = ready.json()["moderation_policy"]
     assert ready.status_code == 200 and state["state"] == "unusable"
     assert "policy.toml" in state["reason"] and str(tmp_path) not in state["reason"]
+    # a broken override is reported without the key it is for (any key, or none, reads this)
+    policy.write_text('[keys."partner-acme-7f3a"]\nrules = { registered_copy = "alow" }\n')
+    said = mclient.get("/readyz").json()["moderation_policy"]["reason"]
+    r = mclient.post("/v1/moderation/check", files={"file": ("a.jpg", encode(photo_like(1)))},
+                     headers=h)
+    assert r.status_code == 503 and "registered_copy" in said
+    for text in (said, r.json()["detail"]):
+        assert "partner-acme" not in text and "a key's override" in text, text
+    policy.write_text("rules = 5\n")
     with runtime.pool.connection() as conn:
         attempts = conn.execute(
             "SELECT attempts FROM moderation_job_items WHERE job_id = %s", (job_id,)
