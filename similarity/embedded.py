@@ -5,21 +5,24 @@ A copy inside such a frame is missed by the whole-picture signals: the frame's t
 other pictures move the fingerprints and take most of the local features. This finds the
 rectangles where a picture sits, so that each can be matched on its own as well.
 
-Found on the work-size luma (longer side ``similarity.local.WORK_SIDE``): a pixel is *busy* when
+Found on the work-size luma (longer side ``similarity.local.WORK_SIDE``; a long capture, whose
+shorter side would be under ``MIN_DETECT_SIDE`` there, at that shorter side): a pixel is *busy* when
 its 3x3 neighbourhood varies (standard deviation above ``BUSY_STD`` grey levels), as nearly
 every pixel of a photo or a painting does and the flat background of an interface does not.
 The busy mask is closed (joining a picture's few smooth pixels) and opened (dropping lines of
 text, rules and icons), and each connected block is trimmed from its sides while its outer row
 or column is less than ``EDGE_BUSY`` busy (the text that the closing joined to a picture's
-edge). A block is kept when it covers ``MIN_SHARE`` to ``MAX_SHARE`` of the frame, fills at
+edge). A block is kept when it covers ``MIN_SHARE`` (``MIN_SHARE_SPARSE`` in a frame that is
+mostly flat, as a work padded with a plain colour) to ``MAX_SHARE`` of the frame, fills at
 least ``MIN_FILL`` of its box, touches at most two sides of the frame (the textured ground
 under a smooth sky in a plain photo touches three, a picture in a phone screenshot two), and is
 not mostly one tone at full size: more than ``ONE_TONE_SHARE`` of its pixels within
 ``TONE_LEVELS`` grey levels of the commonest is a paragraph of text (paper between the
-strokes), which looks busy at work size. The ``MAX_PARTS`` largest are returned.
+strokes), which looks busy at work size (unless the picture is bilevel, black and white
+alone). The ``MAX_PARTS`` largest are returned.
 Text set closer to a picture than about 3% of the frame's longer side joins its block, and a
 picture of large flat areas may read as one tone: such a picture is matched as part of the
-whole, as before. On 200 plain photos and paintings, 17 yield a block (an
+whole, as before. On 200 plain photos and paintings, 18 yield a block (an
 extra query each); see ``bench/results/match_quality.md`` for what it finds in screenshots.
 """
 
@@ -34,18 +37,24 @@ BUSY_STD = 1.5
 CLOSE_PX = 5
 OPEN_PX = 9
 MIN_SHARE = 0.04
+MIN_SHARE_SPARSE = 0.003  # ... in a frame under SPARSE_BUSY busy (a work padded with flat colour)
+SPARSE_BUSY = 0.1
 MAX_SHARE = 0.8
 MIN_FILL = 0.45
 EDGE_BUSY = 0.5
 MIN_SIDE_PX = 8  # at work size
+MIN_DETECT_SIDE = 64  # a long capture is searched at this shorter side ...
+MAX_DETECT_SIDE = 2048  # ... and at most this longer side
 ONE_TONE_SHARE = 0.4
 TONE_LEVELS = 4
-MAX_PARTS = 2
+BILEVEL_SHARE = 0.9
+MAX_PARTS = 8
 
 
 def find_embedded(full: np.ndarray, work: np.ndarray) -> list[Box]:
     """Boxes (in ``full``'s pixels, largest first) of pictures embedded in the uint8 luma
     ``full``, found on ``work``, the same picture at work size; empty for a plain picture."""
+    work = _detection_picture(full, work)
     h, w = work.shape
     if min(h, w) < 4 * MIN_SIDE_PX:
         return []
@@ -57,9 +66,10 @@ def find_embedded(full: np.ndarray, work: np.ndarray) -> list[Box]:
     blocks = cv2.morphologyEx(blocks, cv2.MORPH_OPEN, np.ones((OPEN_PX, OPEN_PX), np.uint8))
     count, _, stats, _ = cv2.connectedComponentsWithStats(blocks, connectivity=4)
     busy_share = busy.astype(np.float32)
+    least = MIN_SHARE if busy_share.mean() >= SPARSE_BUSY else MIN_SHARE_SPARSE
     found: list[tuple[int, Box]] = []
     for x, y, bw, bh, area in stats[1:count].tolist():
-        if bw * bh < MIN_SHARE * w * h or area < MIN_FILL * bw * bh:
+        if bw * bh < least * w * h or area < MIN_FILL * bw * bh:
             continue
         box = _trimmed(busy_share, (x, y, x + bw, y + bh))
         if box is None:
@@ -67,13 +77,25 @@ def find_embedded(full: np.ndarray, work: np.ndarray) -> list[Box]:
         x0, y0, x1, y1 = box
         size = (x1 - x0) * (y1 - y0)
         touches = sum((x0 <= 1, y0 <= 1, x1 >= w - 1, y1 >= h - 1))
-        if not (MIN_SHARE * w * h <= size <= MAX_SHARE * w * h and touches <= 2):
+        if not (least * w * h <= size <= MAX_SHARE * w * h and touches <= 2):
             continue
         box = to_full(box, work.shape, full.shape)
         if not _one_tone(full[box[1] : box[3], box[0] : box[2]]):
             found.append((size, box))
     found.sort(key=lambda f: -f[0])
     return [box for _, box in found[:MAX_PARTS]]
+
+
+def _detection_picture(full: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """``work``, unless its shorter side is under ``MIN_DETECT_SIDE`` (a long page captured
+    whole): then ``full`` reduced to that shorter side, its longer side at most
+    ``MAX_DETECT_SIDE``."""
+    h, w = full.shape
+    if min(work.shape) >= MIN_DETECT_SIDE or min(h, w) <= min(work.shape):
+        return work
+    f = min(MIN_DETECT_SIDE / min(h, w), MAX_DETECT_SIDE / max(h, w), 1.0)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(full, size, interpolation=cv2.INTER_AREA)
 
 
 def _trimmed(busy: np.ndarray, box: Box) -> Box | None:
@@ -98,6 +120,8 @@ def _one_tone(region: np.ndarray) -> bool:
     """Whether most of ``region`` (every other pixel) lies within a few levels of one tone."""
     sample = region[::2, ::2]
     counts = np.bincount(sample.ravel(), minlength=256)
+    if counts[0] + counts[255] > BILEVEL_SHARE * sample.size:
+        return False  # a bilevel (dithered) picture: its tones say nothing
     peak = int(counts.argmax())
     near = int(counts[max(0, peak - TONE_LEVELS) : peak + TONE_LEVELS + 1].sum())
     return near > ONE_TONE_SHARE * sample.size

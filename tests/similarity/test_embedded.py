@@ -93,7 +93,7 @@ def test_a_plain_picture_has_no_parts(artwork: Image.Image, make_picture) -> Non
 def grass(width: int, height: int) -> Image.Image:
     """Fine texture everywhere, as in most of a photo."""
     rng = np.random.default_rng(0)
-    noise = cv2.GaussianBlur(rng.normal(120, 40, (height, width)).astype(np.float32), (0, 0), 1.5)
+    noise = cv2.GaussianBlur(rng.normal(120, 120, (height, width)).astype(np.float32), (0, 0), 1.5)
     return Image.fromarray(noise.clip(0, 255).astype(np.uint8))
 
 
@@ -115,11 +115,29 @@ def test_textured_ground_under_a_flat_sky_is_not_a_part() -> None:
 
 
 def test_too_small_or_too_large_is_not_a_part(artwork: Image.Image) -> None:
-    tiny = grey(page_with(artwork, (700, 400, 900, 520)))  # 1.5% of the page
+    tiny = grey(page_with(artwork, (700, 400, 900, 520)))  # 1.5% of a page of text
     assert find_embedded(tiny, work_gray(tiny)) == []
     border = Image.new("L", (1000, 700), 240)
     border.paste(grass(980, 680), (10, 10))  # 95% of the frame
     assert parts(border) == []
+
+
+def test_a_long_capture_is_searched_at_a_finer_scale() -> None:
+    page = Image.new("L", (1000, 20000), 245)
+    page.paste(grass(1000, 700), (0, 9000))  # across the width of a full-page capture
+    (box,) = parts(page)
+    assert iou(box, (0, 9000, 1000, 9700)) > 0.8, box
+
+
+def test_a_bilevel_picture_is_not_taken_for_text(artwork: Image.Image) -> None:
+    """Black and white alone (a 1-bit scan or fax of a page): all of a dithered picture's
+    pixels lie at the two tones, which must not read as paper between strokes."""
+    box = (300, 200, 1100, 800)
+    page = Image.new("RGB", (1600, 1000), (255, 255, 255))
+    page.paste(artwork.resize((800, 600)), box[:2])
+    dithered = page.convert("1").convert("L")
+    found = parts(dithered)
+    assert found and iou(found[0], box) > 0.8, found
 
 
 class Registry:
@@ -159,6 +177,33 @@ def test_a_work_in_a_page_screenshot_is_a_copy(
     assert any(p.box == tuple(region) for p in signals.parts)
     # the page as a whole is no evidence: the part is what found it
     assert not [m for m in whole_only if m.id == 101 and "region" not in m.evidence]
+
+
+def test_a_work_padded_to_a_small_share_of_a_white_frame_is_a_copy(
+    registry: Registry, artwork: Image.Image
+) -> None:
+    frame = Image.new("RGB", (6400, 4800), (255, 255, 255))  # the work at 1% of it
+    frame.paste(artwork, (2900, 2100))
+    signals = compute_signals(frame)
+    (part,) = signals.parts
+    x0, y0, x1, y1 = part.box
+    work_area = 640 * 480
+    inside = max(0, min(x1, 3540) - max(x0, 2900)) * max(0, min(y1, 2580) - max(y0, 2100))
+    assert inside / work_area > 0.95 and (x1 - x0) * (y1 - y0) < 1.6 * work_area, part.box
+    found = match(signals, registry.index, registry.lookup)
+    assert found and found[0].id == 101 and found[0].decision == "copy", found[:1]
+
+
+def test_the_work_is_found_among_larger_pictures(registry: Registry, make_picture) -> None:
+    """Two unregistered pictures larger than the work share the page with it."""
+    page = Image.new("RGB", (1600, 1000), (240, 240, 236))
+    page.paste(make_picture(21, (600, 440)), (20, 20))
+    page.paste(make_picture(22, (600, 440)), (20, 540))
+    page.paste(make_picture(1, (480, 360)), (1000, 300))  # work 101, the smallest of the three
+    signals = compute_signals(page)
+    assert len(signals.parts) >= 3
+    found = match(signals, registry.index, registry.lookup)
+    assert [m.id for m in found if m.decision == "copy"] == [101], found
 
 
 def test_an_unregistered_picture_in_a_page_is_not_a_copy(
