@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import psycopg
@@ -274,16 +275,26 @@ RETURNING status
 """
 
 WEBHOOK_THREADS = 4  # per process: a slow or stalled receiver holds one of them at most 10 s
-
+# A process sends one webhook at a time to any one receiver (host and port): however many jobs
+# wait on a receiver that does not answer, it holds one sending thread, not all of them.
 _CLAIM_WEBHOOK = """
 SELECT id, webhook_url, webhook_secret, webhook_attempts
 FROM moderation_jobs
 WHERE webhook_state = 'pending' AND status IN ('completed', 'failed')
   AND webhook_next_at <= now()
 ORDER BY webhook_next_at
-LIMIT 1
+LIMIT 32
 FOR UPDATE SKIP LOCKED
 """
+
+
+def _receiver(url: str) -> str:
+    """The host and port a webhook goes to (the unit that sends are spread over)."""
+    try:
+        parts = urlsplit(url)
+        return f"{(parts.hostname or '').lower()}:{parts.port or parts.scheme}"
+    except ValueError:
+        return url
 
 
 class ModerationWorker:
@@ -309,6 +320,8 @@ class ModerationWorker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._sending_to: set[str] = set()  # receivers a webhook is on its way to now
+        self._sending_lock = threading.Lock()
 
     # lifecycle
     def start(self) -> None:
@@ -447,35 +460,72 @@ class ModerationWorker:
     def deliver_webhook(self) -> bool:
         """One due webhook: claimed for a while in one short transaction, posted outside any
         (a slow receiver holds no lock and no connection, so a redelivery request or another
-        worker never waits on it), its outcome recorded in another. False when none was due."""
-        rt = self.rt
-        with rt.pool.connection() as conn, conn.transaction():
-            job = conn.execute(_CLAIM_WEBHOOK).fetchone()
+        worker never waits on it), its outcome recorded in another. False when none was due,
+        or each due one goes to a receiver this process is sending to already."""
+        with self.rt.pool.connection() as conn, conn.transaction():
+            job = self._claim_for_a_free_receiver(conn.execute(_CLAIM_WEBHOOK).fetchall())
             if job is None:
                 return False
-            if job["webhook_attempts"] >= webhooks.MAX_ATTEMPTS:
-                # The last attempt's process died during it: no more attempts.
-                conn.execute(
-                    "UPDATE moderation_jobs SET webhook_state = 'failed', webhook_next_at = NULL,"
-                    " webhook_last_error = %s WHERE id = %s",
-                    (f"gave up after {job['webhook_attempts']} attempts", job["id"]),
-                )
-                return True
-            view = get_job(conn, job["id"], None)
-            assert view is not None
-            view.pop("webhook", None)
-            sent_at = datetime.now(UTC)
-            body = json.dumps(
-                {"event": WEBHOOK_EVENT, "sent_at": sent_at.isoformat(), "job": view},
-                separators=(",", ":"),
-            ).encode()
-            attempts = job["webhook_attempts"] + 1
-            # Held for this attempt: if this process dies mid-call, another tries after this.
+            try:
+                lease = self._lease(conn, job)
+            except BaseException:
+                self._release(job)
+                raise
+        try:
+            if lease is not None:
+                self._post_and_record(job, *lease)
+        finally:
+            self._release(job)
+        return True
+
+    def _claim_for_a_free_receiver(self, due: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The first due job whose receiver this process is not sending to already."""
+        with self._sending_lock:
+            for job in due:
+                receiver = _receiver(job["webhook_url"])
+                if receiver not in self._sending_to:
+                    self._sending_to.add(receiver)
+                    return job
+        return None
+
+    def _release(self, job: dict[str, Any]) -> None:
+        with self._sending_lock:
+            self._sending_to.discard(_receiver(job["webhook_url"]))
+
+    def _lease(
+        self, conn: psycopg.Connection, job: dict[str, Any]
+    ) -> tuple[bytes, int, datetime] | None:
+        """In the claiming transaction: the body, the attempt's number and its time, with the
+        job held for the attempt; None when its attempts are used up (it is failed here)."""
+        if job["webhook_attempts"] >= webhooks.MAX_ATTEMPTS:
+            # The last attempt's process died during it: no more attempts.
             conn.execute(
-                "UPDATE moderation_jobs SET webhook_attempts = %s, webhook_next_at = %s"
-                " WHERE id = %s",
-                (attempts, sent_at + timedelta(seconds=WEBHOOK_LEASE_SECONDS), job["id"]),
+                "UPDATE moderation_jobs SET webhook_state = 'failed', webhook_next_at = NULL,"
+                " webhook_last_error = %s WHERE id = %s",
+                (f"gave up after {job['webhook_attempts']} attempts", job["id"]),
             )
+            return None
+        view = get_job(conn, job["id"], None)
+        assert view is not None
+        view.pop("webhook", None)
+        sent_at = datetime.now(UTC)
+        body = json.dumps(
+            {"event": WEBHOOK_EVENT, "sent_at": sent_at.isoformat(), "job": view},
+            separators=(",", ":"),
+        ).encode()
+        attempts = job["webhook_attempts"] + 1
+        # Held for this attempt: if this process dies mid-call, another tries after this.
+        conn.execute(
+            "UPDATE moderation_jobs SET webhook_attempts = %s, webhook_next_at = %s"
+            " WHERE id = %s",
+            (attempts, sent_at + timedelta(seconds=WEBHOOK_LEASE_SECONDS), job["id"]),
+        )
+        return body, attempts, sent_at
+
+    def _post_and_record(
+        self, job: dict[str, Any], body: bytes, attempts: int, sent_at: datetime
+    ) -> None:
+        rt = self.rt
         allow_private = allow_private_webhooks(rt.settings)
         try:
             url = webhooks.check_url(job["webhook_url"], allow_private=allow_private)
@@ -508,7 +558,6 @@ class ModerationWorker:
                 " WHERE id = %s AND webhook_attempts = %s AND webhook_state = 'pending'",
                 (state, next_at, result.error, result.delivered, job["id"], attempts),
             )
-        return True
 
 
 def _internal(exc: Exception) -> str:

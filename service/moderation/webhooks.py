@@ -10,7 +10,7 @@ so a replayed call is recognisable.
 
 Only ``http`` and ``https`` URLs with a valid host name are accepted; redirects are not
 followed. An attempt lasts at most ``TIMEOUT_SECONDS`` in all, however slowly the receiver
-answers, and ends at the status line: the receiver's body is never read.
+answers, and ends once the answer's status line and headers are in: its body is never read.
 
 Outside development, every address that is not public (private, loopback, link-local,
 reserved, shared carrier-NAT, and IPv6 forms of those) is refused (unless the operator allows
@@ -230,8 +230,8 @@ def post_once(
 
 
 async def _post(target: str, body: bytes, headers: dict[str, str], extensions: dict) -> int:
-    """The status of one POST, read from the answer's head (a receiver that trickles its body
-    holds nothing); ``asyncio.wait_for`` bounds the whole exchange."""
+    """The status of one POST, read from the answer's status line and headers (a receiver that
+    trickles its body holds nothing); ``asyncio.wait_for`` bounds the whole exchange."""
     async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
         request = client.build_request(
             "POST", target, content=body, headers=headers, extensions=extensions

@@ -1146,6 +1146,67 @@ def test_a_slow_webhook_receiver_delays_no_one_elses_webhook(mclient, make_key):
     assert waited < 2.0, waited
 
 
+class Stalling:
+    """A receiver on 127.0.0.1 that takes every connection and never answers."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.held: list = []
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+
+def test_many_webhooks_to_a_receiver_that_never_answers_hold_up_no_one_else(mclient, make_key):
+    """More jobs wait on a stalled receiver than a process has sending threads: a process sends
+    to one receiver one webhook at a time, so another platform's webhook still goes out."""
+    from service.moderation.jobs import WEBHOOK_THREADS
+
+    a, b = auth(make_key("moderate", name="a")), auth(make_key("moderate", name="b"))
+    small = encode(photo_like(9979, (64, 48)), "PNG")
+    stalled = Stalling()
+    try:
+        with Receiver([200]) as quick:
+            for _ in range(2 * WEBHOOK_THREADS + 2):  # more than both workers' threads
+                job = mclient.post(
+                    "/v1/moderation/batch",
+                    files=[("files", ("s.png", small, "image/png"))],
+                    data={"webhook_url": stalled.url},
+                    headers=a,
+                ).json()
+                wait_job(mclient, a, job["id"])
+            time.sleep(0.5)
+            job = mclient.post(
+                "/v1/moderation/batch",
+                files=[("files", ("q.png", small, "image/png"))],
+                data={"webhook_url": quick.url},
+                headers=b,
+            ).json()
+            wait_job(mclient, b, job["id"])
+            finished = time.monotonic()
+            quick.wait(1, timeout=30)
+            waited = time.monotonic() - finished
+    finally:
+        stalled.close()
+    assert waited < 3.0, waited
+
+
 def test_a_webhook_is_not_attempted_beyond_its_limit(mclient, runtime, make_key):
     """A job whose last allowed attempt was claimed by a process that died: the attempt it
     held runs out, and the webhook is given up rather than tried a thirteenth time."""
