@@ -79,7 +79,7 @@ def find_embedded(full: np.ndarray, work: np.ndarray) -> list[Box]:
         touches = sum((x0 <= 1, y0 <= 1, x1 >= w - 1, y1 >= h - 1))
         if not (least * w * h <= size <= MAX_SHARE * w * h and touches <= 2):
             continue
-        box = to_full(box, work.shape, full.shape)
+        box = rescaled(box, work.shape, full.shape)
         if not _one_tone(full[box[1] : box[3], box[0] : box[2]]):
             found.append((size, box))
     found.sort(key=lambda f: -f[0])
@@ -133,13 +133,14 @@ def _leading(flags: np.ndarray) -> int:
     return int(stop[0]) if stop.size else int(flags.size)
 
 
-def to_full(box: Box, work_shape: tuple[int, int], full_shape: tuple[int, int]) -> Box:
-    """``box`` found at work size, in the full picture's pixels."""
-    fy, fx = full_shape[0] / work_shape[0], full_shape[1] / work_shape[1]
+def rescaled(box: Box, shape: tuple[int, ...], to_shape: tuple[int, ...]) -> Box:
+    """``box`` in a picture of ``shape`` (height, width), in the pixels of the same picture at
+    ``to_shape``."""
+    fy, fx = to_shape[0] / shape[0], to_shape[1] / shape[1]
     x0, y0, x1, y1 = box
     return (
         int(x0 * fx),
         int(y0 * fy),
-        min(full_shape[1], int(np.ceil(x1 * fx))),
-        min(full_shape[0], int(np.ceil(y1 * fy))),
+        min(to_shape[1], int(np.ceil(x1 * fx))),
+        min(to_shape[0], int(np.ceil(y1 * fy))),
     )

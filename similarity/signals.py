@@ -12,7 +12,7 @@ from PIL import Image
 from similarity import dense as dense_mod
 from similarity import local as local_mod
 from similarity.decode import DecodedImage
-from similarity.embedded import Box, find_embedded
+from similarity.embedded import Box, find_embedded, rescaled
 from similarity.pdq import PDQ_BYTES, pdq_dihedral, pdq_hash
 from similarity.threads import Deferred
 
@@ -238,17 +238,9 @@ def _to_file_pixels(
 ) -> Callable[[Box], Box]:
     """Maps a box in the pixels signals are computed from to the image file's own pixels (a
     decode may have been reduced: a part's box is reported where it lies in the upload)."""
-    if not isinstance(img, DecodedImage):
+    if not isinstance(img, DecodedImage) or (img.height, img.width) == shape[:2]:
         return lambda box: box
-    fx, fy = img.width / shape[1], img.height / shape[0]
-    if abs(fx - 1) < 1e-9 and abs(fy - 1) < 1e-9:
-        return lambda box: box
-    return lambda b: (
-        int(b[0] * fx),
-        int(b[1] * fy),
-        min(img.width, round(b[2] * fx)),
-        min(img.height, round(b[3] * fy)),
-    )
+    return lambda box: rescaled(box, shape, (img.height, img.width))
 
 
 def _query_signals(gray: np.ndarray, parts: tuple[Part, ...] = ()) -> ImageSignals:

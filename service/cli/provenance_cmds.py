@@ -128,11 +128,7 @@ def verify_image(data: bytes) -> dict[str, Any]:
             "platform_user": best.record.platform_user,
             "created_at": best.record.created_at.isoformat(),
             "model": best.record.facts.get("model"),
-            "equally": [
-                str(o.record.id)
-                for o in res.outputs[1:]
-                if best.method == o.method == "fingerprint" and o.score >= best.score
-            ],
+            "equally": [str(o.record.id) for o in res.equally],
         },
     }
 

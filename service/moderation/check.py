@@ -255,12 +255,7 @@ def findings_of(ins: Inspection, policy: Policy) -> Findings:
     ties: tuple[str, ...] = ()
     if fp is not None and fp.score >= floor:
         output_match = (str(fp.record.id), fp.score, fp.method)
-        if fp.method == "fingerprint":
-            ties = tuple(
-                str(o.record.id)
-                for o in res.outputs[1:]
-                if o.method == "fingerprint" and o.score >= fp.score
-            )
+        ties = tuple(str(o.record.id) for o in res.equally)
     declared = _declared_by(ins)
     return Findings(
         manifest_state=ins.manifest.state,

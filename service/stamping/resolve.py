@@ -41,6 +41,15 @@ class Resolution:
     def best(self) -> ResolvedOutput | None:
         return self.outputs[0] if self.outputs else None
 
+    @property
+    def equally(self) -> list[ResolvedOutput]:
+        """Other outputs the pixels match as well as ``best`` by fingerprints alone (the same
+        picture made more than once): then ``best`` is not told apart from them."""
+        best = self.best
+        if best is None or best.method != "fingerprint":
+            return []
+        return [o for o in self.outputs[1:] if o.method == "fingerprint" and o.score >= best.score]
+
 
 def resolve_with_signals(
     rt: Runtime,
