@@ -500,30 +500,14 @@ def record_check(
     actor: str,
     api_key_id: int | None,
     report: dict[str, Any],
+    started: float | None = None,
 ) -> None:
-    """Store the check and append it (and each registry copy it found) to the audit log, inside
-    the caller's transaction."""
+    """Append the check (and each registry copy it found) to the audit log and store it, inside
+    the caller's transaction. With ``started`` (the check's ``perf_counter`` start), the report's
+    timings gain ``record`` (the audit entries) and ``total`` before it is stored, so the stored
+    report is the one answered."""
+    s = time.perf_counter()
     check_id = report["id"]
-    conn.execute(
-        "INSERT INTO moderation_checks (id, api_key_id, actor, platform_user, context, sha256,"
-        " verdict, reasons, result, policy_name, policy_version, job_id, created_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            check_id,
-            api_key_id,
-            actor,
-            report["user"],
-            report["context"],
-            report["sha256"],
-            report["verdict"],
-            Jsonb(report["reasons"]),
-            Jsonb(report),
-            report["policy"]["name"],
-            report["policy"]["version"],
-            report["job_id"],
-            report["created_at"],
-        ),
-    )
     prov = report["provenance"]
     rt.audit.append(
         conn,
@@ -569,6 +553,30 @@ def record_check(
                 "user": report["user"],
             },
         )
+    if started is not None:
+        now = time.perf_counter()
+        report["timings"]["record"] = round((now - s) * 1e3, 2)
+        report["timings"]["total"] = round((now - started) * 1e3, 2)
+    conn.execute(
+        "INSERT INTO moderation_checks (id, api_key_id, actor, platform_user, context, sha256,"
+        " verdict, reasons, result, policy_name, policy_version, job_id, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            check_id,
+            api_key_id,
+            actor,
+            report["user"],
+            report["context"],
+            report["sha256"],
+            report["verdict"],
+            Jsonb(report["reasons"]),
+            Jsonb(report),
+            report["policy"]["name"],
+            report["policy"]["version"],
+            report["job_id"],
+            report["created_at"],
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -608,15 +616,13 @@ def run_check(
         context=context,
         job_id=job_id,
     )
-    s = time.perf_counter()
     if conn is not None:
-        record_check(conn, rt, actor=actor, api_key_id=api_key_id, report=report)
+        record_check(conn, rt, actor=actor, api_key_id=api_key_id, report=report, started=started)
     else:
         with rt.pool.connection() as own, own.transaction():
-            record_check(own, rt, actor=actor, api_key_id=api_key_id, report=report)
-    now = time.perf_counter()
-    report["timings"]["record"] = round((now - s) * 1e3, 2)
-    report["timings"]["total"] = round((now - started) * 1e3, 2)
+            record_check(
+                own, rt, actor=actor, api_key_id=api_key_id, report=report, started=started
+            )
     return CheckOutcome(report, decision, ins)
 
 
