@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import scipy.fft
 
 from .layout import TILE, TILES_ACROSS
 
@@ -57,10 +58,24 @@ def spectrum_snr(e: np.ndarray) -> np.ndarray:
     window = cv2.createHanningWindow((w, h), cv2.CV_32F)
     padded = np.zeros((cv2.getOptimalDFTSize(h), cv2.getOptimalDFTSize(w)), np.float32)
     padded[:h, :w] = e * window
-    spec = cv2.dft(padded, flags=cv2.DFT_COMPLEX_OUTPUT)
-    power = np.fft.fftshift(spec[..., 0] ** 2 + spec[..., 1] ** 2)
+    power = np.fft.fftshift(_power(padded))
     background = cv2.GaussianBlur(power, (0, 0), BACKGROUND_SIGMA)
     return (power / (background + 1e-6 * float(background.mean()) + 1e-20)).astype(np.float32)
+
+
+def _power(real: np.ndarray) -> np.ndarray:
+    """The power spectrum of a real float32 array, every frequency (unshifted): the half that a
+    real FFT computes, the other half mirrored (``P(-k) = P(k)``). A sixth of the time of a full
+    complex transform here, the same powers to float32 rounding."""
+    rows, cols = real.shape
+    spec = scipy.fft.rfft2(real)
+    half = spec.real * spec.real + spec.imag * spec.imag
+    kept = half.shape[1]
+    power = np.empty((rows, cols), np.float32)
+    power[:, :kept] = half
+    mirrored = np.roll(half[::-1], 1, axis=0)  # row ky holds row -ky
+    power[:, kept:] = mirrored[:, cols - kept : 0 : -1]  # column kx holds column -kx
+    return power
 
 
 def sample(img: np.ndarray, x: np.ndarray, y: np.ndarray, periodic: bool = False) -> np.ndarray:

@@ -112,3 +112,17 @@ def test_kernels_compile_in_memory_where_no_cache_folder_is_writable(monkeypatch
         fast = kernels.compiled(total)
     assert fast(np.arange(5.0)) == 10.0
     assert "compiled at each start" in caplog.text
+
+
+@pytest.mark.parametrize("shape", [(320, 480), (324, 486), (225, 375), (96, 135)])
+def test_power_spectrum_from_the_half_transform_is_the_full_one(shape):
+    from provenance.watermark.lattice import _power
+
+    rng = np.random.default_rng(sum(shape))
+    real = rng.standard_normal(shape).astype(np.float32)
+    real[:7, :5] += 40.0  # a strong low frequency beside white noise
+    full = cv2.dft(real, flags=cv2.DFT_COMPLEX_OUTPUT)
+    expected = full[..., 0] ** 2 + full[..., 1] ** 2
+    got = _power(real)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * float(expected.max()))
