@@ -66,13 +66,15 @@ def decode_image(
     limits: DecodeLimits = DecodeLimits(),
     *,
     target_side: int | None = 512,
+    short_side: int | None = None,
     grey: bool = False,
 ) -> DecodedImage:
     """Decode `data` into an RGB image, refusing empty, oversized, truncated or bomb input.
 
     With `target_side`, a JPEG is decoded straight at a reduced scale (DCT scaling) and other
-    formats are box-reduced, so that the longer side stays at least `target_side`.
-    `target_side=None` decodes at full size. `grey` gives a greyscale ("L") image instead,
+    formats are box-reduced, so that the longer side stays at least `target_side`; with
+    `short_side` instead (and `target_side=None`), so that the shorter side stays at least
+    `short_side`. Neither decodes at full size. `grey` gives a greyscale ("L") image instead,
     all fingerprints need: a colour JPEG then decodes its luma channel alone, skipping the
     chroma channels and the colour conversion.
     """
@@ -110,10 +112,12 @@ def decode_image(
         # (every browser) never show it, so the picture is the animation's first frame.
         im.seek(1)
 
-    if fmt == "JPEG" and (grey or target_side is not None):
-        f = 1.0
-        if target_side is not None and max(im.size) > target_side:
-            f = target_side / max(im.size)
+    if target_side is not None and short_side is not None:
+        raise ValueError("target_side and short_side are alternatives")
+    # The side that must stay at least ``keep`` pixels long, if any.
+    side, keep = (max(im.size), target_side) if short_side is None else (min(im.size), short_side)
+    f = keep / side if keep is not None and side > keep else 1.0
+    if fmt == "JPEG" and (grey or f < 1.0):
         # Only a YCbCr or greyscale JPEG changes mode here; CMYK ones are converted below.
         im.draft("L" if grey else "RGB",
                  (max(1, int(im.size[0] * f)), max(1, int(im.size[1] * f))))
@@ -133,8 +137,8 @@ def decode_image(
         width, height = height, width
 
     factor = 1
-    if target_side is not None and fmt != "JPEG":
-        factor = max(1, max(im.size) // target_side)
+    if keep is not None and fmt != "JPEG":
+        factor = max(1, side // keep)
     if factor > 1 and im.mode in _REDUCIBLE:
         im = im.reduce(factor)
         factor = 1

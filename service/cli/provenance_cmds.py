@@ -71,13 +71,12 @@ def verify_image(data: bytes) -> dict[str, Any]:
     from provenance.containers import UnsupportedFormat
     from provenance.labels import read_labels
     from service.stamping.own_manifest import own_manifest_output
-    from service.stamping.resolve import resolve_image
-    from similarity import decode_image
+    from service.stamping.resolve import decode_for_reading, resolve_image
 
     with runtime(indexes=True) as rt:
         report = read_manifest(data, trust_anchors_pem=rt.signing.trust_anchors_pem)
         signed_for = own_manifest_output(rt, data, report)
-        decoded = decode_image(data, rt.decode_limits, target_side=None)
+        decoded = decode_for_reading(rt, data)
         res = resolve_image(rt, decoded)
     try:
         labels = read_labels(data)

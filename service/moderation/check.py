@@ -31,8 +31,13 @@ from service.moderation.policy import (
 )
 from service.registry.matching import ArtworkMatch, RegistryMatches, match_registry
 from service.stamping.own_manifest import own_manifest_output
-from service.stamping.resolve import Resolution, read_watermark, resolve_with_signals
-from similarity import ImageSignals, Match, compute_signals, decode_image, later_frames
+from service.stamping.resolve import (
+    Resolution,
+    decode_for_reading,
+    read_watermark,
+    resolve_with_signals,
+)
+from similarity import ImageSignals, Match, compute_signals, later_frames
 from similarity.matcher import stronger
 from similarity.pdq import hamming
 
@@ -99,12 +104,11 @@ def _match_sources(
 
 
 def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspection:
-    """Decode once (full size, greyscale: the fingerprints and the watermark read luma alone, and
-    a JPEG decodes its luma without its colour), then every signal; raises ``ImageRejected`` for
-    bad input."""
+    """Decode once (greyscale, reduced only as far as the watermark reads as at full size: see
+    ``decode_for_reading``), then every signal; raises ``ImageRejected`` for bad input."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    decoded = decode_image(data, rt.decode_limits, target_side=None, grey=True)
+    decoded = decode_for_reading(rt, data)
     t1 = time.perf_counter()
     timings["decode"] = t1 - t0
 

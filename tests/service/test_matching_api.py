@@ -197,17 +197,19 @@ def test_the_match_can_be_looked_at(client, make_key):
 
 
 def test_a_work_in_a_page_is_boxed_in_the_uploads_pixels_on_every_route(client, make_key):
-    """/v1/matches decodes a reduced picture, moderation a full one: the region of a work found
-    inside a page is the same box of the uploaded file on both."""
+    """/v1/matches decodes a page reduced to a 512-px longer side, moderation to a 640-px
+    shorter one (the watermark's reading size): the region of a work found inside a page is the
+    same box of the uploaded file on both."""
     from tests.similarity.test_embedded import iou, page_with
 
     h = auth(make_key("registry", "match", "moderate"))
     _, (work,) = register(client, h, 641)
-    box = (820, 300, 1460, 780)
-    page = encode(page_with(photo_like(641), box), "PNG")
+    # a 3200 x 2000 page: both routes decode it reduced, by different factors
+    page = encode(page_with(photo_like(641), (820, 300, 1460, 780)).resize((3200, 2000)))
+    box = (1640, 600, 2920, 1560)
     regions = []
     for route in ("/v1/matches", "/v1/moderation/check"):
-        r = client.post(route, files={"file": ("page.png", page, "image/png")}, headers=h)
+        r = client.post(route, files={"file": ("page.jpg", page, "image/jpeg")}, headers=h)
         assert r.status_code == 200, r.text
         matches = r.json()["matches"] if route == "/v1/matches" else r.json()["registry"]["matches"]
         (m,) = [m for m in matches if m["artwork_id"] == work["id"]]

@@ -290,6 +290,27 @@ def test_stamped_output_is_ours_with_its_generation_id_even_stripped(mclient, ru
     assert mclient.get(f"/v1/moderation/checks/{res['id']}", headers=other).status_code == 404
 
 
+def test_a_large_photo_of_ours_is_read_from_a_reduced_decode(mclient, make_key):
+    """A large upload is decoded reduced (to the watermark's reading size) for the check: our
+    stamped 2400 x 1600 picture, re-encoded without its metadata, still reads as ours."""
+    h = auth(make_key("stamp", "moderate"))
+    r = mclient.post(
+        "/v1/stamps",
+        files={"file": ("big.jpg", encode(photo_like(502, (2400, 1600))), "image/jpeg")},
+        data={"metadata": json.dumps(STAMP_META), "format": "jpeg"},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    gid = r.json()["id"]
+    signed = Image.open(io.BytesIO(mclient.get(r.json()["image_url"], headers=h).content))
+    res = moderate(mclient, h, encode(signed.convert("RGB"), quality=88))
+    assert (res["width"], res["height"]) == (2400, 1600)
+    wm = res["provenance"]["watermark"]
+    assert wm["present"] and wm["generation_id"] == gid
+    assert res["provenance"]["ai_generated"]["status"] in ("watermarked", "matched")
+    assert res["verdict"] == "review"
+
+
 def test_manifest_that_fails_validation_is_reported(mclient, make_key):
     h = auth(make_key("stamp", "moderate"))
     body, signed = stamp(mclient, h, photo_like(502, (640, 512)))

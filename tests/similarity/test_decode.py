@@ -131,6 +131,23 @@ def test_reduced_decode_keeps_original_size(make_picture, to_jpeg) -> None:
     assert small.image.mode == "RGB"
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_decode_keeping_the_shorter_side(make_picture, fmt: str) -> None:
+    """``short_side`` reduces a picture as far as its shorter side stays at least that long; a
+    picture already shorter is decoded at full size."""
+    buf = io.BytesIO()
+    make_picture(4, (3000, 1800)).save(buf, fmt)
+    d = decode_image(buf.getvalue(), target_side=None, short_side=640, grey=True)
+    assert (d.width, d.height) == (3000, 1800) and d.image.mode == "L"
+    assert 640 <= min(d.image.size) < 1280
+    assert d.image.size[0] / d.image.size[1] == pytest.approx(3000 / 1800, rel=0.01)
+    small = io.BytesIO()
+    make_picture(4, (900, 600)).save(small, fmt)
+    assert decode_image(small.getvalue(), target_side=None, short_side=640).image.size == (900, 600)
+    with pytest.raises(ValueError, match="alternatives"):
+        decode_image(buf.getvalue(), target_side=512, short_side=640)
+
+
 def test_exif_orientation_applied(artwork: Image.Image, to_jpeg) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: display rotated 90 degrees clockwise
