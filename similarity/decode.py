@@ -78,6 +78,8 @@ def decode_image(
     all fingerprints need: a colour JPEG then decodes its luma channel alone, skipping the
     chroma channels and the colour conversion.
     """
+    if target_side is not None and short_side is not None:
+        raise ValueError("target_side and short_side are alternatives")
     if not data:
         raise ImageRejected("empty", "The upload is empty (0 bytes).")
     if len(data) > limits.max_bytes:
@@ -112,8 +114,6 @@ def decode_image(
         # (every browser) never show it, so the picture is the animation's first frame.
         im.seek(1)
 
-    if target_side is not None and short_side is not None:
-        raise ValueError("target_side and short_side are alternatives")
     # The side that must stay at least ``keep`` pixels long, if any.
     side, keep = (max(im.size), target_side) if short_side is None else (min(im.size), short_side)
     f = keep / side if keep is not None and side > keep else 1.0
