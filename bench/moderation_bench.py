@@ -16,12 +16,18 @@ the stamped real images are the only outputs with rows in Postgres.
 Queries mix edited copies of registered works (blocked), unregistered images (allowed) and
 stamped outputs stripped of their metadata (review). For each query, in turn: the decode floor
 (``decode_image`` at full size, in colour), the luma decode the check itself does (a JPEG's
-luma channel alone), and the whole check through the function
+luma channel alone, reduced as far as the watermark reads as at full size: large uploads only),
+and the whole check through the function
 the route calls (``run_check``: decode, signals, watermark, C2PA, labels, three banks, policy,
 record in Postgres and the audit log). Throughput: sequential and with 2 threads.
+``--long-side`` scales every query first (camera-sized uploads rather than the evaluation
+images as they are).
 
     OMP_NUM_THREADS=1 python bench/moderation_bench.py --images /work/shared/data/images \
         --works 1000000 --outputs 1000000 --out bench/results/moderation.md
+    OMP_NUM_THREADS=1 python bench/moderation_bench.py --images /work/shared/data/images \
+        --works 1000000 --outputs 1000000 --long-side 3000 \
+        --out bench/results/moderation_3000px.md
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from PIL import Image
 from service.indexing.snapshots import Checkpoint
 from service.moderation.check import run_check
 from service.moderation.policy import Policy
+from service.stamping.resolve import decode_for_reading
 from similarity import SIGNALS_VERSION, MatchIndex, compute_signals, decode_image
 from similarity import dense as dense_mod
 
@@ -278,7 +285,7 @@ def main() -> None:
             decode_image(data, rt.decode_limits, target_side=None)
             floor_ms.append((time.perf_counter() - s) * 1e3)
             s = time.perf_counter()
-            decoded = decode_image(data, rt.decode_limits, target_side=None, grey=True)
+            decoded = decode_for_reading(rt, data)
             luma_ms.append((time.perf_counter() - s) * 1e3)
             rt.watermarker.detect(decoded.image)
             compute_signals(decoded)

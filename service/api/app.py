@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from service.api import openapi_doc
+from service.api.cut_off import AnswerCutOffRequests
 from service.api.errors import install_error_handlers
 from service.api.image_work import ImageWork, default_workers
 from service.api.limits import BodySizeLimit
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         finally:
             undo_signals()
             metrics.unwatch()
+            # Image work cut off at the stop grace is seen through, with the database still open.
+            await run_in_threadpool(app.state.image_work.close)
             if app.state.moderation_worker is not None:
                 await run_in_threadpool(app.state.moderation_worker.stop)
             await run_in_threadpool(app.state.generation.close)
@@ -99,6 +102,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         moderation,
     ):
         app.include_router(module.router)
+    app.add_middleware(AnswerCutOffRequests)  # innermost: the others see its 503
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -11,12 +11,15 @@ requests/s, p50 1.5 s (`bench/results/moderation_load.md`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import anyio
-from anyio import to_thread
 
 from service.cpus import usable_cpus
 
@@ -42,10 +45,32 @@ class ImageWork:
         if workers < 1:
             raise ValueError("image workers must be at least 1")
         self._limiter = anyio.CapacityLimiter(workers)
+        self._threads = ThreadPoolExecutor(workers, thread_name_prefix="image-work")
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        """`fn(*args)` in a worker thread once one of the `workers` places is free."""
-        return await to_thread.run_sync(fn, *args, limiter=self._limiter)
+        """`fn(*args)` in a worker thread once one of the `workers` places is free.
+
+        Cancelled while waiting its turn (the server's stop grace ran out), it ends there and
+        nothing ran. Once running, the work is seen through and its result returned even when
+        the request is cancelled meanwhile: a thread cannot be stopped midway, and what it did
+        (a moderation check recorded, an artwork stored) must reach the caller rather than be
+        done behind an error."""
+        async with self._limiter:
+            call = partial(copy_context().run, fn, *args)
+            future = asyncio.get_running_loop().run_in_executor(self._threads, call)
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is None or future.cancelled():
+                    raise
+                task.uncancel()
+                return await future
+
+    def close(self) -> None:
+        """Blocking: wait for the work already running (it may still be recording what it did
+        when the server stops); take no more."""
+        self._threads.shutdown(wait=True)
 
     def status(self) -> ImageWorkStatus:
         stats = self._limiter.statistics()
