@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 import cv2
+import psycopg
 from psycopg_pool import ConnectionPool
 
 from provenance.watermark import Watermarker, default_watermarker
@@ -88,10 +89,12 @@ class Runtime:
             bank.load()
 
     def start_refresher(self) -> None:
+        conninfo = self.pool.conninfo
         self.refresher = IndexRefresher(
             list(self.banks.values()),
             self.settings.index_refresh_seconds,
             self.settings.index_snapshot_every,
+            listen=lambda: psycopg.connect(conninfo, autocommit=True, connect_timeout=10),
         )
         self.refresher.start()
 

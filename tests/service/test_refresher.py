@@ -65,3 +65,53 @@ def test_catching_up_after_a_committed_change_never_fails_the_change(settings):
     bank = BankIndex("artwork", pool, settings.index_dir)
     bank.catch_up()
     assert bank.status().last_error
+
+
+def test_a_change_committed_elsewhere_reaches_another_process_without_waiting_for_its_poll(
+    settings,
+):
+    """Two runtimes on one database (two API processes): a work registered through one is in
+    the other's index within moments, though that one polls only every 60 s: the commit
+    notifies its refresher."""
+    from service.registry.ingest import insert, prepare, store_files
+    from service.runtime import Runtime
+    from tests.support import encode, photo_like
+
+    slow = settings.model_copy(update={"index_refresh_seconds": 60.0, "index_stale_seconds": 600})
+    writer, other = Runtime.open(slow), Runtime.open(slow)
+
+    def register(seeds: range) -> None:
+        with writer.pool.connection() as conn:
+            artist = writer.registry.create_artist(conn, "t", "Mei", f"m{seeds[0]}@example.org", {})
+            for i in seeds:
+                item = prepare(encode(photo_like(i)), f"w{i}.jpg", writer.decode_limits)
+                store_files(writer.blobs, writer.thumbnails, item)
+                with conn.transaction():
+                    insert(conn, writer.registry, "t", artist.id, item, None, {})
+
+    def seen_within(size: int, seconds: float) -> bool:
+        committed = time.monotonic()
+        while bank.status().size < size and time.monotonic() - committed < 10:
+            time.sleep(0.02)
+        return bank.status().size == size and time.monotonic() - committed < seconds
+
+    try:
+        other.load_indexes()
+        other.start_refresher()
+        bank = other.banks["artwork"]
+        time.sleep(0.5)  # the listener is in place
+        register(range(880, 882))
+        assert seen_within(2, 5), "well before the 60 s poll"
+        # the listener's connection is cut: it connects again and hears the next change
+        with writer.pool.connection() as conn:
+            cut = conn.execute(
+                "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity"
+                " WHERE query = 'LISTEN fingerprints_changed'"
+            ).fetchone()["n"]
+        assert cut == 1
+        time.sleep(1.0)
+        register(range(890, 891))
+        assert seen_within(3, 5)
+    finally:
+        other.close()
+        writer.close()
