@@ -53,6 +53,11 @@ class Candidate:
     variant: str
 
 
+def _negative(variant: str) -> str:
+    """The name of the negative of a rotation/flip (``negative``, ``rotate_90_negative``)."""
+    return "negative" if variant == "original" else f"{variant}_negative"
+
+
 class MatchIndex:
     """PDQ and dense indexes of registered works."""
 
@@ -155,14 +160,18 @@ class MatchIndex:
         if query.pdq_quality < self.config.pdq_quality_min or not self._pdq.ntotal:
             return []
         hashes = list(query.pdq_dihedral) or [query.pdq]
-        q = np.frombuffer(b"".join(hashes), np.uint8).reshape(len(hashes), PDQ_BYTES)
+        plain = np.frombuffer(b"".join(hashes), np.uint8).reshape(len(hashes), PDQ_BYTES)
+        # A negative of a picture hashes to about the complement of its PDQ (every bit is a
+        # brighter- or darker-than-the-median test): the complements find negatives.
+        q = np.concatenate([plain, ~plain])
+        names = [*DIHEDRAL_NAMES[: len(hashes)], *map(_negative, DIHEDRAL_NAMES[: len(hashes)])]
         best: dict[int, tuple[int, int]] = {}
         for qi, hits in enumerate(self._pdq.within(q, self.config.pdq_radius)):
             for wid, d in hits:
                 if wid not in best or d < best[wid][0]:
                     best[wid] = (d, qi)
         return [
-            Candidate(id=wid, signal="pdq", distance=float(d), variant=DIHEDRAL_NAMES[qi])
+            Candidate(id=wid, signal="pdq", distance=float(d), variant=names[qi])
             for wid, (d, qi) in sorted(best.items(), key=lambda kv: kv[1][0])
         ]
 

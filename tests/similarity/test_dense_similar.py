@@ -33,7 +33,9 @@ def _index(q: np.ndarray, distances: dict[int, float], rng: np.random.Generator)
     views = _unit(rng.standard_normal((len(ids), len(VIEWS), DIM)))
     for row, wid in enumerate(ids):
         views[row, 0] = _at_distance(q, distances[wid], rng)
-    hashes = np.zeros((len(ids), 32), np.uint8)  # every bit differs from the query's hash
+    # Random hashes: about half the bits differ from the query's hash and from its complement
+    # (an all-zero hash would be the complement of the query's all-ones: its negative).
+    hashes = rng.integers(0, 256, (len(ids), 32), dtype=np.uint8)
     index.add_packed(ids, pdq=hashes, pdq_quality=np.full(len(ids), 90), dense=views)
     return index
 

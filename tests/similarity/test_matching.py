@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from similarity import ImageSignals, MatchIndex, compute_signals, match
 from similarity.edits import EDITS_BY_NAME, combine
@@ -78,6 +78,30 @@ def test_unrelated_picture_is_not_a_copy(registry: Registry, make_picture) -> No
     for seed in (11, 12):
         found = match(compute_signals(make_picture(seed)), registry.index, registry.lookup)
         assert not [m for m in found if m.decision == "copy"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "variant"),
+    [
+        (ImageOps.invert, "negative"),
+        (lambda im: ImageOps.invert(ImageOps.mirror(im)), "flip_y_negative"),
+        (lambda im: ImageOps.invert(im.convert("L")), "negative"),
+    ],
+)
+def test_a_negative_is_a_copy(registry: Registry, artwork: Image.Image, edit, variant) -> None:
+    """A negative (inverting every pixel, in colour or in luma alone, mirrored or not) is a
+    copy: its PDQ is about the complement of the work's."""
+    found = match(compute_signals(edit(artwork.convert("RGB"))), registry.index, registry.lookup)
+    assert found and found[0].id == 101 and found[0].decision == "copy", found[:1]
+    pdq = found[0].evidence["pdq"]
+    assert isinstance(pdq, dict) and pdq["query_variant"] == variant and pdq["distance"] <= 24
+
+
+def test_the_negative_of_an_unrelated_picture_is_not_a_copy(registry, make_picture) -> None:
+    for seed in (11, 12):
+        negative = ImageOps.invert(make_picture(seed).convert("RGB"))
+        found = match(compute_signals(negative), registry.index, registry.lookup)
+        assert not found, found
 
 
 def test_remove_stops_matching_and_readd_works(make_picture, artwork: Image.Image) -> None:
