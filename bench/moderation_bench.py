@@ -53,8 +53,13 @@ from PIL import Image
 from service.indexing.snapshots import Checkpoint
 from service.moderation.check import run_check
 from service.moderation.policy import Policy
-from service.stamping.resolve import decode_for_reading
-from similarity import SIGNALS_VERSION, MatchIndex, compute_signals, decode_image
+from similarity import (
+    SIGNALS_VERSION,
+    MatchIndex,
+    compute_signals,
+    decode_for_matching,
+    decode_image,
+)
 from similarity import dense as dense_mod
 
 SYNTHETIC_BASE_ID = 1_000_000_000
@@ -285,7 +290,7 @@ def main() -> None:
             decode_image(data, rt.decode_limits, target_side=None)
             floor_ms.append((time.perf_counter() - s) * 1e3)
             s = time.perf_counter()
-            decoded = decode_for_reading(rt, data)
+            decoded = decode_for_matching(data, rt.decode_limits)
             luma_ms.append((time.perf_counter() - s) * 1e3)
             rt.watermarker.detect(decoded.image)
             compute_signals(decoded)

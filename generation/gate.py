@@ -20,7 +20,7 @@ from PIL import Image
 from generation.params import AdapterUse
 from provenance.c2pa_io import read_manifest
 from provenance.labels import read_labels
-from similarity import ImageSignals, compute_signals
+from similarity import DecodedImage, ImageSignals, compute_signals
 
 # Input metadata (C2PA, XMP) is read here while the input is fingerprinted.
 _READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gate-metadata")
@@ -39,6 +39,9 @@ class InputImage:
     image: Image.Image
     media_type: str
     sha256: str = ""
+    # The picture fingerprinted for the registry (``similarity.decode_for_matching``, so the
+    # gate answers as moderation and /v1/matches do for the same bytes); None: ``image``.
+    for_matching: DecodedImage | None = None
 
     def __post_init__(self) -> None:
         if not self.sha256:
@@ -260,7 +263,7 @@ class Gate:
         adapters: AdapterRegistry,
         consent: ConsentReader,
         *,
-        signals: Callable[[Image.Image], ImageSignals] = compute_signals,
+        signals: Callable[[DecodedImage | Image.Image], ImageSignals] = compute_signals,
     ) -> None:
         self.registry = registry
         self.adapter_registry = adapters
@@ -288,7 +291,7 @@ class Gate:
         consent_job = _READERS.submit(self.consent.read, item.data, item.media_type)
         signals: ImageSignals | None = None
         try:
-            signals = self._signals(item.image)
+            signals = self._signals(item.for_matching or item.image)
         except Exception as exc:
             result.checks.append(_failed("registry", item.role, exc))
         result.inputs.append(

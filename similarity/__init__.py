@@ -20,6 +20,7 @@ from similarity.decode import (
     DecodedImage,
     DecodeLimits,
     ImageRejected,
+    decode_for_matching,
     decode_image,
     later_frames,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Thresholds",
     "UnavailableEmbedder",
     "compute_signals",
+    "decode_for_matching",
     "decode_image",
     "later_frames",
     "load_embedder",

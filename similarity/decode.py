@@ -61,6 +61,26 @@ class DecodedImage:
     frames: int = 1  # frames or pages in the file (animated GIF/WebP/PNG, multi-page TIFF)
 
 
+# How every route that matches an upload decodes it (the registry, training sources and our
+# outputs: /v1/matches, moderation, the generation gate, SBR by content, chopmark verify), so
+# the same bytes get the same answer everywhere: greyscale (every fingerprint reads luma),
+# reduced as far as the longer side stays at least MATCH_SIDE (the fingerprints' working sizes
+# are smaller) and the shorter side at least MATCH_SHORT_SIDE (the working size of the
+# provenance watermark's detector, which reads as well from such a decode as at full size).
+MATCH_SIDE = 512
+MATCH_SHORT_SIDE = 320
+
+
+def decode_for_matching(
+    data: bytes, limits: DecodeLimits = DecodeLimits(), *, colour: bool = False
+) -> DecodedImage:
+    """`data` decoded as every matching route decodes it (see `MATCH_SIDE`); `colour` keeps the
+    colours (for a picture shown beside the evidence) at the same size."""
+    return decode_image(
+        data, limits, target_side=MATCH_SIDE, short_side=MATCH_SHORT_SIDE, grey=not colour
+    )
+
+
 def decode_image(
     data: bytes,
     limits: DecodeLimits = DecodeLimits(),
@@ -72,14 +92,12 @@ def decode_image(
     """Decode `data` into an RGB image, refusing empty, oversized, truncated or bomb input.
 
     With `target_side`, a JPEG is decoded straight at a reduced scale (DCT scaling) and other
-    formats are box-reduced, so that the longer side stays at least `target_side`; with
-    `short_side` instead (and `target_side=None`), so that the shorter side stays at least
-    `short_side`. Neither decodes at full size. `grey` gives a greyscale ("L") image instead,
+    formats are box-reduced, so that the longer side stays at least `target_side` (and, with
+    `short_side` too, the shorter side at least `short_side`: a panorama keeps more).
+    `target_side=None` decodes at full size. `grey` gives a greyscale ("L") image instead,
     all fingerprints need: a colour JPEG then decodes its luma channel alone, skipping the
     chroma channels and the colour conversion.
     """
-    if target_side is not None and short_side is not None:
-        raise ValueError("target_side and short_side are alternatives")
     if not data:
         raise ImageRejected("empty", "The upload is empty (0 bytes).")
     if len(data) > limits.max_bytes:
@@ -114,9 +132,12 @@ def decode_image(
         # (every browser) never show it, so the picture is the animation's first frame.
         im.seek(1)
 
-    # The side that must stay at least ``keep`` pixels long, if any.
-    side, keep = (max(im.size), target_side) if short_side is None else (min(im.size), short_side)
-    f = keep / side if keep is not None and side > keep else 1.0
+    # How far the picture may be reduced: each side kept at least as long as asked.
+    f = 1.0
+    if target_side is not None:
+        f = min(1.0, target_side / max(im.size))
+        if short_side is not None:
+            f = max(f, min(1.0, short_side / min(im.size)))
     if fmt == "JPEG" and (grey or f < 1.0):
         # Only a YCbCr or greyscale JPEG changes mode here; CMYK ones are converted below.
         im.draft("L" if grey else "RGB",
@@ -137,8 +158,8 @@ def decode_image(
         width, height = height, width
 
     factor = 1
-    if keep is not None and fmt != "JPEG":
-        factor = max(1, side // keep)
+    if f < 1.0 and fmt != "JPEG":
+        factor = max(1, int(1.0 / f + 1e-9))  # a whole factor, no smaller than asked
     if factor > 1 and im.mode in _REDUCIBLE:
         im = im.reduce(factor)
         factor = 1

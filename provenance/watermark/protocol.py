@@ -35,6 +35,3 @@ class Watermarker(Protocol):
 
 # A watermarker may also offer ``read_back(image) -> WatermarkReading``: reading a file it has
 # just marked, at the geometry it marked (the stamp step's check); ``detect`` serves otherwise.
-# It may also say ``read_short_side: int``: a picture reduced until its shorter side is that
-# long reads as well as at full size, so readers may decode large uploads reduced; without it
-# they decode at full size.

@@ -14,7 +14,6 @@ from .fold import Templates
 from .layout import TileLayout, make_layout
 from .payload import FRAME_BITS, PAYLOAD_BITS, check_payload, frame_bits
 from .protocol import WatermarkReading
-from .whitening import READ_SHORT_SIDE
 
 ALG = "org.chopmark.wm.v1"
 MIN_EMBED_SIDE = 256
@@ -26,7 +25,6 @@ class TiledWatermarker:
 
     alg = ALG
     payload_bits = PAYLOAD_BITS
-    read_short_side = READ_SHORT_SIDE
 
     def __init__(self, key: str = ALG) -> None:
         self.layout: TileLayout = make_layout(key, cc.coded_length(FRAME_BITS))

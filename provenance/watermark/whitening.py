@@ -10,9 +10,6 @@ from PIL import Image
 from .masking import strength_small
 
 WORK_SIDE = 320  # short side of the working image
-# A picture reduced until its shorter side is this long (twice the working side) reads as it
-# does at full size: a reader may decode a large upload at a reduced scale.
-READ_SHORT_SIDE = 2 * WORK_SIDE
 MAX_ASPECT = 2.0  # longer working images are centre-cropped to this aspect
 HIGHPASS_SIGMA = 1.5
 ENERGY_SIGMA = 2.0

@@ -71,12 +71,13 @@ def verify_image(data: bytes) -> dict[str, Any]:
     from provenance.containers import UnsupportedFormat
     from provenance.labels import read_labels
     from service.stamping.own_manifest import own_manifest_output
-    from service.stamping.resolve import decode_for_reading, resolve_image
+    from service.stamping.resolve import resolve_image
+    from similarity import decode_for_matching
 
     with runtime(indexes=True) as rt:
         report = read_manifest(data, trust_anchors_pem=rt.signing.trust_anchors_pem)
         signed_for = own_manifest_output(rt, data, report)
-        decoded = decode_for_reading(rt, data)
+        decoded = decode_for_matching(data, rt.decode_limits)
         res = resolve_image(rt, decoded)
     try:
         labels = read_labels(data)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from generation.gate import InputImage
-from similarity import DecodeLimits, ImageRejected, decode_image
+from similarity import DecodeLimits, ImageRejected, decode_for_matching, decode_image
 
 INPUT_MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
 def decode_input(role: str, data: bytes, limits: DecodeLimits) -> InputImage:
-    """Decode at full size; raises ``ImageRejected`` (code ``unsupported`` for formats whose
-    consent metadata cannot be read: only PNG, JPEG and WebP are taken)."""
+    """Decode at full size for the model, and as every matching route does for the gate's
+    fingerprints; raises ``ImageRejected`` (code ``unsupported`` for formats whose consent
+    metadata cannot be read: only PNG, JPEG and WebP are taken)."""
     decoded = decode_image(data, limits, target_side=None)
     media_type = INPUT_MEDIA_TYPES.get(decoded.format)
     if media_type is None:
@@ -19,7 +20,9 @@ def decode_input(role: str, data: bytes, limits: DecodeLimits) -> InputImage:
             f"the {role} image must be PNG, JPEG or WebP (a generation input whose consent"
             f" metadata can be read), not {decoded.format}",
         )
-    return InputImage(role, data, decoded.image, media_type)
+    return InputImage(
+        role, data, decoded.image, media_type, for_matching=decode_for_matching(data, limits)
+    )
 
 
 def input_problem(

@@ -33,11 +33,10 @@ from service.registry.matching import ArtworkMatch, RegistryMatches, match_regis
 from service.stamping.own_manifest import own_manifest_output
 from service.stamping.resolve import (
     Resolution,
-    decode_for_reading,
     read_watermark,
     resolve_with_signals,
 )
-from similarity import ImageSignals, Match, compute_signals, later_frames
+from similarity import ImageSignals, Match, compute_signals, decode_for_matching, later_frames
 from similarity.matcher import stronger
 from similarity.pdq import hamming
 
@@ -104,11 +103,11 @@ def _match_sources(
 
 
 def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspection:
-    """Decode once (greyscale, reduced only as far as the watermark reads as at full size: see
-    ``decode_for_reading``), then every signal; raises ``ImageRejected`` for bad input."""
+    """Decode once (as every matching route does: ``similarity.decode_for_matching``), then every
+    signal; raises ``ImageRejected`` for bad input."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    decoded = decode_for_reading(rt, data)
+    decoded = decode_for_matching(data, rt.decode_limits)
     t1 = time.perf_counter()
     timings["decode"] = t1 - t0
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from provenance.watermark import WatermarkReading
 from service.stamping.store import OutputRecord
-from similarity import DecodedImage, ImageSignals, Match, compute_signals, decode_image
+from similarity import DecodedImage, ImageSignals, Match, compute_signals
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -81,14 +81,6 @@ def resolve_with_signals(
     for fid, m in sorted(copies.items(), key=lambda kv: -kv[1].score):
         outputs.append(ResolvedOutput(by_fp[fid], "fingerprint", m.score, m))
     return Resolution(reading, wm_record, consistent, outputs[:limit])
-
-
-def decode_for_reading(rt: Runtime, data: bytes) -> DecodedImage:
-    """Blocking: an upload decoded to find who made it: its luma (the fingerprints and the
-    watermark read luma alone), reduced only as far as the watermarker still reads it as well as
-    at full size (a large photo decodes in a fraction of the time); raises ``ImageRejected``."""
-    keep = getattr(rt.watermarker, "read_short_side", None)
-    return decode_image(data, rt.decode_limits, target_side=None, short_side=keep, grey=True)
 
 
 def read_watermark(rt: Runtime, decoded: DecodedImage) -> tuple[WatermarkReading, str | None]:

@@ -197,9 +197,8 @@ def test_the_match_can_be_looked_at(client, make_key):
 
 
 def test_a_work_in_a_page_is_boxed_in_the_uploads_pixels_on_every_route(client, make_key):
-    """/v1/matches decodes a page reduced to a 512-px longer side, moderation to a 640-px
-    shorter one (the watermark's reading size): the region of a work found inside a page is the
-    same box of the uploaded file on both."""
+    """Both routes decode a large page reduced (and the same way): the region of a work found
+    inside it is the same box of the uploaded file on both."""
     from tests.similarity.test_embedded import iou, page_with
 
     h = auth(make_key("registry", "match", "moderate"))
@@ -217,3 +216,31 @@ def test_a_work_in_a_page_is_boxed_in_the_uploads_pixels_on_every_route(client, 
         regions.append(tuple(m["evidence"]["region"]))
     for region in regions:
         assert iou(region, box) > 0.8, regions
+
+
+def test_the_same_large_upload_gets_the_same_registry_answer_from_matches_and_moderation(
+    client, make_key
+):
+    """/v1/matches and moderation decode an upload the same way, so the same bytes are matched
+    alike: the same works, decisions, scores and geometric evidence (a 2400 x 1600 photo with
+    a registered work pasted into a quarter of it, and the work itself enlarged)."""
+    h = auth(make_key("registry", "match", "moderate"))
+    _, works = register(client, h, 651, 652)
+    pasted = photo_like(653, (2400, 1600))
+    pasted.paste(photo_like(651).resize((1200, 900)), (1000, 500))
+    for picture in (pasted, photo_like(652).resize((2400, 1800))):
+        data = encode(picture, quality=85)
+        answers = []
+        for route in ("/v1/matches", "/v1/moderation/check"):
+            r = client.post(route, files={"file": ("q.jpg", data, "image/jpeg")}, headers=h)
+            assert r.status_code == 200, r.text
+            body = r.json()
+            matches = body["matches"] if route == "/v1/matches" else body["registry"]["matches"]
+            answers.append(
+                [
+                    (m["artwork_id"], m["decision"], m["score"], m["evidence"]["local_features"])
+                    for m in matches
+                ]
+            )
+        assert answers[0] == answers[1]
+        assert answers[0] and answers[0][0][0] in {w["id"] for w in works}

@@ -132,20 +132,26 @@ def test_reduced_decode_keeps_original_size(make_picture, to_jpeg) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
-def test_decode_keeping_the_shorter_side(make_picture, fmt: str) -> None:
-    """``short_side`` reduces a picture as far as its shorter side stays at least that long; a
-    picture already shorter is decoded at full size."""
-    buf = io.BytesIO()
-    make_picture(4, (3000, 1800)).save(buf, fmt)
-    d = decode_image(buf.getvalue(), target_side=None, short_side=640, grey=True)
-    assert (d.width, d.height) == (3000, 1800) and d.image.mode == "L"
-    assert 640 <= min(d.image.size) < 1280
-    assert d.image.size[0] / d.image.size[1] == pytest.approx(3000 / 1800, rel=0.01)
+def test_the_decode_for_matching_keeps_a_panoramas_shorter_side(make_picture, fmt: str) -> None:
+    """Every matching route decodes an upload reduced while its longer side stays at least 512
+    px and its shorter side at least 320 px (the watermark's working size): a photo is reduced
+    as far as the longer side allows, a panorama only as far as its shorter side allows."""
+    from similarity import decode_for_matching
+    from similarity.decode import MATCH_SHORT_SIDE, MATCH_SIDE
+
+    for size in ((3000, 2000), (4000, 800)):
+        buf = io.BytesIO()
+        make_picture(4, size).save(buf, fmt)
+        d = decode_for_matching(buf.getvalue())
+        assert (d.width, d.height) == size and d.image.mode == "L"
+        w, h = d.image.size
+        assert max(w, h) >= MATCH_SIDE and min(w, h) >= MATCH_SHORT_SIDE
+        assert max(w, h) < 2 * MATCH_SIDE or min(w, h) < 2 * MATCH_SHORT_SIDE  # no more than needed
+        assert w / h == pytest.approx(size[0] / size[1], rel=0.01)
+    assert min(d.image.size) < 2 * MATCH_SHORT_SIDE <= min(size)  # the panorama was reduced too
     small = io.BytesIO()
-    make_picture(4, (900, 600)).save(small, fmt)
-    assert decode_image(small.getvalue(), target_side=None, short_side=640).image.size == (900, 600)
-    with pytest.raises(ValueError, match="alternatives"):
-        decode_image(buf.getvalue(), target_side=512, short_side=640)
+    make_picture(4, (500, 300)).save(small, fmt)
+    assert decode_for_matching(small.getvalue(), colour=True).image.size == (500, 300)
 
 
 def test_exif_orientation_applied(artwork: Image.Image, to_jpeg) -> None:

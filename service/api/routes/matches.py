@@ -14,7 +14,7 @@ from service.api.uploads import read_upload, single_parts
 from service.auth.scopes import Scope
 from service.registry.matching import RegistryMatches, match_registry, record_match_decision
 from service.registry.picture import registry_match_picture
-from similarity import DecodedImage, compute_signals, decode_image
+from similarity import DecodedImage, compute_signals, decode_for_matching
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -53,7 +53,7 @@ def match_upload(
     ``timings`` (ms per step) is filled in when given. The decoded picture is greyscale (all
     fingerprints need) unless `colour` asks for RGB, to draw the evidence picture."""
     t0 = time.perf_counter()
-    decoded = decode_image(data, rt.decode_limits, grey=not colour)
+    decoded = decode_for_matching(data, rt.decode_limits, colour=colour)
     t1 = time.perf_counter()
     signals = compute_signals(decoded)
     t2 = time.perf_counter()

@@ -22,8 +22,8 @@ from service.api.schemas import ErrorBody
 from service.api.text import RequestModel
 from service.auth.scopes import Scope
 from service.runtime import Runtime
-from service.stamping.resolve import decode_for_reading, resolve_image
-from similarity import SIGNALS_VERSION
+from service.stamping.resolve import resolve_image
+from similarity import SIGNALS_VERSION, decode_for_matching
 
 FINGERPRINT_ALG = f"org.chopmark.fingerprint.{SIGNALS_VERSION}"
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
@@ -142,7 +142,7 @@ async def by_content(
     data = bytes(received)
 
     def work() -> SbrResult:
-        decoded = decode_for_reading(rt, data)
+        decoded = decode_for_matching(data, rt.decode_limits)
         res = resolve_image(rt, decoded, limit=max_results)
         # Asked for one algorithm, answer by it: the watermark (cross-checked by fingerprint),
         # or the fingerprint alone (which the watermark's answers pass too).
