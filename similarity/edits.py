@@ -112,6 +112,11 @@ def grayscale(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return img.convert("L").convert("RGB")
 
 
+def negative(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Invert every pixel (a way to launder a picture through img2img and back)."""
+    return ImageOps.invert(img.convert("RGB"))
+
+
 def blur(relative_radius: float) -> EditFn:
     """Gaussian blur with a radius relative to the longer side."""
 
@@ -249,6 +254,8 @@ EDITS: tuple[Edit, ...] = (
     Edit("screenshot_border", screenshot_border),
     Edit("page_screenshot_40", page_screenshot(0.40)),
     Edit("page_screenshot_10", page_screenshot(0.10)),
+    Edit("negative", negative),
+    Edit("negative_hflip", lambda img, rng: negative(hflip(img, rng), rng)),
 )
 
 EDITS_BY_NAME: dict[str, Edit] = {e.name: e for e in EDITS}
