@@ -16,16 +16,18 @@ as a whole and part by part; a work found in a part carries the part's box in it
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from itertools import pairwise
-from typing import Literal, Protocol
+from typing import Generic, Literal, Protocol, TypeVar
 
 from similarity.index import Candidate, MatchIndex
 from similarity.local import NO_MATCH, LocalFeatures, Verification, verify
 from similarity.signals import SIGNALS_VERSION, ImageSignals
 from similarity.threads import Deferred
+
+T = TypeVar("T")
 
 
 class LocalFeatureLookup(Protocol):
@@ -127,13 +129,17 @@ def _match_whole(
     verified: dict[int, tuple[Verification, bool]] = {}
     if order:
         q_feats = LocalFeatures.unpack(query.local)  # waits for the helper that computes them
-        mirror = _LazyMirror(query)
+        mirror = _Lazy(lambda: _unpack_or_none(query.local_mirror or None))
+        negatives = _Lazy(lambda: _negative_features(query))
 
         def check(wid: int) -> tuple[Verification, bool]:
             ref = _unpack_or_none(stored.get(wid))
             if ref is None:
                 return NO_MATCH, False
-            return _verify_both(q_feats, mirror, ref, t, _flip_hint(by_id[wid])), True
+            feats, its_mirror = q_feats, mirror
+            if _negative_hint(by_id[wid]) and (negative := negatives.get()) is not None:
+                feats, its_mirror = negative  # a negative: its own features agree, not the query's
+            return _verify_both(feats, its_mirror, ref, t, _flip_hint(by_id[wid])), True
 
         # Candidates are verified independently: a helper takes all but the first meanwhile.
         others = [(wid, Deferred(partial(check, wid))) for wid in order[1:]]
@@ -166,20 +172,37 @@ def _worth_verifying(
     )
 
 
-class _LazyMirror:
-    """The query's mirror-image features, unpacked when first asked for."""
+class _Lazy(Generic[T]):
+    """A value worked out when first asked for (the query's mirror-image features, or its
+    negative's)."""
 
-    def __init__(self, query: ImageSignals) -> None:
-        self._query = query
-        self._feats: LocalFeatures | None = None
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._value: T | None = None
         self._done = False
 
-    def get(self) -> LocalFeatures | None:
+    def get(self) -> T | None:
         if not self._done:
-            raw = self._query.local_mirror
-            self._feats = LocalFeatures.unpack(raw) if raw else None
+            self._value = self._make()
             self._done = True
-        return self._feats
+        return self._value
+
+
+def _negative_features(
+    query: ImageSignals,
+) -> tuple[LocalFeatures, _Lazy[LocalFeatures]] | None:
+    """The features of the query's negative, and those of its mirror image (lazily)."""
+    pair = query.local_negative
+    if pair is None:
+        return None
+    plain = _unpack_or_none(pair[0])
+    return None if plain is None else (plain, _Lazy(lambda: _unpack_or_none(pair[1] or None)))
+
+
+def _negative_hint(cands: list[Candidate]) -> bool:
+    """Whether the closest PDQ hash that found the work was a complement (a negative)."""
+    pdq = min((c for c in cands if c.signal == "pdq"), key=lambda c: c.distance, default=None)
+    return pdq is not None and pdq.variant.endswith("negative")
 
 
 def _unpack_or_none(raw: bytes | None) -> LocalFeatures | None:
@@ -217,7 +240,7 @@ def _flip_hint(cands: list[Candidate]) -> bool | None:
 
 def _verify_both(
     query: LocalFeatures,
-    mirror: _LazyMirror,
+    mirror: _Lazy[LocalFeatures],
     ref: LocalFeatures,
     t: Thresholds,
     flipped: bool | None,

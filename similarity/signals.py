@@ -24,14 +24,19 @@ PDQ_SIDE = 128
 
 
 class _Pixels:
-    """The dense region, for the dense views computed when read, and the ORB features of the
-    picture and its mirror image, offered to a helper thread when the signals were made."""
+    """The dense region, for the dense views computed when read, the ORB features of the
+    picture and its mirror image, offered to a helper thread when the signals were made, and
+    the work-size luma, for the features of its negative when a negative is to be verified."""
 
-    __slots__ = ("local", "region")
+    __slots__ = ("gray", "local", "negative", "region")
 
-    def __init__(self, region: np.ndarray, local: Deferred[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self, region: np.ndarray, local: Deferred[tuple[bytes, bytes]], gray: np.ndarray
+    ) -> None:
         self.region = region
         self.local = local
+        self.gray = gray
+        self.negative: tuple[bytes, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,17 @@ class ImageSignals:
         object.__setattr__(self, "_local_mirror", mirror)
 
     @property
+    def local_negative(self) -> tuple[bytes, bytes] | None:
+        """ORB features of the picture's negative and of its mirror image, computed when first
+        read (query side only, while the pixels are kept; None otherwise)."""
+        px = self._pixels
+        if px is None:
+            return None
+        if px.negative is None:
+            px.negative = _extract_pair(255 - px.gray)
+        return px.negative
+
+    @property
     def dense(self) -> np.ndarray:
         """(DIM,) L2-normalised descriptor of the whole picture."""
         if self._dense_views is None and self._dense_query is not None:
@@ -256,7 +272,7 @@ def _query_signals(gray: np.ndarray, parts: tuple[Part, ...] = ()) -> ImageSigna
         pdq_quality=quality,
         pdq_dihedral=tuple(hashes),
         dense_query=dense_mod.describe_query_region(region),
-        pixels=_Pixels(region, local),
+        pixels=_Pixels(region, local, gray),
         parts=parts,
     )
 

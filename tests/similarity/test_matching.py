@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from similarity import ImageSignals, MatchIndex, compute_signals, match
+from similarity import ImageSignals, MatchIndex, Thresholds, compute_signals, match
 from similarity.edits import EDITS_BY_NAME, combine
 
 
@@ -95,6 +95,21 @@ def test_a_negative_is_a_copy(registry: Registry, artwork: Image.Image, edit, va
     assert found and found[0].id == 101 and found[0].decision == "copy", found[:1]
     pdq = found[0].evidence["pdq"]
     assert isinstance(pdq, dict) and pdq["query_variant"] == variant and pdq["distance"] <= 24
+
+
+def test_a_mirrored_negative_under_a_caption_is_verified_with_the_negatives_features(
+    registry: Registry, artwork: Image.Image
+) -> None:
+    """PDQ alone is short of a copy here; the local features of the query's negative (not of
+    the query, whose intensities are inverted) agree with the work's."""
+    edited = EDITS_BY_NAME["text_20"].apply(artwork, np.random.default_rng(7))
+    query = ImageOps.invert(ImageOps.mirror(edited.convert("RGB")))
+    found = match(compute_signals(query), registry.index, registry.lookup)
+    assert found and found[0].id == 101 and found[0].decision == "copy", found[:1]
+    pdq, local = found[0].evidence["pdq"], found[0].evidence["local_features"]
+    assert isinstance(pdq, dict) and pdq["query_variant"].endswith("negative")
+    assert pdq["distance"] > Thresholds().pdq_copy
+    assert isinstance(local, dict) and local["inliers"] >= Thresholds().inliers_copy
 
 
 def test_the_negative_of_an_unrelated_picture_is_not_a_copy(registry, make_picture) -> None:
