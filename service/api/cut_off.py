@@ -15,7 +15,9 @@ import asyncio
 import json
 import logging
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.api.response_started import TrackedSend
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +33,12 @@ class AnswerCutOffRequests:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if started or task is None:
+            if tracked.started or task is None:
                 raise
             task.uncancel()
             log.warning(
