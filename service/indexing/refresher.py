@@ -81,9 +81,14 @@ class IndexRefresher:
         assert self._listen is not None
         try:
             conn = self._listen()
-            conn.execute(f"LISTEN {CHANNEL}")
         except psycopg.Error:
             return None  # the database away: polling says so, and this is tried next tick
+        try:
+            conn.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            return None
         self._listener = conn
         return conn
 
