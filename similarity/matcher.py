@@ -103,6 +103,25 @@ def match(
     return ordered[:limit]
 
 
+def verify_against(
+    query: ImageSignals,
+    work_id: int,
+    lookup: LocalFeatureLookup,
+    *,
+    thresholds: Thresholds = Thresholds(),
+) -> Match | None:
+    """Whether `query` copies or resembles one given work, by local features alone (as is or
+    mirrored), however the indexes rank it: for a work named by other evidence (a watermark),
+    where a crop or a frame may keep it out of the candidates. None: no agreement."""
+    ref = _unpack_or_none(lookup([work_id]).get(work_id))
+    if ref is None:
+        return None
+    feats = LocalFeatures.unpack(query.local)
+    mirror = _Lazy(lambda: _unpack_or_none(query.local_mirror or None))
+    ver = _verify_both(feats, mirror, ref, thresholds, None)
+    return _decide(work_id, [], ver, True, None, thresholds)
+
+
 def stronger(a: Match, b: Match) -> bool:
     """Whether `a` is the stronger match: a copy over a similarity, then the higher score."""
     return (a.decision == "copy", a.score) > (b.decision == "copy", b.score)

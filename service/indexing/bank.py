@@ -27,6 +27,7 @@ from psycopg_pool import ConnectionPool
 
 from service.indexing.snapshots import Checkpoint, load_snapshot, save_snapshot
 from similarity import SIGNALS_VERSION, ImageSignals, Match, MatchIndex, match
+from similarity.matcher import verify_against
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,10 @@ class BankIndex:
         if index is None:
             raise IndexNotReady(f"the {self.bank} index is not loaded yet")
         return match(query, index, self._lookup_local, limit=limit)
+
+    def verify(self, query: ImageSignals, fingerprint_id: int) -> Match | None:
+        """``query`` against one entry by local features alone (see ``verify_against``)."""
+        return verify_against(query, fingerprint_id, self._lookup_local)
 
     def status(self) -> BankStatus:
         return BankStatus(

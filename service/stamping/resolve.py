@@ -74,6 +74,13 @@ def resolve_with_signals(
     outputs: list[ResolvedOutput] = []
     if wm_record is not None:
         m = copies.pop(wm_record.fingerprint_id, None)
+        if m is None:
+            # A crop or a frame can keep the output out of the bank's candidates: its pixels are
+            # checked against the output the watermark names. There local features agreeing on
+            # one geometry (a `similar` match by them, 10 inliers) suffice: the watermark's check
+            # word already names the output; what is asked is only whether these pixels come
+            # from it, and a watermark pasted onto other pixels gets a handful at most.
+            m = rt.banks["output"].verify(signals, wm_record.fingerprint_id)
         consistent = m is not None
         if m is not None:
             score = max(m.score, reading.confidence)

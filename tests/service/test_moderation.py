@@ -311,6 +311,28 @@ def test_a_large_photo_of_ours_is_read_from_a_reduced_decode(mclient, make_key):
     assert res["verdict"] == "review"
 
 
+def test_a_crop_of_our_output_is_ours_not_a_forged_watermark(mclient, make_key):
+    """A quarter of our stamped picture, re-encoded without metadata: the watermark names the
+    output, and the pixels are checked against that output directly (a crop can keep it out of
+    the fingerprint index's candidates), so it is ours, not a watermark pasted elsewhere."""
+    h = auth(make_key("stamp", "moderate"))
+    r = mclient.post(
+        "/v1/stamps",
+        files={"file": ("big.jpg", encode(photo_like(503, (2000, 1500))), "image/jpeg")},
+        data={"metadata": json.dumps(STAMP_META), "format": "jpeg"},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    gid = r.json()["id"]
+    signed = Image.open(io.BytesIO(mclient.get(r.json()["image_url"], headers=h).content))
+    for box in ((0, 0, 1000, 750), (500, 0, 2000, 750)):
+        res = moderate(mclient, h, encode(signed.convert("RGB").crop(box), quality=85))
+        wm = res["provenance"]["watermark"]
+        assert wm["present"] and not wm["forged"], wm
+        assert wm["generation_id"] == gid and wm["consistent_with_pixels"] is True
+        assert res["verdict"] == "review" and not reasons(res, "forged_watermark")
+
+
 def test_manifest_that_fails_validation_is_reported(mclient, make_key):
     h = auth(make_key("stamp", "moderate"))
     body, signed = stamp(mclient, h, photo_like(502, (640, 512)))
