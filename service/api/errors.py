@@ -14,6 +14,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from service.api.cut_off import DETAIL as CUT_OFF_DETAIL
+from service.api.cut_off import RETRY_AFTER_SECONDS as CUT_OFF_RETRY_AFTER_SECONDS
+from service.api.image_work import ImageWorkStopped
 from service.indexing.bank import IndexNotReady
 from service.registry.preferences import PreferencesError
 from service.registry.store import Conflict, NotFound
@@ -132,6 +135,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": str(exc), "code": getattr(exc, "code", "invalid_image")},
             status_code=status,
+        )
+
+    @app.exception_handler(ImageWorkStopped)
+    async def _stopping(request: Request, exc: ImageWorkStopped) -> JSONResponse:
+        log.warning("%s %s: the service is stopping; answered 503", request.method, request.url)
+        return JSONResponse(
+            {"detail": CUT_OFF_DETAIL},
+            status_code=503,
+            headers={"Retry-After": str(CUT_OFF_RETRY_AFTER_SECONDS)},
         )
 
     @app.exception_handler(IndexNotReady)

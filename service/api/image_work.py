@@ -11,16 +11,14 @@ requests/s, p50 1.5 s (`bench/results/moderation_load.md`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextvars import copy_context
 from dataclasses import dataclass
-from functools import partial
 from typing import TypeVar
 
 import anyio
 
+from service.api.see_through import run_to_completion
 from service.cpus import usable_cpus
 
 T = TypeVar("T")
@@ -38,6 +36,10 @@ class ImageWorkStatus:
     waiting: int
 
 
+class ImageWorkStopped(RuntimeError):
+    """The service is stopping: no new image work is started (answered 503, retry)."""
+
+
 class ImageWork:
     """A bounded lane for image work; make it inside the running event loop (the lifespan)."""
 
@@ -46,6 +48,7 @@ class ImageWork:
             raise ValueError("image workers must be at least 1")
         self._limiter = anyio.CapacityLimiter(workers)
         self._threads = ThreadPoolExecutor(workers, thread_name_prefix="image-work")
+        self._closed = False
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """`fn(*args)` in a worker thread once one of the `workers` places is free.
@@ -56,20 +59,19 @@ class ImageWork:
         (a moderation check recorded, an artwork stored) must reach the caller rather than be
         done behind an error."""
         async with self._limiter:
-            call = partial(copy_context().run, fn, *args)
-            future = asyncio.get_running_loop().run_in_executor(self._threads, call)
+            if self._closed:  # a request seen through may come back for more (another file)
+                raise ImageWorkStopped("the service is stopping")
             try:
-                return await asyncio.shield(future)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is None or future.cancelled():
-                    raise
-                task.uncancel()
-                return await future
+                return await run_to_completion(fn, *args, executor=self._threads)
+            except RuntimeError as exc:
+                if self._closed:  # "cannot schedule new futures after shutdown"
+                    raise ImageWorkStopped("the service is stopping") from exc
+                raise
 
     def close(self) -> None:
-        """Blocking: wait for the work already running (it may still be recording what it did
-        when the server stops); take no more."""
+        """Blocking: take no more work, and wait for the work already running (it may still be
+        recording what it did when the server stops)."""
+        self._closed = True
         self._threads.shutdown(wait=True)
 
     def status(self) -> ImageWorkStatus:

@@ -84,3 +84,34 @@ def test_with_one_image_worker_concurrent_checks_are_all_answered(settings, runt
     with runtime.pool.connection() as conn:
         n = conn.execute("SELECT count(*) AS n FROM moderation_checks").fetchone()["n"]
     assert n == 6
+
+
+def test_work_running_when_its_request_is_cancelled_is_seen_through_and_none_starts_after() -> None:
+    """The stop grace ran out: a request whose image work is running gets its result (what the
+    work did is answered, not hidden behind an error); once the lane is closed, new work is
+    refused with ImageWorkStopped (answered 503) rather than failing inside the thread pool."""
+    from service.api.image_work import ImageWorkStopped
+
+    started = threading.Event()
+
+    def slow() -> str:
+        started.set()
+        time.sleep(0.3)
+        return "recorded"
+
+    async def main() -> tuple[str, bool]:
+        import asyncio
+
+        work = ImageWork(1)
+        task = asyncio.ensure_future(work.run(slow))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel("stop grace ran out")
+        result = await task
+        closing = asyncio.get_running_loop().run_in_executor(None, work.close)
+        await closing
+        with pytest.raises(ImageWorkStopped):
+            await work.run(slow)
+        return result, task.cancelled()
+
+    assert anyio.run(main) == ("recorded", False)

@@ -129,3 +129,16 @@ def test_checks_queued_past_the_stop_grace_get_503_and_none_is_recorded_behind_i
             "SELECT context FROM moderation_checks WHERE context LIKE 'cut-off-%'"
         ).fetchall()
     assert {row["context"] for row in rows} == ok
+
+
+def test_image_work_asked_for_while_the_service_stops_is_answered_503(client, make_key):
+    """A request that comes back for more image work once the lane has closed (the next file of
+    a registration seen through the stop grace) is answered 503 with Retry-After, not 500."""
+    from tests.support import auth, encode, photo_like
+
+    h = auth(make_key("match"))
+    client.app.state.image_work.close()
+    r = client.post("/v1/matches", files={"file": ("p.jpg", encode(photo_like(1)), "image/jpeg")},
+                    headers=h)
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"
+    assert "stopping" in r.json()["detail"]
