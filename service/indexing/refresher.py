@@ -2,7 +2,8 @@
 
 It refreshes when the database says the fingerprints changed (``LISTEN fingerprints_changed``,
 sent by a trigger when a change commits, whichever process or command made it) and at least
-every ``interval`` seconds (a listener whose connection was lost reconnects at the next tick).
+every ``interval`` seconds (a listener whose connection was lost reconnects, then refreshes at
+once for what was committed while nobody listened).
 """
 
 from __future__ import annotations
@@ -64,9 +65,11 @@ class IndexRefresher:
             return not self._stop.wait(self.interval)
         deadline = time.monotonic() + self.interval
         while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
-            listener = self._listener or self._connect_listener()
+            listener = self._listener
             if listener is None:
-                return not self._stop.wait(left)
+                if self._connect_listener() is None:
+                    return not self._stop.wait(left)
+                return not self._stop.is_set()  # (again) listening: catch up on the gap now
             try:
                 slice_ = min(left, LISTEN_SLICE_SECONDS)
                 if any(True for _ in listener.notifies(timeout=slice_, stop_after=1)):
