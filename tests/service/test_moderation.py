@@ -86,6 +86,20 @@ def stamp(client, h, image: Image.Image) -> tuple[dict, bytes]:
     return body, client.get(body["image_url"], headers=h).content
 
 
+def stamp_as_jpeg(client, h, image: Image.Image) -> tuple[str, Image.Image]:
+    """Stamp a picture too large for a PNG under the tests' upload limit: its generation id and
+    the stamped JPEG."""
+    r = client.post(
+        "/v1/stamps",
+        files={"file": ("big.jpg", encode(image), "image/jpeg")},
+        data={"metadata": json.dumps(STAMP_META), "format": "jpeg"},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    signed = Image.open(io.BytesIO(client.get(r.json()["image_url"], headers=h).content))
+    return r.json()["id"], signed
+
+
 def reasons(result: dict, rule: str) -> list[dict]:
     return [r for r in result["reasons"] if r["rule"] == rule]
 
@@ -294,15 +308,7 @@ def test_a_large_photo_of_ours_is_read_from_a_reduced_decode(mclient, make_key):
     """A large upload is decoded reduced (to the watermark's reading size) for the check: our
     stamped 2400 x 1600 picture, re-encoded without its metadata, still reads as ours."""
     h = auth(make_key("stamp", "moderate"))
-    r = mclient.post(
-        "/v1/stamps",
-        files={"file": ("big.jpg", encode(photo_like(502, (2400, 1600))), "image/jpeg")},
-        data={"metadata": json.dumps(STAMP_META), "format": "jpeg"},
-        headers=h,
-    )
-    assert r.status_code == 201, r.text
-    gid = r.json()["id"]
-    signed = Image.open(io.BytesIO(mclient.get(r.json()["image_url"], headers=h).content))
+    gid, signed = stamp_as_jpeg(mclient, h, photo_like(502, (2400, 1600)))
     res = moderate(mclient, h, encode(signed.convert("RGB"), quality=88))
     assert (res["width"], res["height"]) == (2400, 1600)
     wm = res["provenance"]["watermark"]
@@ -316,15 +322,7 @@ def test_a_crop_of_our_output_is_ours_not_a_forged_watermark(mclient, make_key):
     output, and the pixels are checked against that output directly (a crop can keep it out of
     the fingerprint index's candidates), so it is ours, not a watermark pasted elsewhere."""
     h = auth(make_key("stamp", "moderate"))
-    r = mclient.post(
-        "/v1/stamps",
-        files={"file": ("big.jpg", encode(photo_like(503, (2000, 1500))), "image/jpeg")},
-        data={"metadata": json.dumps(STAMP_META), "format": "jpeg"},
-        headers=h,
-    )
-    assert r.status_code == 201, r.text
-    gid = r.json()["id"]
-    signed = Image.open(io.BytesIO(mclient.get(r.json()["image_url"], headers=h).content))
+    gid, signed = stamp_as_jpeg(mclient, h, photo_like(503, (2000, 1500)))
     for box in ((0, 0, 1000, 750), (500, 0, 2000, 750)):
         res = moderate(mclient, h, encode(signed.convert("RGB").crop(box), quality=85))
         wm = res["provenance"]["watermark"]
