@@ -25,8 +25,8 @@ def test_healthz_readyz_metrics_docs(client):
 
 def test_readyz_reports_an_unloaded_or_stale_index(client, runtime):
     bank = runtime.banks["artwork"]
+    runtime.refresher.stop()  # first: a tick after the next line would undo it
     bank._refreshed_at = 0.0  # as if the refresher had stopped long ago
-    runtime.refresher.stop()
     r = client.get("/readyz")
     assert r.status_code == 503
     assert any("stale" in reason for reason in r.json()["reasons"])
