@@ -675,6 +675,16 @@ class SlowReceiver(Receiver):
         handler.do_POST = slow_post
 
 
+def one_photo_batch(client, h, seed: int, *, name: str = "a.jpg", data: dict | None = None):
+    """A batch of one synthetic photo (``data``: the form's other fields): the response."""
+    return client.post(
+        "/v1/moderation/batch",
+        files=[("files", (name, encode(photo_like(seed)), "image/jpeg"))],
+        data=data or {},
+        headers=h,
+    )
+
+
 def wait_job(client, h, job_id: str, timeout: float = 60) -> tuple[dict, list[int]]:
     seen, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -749,12 +759,7 @@ def test_batch_job_completes_and_its_webhook_signature_verifies(mclient, make_ke
 def test_webhook_is_retried_with_backoff_then_delivered(mclient, make_key):
     h = auth(make_key("moderate"))
     with Receiver([503, 500, 200]) as hook:
-        r = mclient.post(
-            "/v1/moderation/batch",
-            files=[("files", ("a.jpg", encode(photo_like(9941)), "image/jpeg"))],
-            data={"webhook_url": hook.url},
-            headers=h,
-        )
+        r = one_photo_batch(mclient, h, 9941, data={"webhook_url": hook.url})
         assert r.status_code == 202, r.text
         hook.wait(3)
         bodies = [b for _, b in hook.calls]
@@ -777,18 +782,9 @@ def test_webhook_is_retried_with_backoff_then_delivered(mclient, make_key):
 
 def test_a_finished_jobs_webhook_can_be_sent_again(mclient, runtime, make_key):
     h = auth(make_key("moderate"))
-    plain = mclient.post(
-        "/v1/moderation/batch",
-        files=[("files", ("a.jpg", encode(photo_like(9945)), "image/jpeg"))],
-        headers=h,
-    ).json()
+    plain = one_photo_batch(mclient, h, 9945).json()
     with Receiver([200, 200]) as hook:
-        r = mclient.post(
-            "/v1/moderation/batch",
-            files=[("files", ("a.jpg", encode(photo_like(9946)), "image/jpeg"))],
-            data={"webhook_url": hook.url},
-            headers=h,
-        )
+        r = one_photo_batch(mclient, h, 9946, data={"webhook_url": hook.url})
         job_id, secret = r.json()["id"], r.json()["webhook_secret"]
         wait_job(mclient, h, job_id)
         hook.wait(1)
@@ -931,11 +927,7 @@ def test_an_item_that_cannot_be_checked_fails_without_showing_the_servers_files(
     for worker in list(jobs._live_workers):  # this test works the items itself
         worker.stop()
     h = auth(make_key("moderate"))
-    job_id = mclient.post(
-        "/v1/moderation/batch",
-        files=[("files", ("a.jpg", encode(photo_like(9962)), "image/jpeg"))],
-        headers=h,
-    ).json()["id"]
+    job_id = one_photo_batch(mclient, h, 9962).json()["id"]
     with runtime.pool.connection() as conn:
         sha = conn.execute(
             "SELECT sha256 FROM moderation_job_items WHERE job_id = %s", (job_id,)
@@ -969,11 +961,7 @@ def test_jobs_take_turns_so_a_big_batch_keeps_no_one_waiting(mclient, runtime, m
                for i in range(5)],
         headers=a,
     ).json()["id"]
-    small = mclient.post(
-        "/v1/moderation/batch",
-        files=[("files", ("b.jpg", encode(photo_like(9990)), "image/jpeg"))],
-        headers=b,
-    ).json()["id"]
+    small = one_photo_batch(mclient, b, 9990, name="b.jpg").json()["id"]
     worker = ModerationWorker(runtime, poll_seconds=0.05)
     assert worker.process_item() and worker.process_item()
     assert mclient.get(f"/v1/moderation/jobs/{small}", headers=b).json()["status"] == "completed"
@@ -995,11 +983,7 @@ def test_an_item_abandoned_by_a_dead_worker_is_taken_up_by_another(
     for worker in list(jobs._live_workers):  # no worker of this process may race the test
         worker.stop()
     h = auth(make_key("moderate"))
-    r = mclient.post(
-        "/v1/moderation/batch",
-        files=[("files", ("a.jpg", encode(photo_like(9961)), "image/jpeg"))],
-        headers=h,
-    )
+    r = one_photo_batch(mclient, h, 9961)
     job_id = r.json()["id"]
     dead = psycopg.connect(settings.database_url)  # a process that claimed the item...
     dead.execute("SELECT 1 FROM moderation_job_items WHERE job_id = %s FOR UPDATE", (job_id,))
@@ -1113,12 +1097,7 @@ def test_a_webhook_that_cannot_be_called_fails_alone_and_jams_nothing(mclient, r
                 "UPDATE moderation_jobs SET webhook_url = %s WHERE id = %s",
                 ("http://" + "a" * 64 + ".example/h", bad.json()["id"]),
             )
-        good = mclient.post(
-            "/v1/moderation/batch",
-            files=[("files", ("b.jpg", encode(photo_like(9972)), "image/jpeg"))],
-            data={"webhook_url": rx.url},
-            headers=h,
-        )
+        good = one_photo_batch(mclient, h, 9972, name="b.jpg", data={"webhook_url": rx.url})
         rx.wait(1)
         assert good.json()["id"].encode() in rx.calls[0][1]
     deadline = time.monotonic() + 20
@@ -1136,20 +1115,11 @@ def test_a_slow_webhook_receiver_delays_no_ones_checks(mclient, make_key):
 
     a, b = auth(make_key("moderate", name="a")), auth(make_key("moderate", name="b"))
     with SlowReceiver(4) as rx:
-        first = mclient.post(
-            "/v1/moderation/batch",
-            files=[("files", ("a.jpg", encode(photo_like(9973)), "image/jpeg"))],
-            data={"webhook_url": rx.url},
-            headers=a,
-        ).json()
+        first = one_photo_batch(mclient, a, 9973, data={"webhook_url": rx.url}).json()
         wait_job(mclient, a, first["id"])
         time.sleep(0.5)  # its webhook is being posted now
         started = time.monotonic()
-        second = mclient.post(
-            "/v1/moderation/batch",
-            files=[("files", ("b.jpg", encode(photo_like(9974)), "image/jpeg"))],
-            headers=b,
-        ).json()
+        second = one_photo_batch(mclient, b, 9974, name="b.jpg").json()
         wait_job(mclient, b, second["id"])
         took = time.monotonic() - started
         redo = mclient.post(f"/v1/moderation/jobs/{first['id']}/webhook", headers=a)
@@ -1165,20 +1135,11 @@ def test_a_slow_webhook_receiver_delays_no_one_elses_webhook(mclient, make_key):
     a, b = auth(make_key("moderate", name="a")), auth(make_key("moderate", name="b"))
     with SlowReceiver(8) as slow, Receiver([200]) as quick:
         for seed in (9975, 9978):  # more slow webhooks at once than one thread per worker
-            first = mclient.post(
-                "/v1/moderation/batch",
-                files=[("files", ("a.jpg", encode(photo_like(seed)), "image/jpeg"))],
-                data={"webhook_url": slow.url},
-                headers=a,
-            ).json()
+            first = one_photo_batch(mclient, a, seed, data={"webhook_url": slow.url}).json()
             wait_job(mclient, a, first["id"])
         time.sleep(0.5)  # their webhooks are being posted now
-        second = mclient.post(
-            "/v1/moderation/batch",
-            files=[("files", ("b.jpg", encode(photo_like(9976)), "image/jpeg"))],
-            data={"webhook_url": quick.url},
-            headers=b,
-        ).json()
+        hook = {"webhook_url": quick.url}
+        second = one_photo_batch(mclient, b, 9976, name="b.jpg", data=hook).json()
         wait_job(mclient, b, second["id"])
         finished = time.monotonic()
         quick.wait(1, timeout=15)
@@ -1222,24 +1183,22 @@ def test_many_webhooks_to_a_receiver_that_never_answers_hold_up_no_one_else(mcli
     a, b = auth(make_key("moderate", name="a")), auth(make_key("moderate", name="b"))
     small = encode(photo_like(9979, (64, 48)), "PNG")
     stalled = Stalling()
+
+    def batch_done(h: dict[str, str], webhook_url: str) -> None:
+        job = mclient.post(
+            "/v1/moderation/batch",
+            files=[("files", ("s.png", small, "image/png"))],
+            data={"webhook_url": webhook_url},
+            headers=h,
+        ).json()
+        wait_job(mclient, h, job["id"])
+
     try:
         with Receiver([200]) as quick:
             for _ in range(2 * WEBHOOK_THREADS + 2):  # more than both workers' threads
-                job = mclient.post(
-                    "/v1/moderation/batch",
-                    files=[("files", ("s.png", small, "image/png"))],
-                    data={"webhook_url": stalled.url},
-                    headers=a,
-                ).json()
-                wait_job(mclient, a, job["id"])
+                batch_done(a, stalled.url)
             time.sleep(0.5)
-            job = mclient.post(
-                "/v1/moderation/batch",
-                files=[("files", ("q.png", small, "image/png"))],
-                data={"webhook_url": quick.url},
-                headers=b,
-            ).json()
-            wait_job(mclient, b, job["id"])
+            batch_done(b, quick.url)
             finished = time.monotonic()
             quick.wait(1, timeout=30)
             waited = time.monotonic() - finished
@@ -1255,12 +1214,7 @@ def test_a_webhook_is_not_attempted_beyond_its_limit(mclient, runtime, make_key)
 
     h = auth(make_key("moderate"))
     with Receiver([200]) as rx:
-        job = mclient.post(
-            "/v1/moderation/batch",
-            files=[("files", ("a.jpg", encode(photo_like(9977)), "image/jpeg"))],
-            data={"webhook_url": rx.url},
-            headers=h,
-        ).json()
+        job = one_photo_batch(mclient, h, 9977, data={"webhook_url": rx.url}).json()
         wait_job(mclient, h, job["id"])
         rx.wait(1)
         with runtime.pool.connection() as conn:
