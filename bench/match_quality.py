@@ -31,7 +31,7 @@ from PIL import Image
 
 from similarity import IndexConfig, MatchIndex, Thresholds, compute_signals, decode_image, match
 from similarity.dense_store import DenseStoreConfig
-from similarity.edits import EDITS, PAIRED_EDITS, Edit, random_pairs
+from similarity.edits import EDITS, LAUNDERING, PAIRED_EDITS, Edit, random_pairs
 from similarity.hash_store import HashStoreConfig
 from similarity.pdq import pdq_hash
 
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     for work_id, img in to_register:
         sig = compute_signals(img, for_query=False)
         index.add([work_id], [sig])
-        local[work_id] = sig.local
+        local[work_id] = sig.pack()["local"]  # type: ignore[assignment]  # as stored
         h, q = plain_pdq(img)
         if q >= PDQ_QUALITY_MIN:
             pdq_reg.append((work_id, h))
@@ -315,7 +315,9 @@ def render(rows: dict[str, Row], names: list[str], registered: set[str],
         f"pHash (distance <= {PHASH_THRESHOLD}). 'copy or similar' is our recall when "
         "`similar` matches count too, and 'any precision' the share of all matches, `copy` "
         "or `similar`, that name the right work; 'unrelated flagged': share of queries from "
-        "never-registered images with any match. Time: signals + match per query, one thread.",
+        "never-registered images with any match. Time: signals + match per query, one thread. "
+        "The goals (recall >= 0.95, precision >= 0.99) are stated for the copy list; the "
+        "laundering edits (negatives, line drawings of a work) go beyond it.",
         "",
         "| edit | queries | recall | precision | copy or similar | any precision "
         "| unrelated flagged | PDQ recall | PDQ precision | pHash recall | pHash precision "
@@ -350,8 +352,12 @@ def render(rows: dict[str, Row], names: list[str], registered: set[str],
         )
         return line(f"**{label}**", agg)
 
+    copy_list = [r for n, r in rows.items() if n not in LAUNDERING]
     lines.append(total("all single edits", [r for n, r in rows.items() if n in single]))
     lines.append(total("all pairs", [r for n, r in rows.items() if n not in single]))
+    lines.append(total("copy list (single edits and pairs)", copy_list))
+    lines.append(total("laundering (negatives, line drawings)",
+                       [r for n, r in rows.items() if n in LAUNDERING]))
     lines.append(total("overall", list(rows.values())))
     return "\n".join(lines) + "\n"
 

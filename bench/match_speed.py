@@ -39,7 +39,7 @@ from PIL import Image
 from similarity import MatchIndex, compute_signals, decode_image, match
 from similarity import threads as threads_mod
 from similarity.dense import DIM, VIEWS
-from similarity.edits import EDITS
+from similarity.edits import COPY_EDITS
 
 SIDE = 1024
 
@@ -126,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     real_sigs = {int(i): compute_signals(decode_image(blobs[i]), for_query=False)
                  for i in reg_idx}
     real_views = np.concatenate([s.dense_views for s in real_sigs.values()])
-    real_local = [s.local for s in real_sigs.values()]
+    real_packed = {i: bytes(s.pack()["local"]) for i, s in real_sigs.items()}  # as stored
+    real_local = list(real_packed.values())
 
     # Queries: edited copies of registered and unregistered images, as 1024-px JPEG uploads.
     queries = []
     for q in range(args.queries):
         src = int(reg_idx[q % half]) if q % 2 == 0 else int(unreg_idx[q % half])
-        edit = EDITS[int(rng.integers(len(EDITS)))]
+        edit = COPY_EDITS[int(rng.integers(len(COPY_EDITS)))]
         img = edit.apply(Image.open(io.BytesIO(blobs[src])).convert("RGB"), rng)
         buf = io.BytesIO()
         img.convert("RGB").save(buf, "JPEG", quality=90)
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         def lookup(wanted: list[int]) -> dict[int, bytes]:
             out = {}
             for w in wanted:
-                out[w] = real_sigs[w].local if w in real_sigs else real_local[w % len(real_local)]
+                out[w] = real_packed[w] if w in real_packed else real_local[w % len(real_local)]
             return out
 
         # Blocks of ten queries: the floor, then end to end without and with helpers, so that

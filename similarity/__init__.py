@@ -12,7 +12,7 @@ Registration may call `compute_signals(decoded, for_query=False)` to skip the qu
 extras. Query-side signals hand their ORB features (the picture's and its mirror image's) to a
 helper thread (`similarity.threads`) and compute the rest at once; reading `local` waits for the
 helper, or computes them if no helper has started. `SIGNALS_VERSION` changes whenever stored
-columns must be recomputed.
+columns must be recomputed; `COMPATIBLE_VERSIONS` are the stored versions still matched.
 """
 
 from similarity.clip import Embedder, OpenClipEmbedder, UnavailableEmbedder, load_embedder
@@ -26,9 +26,16 @@ from similarity.decode import (
 )
 from similarity.index import Candidate, IndexConfig, MatchIndex
 from similarity.matcher import LocalFeatureLookup, Match, Thresholds, match
-from similarity.signals import PACKED_COLUMNS, SIGNALS_VERSION, ImageSignals, compute_signals
+from similarity.signals import (
+    COMPATIBLE_VERSIONS,
+    PACKED_COLUMNS,
+    SIGNALS_VERSION,
+    ImageSignals,
+    compute_signals,
+)
 
 __all__ = [
+    "COMPATIBLE_VERSIONS",
     "PACKED_COLUMNS",
     "SIGNALS_VERSION",
     "Candidate",

@@ -177,28 +177,29 @@ class DenseStore:
         order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, name: str = "dense") -> None:
+        """Write the store's files into `folder`, each named starting with `name`."""
         folder.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.flat, str(folder / "dense_flat.faiss"))
-        ivf_path = folder / "dense_ivf.faiss"
+        faiss.write_index(self.flat, str(folder / f"{name}_flat.faiss"))
+        ivf_path = folder / f"{name}_ivf.faiss"
         if self.ivf is not None and self.projection is not None:
             faiss.write_index(self.ivf, str(ivf_path))
-            np.save(folder / "dense_projection.npy", self.projection)
+            np.save(folder / f"{name}_projection.npy", self.projection)
         elif ivf_path.exists():
             ivf_path.unlink()
         meta = {"dim": self.dim, "trained_on": self.trained_on, "config": asdict(self.config)}
-        (folder / "dense.json").write_text(json.dumps(meta))
+        (folder / f"{name}.json").write_text(json.dumps(meta))
 
     @classmethod
-    def load(cls, folder: Path) -> DenseStore:
-        meta = json.loads((folder / "dense.json").read_text())
+    def load(cls, folder: Path, name: str = "dense") -> DenseStore:
+        meta = json.loads((folder / f"{name}.json").read_text())
         store = cls(int(meta["dim"]), DenseStoreConfig(**meta["config"]))
-        store.flat = faiss.read_index(str(folder / "dense_flat.faiss"))
-        ivf_path = folder / "dense_ivf.faiss"
+        store.flat = faiss.read_index(str(folder / f"{name}_flat.faiss"))
+        ivf_path = folder / f"{name}_ivf.faiss"
         if ivf_path.exists():
             store.ivf = faiss.read_index(str(ivf_path))
             store.ivf.nprobe = store.config.nprobe
-            store.projection = np.load(folder / "dense_projection.npy")
+            store.projection = np.load(folder / f"{name}_projection.npy")
         store.trained_on = int(meta["trained_on"])
         return store
 

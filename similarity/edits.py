@@ -1,8 +1,8 @@
 """Image edits that a copy of a registered work may have gone through.
 
 Used by the quality benchmark and the tests. Every edit is a pure function of the image and a
-seeded random generator, so a run is reproducible. `EDITS` names the single edits of the copy
-list; `combine` chains two of them.
+seeded random generator, so a run is reproducible. `EDITS` names the single edits: those of
+the copy list (`COPY_EDITS`), then ways to launder a work (`LAUNDERING`); `combine` chains two.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
@@ -115,6 +116,35 @@ def grayscale(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 def negative(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Invert every pixel (a way to launder a picture through img2img and back)."""
     return ImageOps.invert(img.convert("RGB"))
+
+
+def edge_map(side: int, square: bool = False) -> EditFn:
+    """A Canny edge map at `side` pixels on the longer side (white lines on black), as made for
+    a ControlNet's control image, with thresholds drawn at random; `square` stretches the
+    picture to `side` x `side` first, as a control image resized to the generation's shape."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        w, h = img.size
+        size = (side, side) if square else (
+            max(1, round(w * side / max(w, h))), max(1, round(h * side / max(w, h))))
+        grey = np.asarray(img.convert("L").resize(size, Image.LANCZOS))
+        low = int(rng.integers(60, 121))
+        return Image.fromarray(cv2.Canny(grey, low, 2 * low)).convert("RGB")
+
+    return fn
+
+
+def pencil_tracing(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A pencil sketch of the picture: its luma divided by its blurred negative (dark strokes on
+    white where the picture has edges)."""
+    grey = np.asarray(img.convert("L"), np.float32)
+    radius = max(img.size) / 80
+    blurred = np.asarray(
+        Image.fromarray((255 - grey).astype(np.uint8)).filter(ImageFilter.GaussianBlur(radius)),
+        np.float32,
+    )
+    sketch = np.clip(grey * 255 / np.maximum(255 - blurred, 1), 0, 255)
+    return Image.fromarray(sketch.astype(np.uint8)).convert("RGB")
 
 
 def blur(relative_radius: float) -> EditFn:
@@ -256,9 +286,19 @@ EDITS: tuple[Edit, ...] = (
     Edit("page_screenshot_10", page_screenshot(0.10)),
     Edit("negative", negative),
     Edit("negative_hflip", lambda img, rng: negative(hflip(img, rng), rng)),
+    Edit("canny_control", edge_map(512)),
+    Edit("canny_control_square", edge_map(512, square=True)),
+    Edit("pencil_tracing", pencil_tracing),
 )
 
 EDITS_BY_NAME: dict[str, Edit] = {e.name: e for e in EDITS}
+
+LAUNDERING: frozenset[str] = frozenset(
+    {"negative", "negative_hflip", "canny_control", "canny_control_square", "pencil_tracing"}
+)
+"""Edits beyond the copy list (what a user calls a copy: crops, scaling, re-encoding, turns,
+tone, overlays, borders): ways to launder a work that keep its composition and little else."""
+COPY_EDITS: tuple[Edit, ...] = tuple(e for e in EDITS if e.name not in LAUNDERING)
 
 
 def combine(first: Edit, second: Edit) -> Edit:

@@ -3,6 +3,8 @@
 Two indexes find candidates: PDQ hashes in a binary index (range search over the query's eight
 rotations/flips) and dense views in an inner-product index (the whole picture under its eight
 rotations/flips, and the pictures turned back by small angles as they are and mirrored).
+A third holds the descriptors of works' edge maps (the dense row `LINES_VIEW`), searched only
+for queries that look like line drawings (`line_candidates`, see `similarity.lines`).
 Searches may run concurrently; writes take an exclusive lock.
 """
 
@@ -21,7 +23,7 @@ from similarity.dense_store import DenseStore, DenseStoreConfig
 from similarity.hash_store import HashStore, HashStoreConfig
 from similarity.pdq import DIHEDRAL_NAMES, PDQ_BYTES
 from similarity.rwlock import ReadWriteLock
-from similarity.signals import SIGNALS_VERSION, ImageSignals, unpack_dense
+from similarity.signals import LINES_VIEW, SIGNALS_VERSION, ImageSignals, unpack_dense
 from similarity.threads import Deferred, one_openmp_thread
 
 VIEW_SLOTS = 8  # dense vector id = work id * VIEW_SLOTS + view number
@@ -43,12 +45,13 @@ class IndexConfig:
 class Candidate:
     """A registered work worth verifying, and why.
 
-    `distance`: Hamming bits for "pdq"; 1 - cosine similarity for "dense". `variant` names the
-    rotation/flip of the query that hit and, for "dense", the registered view.
+    `distance`: Hamming bits for "pdq"; 1 - cosine similarity for "dense" and "lines".
+    `variant` names the rotation/flip of the query that hit and, for "dense", the registered
+    view.
     """
 
     id: int
-    signal: Literal["pdq", "dense"]
+    signal: Literal["pdq", "dense", "lines"]
     distance: float
     variant: str
 
@@ -66,6 +69,7 @@ class MatchIndex:
         self._lock = ReadWriteLock()
         self._pdq = HashStore(self.config.pdq)
         self._dense = DenseStore(dense_mod.DIM, self.config.dense)
+        self._lines = DenseStore(dense_mod.DIM, self.config.dense)
         self._ids: set[int] = set()
 
     # ---- writing -------------------------------------------------------------------------
@@ -78,7 +82,7 @@ class MatchIndex:
             ids,
             pdq=[s.pdq for s in signals],
             pdq_quality=[s.pdq_quality for s in signals],
-            dense=[s.dense_views for s in signals],
+            dense=[s.stored_dense for s in signals],
         )
 
     def add_packed(
@@ -92,7 +96,8 @@ class MatchIndex:
         """Bulk registration from stored columns.
 
         `pdq`: 32-byte hashes, or a (n, 32) uint8 array. `dense`: packed `dense` column values,
-        (views, DIM) arrays, or one (n, views, DIM) array.
+        (views, DIM) arrays, or one (n, views, DIM) array; a row `LINES_VIEW` goes to the index
+        of edge maps.
         """
         id_arr = np.asarray(ids, np.int64).reshape(-1)
         n = len(id_arr)
@@ -105,6 +110,7 @@ class MatchIndex:
         hashes = _hash_matrix(pdq, n)
         quality = np.asarray(pdq_quality, np.int64).reshape(-1)
         vec_ids, vecs = _dense_rows(id_arr, dense)
+        is_lines = vec_ids % VIEW_SLOTS == LINES_VIEW
         keep = quality >= self.config.pdq_quality_min
         with self._lock.write():
             present = [int(i) for i in id_arr if int(i) in self._ids]
@@ -112,7 +118,9 @@ class MatchIndex:
                 self._remove_locked(present)
             if keep.any():
                 self._pdq.add(id_arr[keep], hashes[keep])
-            self._dense.add(vec_ids, vecs)
+            self._dense.add(vec_ids[~is_lines], vecs[~is_lines])
+            if is_lines.any():
+                self._lines.add(vec_ids[is_lines], vecs[is_lines])
             self._ids.update(int(i) for i in id_arr)
 
     def remove(self, ids: Sequence[int]) -> None:
@@ -127,6 +135,7 @@ class MatchIndex:
         self._pdq.remove(arr)
         vec_ids = (arr[:, None] * VIEW_SLOTS + np.arange(VIEW_SLOTS)[None, :]).ravel()
         self._dense.remove(vec_ids)
+        self._lines.remove(arr * VIEW_SLOTS + LINES_VIEW)
         self._ids.difference_update(ids)
 
     # ---- reading -------------------------------------------------------------------------
@@ -141,7 +150,7 @@ class MatchIndex:
     def needs_rebuild(self) -> bool:
         """True when the dense IVF has outgrown its training; rebuild from the stored rows
         (a new MatchIndex and one `add_packed`) to train it again."""
-        return self._dense.needs_rebuild
+        return self._dense.needs_rebuild or self._lines.needs_rebuild
 
     def candidates(self, query: ImageSignals, k: int = 20) -> list[Candidate]:
         """PDQ hits within `pdq_radius` (all of them) and the `k` nearest works by dense views."""
@@ -155,6 +164,29 @@ class MatchIndex:
             finally:
                 pdq_hits = pdq.result()
             return pdq_hits + found
+
+    def line_candidates(self, descriptor: np.ndarray, k: int = 10) -> list[Candidate]:
+        """The `k` works whose edge maps are described most like `descriptor` (the strokes of
+        a line drawing, `LineMap.describe`), as it is or mirrored."""
+        one_openmp_thread()
+        with self._lock.read():
+            if not self._lines.ntotal or k <= 0:
+                return []
+            perms = dense_mod.dihedral_permutations()
+            variants = np.stack([descriptor[perms[op]] for op in TURNED_OPS])
+            sims, vids = self._lines.start_search(variants, k)()
+        best: dict[int, tuple[float, int]] = {}
+        for row in range(len(variants)):
+            for sim, vid in zip(sims[row], vids[row], strict=True):
+                wid = int(vid) // VIEW_SLOTS
+                if vid >= 0 and (wid not in best or sim > best[wid][0]):
+                    best[wid] = (float(sim), row)
+        ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:k]
+        return [
+            Candidate(id=wid, signal="lines", distance=round(1.0 - sim, 6),
+                      variant=dense_mod.OP_NAMES[TURNED_OPS[row]])
+            for wid, (sim, row) in ranked
+        ]
 
     def _pdq_candidates(self, query: ImageSignals) -> list[Candidate]:
         if query.pdq_quality < self.config.pdq_quality_min or not self._pdq.ntotal:
@@ -215,6 +247,7 @@ class MatchIndex:
         with self._lock.read():
             self._pdq.save(folder)
             self._dense.save(folder)
+            self._lines.save(folder, "lines")
             np.save(folder / "ids.npy", np.fromiter(self._ids, np.int64, len(self._ids)))
             meta = {
                 "signals_version": SIGNALS_VERSION,
@@ -245,6 +278,7 @@ class MatchIndex:
         index = cls(config)
         index._pdq = HashStore.load(folder)
         index._dense = DenseStore.load(folder)
+        index._lines = DenseStore.load(folder, "lines")
         index._ids = set(np.load(folder / "ids.npy").tolist())
         if len(index._ids) != int(meta["count"]):
             raise ValueError("snapshot is inconsistent (id count)")

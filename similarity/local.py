@@ -30,6 +30,7 @@ MAX_FEATURES = 400
 _MAGIC = b"OB1"
 _HEADER = struct.Struct("<3sBHHH")  # magic, flags, width, height, count
 _XY_SCALE = 16.0  # fixed-point keypoint coordinates: 1/16 pixel, sides up to 4095
+_FLAG_EXTRA = 1  # header flag: more bytes follow the features (see `with_extra`)
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,56 @@ class LocalFeatures:
 
     @classmethod
     def unpack(cls, data: bytes) -> LocalFeatures:
-        """Inverse of `pack`; raises ValueError on foreign or damaged bytes."""
-        if len(data) < _HEADER.size:
-            raise ValueError("local features: too short")
-        magic, _flags, w, h, n = _HEADER.unpack_from(data)
-        if magic != _MAGIC or len(data) != _HEADER.size + n * (4 + 32):
-            raise ValueError("local features: bad header or length")
+        """Inverse of `pack` (bytes from `with_extra` too); raises ValueError on foreign or
+        damaged bytes."""
+        n = _own_length(data)
         off = _HEADER.size
+        _magic, _flags, w, h, _n = _HEADER.unpack_from(data)
         xy = np.frombuffer(data, "<u2", 2 * n, off).reshape(n, 2).astype(np.float32) / _XY_SCALE
         desc = np.frombuffer(data, np.uint8, 32 * n, off + 4 * n).reshape(n, 32)
         return cls(xy=xy, descriptors=desc, width=w, height=h)
+
+
+def _own_length(data: bytes) -> int:
+    """The number of features in packed `data`, checking the header and the length (the
+    features alone, or followed by extra bytes when the header says so)."""
+    if len(data) < _HEADER.size:
+        raise ValueError("local features: too short")
+    magic, flags, _w, _h, n = _HEADER.unpack_from(data)
+    own = _HEADER.size + n * (4 + 32)
+    extra = flags & _FLAG_EXTRA
+    if magic != _MAGIC or len(data) < own or (len(data) > own) != bool(extra):
+        raise ValueError("local features: bad header or length")
+    return n
+
+
+def with_extra(packed: bytes, extra: bytes) -> bytes:
+    """Packed features followed by `extra` bytes that travel with them in the same column (a
+    work's edge map, see `similarity.lines`); `unpack` reads the features as before."""
+    if len(packed) != _HEADER.size + _own_length(packed) * (4 + 32):
+        raise ValueError("local features: extra bytes already follow")
+    if not extra:
+        return packed
+    head = bytearray(packed[: _HEADER.size])
+    head[3] |= _FLAG_EXTRA
+    return bytes(head) + packed[_HEADER.size :] + extra
+
+
+def extra_of(data: bytes) -> bytes:
+    """The extra bytes that follow packed features (empty when none do)."""
+    n = _own_length(data)
+    return bytes(data[_HEADER.size + n * (4 + 32) :])
+
+
+def split_extra(data: bytes) -> tuple[bytes, bytes]:
+    """(the packed features alone, as `pack` makes them; the extra bytes that followed)."""
+    n = _own_length(data)
+    end = _HEADER.size + n * (4 + 32)
+    if len(data) == end:
+        return bytes(data), b""
+    head = bytearray(data[: _HEADER.size])
+    head[3] &= ~_FLAG_EXTRA & 0xFF
+    return bytes(head) + bytes(data[_HEADER.size : end]), bytes(data[end:])
 
 
 def work_gray(gray: np.ndarray) -> np.ndarray:

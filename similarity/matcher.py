@@ -12,6 +12,10 @@ neither are not returned.
 A query with pictures embedded in it (`ImageSignals.parts`: a screenshot's picture) is matched
 as a whole and part by part; a work found in a part carries the part's box in its evidence
 (`region`), and a work found both ways keeps the stronger match.
+
+A query that looks like a line drawing (`ImageSignals.strokes`: an edge map, a tracing) is also
+matched against works' edge maps: the nearest by their descriptor are confirmed when strokes and
+edges lie on each other (`similarity.lines.overlap`); the evidence says `lines`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from itertools import pairwise
 from typing import Generic, Literal, Protocol, TypeVar
 
 from similarity.index import Candidate, MatchIndex
-from similarity.local import NO_MATCH, LocalFeatures, Verification, verify
+from similarity.lines import LineMap, overlap
+from similarity.local import NO_MATCH, LocalFeatures, Verification, extra_of, verify
 from similarity.signals import SIGNALS_VERSION, ImageSignals
 from similarity.threads import Deferred
 
@@ -67,6 +72,14 @@ class Thresholds:
     dense_verify_max: float = 0.03
     dense_verify_ratio: float = 0.8
     dense_reference_rank: int = 12
+    # A line drawing is a copy of a work when its strokes and the work's edges lie on each other
+    # this far beyond chance (`similarity.lines.overlap`) and the descriptors of the two are
+    # at most `lines_descriptor_max` apart; the `lines_candidates` works with the nearest
+    # descriptors are checked. Lines make no `similar` matches: straight lines and grids lie
+    # on each other in unrelated pictures often enough (bench/results/match_quality.md).
+    lines_copy: float = 0.40
+    lines_descriptor_max: float = 0.08
+    lines_candidates: int = 10
 
 
 Decision = Literal["copy", "similar"]
@@ -94,6 +107,10 @@ def match(
     """Registered works that `query` (or, with `parts`, a picture embedded in it) copies or
     resembles, best first, at most `limit`."""
     results = {m.id: m for m in _match_whole(query, index, lookup, thresholds)}
+    if query.strokes is not None:
+        for m in _match_lines(query.strokes, index, lookup, thresholds):
+            if m.id not in results or stronger(m, results[m.id]):
+                results[m.id] = m
     for part in query.parts if parts else ():
         for m in _match_whole(part.signals, index, lookup, thresholds):
             m = Match(m.id, m.score, m.decision, {**m.evidence, "region": list(part.box)})
@@ -172,6 +189,49 @@ def _match_whole(
         if m is not None:
             results.append(m)
     return results
+
+
+def _match_lines(
+    strokes: LineMap, index: MatchIndex, lookup: LocalFeatureLookup, t: Thresholds
+) -> list[Match]:
+    """Works whose edge maps the strokes of a line drawing trace."""
+    cands = [
+        c for c in index.line_candidates(strokes.describe(), k=t.lines_candidates)
+        if c.distance <= t.lines_descriptor_max
+    ]
+    stored = lookup([c.id for c in cands]) if cands else {}
+    found = []
+    for c in cands:
+        edges = _lines_or_none(stored.get(c.id))
+        if edges is None:
+            continue
+        score, mirrored = overlap(strokes, edges)
+        if score < t.lines_copy:
+            continue
+        evidence: dict[str, object] = {
+            "signals_version": SIGNALS_VERSION,
+            "fired": ["lines"],
+            "pdq": None,
+            "dense": None,
+            "local_features": None,
+            "lines": {"overlap": round(score, 4), "mirrored": mirrored,
+                      "descriptor_distance": c.distance},
+            "thresholds": asdict(t),
+        }
+        found.append(Match(c.id, round(max(score, 0.8), 4), "copy", evidence))
+    return found
+
+
+def _lines_or_none(raw: bytes | None) -> LineMap | None:
+    """The edge map stored after a work's local features; None when its row has none (stored
+    by the version before edge maps) or the bytes are damaged."""
+    if not raw:
+        return None
+    try:
+        extra = extra_of(raw)
+        return LineMap.unpack(extra) if extra else None
+    except ValueError:
+        return None
 
 
 def _worth_verifying(

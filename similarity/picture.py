@@ -5,7 +5,8 @@ verification fitted a transform, the query's outline is drawn onto the work wher
 crop shows as a smaller box, a rotation as a tilted one, a mirrored copy is marked so), and the
 caption names the decision, the score and the signals that fired. A match found in a picture
 embedded in the query (a screenshot's) has that picture boxed on the query, and the box's
-outline is what lands on the work.
+outline is what lands on the work. A line drawing found by its lines has its strokes drawn over
+the work, stretched (and mirrored) as they were compared.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from similarity.lines import line_drawing
 from similarity.local import WORK_SIDE
 from similarity.matcher import Match
 
@@ -77,7 +79,7 @@ def evidence_picture(
             draw.rectangle(box, outline=colour, width=3)
         ref_panel, r_scale = _panel(row.reference)
         left = 2 * GAP + PANEL
-        canvas.paste(ref_panel, (left, top))
+        canvas.paste(_with_strokes(ref_panel, query, row.match, colour), (left, top))
         outline = _outline(query, row.reference, row.match, q_scale, r_scale)
         if outline is not None:
             points = [(left + x, top + y) for x, y in outline]
@@ -133,6 +135,21 @@ def _outline(
     return [(float(x * to_panel), float(y * to_panel)) for x, y in mapped]
 
 
+def _with_strokes(
+    panel: Image.Image, query: Image.Image, match: Match, colour: tuple[int, int, int]
+) -> Image.Image:
+    """The work's panel with the query's strokes over it, when lines matched them."""
+    lines = match.evidence.get("lines")
+    if not isinstance(lines, dict):
+        return panel
+    strokes = line_drawing(np.asarray(query.convert("L")))
+    if strokes is None:
+        return panel
+    bits = strokes.bits[:, ::-1] if lines.get("mirrored") else strokes.bits
+    mask = Image.fromarray(bits.astype(np.uint8) * 200).resize(panel.size, Image.Resampling.NEAREST)
+    return Image.composite(Image.new("RGB", panel.size, colour), panel, mask)
+
+
 def _caption(row: EvidenceRow) -> str:
     match = row.match
     fired = [str(s) for s in match.evidence.get("fired") or []]  # type: ignore[union-attr]
@@ -147,5 +164,9 @@ def _caption(row: EvidenceRow) -> str:
     pdq = match.evidence.get("pdq")
     if isinstance(pdq, dict) and pdq.get("distance") is not None:
         parts.append(f"PDQ distance {pdq['distance']}")
+    lines = match.evidence.get("lines")
+    if isinstance(lines, dict) and lines.get("overlap") is not None:
+        parts.append(f"lines overlap {float(lines['overlap']):.2f}"
+                     + (" mirrored" if lines.get("mirrored") else ""))
     line = " | ".join(parts)
     return line + (f"\nsignals: {', '.join(fired)}" if fired else "")

@@ -10,14 +10,21 @@ import numpy as np
 from PIL import Image
 
 from similarity import dense as dense_mod
+from similarity import lines as lines_mod
 from similarity import local as local_mod
 from similarity.decode import DecodedImage
 from similarity.embedded import Box, find_embedded, rescaled
 from similarity.pdq import PDQ_BYTES, pdq_dihedral, pdq_hash
 from similarity.threads import Deferred
 
-SIGNALS_VERSION = "pdq2.hog2.orb2"
+SIGNALS_VERSION = "pdq2.hog2.orb2.lines1"
 """Changes whenever extraction changes; stored signals of another version must be recomputed."""
+COMPATIBLE_VERSIONS: frozenset[str] = frozenset({SIGNALS_VERSION, "pdq2.hog2.orb2"})
+"""Stored versions this code still matches: the one before lacks only the work's edge map
+(`similarity.lines`), so those rows match as before except by line drawings until they are
+recomputed (`chopmark fingerprints refresh`)."""
+LINES_VIEW = len(dense_mod.VIEWS)
+"""The row of the stored dense views that describes the work's edge map, when present."""
 
 PACKED_COLUMNS: tuple[str, ...] = ("pdq", "pdq_quality", "dense", "local")
 PDQ_SIDE = 128
@@ -53,11 +60,14 @@ class ImageSignals:
 
     Stored (see `pack`): `pdq` (32 bytes) and `pdq_quality` (0..100); `dense_views`
     (views x DIM, float32, row 0 is the whole picture, the rest sub-windows, see
-    `similarity.dense.VIEWS`); `local` (packed ORB keypoints and descriptors).
+    `similarity.dense.VIEWS`), stored with the descriptor of the edge map after them
+    (`stored_dense`); `local` (packed ORB keypoints and descriptors), stored with the edge map
+    `lines` after them (`similarity.lines`).
     Query side only (not stored, empty after `from_packed`): the PDQ hashes of the eight
     rotations/flips, the ORB features of the mirror image, dense descriptors of the
-    picture turned back by a few small angles (`similarity.dense.describe_query`), and the
-    `parts`: pictures embedded in it (a screenshot's), each with signals of its own.
+    picture turned back by a few small angles (`similarity.dense.describe_query`), the
+    `parts`: pictures embedded in it (a screenshot's), each with signals of its own, and the
+    `strokes` of a query that looks like a line drawing.
 
     Signals made by `compute_signals` keep the reduced picture and compute `dense_views` when
     first read; `local` and `local_mirror` are worked out together by a helper thread, or when
@@ -65,8 +75,8 @@ class ImageSignals:
     Read-only; pickling computes every part first.
     """
 
-    __slots__ = ("_dense_query", "_dense_views", "_local", "_local_mirror", "_parts", "_pdq",
-                 "_pdq_dihedral", "_pdq_quality", "_pixels")
+    __slots__ = ("_dense_query", "_dense_views", "_lines", "_lines_row", "_local", "_local_mirror",
+                 "_parts", "_pdq", "_pdq_dihedral", "_pdq_quality", "_pixels", "_strokes")
 
     def __init__(
         self,
@@ -80,6 +90,9 @@ class ImageSignals:
         *,
         pixels: _Pixels | None = None,
         parts: tuple[Part, ...] = (),
+        strokes: lines_mod.LineMap | None = None,
+        lines: lines_mod.LineMap | None = None,
+        lines_row: np.ndarray | None = None,
     ) -> None:
         if pixels is None and (dense_views is None or local is None):
             raise ValueError("dense_views and local are needed without pixels to compute them")
@@ -93,6 +106,9 @@ class ImageSignals:
         put(self, "_dense_query", dense_query)
         put(self, "_pixels", pixels)
         put(self, "_parts", tuple(parts))
+        put(self, "_strokes", strokes)
+        put(self, "_lines", lines)
+        put(self, "_lines_row", lines_row)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("ImageSignals is read-only")
@@ -102,7 +118,8 @@ class ImageSignals:
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         return _unpickle, (self.pdq, self.pdq_quality, self.dense_views, self.local,
-                           self.pdq_dihedral, self.local_mirror, self.dense_query, self.parts)
+                           self.pdq_dihedral, self.local_mirror, self.dense_query, self.parts,
+                           self.strokes, self.lines, self._lines_row)
 
     @property
     def pdq(self) -> bytes:
@@ -120,6 +137,22 @@ class ImageSignals:
     def parts(self) -> tuple[Part, ...]:
         """Pictures embedded in this one, matched on their own too (query side only)."""
         return self._parts
+
+    @property
+    def strokes(self) -> lines_mod.LineMap | None:
+        """The strokes of a query that looks like a line drawing (query side only; None
+        otherwise), matched against works' edge maps (`similarity.lines`)."""
+        return self._strokes
+
+    @property
+    def lines(self) -> lines_mod.LineMap | None:
+        """The edge map stored with the picture (`similarity.lines.stored_edges`), made from
+        the kept pixels when first read; None for a picture that is itself a line drawing, and
+        for stored signals without one (read without the `local` column, or stored by the
+        version before edge maps)."""
+        if self._lines is None and self._pixels is not None and self._strokes is None:
+            object.__setattr__(self, "_lines", lines_mod.work_edges(self._pixels.gray))
+        return self._lines
 
     @property
     def dense_query(self) -> np.ndarray | None:
@@ -174,31 +207,58 @@ class ImageSignals:
         return self.dense_views[0]
 
     def pack(self) -> dict[str, bytes | int]:
-        """Columns to store: bytes for `pdq`, `dense`, `local`; int for `pdq_quality`."""
+        """Columns to store: bytes for `pdq`, `dense`, `local`; int for `pdq_quality`.
+
+        `dense` holds the views and, in row `LINES_VIEW`, the descriptor of the edge map;
+        `local` the ORB features followed by the edge map (`similarity.local.with_extra`)."""
+        local = self.local
+        lines = self.lines
+        if lines is not None:
+            local = local_mod.with_extra(local, lines.pack())
         return {
             "pdq": self.pdq,
             "pdq_quality": int(self.pdq_quality),
-            "dense": np.ascontiguousarray(self.dense_views, "<f2").tobytes(),
-            "local": self.local,
+            "dense": np.ascontiguousarray(self.stored_dense, "<f2").tobytes(),
+            "local": local,
         }
+
+    @property
+    def stored_dense(self) -> np.ndarray:
+        """The dense rows as stored and indexed: the views, then (row `LINES_VIEW`) the
+        descriptor of the edge map when there is one."""
+        views = self.dense_views
+        row = self._lines_row
+        if row is None and self.lines is not None:
+            row = self.lines.describe()
+        return views if row is None else np.vstack([views, row[None, :]])
 
     @classmethod
     def from_packed(cls, d: dict[str, bytes | int]) -> ImageSignals:
-        """Inverse of `pack` (values may be bytes, bytearray or memoryview)."""
+        """Inverse of `pack` (values may be bytes, bytearray or memoryview). `local` may be
+        empty where the features are not needed (an index reads only pdq and dense)."""
         pdq = bytes(d["pdq"])  # type: ignore[arg-type]
         if len(pdq) != PDQ_BYTES:
             raise ValueError("pdq must be 32 bytes")
+        rows = unpack_dense(d["dense"])  # type: ignore[arg-type]
+        if len(rows) > LINES_VIEW + 1:
+            raise ValueError("dense column has too many rows")
+        raw = bytes(d["local"])  # type: ignore[arg-type]
+        local, extra = local_mod.split_extra(raw) if raw else (raw, b"")
         return cls(
             pdq=pdq,
             pdq_quality=int(d["pdq_quality"]),  # type: ignore[arg-type]
-            dense_views=unpack_dense(d["dense"]),  # type: ignore[arg-type]
-            local=bytes(d["local"]),  # type: ignore[arg-type]
+            dense_views=rows[:LINES_VIEW],
+            local=local,
+            lines=lines_mod.LineMap.unpack(extra) if extra else None,
+            lines_row=rows[LINES_VIEW] if len(rows) > LINES_VIEW else None,
         )
 
 
 def _unpickle(*args: object) -> ImageSignals:
-    *whole, parts = args
-    return ImageSignals(*whole, parts=parts)  # type: ignore[arg-type]
+    *whole, parts, strokes, lines, lines_row = args
+    return ImageSignals(
+        *whole, parts=parts, strokes=strokes, lines=lines, lines_row=lines_row  # type: ignore[arg-type]
+    )
 
 
 def unpack_dense(raw: bytes | bytearray | memoryview) -> np.ndarray:
@@ -240,13 +300,14 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
                 dense_mod.reduce_for_views(gray.astype(np.float32))
             ),
             local=local_mod.extract(gray).pack(),
+            lines=lines_mod.stored_edges(full, gray),
         )
     to_file = _to_file_pixels(img, full.shape)
     parts = tuple(
         Part(to_file(b), _query_signals(local_mod.work_gray(full[b[1] : b[3], b[0] : b[2]])))
         for b in find_embedded(full, gray)
     )
-    return _query_signals(gray, parts)
+    return _query_signals(gray, parts, lines_mod.line_drawing(full, gray))
 
 
 def _to_file_pixels(
@@ -259,7 +320,9 @@ def _to_file_pixels(
     return lambda box: rescaled(box, shape, (img.height, img.width))
 
 
-def _query_signals(gray: np.ndarray, parts: tuple[Part, ...] = ()) -> ImageSignals:
+def _query_signals(
+    gray: np.ndarray, parts: tuple[Part, ...] = (), strokes: lines_mod.LineMap | None = None
+) -> ImageSignals:
     """Query signals of a work-size luma picture."""
     # Nearly every query is verified with its ORB features, and half also with its mirror
     # image's: a helper thread starts on both now, while this one hashes and describes the
@@ -274,6 +337,7 @@ def _query_signals(gray: np.ndarray, parts: tuple[Part, ...] = ()) -> ImageSigna
         dense_query=dense_mod.describe_query_region(region),
         pixels=_Pixels(region, local, gray),
         parts=parts,
+        strokes=strokes,
     )
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from service.cli.common import cli_actor, console, err_console, runtime, shown
 from service.cpus import usable_cpus
 from service.indexing.refingerprint import refresh_stale, stale_rows
-from similarity import SIGNALS_VERSION
+from similarity import COMPATIBLE_VERSIONS, SIGNALS_VERSION
 
 fingerprints_app = typer.Typer(
     help="Stored fingerprints and their signals version.", no_args_is_help=True
@@ -31,10 +31,15 @@ def status() -> None:
         ).fetchall()
     table = Table("bank", "signals version", "fingerprints", "current")
     for r in rows:
-        current = r["signals_version"] == SIGNALS_VERSION
-        table.add_row(r["bank"], r["signals_version"], str(r["n"]), "yes" if current else "no")
+        version = r["signals_version"]
+        current = (
+            "yes" if version == SIGNALS_VERSION
+            else "no: matched, not by line drawings" if version in COMPATIBLE_VERSIONS
+            else "no: not matched"
+        )
+        table.add_row(r["bank"], version, str(r["n"]), current)
     console.print(table)
-    console.print(f"this code makes {SIGNALS_VERSION}")
+    console.print(f"this code makes {SIGNALS_VERSION}; `fingerprints refresh` recomputes the rest")
 
 
 @fingerprints_app.command("refresh")

@@ -26,7 +26,14 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from service.indexing.snapshots import Checkpoint, load_snapshot, save_snapshot
-from similarity import SIGNALS_VERSION, ImageSignals, Match, MatchIndex, match
+from similarity import (
+    COMPATIBLE_VERSIONS,
+    SIGNALS_VERSION,
+    ImageSignals,
+    Match,
+    MatchIndex,
+    match,
+)
 from similarity.matcher import verify_against
 
 log = logging.getLogger(__name__)
@@ -201,7 +208,7 @@ class BankIndex:
             removes.append(fid)
             if not active:
                 continue
-            if version != SIGNALS_VERSION:
+            if version not in COMPATIBLE_VERSIONS:  # an older row may still match
                 stale.add(fid)
                 continue
             add_ids.append(fid)

@@ -26,6 +26,7 @@ from provenance.labels import DMI_PROHIBITED, LabelSet, encode_with_labels, read
 from provenance.watermark import payload_to_hex
 from service.genservice import GenerationService
 from service.indexing.bank import BankIndex
+from similarity.edits import EDITS_BY_NAME
 from tests.support import auth, encode, photo_like
 
 SIZE = 256
@@ -303,6 +304,30 @@ def test_a_licence_holder_may_rework_the_same_artwork(gen, runtime, make_key):
         rows = conn.execute("SELECT outcome FROM generation_matches").fetchall()
     outcomes = sorted(r["outcome"] for r in rows)
     assert outcomes == ["blocked", "licensed"]
+
+
+def test_an_edge_map_of_a_denied_work_is_refused_as_a_control_image(gen, runtime, make_key):
+    """The usual way to launder a composition: trace the work's edges, steer with them."""
+    client, model = gen
+    art = photo_like(16, (640, 480))
+    work = register_artwork(client, auth(make_key("registry")), art, '{"img2img": "deny"}')
+    h = auth(make_key("generate"))
+    rng = np.random.default_rng(0)
+    for edit in ("canny_control", "canny_control_square"):
+        edges = encode(EDITS_BY_NAME[edit].apply(art, rng), "PNG")
+        r = client.post("/v1/generations", json=request(control_image=b64(edges)), headers=h)
+        assert r.status_code == 403, r.text
+        body = r.json()
+        assert [x["code"] for x in body["reasons"]] == ["registered_artwork_denied"]
+        (found,) = body["matches"]
+        assert found["artwork_id"] == work["id"] and found["decision"] == "copy"
+        assert found["evidence"]["fired"] == ["lines"]
+    assert model.call_count == 0
+    # the edge map of a picture nobody registered steers as before
+    free = encode(EDITS_BY_NAME["canny_control"].apply(photo_like(17, (640, 480)), rng), "PNG")
+    r = client.post("/v1/generations", json=request(control_image=b64(free)), headers=h)
+    assert r.status_code == 201, r.text
+    assert model.call_count == 1
 
 
 def test_a_control_image_is_gated_then_steers_and_is_cited(gen, runtime, make_key):

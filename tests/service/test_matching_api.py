@@ -196,6 +196,29 @@ def test_the_match_can_be_looked_at(client, make_key):
     assert (empty == BACKGROUND).all()  # no artwork beside the query
 
 
+def test_a_traced_work_is_shown_with_the_strokes_over_it(client, make_key, tmp_path):
+    from similarity.edits import EDITS_BY_NAME
+    from similarity.picture import GAP, PANEL
+
+    h = auth(make_key("registry", "match"))
+    register(client, h, 131)
+    edges = EDITS_BY_NAME["canny_control"].apply(photo_like(131), np.random.default_rng(0))
+    data = encode(edges, "PNG")
+    r = client.post("/v1/matches/picture", files={"file": ("e.png", data)}, headers=h)
+    assert r.status_code == 200, r.text
+    picture = Image.open(io.BytesIO(r.content)).convert("RGB")
+    picture.save(tmp_path / "traced.png")
+    assert picture.height == GAP + PANEL + 44 + GAP  # one row: the work
+    panel = picture.crop((2 * GAP + PANEL, GAP, 2 * GAP + 2 * PANEL, GAP + PANEL))
+    # the strokes, in the copy's red, lie over the work (photo_like has no such red itself)
+    assert red_pixels(panel) > 2000
+    plain = client.post("/v1/matches/picture",
+                        files={"file": ("w.jpg", encode(photo_like(131)))}, headers=h)
+    plain_panel = Image.open(io.BytesIO(plain.content)).convert("RGB").crop(
+        (2 * GAP + PANEL, GAP, 2 * GAP + 2 * PANEL, GAP + PANEL))
+    assert red_pixels(panel) > 5 * red_pixels(plain_panel)
+
+
 def test_a_work_in_a_page_is_boxed_in_the_uploads_pixels_on_every_route(client, make_key):
     """Both routes decode a large page reduced (and the same way): the region of a work found
     inside it is the same box of the uploaded file on both."""

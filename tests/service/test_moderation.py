@@ -18,6 +18,7 @@ from PIL import Image, ImageEnhance
 
 from service.moderation.jobs import ModerationWorker
 from service.moderation.webhooks import SIGNATURE_HEADER, verify_signature
+from similarity.edits import EDITS_BY_NAME
 from tests.support import auth, encode, photo_like
 
 STAMP_META = {
@@ -429,6 +430,28 @@ def test_registered_copy_is_blocked_unless_licensed(mclient, runtime, make_key):
         ).fetchone()["n"]
     assert [r["verdict"] for r in rows] == ["block", "allow"]
     assert touched == 2, "the artist's event feed sees both moderation matches"
+
+
+def test_a_tracing_of_a_registered_work_is_blocked_as_its_copy(mclient, make_key):
+    h = auth(make_key("registry", "moderate", "match"))
+    (work,) = register(mclient, h, 611)
+    rng = np.random.default_rng(1)
+    for edit in ("canny_control", "pencil_tracing"):
+        drawing = encode(EDITS_BY_NAME[edit].apply(photo_like(611), rng), "PNG")
+        res = moderate(mclient, h, drawing, name="lines.png", user="user-1")
+        assert res["verdict"] == "block", edit
+        (why,) = reasons(res, "registered_copy")
+        assert why["evidence"]["artwork_id"] == work["id"]
+        (found,) = res["registry"]["matches"]
+        assert found["decision"] == "copy" and found["evidence"]["fired"] == ["lines"]
+        # /v1/matches gives the same answer for the same bytes
+        r = mclient.post("/v1/matches", files={"file": ("lines.png", drawing)}, headers=h)
+        assert [(m["artwork_id"], m["decision"]) for m in r.json()["matches"]] == [
+            (work["id"], "copy")
+        ]
+    other = encode(EDITS_BY_NAME["canny_control"].apply(photo_like(612), rng), "PNG")
+    res = moderate(mclient, h, other, name="other.png")
+    assert res["verdict"] == "allow" and res["registry"]["matches"] == []
 
 
 def test_unrelated_photo_is_allowed(mclient, make_key):

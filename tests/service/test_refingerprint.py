@@ -100,3 +100,58 @@ def test_stale_fingerprints_are_reported_and_refreshed(client, runtime, settings
     assert f"artwork:{artwork}" in [r["subject"] for r in refreshed]
     verified = _cli(settings, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_rows_without_edge_maps_still_match_and_refresh_gives_them_one(
+    client, runtime, settings, make_key
+):
+    """Rows of the version before edge maps (`pdq2.hog2.orb2`): still matched by every other
+    signal, not by a line drawing; `fingerprints refresh` makes them whole."""
+    from similarity.edits import EDITS_BY_NAME
+    from similarity.local import LocalFeatures
+
+    h = auth(make_key("registry", "match"))
+    work = photo_like(821, (640, 480))
+    artist = client.post("/v1/artists", json={"display_name": "Ivo", "email": "i@example.org"},
+                         headers=h).json()["id"]
+    r = client.post(f"/v1/artists/{artist}/artworks",
+                    files=[("files", ("w.jpg", encode(work), "image/jpeg"))], headers=h)
+    artwork = r.json()["artworks"][0]["id"]
+    with runtime.pool.connection() as conn, conn.transaction():
+        lock_for_change(conn)
+        row = conn.execute(
+            "SELECT id, dense, local_features FROM fingerprints WHERE bank = 'artwork'"
+        ).fetchone()
+        conn.execute(  # as the version before wrote it: six dense rows, no edge map
+            "UPDATE fingerprints SET signals_version = 'pdq2.hog2.orb2', dense = %s,"
+            " local_features = %s,"
+            " change_seq = nextval('change_seq') WHERE id = %s",
+            (bytes(row["dense"])[: 6 * 128 * 2],
+             LocalFeatures.unpack(bytes(row["local_features"])).pack(), row["id"]),
+        )
+    runtime.banks["artwork"].refresh()
+
+    def matched(data: bytes) -> list[tuple[str, str]]:
+        r = client.post("/v1/matches", files={"file": ("q.png", data)}, headers=h)
+        assert r.status_code == 200, r.text
+        return [(m["artwork_id"], m["decision"]) for m in r.json()["matches"]]
+
+    edges = encode(EDITS_BY_NAME["canny_control"].apply(work, _rng()), "PNG")
+    edited = encode(ImageEnhance.Contrast(work.crop((40, 30, 600, 450))).enhance(1.2))
+    assert client.get("/readyz").status_code == 200  # nothing is missing from the index
+    assert matched(edited) == [(artwork, "copy")]
+    assert matched(edges) == []
+
+    status = _cli(settings, "fingerprints", "status")
+    assert "matched, not by line drawings" in status.stdout, status.stdout
+    done = _cli(settings, "fingerprints", "refresh", "--workers", "1", "--no-progress")
+    assert "refreshed 1 artwork fingerprint(s)" in done.stdout, done.stdout + done.stderr
+    runtime.banks["artwork"].refresh()
+    assert matched(edges) == [(artwork, "copy")]
+    assert matched(edited) == [(artwork, "copy")]
+
+
+def _rng():
+    import numpy as np
+
+    return np.random.default_rng(0)

@@ -1,0 +1,206 @@
+"""Line drawings of a work: its stored edge map, and line drawings found by it.
+
+A Canny edge map of a registered work (the control image of a ControlNet), or a pencil tracing
+of it, shares no tone and little texture with the work: its PDQ hash, dense descriptor and ORB
+features do not agree with the work's. What the two share is where the lines run.
+
+Registration keeps the work's edge map: Canny on the work-size luma (`local.WORK_SIDE`),
+reduced to at most `EDGE_SIDE` pixels a side (a block is an edge when any pixel in it is), under
+2 KiB packed, and the dense descriptor of that map softened (`describe`). A query that looks
+like a line drawing (`line_drawing`: a plain ground, thin strokes) is reduced to a map of its
+strokes the same way; its nearest works by the descriptor are its candidates, and a candidate
+is confirmed when the query's strokes and the work's edges lie on each other (`overlap`),
+stretched to the work's shape (control images are often resized to the generation's shape),
+as they are or mirrored.
+
+Works that are themselves line drawings keep no edge map (`stored_edges`): their tracings are
+copies in the usual sense, and line art shares frames and panel borders with other line art.
+
+Not found this way: a line drawing cut to a part of the work, turned, or drawn over something
+else (the strokes must cover the whole work).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from similarity import dense as dense_mod
+from similarity.local import WORK_SIDE, work_gray
+
+EDGE_SIDE = 128
+CANNY_LOW, CANNY_HIGH = 50, 120  # on the work-size luma, after a 3x3 Gaussian
+SOFTEN_SIGMA = 0.75  # strokes are softened this much (pixels at EDGE_SIDE) before describing
+TOLERANCE = 1.5  # a stroke pixel this close to an edge pixel (at EDGE_SIDE) lies on it
+# What a query must look like to be taken for a line drawing: most of it the plain ground, some
+# of it strokes, and the strokes thin (an opening with a square of THIN_KERNEL pixels at the
+# work size, more on a larger decode, removes at least THIN_SHARE of them).
+GROUND_TOLERANCE = 8
+GROUND_SHARE_MIN = 0.45
+STROKE_SHARE = (0.002, 0.50)
+THIN_KERNEL = 5
+THIN_SHARE = 0.45
+NULL_SHIFT = 10  # pixels at EDGE_SIDE; see `_beyond_chance`
+_SHIFTS = tuple((dy * NULL_SHIFT, dx * NULL_SHIFT)
+                for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+_MAGIC = b"LN1"
+_HEADER = struct.Struct("<3sHH")  # magic, height, width
+
+
+@dataclass(frozen=True)
+class LineMap:
+    """A picture's lines: (h, w) bool, at most EDGE_SIDE on its longer side."""
+
+    bits: np.ndarray
+
+    def pack(self) -> bytes:
+        h, w = self.bits.shape
+        return _HEADER.pack(_MAGIC, h, w) + np.packbits(self.bits, axis=None).tobytes()
+
+    @classmethod
+    def unpack(cls, data: bytes) -> LineMap:
+        """Inverse of `pack`; raises ValueError on foreign or damaged bytes."""
+        if len(data) < _HEADER.size:
+            raise ValueError("line map: too short")
+        magic, h, w = _HEADER.unpack_from(data)
+        if magic != _MAGIC or not 0 < h <= EDGE_SIDE or not 0 < w <= EDGE_SIDE:
+            raise ValueError("line map: bad header")
+        raw = np.frombuffer(data, np.uint8, offset=_HEADER.size)
+        if len(raw) != (h * w + 7) // 8:
+            raise ValueError("line map: bad length")
+        return cls(np.unpackbits(raw, count=h * w).reshape(h, w).astype(bool))
+
+    def describe(self) -> np.ndarray:
+        """(DIM,) dense descriptor of the softened lines (see `similarity.dense`)."""
+        soft = cv2.GaussianBlur(self.bits.astype(np.float32) * 255, (0, 0), SOFTEN_SIGMA)
+        return dense_mod.describe(soft)
+
+
+def work_edges(gray_work: np.ndarray) -> LineMap:
+    """The edge map of a picture, from its work-size luma (uint8)."""
+    edges = cv2.Canny(cv2.GaussianBlur(gray_work, (3, 3), 0), CANNY_LOW, CANNY_HIGH)
+    return LineMap(_reduce_any(edges > 0))
+
+
+def stored_edges(gray: np.ndarray, gray_work: np.ndarray) -> LineMap | None:
+    """The edge map a work is registered with; None for a work that is itself a line drawing
+    (`gray`: its luma as decoded for matching; `gray_work`: the same at the work size).
+
+    A tracing of line art is a copy of it in the usual sense, found by the usual signals; and
+    line art shares frames, panel borders and grids with much other line art, which lie on
+    each other well beyond chance (unrelated comic pages with one panel layout do), so it is
+    not compared line by line."""
+    return None if _looks_like_lines(gray) else work_edges(gray_work)
+
+
+def line_drawing(gray: np.ndarray, gray_work: np.ndarray | None = None) -> LineMap | None:
+    """The strokes of a query that looks like a line drawing (dark on light or light on dark);
+    None for any other picture. `gray` is the luma as decoded for matching, on which the look
+    is judged (thin strokes stay thin there); `gray_work`, the same at the work size, from
+    which the strokes are taken (as works' edges are), is made from it when not given."""
+    if min(gray.shape[:2]) < 16 or not _looks_like_lines(gray):
+        return None
+    work = gray_work if gray_work is not None else work_gray(gray)
+    strokes = _strokes(work)
+    return LineMap(_reduce_any(strokes)) if strokes.any() else None
+
+
+def _looks_like_lines(gray: np.ndarray) -> bool:
+    """Most of the picture the plain ground, some of it strokes, and the strokes thin. Most
+    pictures are settled by the histogram alone."""
+    levels = _Levels(gray)
+    if levels.ground_share < GROUND_SHARE_MIN:
+        return False
+    strokes = levels.strokes(gray)
+    share = float(strokes.mean())
+    if not STROKE_SHARE[0] <= share <= STROKE_SHARE[1]:
+        return False
+    side = max(THIN_KERNEL, round(THIN_KERNEL * max(gray.shape[:2]) / WORK_SIDE))
+    kernel = np.ones((side, side), np.uint8)
+    solid = cv2.morphologyEx(strokes.astype(np.uint8), cv2.MORPH_OPEN, kernel)
+    # broad shapes on a plain ground (a product shot, a logo) are not strokes
+    return 1.0 - solid.sum() / strokes.sum() >= THIN_SHARE
+
+
+def _strokes(gray: np.ndarray) -> np.ndarray:
+    return _Levels(gray).strokes(gray)
+
+
+class _Levels:
+    """The ground (the median level) of a uint8 picture, how far each level lies from it, and
+    the level beyond which a pixel is a stroke, all from the histogram (of every other row and
+    column of a large picture)."""
+
+    def __init__(self, gray: np.ndarray) -> None:
+        sample = gray[::2, ::2] if gray.size > 1 << 16 else gray  # a quarter: the same shares
+        hist = np.bincount(sample.ravel(), minlength=256)
+        n = int(hist.sum())
+        ground = int(np.searchsorted(np.cumsum(hist), (n + 1) / 2))
+        self.distance = np.abs(np.arange(256) - ground)
+        by_distance = np.bincount(self.distance, weights=hist, minlength=256)
+        self.ground_share = float(by_distance[: GROUND_TOLERANCE + 1].sum()) / n
+        top = int(np.searchsorted(np.cumsum(by_distance), 0.995 * n))  # 99.5th percentile
+        self.level = max(10.0, 0.2 * top)
+
+    def strokes(self, gray: np.ndarray) -> np.ndarray:
+        return (self.distance > self.level)[gray]
+
+
+def overlap(query: LineMap, work: LineMap) -> tuple[float, bool]:
+    """How far the query's strokes and the work's edges lie on each other, as they are or with
+    the query mirrored: (score, mirrored). The score is, of the two shares (strokes near an
+    edge; edges near a stroke), the smaller, each beyond what chance gives lines that cover so
+    much of the picture (`_beyond_chance`): 0 is chance, 1 is every line on the other."""
+    wb = work.bits
+    if not wb.any() or not query.bits.any():
+        return 0.0, False
+    qb = query.bits
+    if qb.shape != wb.shape:  # stretched to the work's shape
+        qb = cv2.resize(qb.astype(np.uint8), (wb.shape[1], wb.shape[0]),
+                        interpolation=cv2.INTER_NEAREST).astype(bool)
+    near_work = _distance(wb) <= TOLERANCE
+    plain = _agreement(qb, near_work, wb)
+    mirrored = _agreement(qb[:, ::-1], near_work, wb)
+    return (mirrored, True) if mirrored > plain else (plain, False)
+
+
+def _agreement(qb: np.ndarray, near_work: np.ndarray, wb: np.ndarray) -> float:
+    if not qb.any():
+        return 0.0
+    near_query = _distance(qb) <= TOLERANCE
+    return min(_beyond_chance(qb, near_work), _beyond_chance(wb, near_query))
+
+
+def _beyond_chance(lines: np.ndarray, near: np.ndarray) -> float:
+    """Share of `lines` inside `near`, rescaled so that the share found with `near` moved off
+    by NULL_SHIFT pixels (what lines that merely run everywhere score) gives 0 and all of them
+    gives 1. A moved map keeps the density and texture of the lines, so busy edges (foliage,
+    hatching) that any stroke lies near score no better than sparse ones."""
+    y, x = np.nonzero(lines)
+    h, w = near.shape
+    found = float(near[y, x].mean())
+    null = float(np.mean([
+        near[np.clip(y + dy, 0, h - 1), np.clip(x + dx, 0, w - 1)].mean() for dy, dx in _SHIFTS
+    ]))
+    if null >= 1.0:
+        return 0.0
+    return (found - null) / (1.0 - null)
+
+
+def _distance(bits: np.ndarray) -> np.ndarray:
+    """Distance of every pixel to the nearest line pixel."""
+    return cv2.distanceTransform((~bits).astype(np.uint8), cv2.DIST_L2, 3)
+
+
+def _reduce_any(bits: np.ndarray) -> np.ndarray:
+    """At most EDGE_SIDE on the longer side; a pixel of the result is set when any pixel of its
+    block is."""
+    h, w = bits.shape
+    f = EDGE_SIDE / max(h, w)
+    if f >= 1:
+        return bits.copy()
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(bits.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
