@@ -9,10 +9,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 from PIL import ImageEnhance
 
 from service.audit.log import lock_for_change
 from similarity import SIGNALS_VERSION, compute_signals, decode_image
+from similarity.edits import EDITS_BY_NAME
+from similarity.local import LocalFeatures
 from tests.support import auth, encode, photo_like
 
 OLD = "pdq0.hog0.orb0"
@@ -31,6 +34,16 @@ def _age_every_fingerprint(runtime) -> None:
         bank.refresh()
 
 
+def _register_one(client, headers, work) -> str:
+    """A new artist with `work` registered; the artwork's id."""
+    artist = client.post("/v1/artists", json={"display_name": "Ana", "email": "a@example.org"},
+                         headers=headers).json()["id"]
+    r = client.post(f"/v1/artists/{artist}/artworks",
+                    files=[("files", ("w.jpg", encode(work), "image/jpeg"))], headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()["artworks"][0]["id"]
+
+
 def _cli(settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "CHOPMARK_DATABASE_URL": settings.database_url,
            "CHOPMARK_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
@@ -42,11 +55,7 @@ def test_stale_fingerprints_are_reported_and_refreshed(client, runtime, settings
     reg, admin = auth(make_key("registry")), auth(make_key("admin"))
     stamper = auth(make_key("stamp"))
     work = photo_like(811, (640, 480))
-    artist = client.post("/v1/artists", json={"display_name": "Ana", "email": "a@example.org"},
-                         headers=reg).json()["id"]
-    r = client.post(f"/v1/artists/{artist}/artworks",
-                    files=[("files", ("w.jpg", encode(work), "image/jpeg"))], headers=reg)
-    artwork = r.json()["artworks"][0]["id"]
+    artwork = _register_one(client, reg, work)
     source_file = [("files", ("s.png", encode(photo_like(812, (512, 384)), "PNG"), "image/png"))]
     assert client.post("/v1/sources", data={"dataset": "set-a"}, files=source_file,
                        headers=admin).status_code == 201
@@ -107,16 +116,9 @@ def test_rows_without_edge_maps_still_match_and_refresh_gives_them_one(
 ):
     """Rows of the version before edge maps (`pdq2.hog2.orb2`): still matched by every other
     signal, not by a line drawing; `fingerprints refresh` makes them whole."""
-    from similarity.edits import EDITS_BY_NAME
-    from similarity.local import LocalFeatures
-
     h = auth(make_key("registry", "match"))
     work = photo_like(821, (640, 480))
-    artist = client.post("/v1/artists", json={"display_name": "Ivo", "email": "i@example.org"},
-                         headers=h).json()["id"]
-    r = client.post(f"/v1/artists/{artist}/artworks",
-                    files=[("files", ("w.jpg", encode(work), "image/jpeg"))], headers=h)
-    artwork = r.json()["artworks"][0]["id"]
+    artwork = _register_one(client, h, work)
     with runtime.pool.connection() as conn, conn.transaction():
         lock_for_change(conn)
         row = conn.execute(
@@ -152,6 +154,4 @@ def test_rows_without_edge_maps_still_match_and_refresh_gives_them_one(
 
 
 def _rng():
-    import numpy as np
-
     return np.random.default_rng(0)
