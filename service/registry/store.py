@@ -241,9 +241,13 @@ class RegistryStore:
                 # Registered again after a withdrawal: back, with what this registration says.
                 new_title = title if title is not None else existing.title
                 new_prefs = {**existing.preferences, **preferences}
+                # The fingerprints just computed replace the stored ones: those may be of an
+                # older signals version (a withdrawn row is not refreshed).
                 conn.execute(
-                    "UPDATE fingerprints SET active = true, change_seq = %s WHERE id = %s",
-                    (seq, existing.fingerprint_id),
+                    "UPDATE fingerprints SET active = true, change_seq = %s, signals_version = %s,"
+                    " pdq = %s, pdq_quality = %s, dense = %s, local_features = %s WHERE id = %s",
+                    (seq, signals["signals_version"], signals["pdq"], signals["pdq_quality"],
+                     signals["dense"], signals["local"], existing.fingerprint_id),
                 )
                 conn.execute(
                     "UPDATE artworks SET status = 'active', withdrawn_at = NULL, title = %s,"

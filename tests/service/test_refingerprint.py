@@ -155,3 +155,35 @@ def test_rows_without_edge_maps_still_match_and_refresh_gives_them_one(
 
 def _rng():
     return np.random.default_rng(0)
+
+
+def test_a_withdrawn_work_registered_again_takes_the_fingerprints_of_this_release(
+    client, runtime, make_key
+):
+    """A withdrawn row is not refreshed; registering the same bytes again brings it back with
+    the fingerprints just computed, not the old ones."""
+    h = auth(make_key("registry", "match"))
+    work = photo_like(831, (640, 480))
+    artwork = _register_one(client, h, work)
+    with runtime.pool.connection() as conn, conn.transaction():
+        lock_for_change(conn)
+        conn.execute(
+            "UPDATE fingerprints SET signals_version = %s, pdq = %s,"
+            " change_seq = nextval('change_seq') WHERE subject_id = %s",
+            (OLD, bytes(32), artwork),
+        )
+    assert client.delete(f"/v1/artworks/{artwork}", headers=h).status_code in (200, 204)
+    artist = client.get(f"/v1/artworks/{artwork}", headers=h).json()["artist_id"]
+    again = client.post(f"/v1/artists/{artist}/artworks",
+                        files=[("files", ("w.jpg", encode(work), "image/jpeg"))], headers=h)
+    assert again.status_code == 201, again.text
+    assert again.json()["artworks"][0]["id"] == artwork
+    with runtime.pool.connection() as conn:
+        row = conn.execute("SELECT signals_version, active FROM fingerprints WHERE subject_id = %s",
+                           (artwork,)).fetchone()
+    assert (row["signals_version"], row["active"]) == (SIGNALS_VERSION, True)
+    runtime.banks["artwork"].refresh()
+    assert client.get("/readyz").status_code == 200
+    edges = encode(EDITS_BY_NAME["canny_control"].apply(work, _rng()), "PNG")
+    r = client.post("/v1/matches", files={"file": ("e.png", edges)}, headers=h)
+    assert [(m["artwork_id"], m["decision"]) for m in r.json()["matches"]] == [(artwork, "copy")]
