@@ -27,6 +27,7 @@ LINES_VIEW = len(dense_mod.VIEWS)
 """The row of the stored dense views that describes the work's edge map, when present."""
 
 PACKED_COLUMNS: tuple[str, ...] = ("pdq", "pdq_quality", "dense", "local")
+_UNSET = object()
 PDQ_SIDE = 128
 
 
@@ -107,7 +108,8 @@ class ImageSignals:
         put(self, "_pixels", pixels)
         put(self, "_parts", tuple(parts))
         put(self, "_strokes", strokes)
-        put(self, "_lines", lines)
+        # with the pixels kept and no edge map given, it is made when first read
+        put(self, "_lines", _UNSET if lines is None and pixels is not None else lines)
         put(self, "_lines_row", lines_row)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -147,12 +149,13 @@ class ImageSignals:
     @property
     def lines(self) -> lines_mod.LineMap | None:
         """The edge map stored with the picture (`similarity.lines.stored_edges`), made from
-        the kept pixels when first read; None for a picture that is itself a line drawing, and
-        for stored signals without one (read without the `local` column, or stored by the
-        version before edge maps)."""
-        if self._lines is None and self._pixels is not None and self._strokes is None:
-            object.__setattr__(self, "_lines", lines_mod.work_edges(self._pixels.gray))
-        return self._lines
+        the kept pixels when first read; None for a picture that is itself a line drawing or
+        held by frames or grids, and for stored signals without one (read without the `local`
+        column, or stored by the version before edge maps)."""
+        if self._lines is _UNSET:
+            gray = self._pixels.gray  # type: ignore[union-attr]
+            object.__setattr__(self, "_lines", lines_mod.stored_edges(gray, gray))
+        return self._lines  # type: ignore[return-value]
 
     @property
     def dense_query(self) -> np.ndarray | None:

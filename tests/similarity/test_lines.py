@@ -220,8 +220,60 @@ def test_line_art_keeps_no_edge_map_and_pages_of_one_layout_are_not_each_others_
         stored[i] = bytes(row["local"])  # type: ignore[arg-type]
     for j in range(50, 56):
         query = compute_signals(_upload(_comic_page(j)))
-        assert query.strokes is not None and query.lines is None
+        assert query.strokes is None and query.lines is None  # held by panel borders
         assert [m for m in match(query, index, _lookup(stored)) if m.decision == "copy"] == []
     again = compute_signals(decode_image(jpeg_bytes(_comic_page(3).resize((400, 600)), 70)))
     best = match(again, index, _lookup(stored))[0]
     assert (best.id, best.decision) == (3, "copy")  # a copy of the page, by the usual signals
+
+
+def _coloured_grid_page(seed: int) -> Image.Image:
+    """A coloured comic page in a 3 x 3 panel grid: not line art, but edges mostly borders."""
+    rng = np.random.default_rng(seed)
+    page = Image.new("RGB", (600, 900), "white")
+    draw = ImageDraw.Draw(page)
+    for row in range(3):
+        for col in range(3):
+            x0, y0 = 20 + col * 190, 20 + row * 290
+            box = (x0, y0, x0 + 180, y0 + 280)
+            draw.rectangle(box, fill=tuple(int(v) for v in rng.integers(60, 230, 3)),
+                           outline=(0, 0, 0), width=4)
+            for _ in range(3):
+                cx, cy = rng.uniform(x0 + 30, x0 + 150), rng.uniform(y0 + 30, y0 + 250)
+                r = rng.uniform(10, 40)
+                draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=(0, 0, 0), width=2,
+                             fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    return page
+
+
+def _matted(picture: Image.Image) -> Image.Image:
+    """A photo on a light mat inside a thin dark keyline."""
+    mat = Image.new("RGB", (900, 900), (250, 250, 250))
+    inner = picture.copy()
+    inner.thumbnail((720, 720))
+    mat.paste(inner, ((900 - inner.width) // 2, (900 - inner.height) // 2))
+    ImageDraw.Draw(mat).rectangle((20, 20, 879, 879), outline=(30, 30, 30), width=3)
+    return mat
+
+
+def test_works_held_by_frames_or_grids_keep_no_edge_map() -> None:
+    """Edges that run along panel borders or a mat's keyline are what unrelated pictures share:
+    such works are not compared line by line, and their neighbours' edge maps are no copies."""
+    works = [_coloured_grid_page(1), _matted(photo_like(401)), _matted(textured_picture(402))]
+    index = MatchIndex()
+    stored: dict[int, bytes] = {}
+    for i, work in enumerate(works):
+        signals = compute_signals(work, for_query=False)
+        assert signals.lines is None, i
+        assert compute_signals(_upload(work)).lines is None, i  # a stamped output the same
+        row = signals.pack()
+        index.add_packed([i], pdq=[row["pdq"]], pdq_quality=[row["pdq_quality"]],
+                         dense=[row["dense"]])
+        stored[i] = bytes(row["local"])  # type: ignore[arg-type]
+    edge_map = EDITS_BY_NAME["canny_control"]
+    for seed in range(4):
+        for other in (_coloured_grid_page(100 + seed), _matted(photo_like(410 + seed))):
+            query = compute_signals(_upload(edge_map.apply(other, np.random.default_rng(seed))))
+            assert [m for m in match(query, index, _lookup(stored)) if m.decision == "copy"] == []
+    # the photo itself, without its mat, still keeps one
+    assert compute_signals(photo_like(401), for_query=False).lines is not None
