@@ -13,7 +13,7 @@ from rich.table import Table
 
 from service.cli.common import cli_actor, console, err_console, runtime, shown
 from service.cpus import usable_cpus
-from service.indexing.refingerprint import refresh_stale, stale_rows
+from service.indexing.refingerprint import has_kept_bytes, refresh_stale, stale_rows
 from similarity import COMPATIBLE_VERSIONS, SIGNALS_VERSION
 
 fingerprints_app = typer.Typer(
@@ -39,7 +39,10 @@ def status() -> None:
         )
         table.add_row(r["bank"], version, str(r["n"]), current)
     console.print(table)
-    console.print(f"this code makes {SIGNALS_VERSION}; `fingerprints refresh` recomputes the rest")
+    console.print(
+        f"this code makes {SIGNALS_VERSION}; `fingerprints refresh` recomputes artworks and"
+        " outputs, adding training sources again (`sources add`) recomputes them"
+    )
 
 
 @fingerprints_app.command("refresh")
@@ -67,7 +70,8 @@ def refresh(
         )
         spawn = multiprocessing.get_context("spawn")
         with bar, ProcessPoolExecutor(workers or usable_cpus(), mp_context=spawn) as pool:
-            task = bar.add_task("refreshing", total=len(todo))
+            # rows without kept bytes (training sources) are not recomputed here: not counted
+            task = bar.add_task("refreshing", total=sum(1 for r in todo if has_kept_bytes(r)))
             outcome = refresh_stale(
                 conn, rt.audit, rt.blobs, cli_actor(), limits=rt.decode_limits, executor=pool,
                 on_row=lambda _row: bar.advance(task), rows=todo,

@@ -25,6 +25,11 @@ KEPT_BYTES = {"artwork": "artworks", "output": "outputs"}
 """Banks whose subjects keep their original bytes, and the table that names them."""
 
 
+def has_kept_bytes(row: StaleRow) -> bool:
+    """Whether the row's subject keeps its original bytes, so it can be recomputed here."""
+    return row.bank in KEPT_BYTES and bool(row.sha256)
+
+
 @dataclass(frozen=True)
 class StaleRow:
     fingerprint_id: int
@@ -130,9 +135,9 @@ def refresh_stale(
     if rows is None:
         rows = stale_rows(conn)
     conn.commit()  # each row below is then a transaction of its own, holding locks briefly
-    workable = [r for r in rows if r.bank in KEPT_BYTES and r.sha256]
+    workable = [r for r in rows if has_kept_bytes(r)]
     for r in rows:
-        if r.bank not in KEPT_BYTES or not r.sha256:
+        if not has_kept_bytes(r):
             outcome.needs_bytes[r.bank] = outcome.needs_bytes.get(r.bank, 0) + 1
     own = executor is None
     pool = executor or ThreadPoolExecutor(1, thread_name_prefix="chopmark-refingerprint")

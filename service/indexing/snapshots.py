@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from service.atomic_files import write_atomically
-from similarity import MatchIndex
+from similarity import SIGNALS_VERSION, MatchIndex
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,16 @@ def load_snapshot(root: Path, bank: str) -> tuple[MatchIndex, Checkpoint] | None
         name = (bank_dir / "CURRENT").read_text().strip()
         folder = bank_dir / name
         checkpoint = Checkpoint(**json.loads((folder / "checkpoint.json").read_text()))
+        made_with = MatchIndex.snapshot_version(folder)
+        if made_with != SIGNALS_VERSION:  # an upgrade: expected, not damage
+            log.info(
+                "not loading the %s index snapshot: made with signals %s, this release makes %s;"
+                " building the index from the database",
+                bank,
+                made_with,
+                SIGNALS_VERSION,
+            )
+            return None
         return MatchIndex.load(folder), checkpoint
     # Whatever a damaged file raises (faiss: RuntimeError; numpy on an empty file: EOFError;
     # a torn checkpoint: ValueError...), the database still holds everything.

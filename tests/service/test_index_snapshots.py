@@ -102,6 +102,23 @@ def test_every_kind_of_damage_to_a_snapshot_file_is_a_lost_cache(tmp_path: Path)
     assert loaded is not None and len(loaded[0]) == 50
 
 
+def test_a_snapshot_of_another_signals_version_is_passed_over_as_an_upgrade(tmp_path, caplog):
+    """Not a warning about damage: the index is built from the database, as after any upgrade."""
+    import json
+    import logging
+
+    save_snapshot(tmp_path, _index(20, 4), _checkpoint(3, 20))
+    folder = tmp_path / "artwork" / (tmp_path / "artwork" / "CURRENT").read_text()
+    meta = json.loads((folder / "index.json").read_text())
+    (folder / "index.json").write_text(json.dumps({**meta, "signals_version": "pdq0.hog0.orb0"}))
+    with caplog.at_level(logging.INFO, logger="service.indexing.snapshots"):
+        assert load_snapshot(tmp_path, "artwork") is None
+    (record,) = [r for r in caplog.records if "snapshot" in r.getMessage()]
+    assert record.levelno == logging.INFO
+    assert "made with signals pdq0.hog0.orb0" in record.getMessage()
+    assert "building the index from the database" in record.getMessage()
+
+
 def _register(client, h, artist: str, data: bytes) -> str:
     files = [("files", ("w.jpg", data, "image/jpeg"))]
     r = client.post(f"/v1/artists/{artist}/artworks", files=files, headers=h)
