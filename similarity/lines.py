@@ -47,6 +47,7 @@ THIN_KERNEL = 5
 THIN_SHARE = 0.45
 LONG_LINE = 0.25  # of the side: a straight row or column of lines this long is a frame's
 FRAMED_SHARE = 0.15  # see `framed`
+DENSE_MAP = 0.6  # a stroke map denser than this from the work-size picture is retaken
 NULL_SHIFT = 10  # pixels at EDGE_SIDE; see `_beyond_chance`
 _SHIFTS = tuple((dy * NULL_SHIFT, dx * NULL_SHIFT)
                 for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
@@ -127,15 +128,20 @@ def line_drawing(gray: np.ndarray, gray_work: np.ndarray | None = None) -> LineM
     (`framed`), which works keep no edge map of. `gray` is the luma as decoded for matching,
     on which the look is judged (thin strokes stay thin there); `gray_work`, the same at the
     work size, from which the strokes are taken (as works' edges are), is made from it when
-    not given."""
+    not given. Where thin, close lines average out to grey at the work size and the map comes
+    out mostly set (a dense edge map), the strokes are taken from `gray` instead, each block of
+    the map set where any stroke pixel falls."""
     if min(gray.shape[:2]) < 16:
         return None
     levels = _Levels(gray)
-    if not _looks_like_lines(gray, levels) or framed(levels.strokes(gray)):
+    strokes = levels.strokes(gray)
+    if not _looks_like_lines(gray, levels) or framed(strokes):
         return None
     work = gray_work if gray_work is not None else work_gray(gray)
-    strokes = _strokes(work)
-    return LineMap(_reduce_any(strokes)) if strokes.any() else None
+    reduced = _reduce_any(_strokes(work))
+    if reduced.mean() > DENSE_MAP:
+        reduced = _reduce_any(strokes)
+    return LineMap(reduced) if reduced.any() else None
 
 
 def _looks_like_lines(gray: np.ndarray, levels: _Levels | None = None) -> bool:

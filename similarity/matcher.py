@@ -26,6 +26,9 @@ from functools import partial
 from itertools import pairwise
 from typing import Generic, Literal, Protocol, TypeVar
 
+import numpy as np
+
+from similarity import dense as dense_mod
 from similarity.index import Candidate, MatchIndex
 from similarity.lines import LineMap, overlap
 from similarity.local import NO_MATCH, LocalFeatures, Verification, extra_of, verify
@@ -33,6 +36,7 @@ from similarity.signals import SIGNALS_VERSION, ImageSignals
 from similarity.threads import Deferred
 
 T = TypeVar("T")
+MIRROR = dense_mod.OP_NAMES.index("mirror")
 
 
 class LocalFeatureLookup(Protocol):
@@ -194,16 +198,21 @@ def _match_whole(
 def _match_lines(
     strokes: LineMap, index: MatchIndex, lookup: LocalFeatureLookup, t: Thresholds
 ) -> list[Match]:
-    """Works whose edge maps the strokes of a line drawing trace."""
-    cands = [
-        c for c in index.line_candidates(strokes.describe(), k=t.lines_candidates)
-        if c.distance <= t.lines_descriptor_max
-    ]
+    """Works whose edge maps the strokes of a line drawing trace.
+
+    The index may hold approximate descriptors (at scale): the distance that decides is worked
+    out again from each candidate's stored edge map."""
+    described = strokes.describe()
+    both_ways = np.stack([described, described[dense_mod.dihedral_permutations()[MIRROR]]])
+    cands = index.line_candidates(described, k=t.lines_candidates)
     stored = lookup([c.id for c in cands]) if cands else {}
     found = []
     for c in cands:
         edges = _lines_or_none(stored.get(c.id))
         if edges is None:
+            continue
+        distance = round(1.0 - float((both_ways @ edges.describe()).max()), 6)
+        if distance > t.lines_descriptor_max:
             continue
         score, mirrored = overlap(strokes, edges)
         if score < t.lines_copy:
@@ -215,7 +224,7 @@ def _match_lines(
             "dense": None,
             "local_features": None,
             "lines": {"overlap": round(score, 4), "mirrored": mirrored,
-                      "descriptor_distance": c.distance},
+                      "descriptor_distance": distance},
             "thresholds": asdict(t),
         }
         found.append(Match(c.id, round(max(score, 0.8), 4), "copy", evidence))
