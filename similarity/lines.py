@@ -134,8 +134,10 @@ def line_drawing(gray: np.ndarray, gray_work: np.ndarray | None = None) -> LineM
     if min(gray.shape[:2]) < 16:
         return None
     levels = _Levels(gray)
+    if not _looks_like_lines(gray, levels):
+        return None
     strokes = levels.strokes(gray)
-    if not _looks_like_lines(gray, levels) or framed(strokes):
+    if framed(strokes):
         return None
     work = gray_work if gray_work is not None else work_gray(gray)
     reduced = _reduce_any(_strokes(work))
@@ -146,14 +148,13 @@ def line_drawing(gray: np.ndarray, gray_work: np.ndarray | None = None) -> LineM
 
 def _looks_like_lines(gray: np.ndarray, levels: _Levels | None = None) -> bool:
     """Most of the picture the plain ground, some of it strokes, and the strokes thin. Most
-    pictures are settled by the histogram alone."""
+    pictures are settled by the histogram alone, before any pass over the pixels."""
     levels = levels or _Levels(gray)
     if levels.ground_share < GROUND_SHARE_MIN:
         return False
-    strokes = levels.strokes(gray)
-    share = float(strokes.mean())
-    if not STROKE_SHARE[0] <= share <= STROKE_SHARE[1]:
+    if not STROKE_SHARE[0] <= levels.stroke_share <= STROKE_SHARE[1]:
         return False
+    strokes = levels.strokes(gray)
     side = max(THIN_KERNEL, round(THIN_KERNEL * max(gray.shape[:2]) / WORK_SIDE))
     kernel = np.ones((side, side), np.uint8)
     solid = cv2.morphologyEx(strokes.astype(np.uint8), cv2.MORPH_OPEN, kernel)
@@ -181,6 +182,7 @@ class _Levels:
         self.ground_share = float(by_distance[: GROUND_TOLERANCE + 1].sum()) / n
         top = int(np.searchsorted(np.cumsum(by_distance), 0.995 * n))  # 99.5th percentile
         self.level = max(10.0, 0.2 * top)
+        self.stroke_share = float(by_distance[int(self.level) + 1 :].sum()) / n
 
     def strokes(self, gray: np.ndarray) -> np.ndarray:
         return (self.distance > self.level)[gray]
