@@ -86,8 +86,12 @@ class LineMap:
 
 def work_edges(gray_work: np.ndarray) -> LineMap:
     """The edge map of a picture, from its work-size luma (uint8)."""
-    edges = cv2.Canny(cv2.GaussianBlur(gray_work, (3, 3), 0), CANNY_LOW, CANNY_HIGH)
-    return LineMap(_reduce_any(edges > 0))
+    return LineMap(_reduce_any(_thin_edges(gray_work)))
+
+
+def _thin_edges(gray_work: np.ndarray) -> np.ndarray:
+    """Canny's one-pixel edges (bool) of a work-size luma picture."""
+    return cv2.Canny(cv2.GaussianBlur(gray_work, (3, 3), 0), CANNY_LOW, CANNY_HIGH) > 0
 
 
 def stored_edges(gray: np.ndarray, gray_work: np.ndarray) -> LineMap | None:
@@ -102,7 +106,7 @@ def stored_edges(gray: np.ndarray, gray_work: np.ndarray) -> LineMap | None:
     compared line by line."""
     if _looks_like_lines(gray):
         return None
-    edges = cv2.Canny(cv2.GaussianBlur(gray_work, (3, 3), 0), CANNY_LOW, CANNY_HIGH) > 0
+    edges = _thin_edges(gray_work)
     return None if framed(edges) else LineMap(_reduce_any(edges))
 
 
@@ -140,7 +144,7 @@ def line_drawing(gray: np.ndarray, gray_work: np.ndarray | None = None) -> LineM
     if framed(strokes):
         return None
     work = gray_work if gray_work is not None else work_gray(gray)
-    reduced = _reduce_any(_strokes(work))
+    reduced = _reduce_any(_Levels(work).strokes(work))
     if reduced.mean() > DENSE_MAP:
         reduced = _reduce_any(strokes)
     return LineMap(reduced) if reduced.any() else None
@@ -160,10 +164,6 @@ def _looks_like_lines(gray: np.ndarray, levels: _Levels | None = None) -> bool:
     solid = cv2.morphologyEx(strokes.astype(np.uint8), cv2.MORPH_OPEN, kernel)
     # broad shapes on a plain ground (a product shot, a logo) are not strokes
     return 1.0 - solid.sum() / strokes.sum() >= THIN_SHARE
-
-
-def _strokes(gray: np.ndarray) -> np.ndarray:
-    return _Levels(gray).strokes(gray)
 
 
 class _Levels:

@@ -31,6 +31,7 @@ _MAGIC = b"OB1"
 _HEADER = struct.Struct("<3sBHHH")  # magic, flags, width, height, count
 _XY_SCALE = 16.0  # fixed-point keypoint coordinates: 1/16 pixel, sides up to 4095
 _FLAG_EXTRA = 1  # header flag: more bytes follow the features (see `with_extra`)
+_FEATURE_BYTES = 4 + 32  # a keypoint's two uint16 coordinates and its ORB descriptor
 
 
 @dataclass(frozen=True)
@@ -56,31 +57,30 @@ class LocalFeatures:
     def unpack(cls, data: bytes) -> LocalFeatures:
         """Inverse of `pack` (bytes from `with_extra` too); raises ValueError on foreign or
         damaged bytes."""
-        n = _own_length(data)
-        off = _HEADER.size
+        n = (_features_end(data) - _HEADER.size) // _FEATURE_BYTES
         _magic, _flags, w, h, _n = _HEADER.unpack_from(data)
+        off = _HEADER.size
         xy = np.frombuffer(data, "<u2", 2 * n, off).reshape(n, 2).astype(np.float32) / _XY_SCALE
         desc = np.frombuffer(data, np.uint8, 32 * n, off + 4 * n).reshape(n, 32)
         return cls(xy=xy, descriptors=desc, width=w, height=h)
 
 
-def _own_length(data: bytes) -> int:
-    """The number of features in packed `data`, checking the header and the length (the
+def _features_end(data: bytes) -> int:
+    """Where the features in packed `data` end, checking the header and the length (the
     features alone, or followed by extra bytes when the header says so)."""
     if len(data) < _HEADER.size:
         raise ValueError("local features: too short")
     magic, flags, _w, _h, n = _HEADER.unpack_from(data)
-    own = _HEADER.size + n * (4 + 32)
-    extra = flags & _FLAG_EXTRA
-    if magic != _MAGIC or len(data) < own or (len(data) > own) != bool(extra):
+    end = _HEADER.size + n * _FEATURE_BYTES
+    if magic != _MAGIC or len(data) < end or (len(data) > end) != bool(flags & _FLAG_EXTRA):
         raise ValueError("local features: bad header or length")
-    return n
+    return end
 
 
 def with_extra(packed: bytes, extra: bytes) -> bytes:
     """Packed features followed by `extra` bytes that travel with them in the same column (a
     work's edge map, see `similarity.lines`); `unpack` reads the features as before."""
-    if len(packed) != _HEADER.size + _own_length(packed) * (4 + 32):
+    if len(packed) != _features_end(packed):
         raise ValueError("local features: extra bytes already follow")
     if not extra:
         return packed
@@ -91,14 +91,12 @@ def with_extra(packed: bytes, extra: bytes) -> bytes:
 
 def extra_of(data: bytes) -> bytes:
     """The extra bytes that follow packed features (empty when none do)."""
-    n = _own_length(data)
-    return bytes(data[_HEADER.size + n * (4 + 32) :])
+    return bytes(data[_features_end(data) :])
 
 
 def split_extra(data: bytes) -> tuple[bytes, bytes]:
     """(the packed features alone, as `pack` makes them; the extra bytes that followed)."""
-    n = _own_length(data)
-    end = _HEADER.size + n * (4 + 32)
+    end = _features_end(data)
     if len(data) == end:
         return bytes(data), b""
     head = bytearray(data[: _HEADER.size])

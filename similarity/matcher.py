@@ -20,7 +20,7 @@ edges lie on each other (`similarity.lines.overlap`); the evidence says `lines`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from itertools import pairwise
@@ -112,14 +112,12 @@ def match(
     resembles, best first, at most `limit`."""
     results = {m.id: m for m in _match_whole(query, index, lookup, thresholds)}
     if query.strokes is not None:
-        for m in _match_lines(query.strokes, index, lookup, thresholds):
-            if m.id not in results or stronger(m, results[m.id]):
-                results[m.id] = m
+        _keep_stronger(results, _match_lines(query.strokes, index, lookup, thresholds))
     for part in query.parts if parts else ():
-        for m in _match_whole(part.signals, index, lookup, thresholds):
-            m = Match(m.id, m.score, m.decision, {**m.evidence, "region": list(part.box)})
-            if m.id not in results or stronger(m, results[m.id]):
-                results[m.id] = m
+        _keep_stronger(results, (
+            Match(m.id, m.score, m.decision, {**m.evidence, "region": list(part.box)})
+            for m in _match_whole(part.signals, index, lookup, thresholds)
+        ))
     ordered = sorted(results.values(), key=lambda m: (m.decision != "copy", -m.score, m.id))
     return ordered[:limit]
 
@@ -146,6 +144,13 @@ def verify_against(
 def stronger(a: Match, b: Match) -> bool:
     """Whether `a` is the stronger match: a copy over a similarity, then the higher score."""
     return (a.decision == "copy", a.score) > (b.decision == "copy", b.score)
+
+
+def _keep_stronger(results: dict[int, Match], found: Iterable[Match]) -> None:
+    """Add `found` to `results`, keeping each work's stronger match."""
+    for m in found:
+        if m.id not in results or stronger(m, results[m.id]):
+            results[m.id] = m
 
 
 def _match_whole(

@@ -25,11 +25,6 @@ KEPT_BYTES = {"artwork": "artworks", "output": "outputs"}
 """Banks whose subjects keep their original bytes, and the table that names them."""
 
 
-def has_kept_bytes(row: StaleRow) -> bool:
-    """Whether the row's subject keeps its original bytes, so it can be recomputed here."""
-    return row.bank in KEPT_BYTES and bool(row.sha256)
-
-
 @dataclass(frozen=True)
 class StaleRow:
     fingerprint_id: int
@@ -37,6 +32,11 @@ class StaleRow:
     subject_id: UUID
     sha256: str | None  # None where the bank keeps no bytes
     signals_version: str
+
+
+def has_kept_bytes(row: StaleRow) -> bool:
+    """Whether the row's subject keeps its original bytes, so it can be recomputed here."""
+    return row.bank in KEPT_BYTES and bool(row.sha256)
 
 
 @dataclass
