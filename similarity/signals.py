@@ -77,7 +77,8 @@ class ImageSignals:
     """
 
     __slots__ = ("_dense_query", "_dense_views", "_lines", "_lines_row", "_local", "_local_mirror",
-                 "_parts", "_pdq", "_pdq_dihedral", "_pdq_quality", "_pixels", "_strokes")
+                 "_packed", "_parts", "_pdq", "_pdq_dihedral", "_pdq_quality", "_pixels",
+                 "_strokes")
 
     def __init__(
         self,
@@ -111,6 +112,7 @@ class ImageSignals:
         # with the pixels kept and no edge map given, it is made when first read
         put(self, "_lines", _UNSET if lines is None and pixels is not None else lines)
         put(self, "_lines_row", lines_row)
+        put(self, "_packed", None)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("ImageSignals is read-only")
@@ -213,17 +215,21 @@ class ImageSignals:
         """Columns to store: bytes for `pdq`, `dense`, `local`; int for `pdq_quality`.
 
         `dense` holds the views and, in row `LINES_VIEW`, the descriptor of the edge map;
-        `local` the ORB features followed by the edge map (`similarity.local.with_extra`)."""
-        local = self.local
-        lines = self.lines
-        if lines is not None:
-            local = local_mod.with_extra(local, lines.pack())
-        return {
-            "pdq": self.pdq,
-            "pdq_quality": int(self.pdq_quality),
-            "dense": np.ascontiguousarray(self.stored_dense, "<f2").tobytes(),
-            "local": local,
-        }
+        `local` the ORB features followed by the edge map (`similarity.local.with_extra`).
+        Packed once: a stamp's fingerprints are packed beside it and read again on its path."""
+        if self._packed is None:
+            local = self.local
+            lines = self.lines
+            if lines is not None:
+                local = local_mod.with_extra(local, lines.pack())
+            packed = {
+                "pdq": self.pdq,
+                "pdq_quality": int(self.pdq_quality),
+                "dense": np.ascontiguousarray(self.stored_dense, "<f2").tobytes(),
+                "local": local,
+            }
+            object.__setattr__(self, "_packed", packed)
+        return dict(self._packed)
 
     @property
     def stored_dense(self) -> np.ndarray:

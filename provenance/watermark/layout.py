@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -149,9 +150,15 @@ def separable(rows: np.ndarray, grid: np.ndarray, cols: np.ndarray) -> np.ndarra
 def render_tile(chips: np.ndarray, period_px: int) -> np.ndarray:
     """One period of the chip pattern, ``period_px`` pixels square (chip ``c`` centred at pixel
     ``(c + 0.5) * period_px / tile - 0.5``)."""
-    tile = chips.shape[0]
-    m = interpolation_matrix((np.arange(period_px) + 0.5) * tile / period_px - 0.5, tile)
+    m = _tile_matrix(period_px, chips.shape[0])
     return separable(m, chips, m)
+
+
+@lru_cache(maxsize=8)
+def _tile_matrix(period_px: int, tile: int) -> np.ndarray:
+    m = interpolation_matrix((np.arange(period_px) + 0.5) * tile / period_px - 0.5, tile)
+    m.flags.writeable = False
+    return m
 
 
 def render(chips: np.ndarray, height: int, width: int, period_px: int) -> np.ndarray:
