@@ -150,6 +150,11 @@ def main() -> None:
         help="the tiny default, or an SD 1.5-sized pipeline (860M-parameter UNet) with random "
         "weights, on the GPU when there is one",
     )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="with --model sd15-random: keep its random weights here and reuse them next time",
+    )
     parser.add_argument("--register", type=int, default=100)
     parser.add_argument("--sources", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
@@ -190,7 +195,7 @@ def main() -> None:
         works = fill_banks(rt, images, args.register, args.sources)
         fill_s = time.perf_counter() - t0
         if args.model == "sd15-random":
-            runner = DiffusionRunner(random_sd15(folder / "models"))
+            runner = DiffusionRunner(random_sd15(folder / "models", args.model_dir))
         else:
             runner = DiffusionRunner.from_path(None, cache_dir=folder / "models")
         service = GenerationService(rt, runner)
@@ -267,10 +272,11 @@ def synthetic_images(folder: Path, count: int) -> list[Path]:
     return out
 
 
-def random_sd15(cache: Path):
+def random_sd15(cache: Path, keep: Path | None = None):
     """An SD 1.5-shaped pipeline (UNet 860M parameters, VAE, CLIP ViT-L text encoder) with
     seeded random weights, loaded like any diffusers folder (fp16 on CUDA). Its pictures are
-    noise; its diffusion time is a real SD 1.5's."""
+    noise; its diffusion time is a real SD 1.5's. ``keep``: a folder where the weights are
+    written once and loaded from again by later runs (building them takes a minute)."""
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -278,7 +284,9 @@ def random_sd15(cache: Path):
     from generation.models import load_model
     from generation.single_file_configs import write_config_folder
 
-    folder = write_config_folder("sd15", cache / "sd15-random")
+    if keep is not None and any((keep / "sd15-random" / "unet").glob("*.safetensors")):
+        return load_model(keep / "sd15-random", cache_dir=cache)
+    folder = write_config_folder("sd15", (keep or cache) / "sd15-random")
     torch.manual_seed(0)
     dtype = torch.float16 if torch.cuda.is_available() else torch.float32
     for sub, cls in (("unet", UNet2DConditionModel), ("vae", AutoencoderKL)):
@@ -307,11 +315,14 @@ def _part_order(key: str) -> int:
 
 
 def goal_verdict(device: str, side: int, overhead: float, diffusion: float) -> str:
-    """The issue's goals: <= 150 ms at 1024 px on CPU; <= 5% of a 512-px generation on a GPU."""
+    """The issue's goals: <= 150 ms at 1024 px on CPU; <= 5% of a 512-px generation on a GPU.
+    ``diffusion``: the full-step (txt2img) generation's, also for img2img, whose strength runs
+    only part of the steps: the goal is a share of a generation of the given step count."""
     if device.startswith("cuda"):
         if side != 512:
             return "-"
-        return ("met" if overhead <= GPU_GOAL_SHARE * diffusion else "missed") + " (<= 5%)"
+        share = overhead / diffusion
+        return ("met" if share <= GPU_GOAL_SHARE else "missed") + f" ({share:.1%}, <= 5%)"
     if side != 1024:
         return "-"
     return ("met" if overhead <= GOAL_MS else "missed") + " (<= 150 ms)"
@@ -362,9 +373,12 @@ def render(args, rows, parts, works: int, sources: int, fill_s: float, device: s
         "overhead / diffusion | goal |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    full_steps = {(fmt, side): med["diffuse"] for fmt, side, mode, med in rows if mode == "txt2img"}
     for fmt, side, mode, med in rows:
         overhead = med["overhead"]
-        verdict = goal_verdict(device, side, overhead, med["diffuse"])
+        verdict = goal_verdict(
+            device, side, overhead, full_steps.get((fmt, side), med["diffuse"])
+        )
         lines.append(
             f"| {fmt} | {side} | {mode} | {med['diffuse']:.0f} | "
             + " | ".join(f"{med.get(s, 0.0):.1f}" for s in STAGES)
