@@ -134,8 +134,7 @@ def extract(gray_work: np.ndarray, max_features: int = MAX_FEATURES) -> LocalFea
     """ORB features of a WORK_SIDE grey picture (uint8); none for a picture too thin for any."""
     if _too_thin(gray_work):
         return _features((), None, gray_work.shape)
-    orb = cv2.ORB_create(**{**_ORB_PARAMS, "nfeatures": max_features})
-    kps, desc = orb.detectAndCompute(gray_work, None)
+    kps, desc = _orb(max_features).detectAndCompute(gray_work, None)
     return _features(kps, desc, gray_work.shape)
 
 
@@ -148,21 +147,42 @@ def extract_with_mirror(
     the intensity centroid that sets ORB's angle mirrors with the picture); only their
     descriptors are computed on the mirror image.
     """
+    features, keypoints = detect(gray_work, max_features)
+    return features, mirror_of(gray_work, keypoints, features)
+
+
+def detect(
+    gray_work: np.ndarray, max_features: int = MAX_FEATURES
+) -> tuple[LocalFeatures, list[cv2.KeyPoint]]:
+    """ORB features of a WORK_SIDE grey picture, with the keypoints they were found at (for
+    `mirror_of`). ``extract_with_mirror`` is the two in one call; a query takes them apart so
+    that its features are ready before the mirror image's are computed."""
     if _too_thin(gray_work):
-        none = _features((), None, gray_work.shape)
-        return none, none
-    orb = cv2.ORB_create(**{**_ORB_PARAMS, "nfeatures": max_features})
-    kps, desc = orb.detectAndCompute(gray_work, None)
-    features = _features(kps, desc, gray_work.shape)
-    if not kps:
-        return features, features
+        return _features((), None, gray_work.shape), []
+    kps, desc = _orb(max_features).detectAndCompute(gray_work, None)
+    return _features(kps, desc, gray_work.shape), list(kps)
+
+
+def mirror_of(
+    gray_work: np.ndarray, keypoints: list[cv2.KeyPoint], features: LocalFeatures
+) -> LocalFeatures:
+    """The mirror image's features, described at ``keypoints`` (from `detect`, whose
+    ``features`` they gave) mirrored. The keypoints are mirrored in place."""
+    if not keypoints:
+        return features
     last = gray_work.shape[1] - 1
-    for k in kps:  # mirrored in place, now that their positions are read: cheaper than copies
+    for k in keypoints:  # in place, their positions read already: cheaper than copies
         x, y = k.pt
         k.pt = (last - x, y)
         k.angle = (180.0 - k.angle) % 360.0
-    m_kps, m_desc = orb.compute(np.ascontiguousarray(gray_work[:, ::-1]), list(kps))
-    return features, _features(m_kps, m_desc, gray_work.shape)
+    m_kps, m_desc = _orb(MAX_FEATURES).compute(
+        np.ascontiguousarray(gray_work[:, ::-1]), keypoints
+    )
+    return _features(m_kps, m_desc, gray_work.shape)
+
+
+def _orb(max_features: int) -> cv2.ORB:
+    return cv2.ORB_create(**{**_ORB_PARAMS, "nfeatures": max_features})
 
 
 def _features(kps: Sequence[cv2.KeyPoint], desc: np.ndarray | None,

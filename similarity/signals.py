@@ -36,15 +36,39 @@ class _Pixels:
     picture and its mirror image, offered to a helper thread when the signals were made, and
     the work-size luma, for the features of its negative when a negative is to be verified."""
 
-    __slots__ = ("gray", "local", "negative", "region")
+    __slots__ = ("gray", "local", "mirror", "negative", "region")
 
-    def __init__(
-        self, region: np.ndarray, local: Deferred[tuple[bytes, bytes]], gray: np.ndarray
-    ) -> None:
+    def __init__(self, region: np.ndarray, orb: _OrbJobs, gray: np.ndarray) -> None:
         self.region = region
-        self.local = local
+        self.local = orb.plain
+        self.mirror = orb.mirror
         self.gray = gray
         self.negative: tuple[bytes, bytes] | None = None
+
+
+class _OrbJobs:
+    """The ORB features of a query picture and of its mirror image, packed, as two jobs offered
+    to the helper threads one after the other: the mirror image's are described at the
+    picture's keypoints, so their job waits for the first, and the picture's (which every
+    verification needs, the mirror image's only some) are ready as soon as they are found."""
+
+    __slots__ = ("mirror", "plain")
+
+    def __init__(self, gray: np.ndarray) -> None:
+        found: list[tuple[local_mod.LocalFeatures, list[cv2.KeyPoint]]] = []
+
+        def plain() -> bytes:
+            features, keypoints = local_mod.detect(gray)
+            found.append((features, keypoints))
+            return features.pack()
+
+        def mirror() -> bytes:
+            self.plain.result()
+            features, keypoints = found[0]
+            return local_mod.mirror_of(gray, keypoints, features).pack()
+
+        self.plain: Deferred[bytes] = Deferred(plain)
+        self.mirror: Deferred[bytes] = Deferred(mirror)
 
 
 @dataclass(frozen=True)
@@ -175,23 +199,16 @@ class ImageSignals:
     @property
     def local(self) -> bytes:
         if self._local is None:
-            self._take_pair()
+            assert self._pixels is not None
+            object.__setattr__(self, "_local", self._pixels.local.result())
         return self._local  # type: ignore[return-value]
 
     @property
     def local_mirror(self) -> bytes | None:
         """ORB features of the mirror image (query side only; None otherwise)."""
         if self._local_mirror is None and self._pixels is not None:
-            self._take_pair()
+            object.__setattr__(self, "_local_mirror", self._pixels.mirror.result())
         return self._local_mirror
-
-    def _take_pair(self) -> None:
-        """Wait for (or compute) the ORB features of the picture and its mirror image."""
-        assert self._pixels is not None
-        local, mirror = self._pixels.local.result()
-        if self._local is None:
-            object.__setattr__(self, "_local", local)
-        object.__setattr__(self, "_local_mirror", mirror)
 
     @property
     def local_negative(self) -> tuple[bytes, bytes] | None:
@@ -311,12 +328,15 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
             local=local_mod.extract(gray).pack(),
             lines=lines_mod.stored_edges(full, gray),
         )
+    # The helper threads start on the picture's ORB features first (the longest part of a
+    # query's signals), then the embedded pictures are looked for and described.
+    orb = _OrbJobs(gray)
     to_file = _to_file_pixels(img, full.shape)
     parts = tuple(
         Part(to_file(b), _query_signals(local_mod.work_gray(full[b[1] : b[3], b[0] : b[2]])))
         for b in find_embedded(full, gray)
     )
-    return _query_signals(gray, parts, lines_mod.line_drawing(full, gray))
+    return _query_signals(gray, parts, lines_mod.line_drawing(full, gray), orb)
 
 
 def _to_file_pixels(
@@ -330,13 +350,16 @@ def _to_file_pixels(
 
 
 def _query_signals(
-    gray: np.ndarray, parts: tuple[Part, ...] = (), strokes: lines_mod.LineMap | None = None
+    gray: np.ndarray,
+    parts: tuple[Part, ...] = (),
+    strokes: lines_mod.LineMap | None = None,
+    orb: _OrbJobs | None = None,
 ) -> ImageSignals:
-    """Query signals of a work-size luma picture."""
+    """Query signals of a work-size luma picture (``orb``: its ORB jobs, if started already)."""
     # Nearly every query is verified with its ORB features, and half also with its mirror
-    # image's: a helper thread starts on both now, while this one hashes and describes the
+    # image's: the helper threads work on them while this one hashes and describes the
     # picture (see `similarity.threads`).
-    local = Deferred(lambda: _extract_pair(gray))
+    local = orb if orb is not None else _OrbJobs(gray)
     hashes, quality = pdq_dihedral(_pdq_input(gray))
     region = dense_mod.reduce_for_views(gray.astype(np.float32))
     return ImageSignals(

@@ -91,12 +91,15 @@ def test_query_signals_are_the_same_with_and_without_helpers() -> None:
     before = threads_mod.helper_threads()
     try:
         set_helper_threads(0)
-        alone = compute_signals(photo_like(7)).pack()
+        first = compute_signals(photo_like(7))
+        alone, alone_mirror = first.pack(), first.local_mirror
         set_helper_threads(1)
-        helped = compute_signals(photo_like(7)).pack()
+        second = compute_signals(photo_like(7))
+        helped, helped_mirror = second.pack(), second.local_mirror
     finally:
         set_helper_threads(before)
     assert helped == alone
+    assert helped_mirror == alone_mirror and helped_mirror != helped["local"]
     assert len(helped["local"]) > 100  # ORB features were found
 
 
@@ -122,3 +125,38 @@ def test_two_callers_of_work_taken_back_share_one_run(helpers: None) -> None:
     release.set()
     busy.result()
     assert runs == [1] and got == [1, 1]
+
+
+def test_a_querys_features_do_not_wait_for_its_mirror_images(
+    helpers: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every verification needs the picture's ORB features, only some the mirror image's: the
+    first are handed over as soon as they are found, while the helper describes the mirror."""
+    from similarity import local as local_mod
+
+    set_helper_threads(0)
+    expected = compute_signals(photo_like(9))
+    want_local, want_mirror = expected.local, expected.local_mirror
+    set_helper_threads(1)
+
+    release = threading.Event()
+    mirror_started = threading.Event()
+    real_mirror_of = local_mod.mirror_of
+
+    def slow_mirror_of(*args, **kwargs):  # type: ignore[no-untyped-def]
+        mirror_started.set()
+        release.wait(10)
+        return real_mirror_of(*args, **kwargs)
+
+    monkeypatch.setattr(local_mod, "mirror_of", slow_mirror_of)
+    try:
+        signals = compute_signals(photo_like(9))
+        assert mirror_started.wait(10)  # the helper is on the mirror image now
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(signals.local))
+        reader.start()
+        reader.join(5)
+        assert got == [want_local]  # read while the mirror image's features were held up
+    finally:
+        release.set()
+    assert signals.local_mirror == want_mirror
