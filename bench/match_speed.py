@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         sig = compute_signals(dec)
         q_signals.append(time.perf_counter() - t)
         t = time.perf_counter()
-        _ = sig.local
+        _ = sig.local, sig.local_mirror
         q_orb.append(time.perf_counter() - t)
 
     gc.collect()
