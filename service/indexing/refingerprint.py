@@ -44,6 +44,9 @@ class RefreshOutcome:
     refreshed: dict[str, int] = field(default_factory=dict)
     failed: list[tuple[StaleRow, str]] = field(default_factory=list)
     needs_bytes: dict[str, int] = field(default_factory=dict)  # bank -> rows with no kept bytes
+    # bank -> rows changed by someone else meanwhile (another refresh, a withdrawal): left alone
+    changed_meanwhile: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False  # stopped by Ctrl-C: the rows counted above are done, no others
 
     @property
     def total_refreshed(self) -> int:
@@ -124,12 +127,17 @@ def refresh_stale(
     executor: Executor | None = None,
     on_row: Callable[[StaleRow], None] | None = None,
     rows: list[StaleRow] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RefreshOutcome:
     """Recompute every stale fingerprint whose bytes are kept; count the others by bank.
 
     Fingerprinting runs on `executor` (a thread pool of one by default); each result is stored
     as soon as it is ready. `on_row` is called once per row handled (for a progress bar).
     `rows`: the stale rows when the caller has listed them already (`stale_rows`).
+    ``should_stop``, asked after each row, ends the run there: work not started is cancelled
+    and the outcome so far comes back with ``interrupted`` set (each row is a transaction of its
+    own, so a later run takes up the rest). A KeyboardInterrupt ends it the same way, but may
+    land between a row's commit and its count.
     """
     outcome = RefreshOutcome()
     if rows is None:
@@ -145,10 +153,22 @@ def refresh_stale(
         for row, result in _fingerprint_all(pool, blobs, limits, workable):
             if isinstance(result, str):
                 outcome.failed.append((row, result))
-            elif store_refreshed(conn, audit, actor, row, result):
-                outcome.refreshed[row.bank] = outcome.refreshed.get(row.bank, 0) + 1
+            else:
+                counts = (
+                    outcome.refreshed
+                    if store_refreshed(conn, audit, actor, row, result)
+                    else outcome.changed_meanwhile
+                )
+                counts[row.bank] = counts.get(row.bank, 0) + 1
             if on_row is not None:
                 on_row(row)
+            if should_stop is not None and should_stop():
+                outcome.interrupted = True
+                pool.shutdown(wait=False, cancel_futures=True)
+                break
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        pool.shutdown(wait=False, cancel_futures=True)
     finally:
         if own:
             pool.shutdown()
