@@ -3,12 +3,6 @@ those of an older one."""
 
 from __future__ import annotations
 
-import multiprocessing
-import signal
-import threading
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
@@ -16,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from service.cli.common import cli_actor, console, err_console, runtime, shown
+from service.cli.workers import INTERRUPTED_EXIT, ctrl_c_stops, worker_pool
 from service.cpus import usable_cpus
 from service.indexing.refingerprint import has_kept_bytes, refresh_stale, stale_rows
 from similarity import COMPATIBLE_VERSIONS, SIGNALS_VERSION
@@ -72,14 +67,10 @@ def refresh(
             "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn(), disable=not progress, console=err_console,
         )
-        count = workers or usable_cpus()
-        spawn = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(count, mp_context=spawn, initializer=_leave_ctrl_c_to_the_parent)
-        with bar, pool:
-            _start_workers(pool, count)
+        with bar, worker_pool(workers or usable_cpus()) as pool:
             # rows without kept bytes (training sources) are not recomputed here: not counted
             task = bar.add_task("refreshing", total=sum(1 for r in todo if has_kept_bytes(r)))
-            with _ctrl_c_stops() as stop:
+            with ctrl_c_stops() as stop:
                 outcome = refresh_stale(
                     conn, rt.audit, rt.blobs, cli_actor(), limits=rt.decode_limits,
                     executor=pool, on_row=lambda _row: bar.advance(task), rows=todo,
@@ -104,46 +95,6 @@ def refresh(
             "interrupted: the fingerprints counted above are stored; run"
             " `chopmark fingerprints refresh` again for the rest"
         )
-        raise typer.Exit(130)
+        raise typer.Exit(INTERRUPTED_EXIT)
     if outcome.failed:
         raise typer.Exit(1)
-
-
-@contextmanager
-def _ctrl_c_stops() -> Iterator[threading.Event]:
-    """Ctrl-C sets the event (the run stops after the row it is storing, whose count is then
-    exact); a second Ctrl-C interrupts at once."""
-    stop = threading.Event()
-
-    def on_ctrl_c(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _start_workers(pool: ProcessPoolExecutor, count: int) -> None:
-    """Start every worker now, each with Ctrl-C ignored from its first instruction: Ctrl-C
-    reaches the whole process group, the parent alone stops the run, and a worker still
-    starting up would print a traceback. A worker starts within ``submit`` while none is idle,
-    and inherits the ignored signal (Python then installs no handler of its own for it)."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        for _ in range(count):
-            pool.submit(_nothing)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _nothing() -> None:
-    return None
-
-
-def _leave_ctrl_c_to_the_parent() -> None:
-    """In each worker process, as it starts (see `_start_workers`): Ctrl-C is the parent's."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)

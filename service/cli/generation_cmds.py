@@ -7,12 +7,11 @@ name="adapters")``, ``app.add_typer(sources_app, name="sources")``.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import secrets
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -34,6 +33,7 @@ from service.cli.common import (
     write_named_file,
 )
 from service.cli.register import expand_paths, prepare_file
+from service.cli.workers import INTERRUPTED_EXIT, cancel_rest, ctrl_c_stops, worker_pool
 from service.cpus import usable_cpus
 from service.genservice.adapters import AdapterRecord
 from similarity import ImageRejected
@@ -44,9 +44,8 @@ if TYPE_CHECKING:
 adapters_app = typer.Typer(help="LoRA adapters allowed in generations.", no_args_is_help=True)
 sources_app = typer.Typer(help="Training sources screened against outputs.", no_args_is_help=True)
 
-_SPAWN = multiprocessing.get_context("spawn")
 EXIT_BLOCKED = 3
-EXIT_INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
+EXIT_INTERRUPTED = INTERRUPTED_EXIT  # as a shell reports a command ended by Ctrl-C
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -187,15 +186,20 @@ def sources_add(
             MofNCompleteColumn(),
             TimeRemainingColumn(),
         )
-        count = workers or usable_cpus()
+        interrupted = False
         with (
             progress,
-            ProcessPoolExecutor(max_workers=count, mp_context=_SPAWN) as pool,
+            worker_pool(workers or usable_cpus()) as pool,
             rt.pool.connection() as conn,
+            ctrl_c_stops() as stop,
         ):
             task = progress.add_task("adding sources", total=len(files))
             futures = {pool.submit(prepare_file, str(f), rt.decode_limits): f for f in files}
             for fut in as_completed(futures):
+                if stop.is_set():  # Ctrl-C: what is stored stays, the rest is left
+                    interrupted = True
+                    cancel_rest(pool, list(futures))
+                    break
                 path = futures[fut]
                 try:
                     item = fut.result()
@@ -227,6 +231,12 @@ def sources_add(
         f"dataset {dataset}: added {added}, duplicate {duplicates}, rejected {len(rejected)}; "
         + clip
     )
+    if interrupted:
+        err_console.print(
+            "interrupted: the images counted above are stored; run the same command again for"
+            " the rest (what is stored already comes back as duplicate)"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
     if rejected and not (added or duplicates):
         raise typer.Exit(1)
 

@@ -31,6 +31,7 @@ from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
 from service.cli.provenance_cmds import credentials_app, verify
 from service.cli.storage_cmds import storage_app
+from service.cli.workers import INTERRUPTED_EXIT
 from service.registry.preferences import PreferencesError, parse_preferences
 
 app = typer.Typer(
@@ -265,6 +266,12 @@ def register(
     console.print(
         f"created {len(out.created)}, duplicate {len(out.duplicates)}, rejected {len(out.rejected)}"
     )
+    if out.interrupted:
+        err_console.print(
+            "interrupted: the files counted above are stored; run the same command again for"
+            " the rest (what is stored already comes back as duplicate)"
+        )
+        raise typer.Exit(INTERRUPTED_EXIT)
     if out.rejected and not (out.created or out.duplicates):
         raise typer.Exit(1)
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import stat
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from uuid import UUID
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+from service.cli.workers import cancel_rest, ctrl_c_stops, worker_pool
 from service.cpus import usable_cpus
 from service.registry.ingest import PreparedImage, insert, prepare, store_files
 from service.registry.records import RegistrationOutcome
@@ -19,9 +19,6 @@ from service.runtime import Runtime
 from similarity import DecodeLimits, ImageRejected
 
 log = logging.getLogger(__name__)
-# Workers start fresh: forking a process that holds a connection pool, threads and OpenMP state
-# is unsafe.
-_SPAWN = multiprocessing.get_context("spawn")
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -77,13 +74,18 @@ def register_paths(
     )
     with (
         progress,
-        ProcessPoolExecutor(max_workers=workers, mp_context=_SPAWN) as pool,
+        worker_pool(workers) as pool,  # spawned: forking a process with a pool is unsafe
         rt.pool.connection() as conn,
+        ctrl_c_stops() as stop,
     ):
         task = progress.add_task("registering", total=len(files))
         futures = {pool.submit(prepare_file, str(f), rt.decode_limits): f for f in files}
         refused: str | None = None  # the data folder refused a write: nothing more is stored
         for fut in as_completed(futures):
+            if stop.is_set():  # Ctrl-C: what is stored stays, the rest is left for a later run
+                outcome.interrupted = True
+                cancel_rest(pool, list(futures))
+                break
             path = futures[fut]
             if refused is not None:
                 fut.cancel()

@@ -104,3 +104,4 @@ class RegistrationOutcome:
     created: list[Artwork] = field(default_factory=list)
     duplicates: list[Artwork] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C: the files not counted above were not stored
