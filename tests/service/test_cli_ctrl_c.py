@@ -1,6 +1,7 @@
-"""Ctrl-C on the CLI's long commands that fingerprint in worker processes (`register`, `sources
-add`): the command stops after the item it is storing, prints what it stored and exits 130,
-with no traceback from it or its workers; running it again stores the rest."""
+"""Ctrl-C on the CLI's long commands that fingerprint in worker processes (`register`,
+`sources add`, `fingerprints refresh`): the command stops after the item it is storing, prints
+what it stored and exits 130, with no traceback from it or its workers; running it again stores
+the rest."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support import photo_like
+import pytest
+
+from tests.service.test_refingerprint import (
+    _age_every_fingerprint,
+    _refreshed_in_log,
+    _register_many,
+)
+from tests.support import auth, photo_like
 
 COUNT = 150
 
@@ -58,36 +66,55 @@ def _run(settings, args: list[str]) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_ctrl_c_stops_register_cleanly_and_a_second_run_stores_the_rest(
-    runtime, settings, tmp_path
-):
-    folder = _folder(tmp_path)
+def _register_args(settings, folder: Path) -> list[str]:
     made = _run(settings, ["artists", "create", "--name", "Cy", "--email", "c@example.org"])
     assert made.returncode == 0, made.stdout + made.stderr
     artist = made.stdout.strip().splitlines()[-1]
-    args = ["register", str(folder), "--artist", artist, "--workers", "2"]
-    out, _ = _interrupted(settings, args, lambda: _count(runtime, "artworks") > 0)
-    stored = _count(runtime, "artworks")
-    assert 0 < stored < COUNT
-    assert f"created {stored}, duplicate 0, rejected 0" in out, out
-
-    rest = _run(settings, args)
-    assert rest.returncode == 0, rest.stdout + rest.stderr
-    assert f"created {COUNT - stored}, duplicate {stored}, rejected 0" in rest.stdout
-    assert _count(runtime, "artworks") == COUNT
+    return ["register", str(folder), "--artist", artist, "--workers", "2"]
 
 
-def test_ctrl_c_stops_sources_add_cleanly_and_a_second_run_stores_the_rest(
-    runtime, settings, tmp_path
+def _sources_args(settings, folder: Path) -> list[str]:
+    return ["sources", "add", "--dataset", "set-c", str(folder), "--workers", "2"]
+
+
+@pytest.mark.parametrize(
+    ("command", "table", "summary"),
+    [
+        (_register_args, "artworks", "created {new}, duplicate {old}, rejected 0"),
+        (_sources_args, "training_sources", "added {new}, duplicate {old}, rejected 0"),
+    ],
+    ids=["register", "sources-add"],
+)
+def test_ctrl_c_stops_cleanly_and_a_second_run_stores_the_rest(
+    runtime, settings, tmp_path, command, table, summary
 ):
-    folder = _folder(tmp_path)
-    args = ["sources", "add", "--dataset", "set-c", str(folder), "--workers", "2"]
-    out, _ = _interrupted(settings, args, lambda: _count(runtime, "training_sources") > 0)
-    stored = _count(runtime, "training_sources")
+    args = command(settings, _folder(tmp_path))
+    out, _ = _interrupted(settings, args, lambda: _count(runtime, table) > 0)
+    stored = _count(runtime, table)
     assert 0 < stored < COUNT
-    assert f"added {stored}, duplicate 0, rejected 0" in out, out
+    assert summary.format(new=stored, old=0) in out, out
 
     rest = _run(settings, args)
     assert rest.returncode == 0, rest.stdout + rest.stderr
-    assert f"added {COUNT - stored}, duplicate {stored}, rejected 0" in rest.stdout
-    assert _count(runtime, "training_sources") == COUNT
+    assert summary.format(new=COUNT - stored, old=stored) in rest.stdout, rest.stdout
+    assert _count(runtime, table) == COUNT
+
+
+def test_ctrl_c_stops_a_fingerprint_refresh_cleanly_and_a_second_run_finishes_it(
+    client, runtime, settings, make_key
+):
+    count = 120
+    _register_many(client, auth(make_key("registry")), count)
+    _age_every_fingerprint(runtime)
+    args = ["fingerprints", "refresh", "--workers", "2", "--no-progress"]
+    out, _ = _interrupted(settings, args, lambda: _refreshed_in_log(runtime) > 0)
+    stored = _refreshed_in_log(runtime)
+    assert 0 < stored < count
+    assert f"refreshed {stored} artwork fingerprint(s)" in out, out
+
+    rest = _run(settings, args)
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    assert f"refreshed {count - stored} artwork fingerprint(s)" in rest.stdout, rest.stdout
+    assert _refreshed_in_log(runtime) == count
+    verified = _run(settings, ["audit", "verify"])
+    assert verified.returncode == 0, verified.stdout + verified.stderr

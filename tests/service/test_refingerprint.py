@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 from PIL import ImageEnhance
@@ -224,39 +222,3 @@ def test_rows_another_run_refreshed_meanwhile_are_counted_not_redone(
     assert second.refreshed == {} and second.changed_meanwhile == {"artwork": 3}
     assert not first.interrupted and not second.interrupted
     assert _refreshed_in_log(runtime) == 3  # each row refreshed and audited once
-
-
-def test_ctrl_c_stops_a_refresh_cleanly_and_a_second_run_finishes_it(
-    client, runtime, settings, make_key
-):
-    count = 120
-    _register_many(client, auth(make_key("registry")), count)
-    _age_every_fingerprint(runtime)
-    env = {**os.environ, "CHOPMARK_DATABASE_URL": settings.database_url,
-           "CHOPMARK_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
-    # its own process group, as a terminal's: Ctrl-C reaches the command and its workers
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli.main", "fingerprints", "refresh", "--workers", "2",
-         "--no-progress"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while _refreshed_in_log(runtime) == 0 and proc.poll() is None:
-        assert time.monotonic() < deadline, "the refresh stored nothing in two minutes"
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out + err
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    assert "interrupted" in err
-    stored = _refreshed_in_log(runtime)
-    assert 0 < stored < count
-    assert f"refreshed {stored} artwork fingerprint(s)" in out, out
-
-    rest = _cli(settings, "fingerprints", "refresh", "--workers", "2", "--no-progress")
-    assert rest.returncode == 0, rest.stdout + rest.stderr
-    assert f"refreshed {count - stored} artwork fingerprint(s)" in rest.stdout, rest.stdout
-    assert _refreshed_in_log(runtime) == count
-    verified = _cli(settings, "audit", "verify")
-    assert verified.returncode == 0, verified.stdout + verified.stderr
