@@ -58,13 +58,22 @@ class ImageWork:
         the request is cancelled meanwhile: a thread cannot be stopped midway, and what it did
         (a moderation check recorded, an artwork stored) must reach the caller rather than be
         done behind an error."""
+        started = False
+
+        def call() -> T:
+            nonlocal started
+            started = True
+            return fn(*args)
+
         async with self._limiter:
             if self._closed:  # a request seen through may come back for more (another file)
                 raise ImageWorkStopped("the service is stopping")
             try:
-                return await run_to_completion(fn, *args, executor=self._threads)
+                return await run_to_completion(call, executor=self._threads)
             except RuntimeError as exc:
-                if self._closed:  # "cannot schedule new futures after shutdown"
+                # the pool refused to start it ("cannot schedule new futures after shutdown");
+                # a RuntimeError of the work itself is its own
+                if self._closed and not started:
                     raise ImageWorkStopped("the service is stopping") from exc
                 raise
 

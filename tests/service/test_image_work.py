@@ -115,3 +115,37 @@ def test_work_running_when_its_request_is_cancelled_is_seen_through_and_none_sta
         return result, task.cancelled()
 
     assert anyio.run(main) == ("recorded", False)
+
+
+def test_an_error_of_the_work_itself_while_the_lane_closes_is_not_taken_for_the_stop() -> None:
+    """Only work the closed lane refused to start is ImageWorkStopped (503, retry); a
+    RuntimeError the work raised reaches the caller as itself, also while the lane closes."""
+    from service.api.image_work import ImageWorkStopped
+
+    started, release = threading.Event(), threading.Event()
+
+    def failing() -> str:
+        started.set()
+        release.wait(10)
+        raise RuntimeError("the work's own failure")
+
+    async def main() -> BaseException | None:
+        import asyncio
+
+        work = ImageWork(1)
+        task = asyncio.ensure_future(work.run(failing))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        closing = asyncio.get_running_loop().run_in_executor(None, work.close)
+        await asyncio.sleep(0.05)  # close() has marked the lane closed and waits for the work
+        release.set()
+        await closing
+        try:
+            await task
+        except BaseException as exc:  # the test looks at which one it is
+            return exc
+        return None
+
+    raised = anyio.run(main)
+    assert isinstance(raised, RuntimeError) and not isinstance(raised, ImageWorkStopped)
+    assert str(raised) == "the work's own failure"
