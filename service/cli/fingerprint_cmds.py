@@ -67,9 +67,10 @@ def refresh(
             "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn(), disable=not progress, console=err_console,
         )
-        with bar, worker_pool(workers or usable_cpus()) as pool:
-            # rows without kept bytes (training sources) are not recomputed here: not counted
-            task = bar.add_task("refreshing", total=sum(1 for r in todo if has_kept_bytes(r)))
+        # rows without kept bytes (training sources) are not recomputed here: not counted
+        workable = sum(1 for r in todo if has_kept_bytes(r))
+        with bar, worker_pool(workers or usable_cpus(), workable) as pool:
+            task = bar.add_task("refreshing", total=workable)
             with ctrl_c_stops() as stop:
                 outcome = refresh_stale(
                     conn, rt.audit, rt.blobs, cli_actor(), limits=rt.decode_limits,

@@ -189,7 +189,7 @@ def sources_add(
         interrupted = False
         with (
             progress,
-            worker_pool(workers or usable_cpus()) as pool,
+            worker_pool(workers or usable_cpus(), len(files)) as pool,
             rt.pool.connection() as conn,
             ctrl_c_stops() as stop,
         ):

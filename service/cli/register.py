@@ -74,7 +74,7 @@ def register_paths(
     )
     with (
         progress,
-        worker_pool(workers) as pool,  # spawned: forking a process with a pool is unsafe
+        worker_pool(workers, len(files)) as pool,  # spawned: forking one with a pool is unsafe
         rt.pool.connection() as conn,
         ctrl_c_stops() as stop,
     ):

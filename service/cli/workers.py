@@ -21,8 +21,10 @@ _SPAWN = multiprocessing.get_context("spawn")
 
 
 @contextmanager
-def worker_pool(count: int) -> Iterator[ProcessPoolExecutor]:
-    """``count`` spawned worker processes, all started now with Ctrl-C ignored."""
+def worker_pool(count: int, items: int) -> Iterator[ProcessPoolExecutor]:
+    """``count`` spawned worker processes, no more than there are ``items`` to work on (each
+    start costs a second or so of imports), all started now with Ctrl-C ignored."""
+    count = max(1, min(count, items))
     with ProcessPoolExecutor(count, mp_context=_SPAWN, initializer=_ignore_ctrl_c) as pool:
         _start_workers(pool, count)
         yield pool

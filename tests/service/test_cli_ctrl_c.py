@@ -118,3 +118,12 @@ def test_ctrl_c_stops_a_fingerprint_refresh_cleanly_and_a_second_run_finishes_it
     assert _refreshed_in_log(runtime) == count
     verified = _run(settings, ["audit", "verify"])
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_no_more_workers_start_than_there_are_items() -> None:
+    from service.cli.workers import worker_pool
+
+    with worker_pool(8, 2) as pool:
+        assert len(pool._processes) == 2  # each start costs a second of imports
+    with worker_pool(3, 0) as pool:
+        assert len(pool._processes) == 1
