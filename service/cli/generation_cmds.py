@@ -198,7 +198,7 @@ def sources_add(
             for fut in as_completed(futures):
                 if stop.is_set():  # Ctrl-C: what is stored stays, the rest is left
                     interrupted = True
-                    cancel_rest(pool, list(futures))
+                    cancel_rest(futures)
                     break
                 path = futures[fut]
                 try:

@@ -84,7 +84,7 @@ def register_paths(
         for fut in as_completed(futures):
             if stop.is_set():  # Ctrl-C: what is stored stays, the rest is left for a later run
                 outcome.interrupted = True
-                cancel_rest(pool, list(futures))
+                cancel_rest(futures)
                 break
             path = futures[fut]
             if refused is not None:

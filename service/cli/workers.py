@@ -12,7 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 
@@ -25,9 +25,16 @@ def worker_pool(count: int, items: int) -> Iterator[ProcessPoolExecutor]:
     """``count`` spawned worker processes, no more than there are ``items`` to work on (each
     start costs a second or so of imports), all started now with Ctrl-C ignored."""
     count = max(1, min(count, items))
-    with ProcessPoolExecutor(count, mp_context=_SPAWN, initializer=_ignore_ctrl_c) as pool:
+    pool = ProcessPoolExecutor(count, mp_context=_SPAWN, initializer=_ignore_ctrl_c)
+    try:
         _start_workers(pool, count)
         yield pool
+    except BaseException:
+        # a second Ctrl-C, an error: what is queued is not done, only what runs is waited for
+        # (one shutdown call: a later one would clear the request to cancel)
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 @contextmanager
@@ -47,11 +54,11 @@ def ctrl_c_stops() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def cancel_rest(pool: ProcessPoolExecutor, futures: list[Future[object]]) -> None:
-    """Cancel the work no worker has started (what is running finishes, unused)."""
+def cancel_rest(futures: Iterable[Future[object]]) -> None:
+    """Cancel the work no worker has started (what is running finishes, unused, before the
+    pool closes)."""
     for fut in futures:
         fut.cancel()
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _start_workers(pool: ProcessPoolExecutor, count: int) -> None:

@@ -127,3 +127,16 @@ def test_no_more_workers_start_than_there_are_items() -> None:
         assert len(pool._processes) == 2  # each start costs a second of imports
     with worker_pool(3, 0) as pool:
         assert len(pool._processes) == 1
+
+
+def test_work_still_queued_when_the_command_fails_is_not_done() -> None:
+    """A second Ctrl-C (or any error) leaves through the pool at once: what is queued is
+    cancelled rather than worked through first."""
+    from service.cli.workers import worker_pool
+
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), worker_pool(1, 50) as pool:
+        queued = [pool.submit(time.sleep, 0.2) for _ in range(50)]  # 10 s of work on one worker
+        raise KeyboardInterrupt
+    assert time.monotonic() - started < 3
+    assert sum(f.cancelled() for f in queued) >= 45
