@@ -30,6 +30,8 @@ from service.api.image_work import ImageWork
 from service.runtime import Runtime
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
+_PREFIX = "chopmark-metrics-"
+_FOLDER = re.compile(rf"^{_PREFIX}(\d+)-\w+$")
 PUBLISH_SECONDS = 1.0
 REFRESHED = "chopmark_index_refreshed_timestamp_seconds"
 _LIVE_FILE = re.compile(r"^gauge_live\w*?_(\d+)\.db$")
@@ -51,13 +53,26 @@ def shared_metrics_dir(processes: int) -> Iterator[None]:
     if processes < 2 or os.environ.get(ENV):
         yield
         return
-    folder = tempfile.mkdtemp(prefix=f"chopmark-metrics-{os.getpid()}-")
+    remove_abandoned(Path(tempfile.gettempdir()))
+    folder = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
     os.environ[ENV] = folder
     try:
         yield
     finally:
         os.environ.pop(ENV, None)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def remove_abandoned(tmp: Path) -> list[Path]:
+    """Remove the shared-metrics folders of servers that are gone (one killed outright cannot
+    remove its own); returns them. A folder is named for its server's pid: a live one keeps it."""
+    gone = []
+    for path in tmp.glob(f"{_PREFIX}*"):
+        m = _FOLDER.match(path.name)
+        if m and path.is_dir() and not path.is_symlink() and not psutil.pid_exists(int(m[1])):
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+    return gone
 
 
 def forget_dead_workers(folder: Path) -> list[int]:

@@ -114,3 +114,26 @@ def test_workers_end_with_a_supervisor_killed_outright(settings):
         }
         assert time.monotonic() < deadline, f"workers {alive} outlived their supervisor"
         time.sleep(0.3)
+
+
+def test_shared_metrics_folders_of_servers_that_are_gone_are_removed(tmp_path) -> None:
+    """A server killed outright cannot remove its shared-metrics folder; the next one started
+    removes those whose server is gone, and no other."""
+    import sys
+
+    from service.api.metrics_shared import remove_abandoned
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)
+    dead = tmp_path / f"chopmark-metrics-{dead_pid}-ab12cd"
+    live = tmp_path / f"chopmark-metrics-{os.getpid()}-ef34gh"
+    other = tmp_path / "chopmark-metrics-notapid"
+    for folder in (dead, live, other):
+        folder.mkdir()
+        (folder / "counter_1.db").write_bytes(b"x")
+    a_file = tmp_path / f"chopmark-metrics-{dead_pid}-file"
+    a_file.write_bytes(b"x")
+    assert remove_abandoned(tmp_path) == [dead]
+    assert not dead.exists()
+    assert live.is_dir() and other.is_dir() and a_file.is_file()
