@@ -10,8 +10,8 @@ thumbnail; adding the same image to its dataset again (`chopmark sources add`) r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -149,8 +149,9 @@ def refresh_stale(
             outcome.needs_bytes[r.bank] = outcome.needs_bytes.get(r.bank, 0) + 1
     own = executor is None
     pool = executor or ThreadPoolExecutor(1, thread_name_prefix="chopmark-refingerprint")
+    results = _fingerprint_all(pool, blobs, limits, workable)
     try:
-        for row, result in _fingerprint_all(pool, blobs, limits, workable):
+        for row, result in results:
             if isinstance(result, str):
                 outcome.failed.append((row, result))
             else:
@@ -164,12 +165,11 @@ def refresh_stale(
                 on_row(row)
             if should_stop is not None and should_stop():
                 outcome.interrupted = True
-                pool.shutdown(wait=False, cancel_futures=True)
                 break
     except KeyboardInterrupt:
         outcome.interrupted = True
-        pool.shutdown(wait=False, cancel_futures=True)
     finally:
+        results.close()  # what no worker has started is cancelled
         if own:
             pool.shutdown()
     return outcome
@@ -191,14 +191,20 @@ def _fingerprint_one(
 
 def _fingerprint_all(
     pool: Executor, blobs: BlobStore, limits: DecodeLimits, rows: Iterable[StaleRow]
-) -> Iterable[tuple[StaleRow, dict[str, object] | str]]:
-    """Results in row order, with a bounded number in flight."""
-    pending: list[tuple[StaleRow, object]] = []
+) -> Iterator[tuple[StaleRow, dict[str, object] | str]]:
+    """Results in row order, with a bounded number in flight; closed early, it cancels those
+    in flight that no worker has started."""
+    pending: list[tuple[StaleRow, Future[dict[str, object] | str]]] = []
     window = 8
-    for row in rows:
-        pending.append((row, pool.submit(_fingerprint_one, blobs, limits, row)))
-        if len(pending) >= window:
+    try:
+        for row in rows:
+            pending.append((row, pool.submit(_fingerprint_one, blobs, limits, row)))
+            if len(pending) >= window:
+                done_row, fut = pending.pop(0)
+                yield done_row, fut.result()
+        while pending:
             done_row, fut = pending.pop(0)
-            yield done_row, fut.result()  # type: ignore[attr-defined]
-    for done_row, fut in pending:
-        yield done_row, fut.result()  # type: ignore[attr-defined]
+            yield done_row, fut.result()
+    finally:
+        for _, fut in pending:
+            fut.cancel()
