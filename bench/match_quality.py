@@ -31,7 +31,16 @@ from PIL import Image
 
 from similarity import IndexConfig, MatchIndex, Thresholds, compute_signals, decode_image, match
 from similarity.dense_store import DenseStoreConfig
-from similarity.edits import EDITS, LAUNDERING, PAIRED_EDITS, Edit, random_pairs
+from similarity.edits import (
+    EDITS,
+    LAUNDERING,
+    PAIRED_EDITS,
+    Edit,
+    crop,
+    grid,
+    pasted_into,
+    random_pairs,
+)
 from similarity.hash_store import HashStoreConfig
 from similarity.pdq import pdq_hash
 
@@ -174,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="use the approximate (IVF) indexes from the first work, as at 1M scale")
     ap.add_argument("--whole-only", action="store_true",
                     help="match the whole picture only, not the pictures found inside it")
+    ap.add_argument("--only", action="append", default=[], metavar="EDIT",
+                    help="query only under this edit (repeatable; each keeps its random draws)")
     ap.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE",
                     help="override one of similarity.Thresholds (repeatable), for A/B runs")
     args = ap.parse_args(argv)
@@ -229,9 +240,13 @@ def main(argv: list[str] | None = None) -> int:
         list(EDITS[:PAIRED_EDITS])
         + random_pairs(args.pairs, seed=args.seed + 1)
         + list(EDITS[PAIRED_EDITS:])
+        + collage_edits([originals[n] for n in sorted(unregistered)])
+        + beyond_edits([originals[n] for n in sorted(unregistered)])
     )
     rows: dict[str, Row] = {}
     for e_no, edit in enumerate(edits):
+        if args.only and edit.name not in args.only:
+            continue
         row = rows.setdefault(edit.name, Row())
         for n in queried:
             rng = np.random.default_rng([args.seed, e_no, ids[n]])
@@ -264,6 +279,25 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report)
     return 0
+
+
+COLLAGES: dict[str, tuple[int, int]] = {"grid_1x2": (2, 1), "grid_2x2": (2, 2), "grid_3x3": (3, 3)}
+"""Collage edits: (columns, rows) of square cells, the query's picture in one of them."""
+
+
+def collage_edits(fillers: list[Image.Image]) -> list[Edit]:
+    """The query's picture in a grid of never-registered pictures (`similarity.edits.grid`)."""
+    return [Edit(name, grid(cols, rows, fillers)) for name, (cols, rows) in COLLAGES.items()]
+
+
+BEYOND = ("crop_30", "crop_15", "pasted_into_photo_25")
+"""Edits not found yet, measured to show how far: a small part of the work, and the work put
+into another picture (neither stands as a block on a plain ground nor fills a grid's cell)."""
+
+
+def beyond_edits(backgrounds: list[Image.Image]) -> list[Edit]:
+    return [Edit("crop_30", crop(0.30)), Edit("crop_15", crop(0.15)),
+            Edit("pasted_into_photo_25", pasted_into(0.25, backgrounds))]
 
 
 def _thresholds(overrides: list[str]) -> Thresholds:
@@ -305,7 +339,8 @@ def render(rows: dict[str, Row], names: list[str], registered: set[str],
         f"{len(names)} images: {len(registered)} registered, {len(unregistered)} never "
         f"registered, the rest material for {args.distractors} registered distractor collages "
         f"(seed {args.seed}). Each registered and unregistered image is queried under each of "
-        f"{len(single)} edits and {args.pairs} random pairs of edits. "
+        f"{len(single)} edits, {args.pairs} random pairs of edits, {len(COLLAGES)} "
+        f"collages and {len(BEYOND)} edits not found yet. "
         + ("Indexes: approximate (binary IVF for PDQ, IVF fast-scan PQ for dense views) from "
            "the start, as at 1M works. " if args.ivf else "Indexes: exact (as below 50k works). ")
         + "Recall: share of queries from registered works whose `copy` matches name the right "
@@ -317,7 +352,11 @@ def render(rows: dict[str, Row], names: list[str], registered: set[str],
         "or `similar`, that name the right work; 'unrelated flagged': share of queries from "
         "never-registered images with any match. Time: signals + match per query, one thread. "
         "The goals (recall >= 0.95, precision >= 0.99) are stated for the copy list; the "
-        "laundering edits (negatives, line drawings of a work) go beyond it.",
+        "laundering edits (negatives, line drawings of a work) and the collages (the query's "
+        "picture cut to a square cell in a 1x2, 2x2 or 3x3 grid of never-registered "
+        "pictures, edge to edge) go beyond it; the last rows (a crop keeping 30% or 15% of the "
+        "area, the work scaled to a quarter of a never-registered photo and pasted into it) "
+        "show what is not found yet.",
         "",
         "| edit | queries | recall | precision | copy or similar | any precision "
         "| unrelated flagged | PDQ recall | PDQ precision | pHash recall | pHash precision "
@@ -352,13 +391,20 @@ def render(rows: dict[str, Row], names: list[str], registered: set[str],
         )
         return line(f"**{label}**", agg)
 
-    copy_list = [r for n, r in rows.items() if n not in LAUNDERING]
+    extra = set(COLLAGES) | set(BEYOND)
+    copy_list = [r for n, r in rows.items() if n not in LAUNDERING and n not in extra]
     lines.append(total("all single edits", [r for n, r in rows.items() if n in single]))
-    lines.append(total("all pairs", [r for n, r in rows.items() if n not in single]))
+    lines.append(total("all pairs", [r for n, r in rows.items()
+                                     if n not in single and n not in extra]))
     lines.append(total("copy list (single edits and pairs)", copy_list))
     lines.append(total("laundering (negatives, line drawings)",
                        [r for n, r in rows.items() if n in LAUNDERING]))
-    lines.append(total("overall", list(rows.values())))
+    lines.append(total("collages (a work in a grid of other pictures)",
+                       [r for n, r in rows.items() if n in COLLAGES]))
+    lines.append(total("not found yet (small crops, pasted into a photo)",
+                       [r for n, r in rows.items() if n in BEYOND]))
+    lines.append(total("overall (all but the rows not found yet)",
+                       [r for n, r in rows.items() if n not in BEYOND]))
     return "\n".join(lines) + "\n"
 
 

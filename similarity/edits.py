@@ -3,12 +3,14 @@
 Used by the quality benchmark and the tests. Every edit is a pure function of the image and a
 seeded random generator, so a run is reproducible. `EDITS` names the single edits: those of
 the copy list (`COPY_EDITS`), then ways to launder a work (`LAUNDERING`); `combine` chains two.
+`grid` sets the picture among other pictures (a collage), `pasted_into` into another picture;
+the caller supplies those.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -251,6 +253,48 @@ def page_screenshot(share: float) -> EditFn:
         shown = src.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS)
         x = int(rng.integers(0, width - shown.width + 1))
         y = int(rng.integers(bar, height - shown.height + 1))
+        out.paste(shown, (x, y))
+        return out
+
+    return fn
+
+
+def grid(cols: int, rows: int, fillers: Sequence[Image.Image]) -> EditFn:
+    """A collage: the picture and ``cols * rows - 1`` of ``fillers`` (drawn at random), each
+    cut to a square cell as collage apps fill cells (the centre, as large as fits), edge to
+    edge in a grid, the picture in a random cell. Cells are as wide as the picture's shorter
+    side, at most ``GRID_CELL_MAX`` pixels."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        side = min(GRID_CELL_MAX, *img.size)
+        count = cols * rows
+        picks = rng.choice(len(fillers), size=count - 1, replace=len(fillers) < count - 1)
+        cells = [fillers[int(i)] for i in picks]
+        cells.insert(int(rng.integers(count)), img)
+        out = Image.new("RGB", (cols * side, rows * side))
+        for k, cell in enumerate(cells):
+            square = ImageOps.fit(cell.convert("RGB"), (side, side), Image.Resampling.LANCZOS)
+            out.paste(square, ((k % cols) * side, (k // cols) * side))
+        return out
+
+    return fn
+
+
+GRID_CELL_MAX = 512
+
+
+def pasted_into(share: float, backgrounds: Sequence[Image.Image]) -> EditFn:
+    """The picture pasted, scaled to ``share`` of the area, at a random place of one of
+    ``backgrounds`` (drawn at random): a work put into another picture."""
+
+    def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        out = backgrounds[int(rng.integers(len(backgrounds)))].convert("RGB").copy()
+        w, h = img.size
+        f = min(np.sqrt(share * out.width * out.height / (w * h)), out.width / w, out.height / h)
+        shown = img.convert("RGB").resize((max(1, round(w * f)), max(1, round(h * f))),
+                                          Image.Resampling.LANCZOS)
+        x = int(rng.integers(0, out.width - shown.width + 1))
+        y = int(rng.integers(0, out.height - shown.height + 1))
         out.paste(shown, (x, y))
         return out
 

@@ -133,6 +133,15 @@ def _leading(flags: np.ndarray) -> int:
     return int(stop[0]) if stop.size else int(flags.size)
 
 
+def box_overlap(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (0 for two empty ones)."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
 def rescaled(box: Box, shape: tuple[int, ...], to_shape: tuple[int, ...]) -> Box:
     """``box`` in a picture of ``shape`` (height, width), in the pixels of the same picture at
     ``to_shape``."""

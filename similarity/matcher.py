@@ -9,9 +9,10 @@ when a check needs them.
 The verdict per work is `copy` (strong evidence) or `similar` (weaker evidence); works with
 neither are not returned.
 
-A query with pictures embedded in it (`ImageSignals.parts`: a screenshot's picture) is matched
-as a whole and part by part; a work found in a part carries the part's box in its evidence
-(`region`), and a work found both ways keeps the stronger match.
+A query with pictures within it (`ImageSignals.parts`: a screenshot's picture, the cells of a
+grid of pictures) is matched as a whole and part by part; a work found in a part carries the
+part's box in its evidence (`region`) and how the part was found (`region_kind`: `embedded` or
+`grid_cell`), and a work found both ways keeps the stronger match.
 
 A query that looks like a line drawing (`ImageSignals.strokes`: an edge map, a tracing) is also
 matched against works' edge maps: the nearest by their descriptor are confirmed when strokes and
@@ -115,7 +116,8 @@ def match(
         _keep_stronger(results, _match_lines(query.strokes, index, lookup, thresholds))
     for part in query.parts if parts else ():
         _keep_stronger(results, (
-            Match(m.id, m.score, m.decision, {**m.evidence, "region": list(part.box)})
+            Match(m.id, m.score, m.decision,
+                  {**m.evidence, "region": list(part.box), "region_kind": part.kind})
             for m in _match_whole(part.signals, index, lookup, thresholds)
         ))
     ordered = sorted(results.values(), key=lambda m: (m.decision != "copy", -m.score, m.id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -13,7 +14,8 @@ from similarity import dense as dense_mod
 from similarity import lines as lines_mod
 from similarity import local as local_mod
 from similarity.decode import DecodedImage
-from similarity.embedded import Box, find_embedded, rescaled
+from similarity.embedded import Box, box_overlap, find_embedded, rescaled
+from similarity.panels import find_panels
 from similarity.pdq import PDQ_BYTES, pdq_dihedral, pdq_hash
 from similarity.threads import Deferred
 
@@ -71,13 +73,19 @@ class _OrbJobs:
         self.mirror: Deferred[bytes] = Deferred(mirror)
 
 
+PartKind = Literal["embedded", "grid_cell"]
+
+
 @dataclass(frozen=True)
 class Part:
-    """A picture embedded in the query (see `similarity.embedded`): its box in the pixels of
-    the query's file (not of a reduced decode) and its own query signals."""
+    """A picture within the query, matched on its own: its box in the pixels of the query's
+    file (not of a reduced decode), its own query signals, and how it was found: a picture
+    embedded in a frame (`similarity.embedded`) or a cell of a grid of pictures
+    (`similarity.panels`)."""
 
     box: Box
     signals: ImageSignals
+    kind: PartKind = "embedded"
 
 
 class ImageSignals:
@@ -91,8 +99,8 @@ class ImageSignals:
     Query side only (not stored, empty after `from_packed`): the PDQ hashes of the eight
     rotations/flips, the ORB features of the mirror image, dense descriptors of the
     picture turned back by a few small angles (`similarity.dense.describe_query`), the
-    `parts`: pictures embedded in it (a screenshot's), each with signals of its own, and the
-    `strokes` of a query that looks like a line drawing.
+    `parts`: pictures within it (a screenshot's, a grid's cells), each with signals of its
+    own, and the `strokes` of a query that looks like a line drawing.
 
     Signals made by `compute_signals` keep the reduced picture and compute `dense_views` when
     first read; `local` and `local_mirror` are worked out together by a helper thread, or when
@@ -163,7 +171,8 @@ class ImageSignals:
 
     @property
     def parts(self) -> tuple[Part, ...]:
-        """Pictures embedded in this one, matched on their own too (query side only)."""
+        """Pictures within this one (embedded in a frame, or the cells of a grid), matched on
+        their own too (query side only)."""
         return self._parts
 
     @property
@@ -333,10 +342,25 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
     orb = _OrbJobs(gray)
     to_file = _to_file_pixels(img, full.shape)
     parts = tuple(
-        Part(to_file(b), _query_signals(local_mod.work_gray(full[b[1] : b[3], b[0] : b[2]])))
-        for b in find_embedded(full, gray)
+        Part(to_file(b), _query_signals(local_mod.work_gray(full[b[1] : b[3], b[0] : b[2]])), kind)
+        for b, kind in _part_boxes(full, gray)
     )
     return _query_signals(gray, parts, lines_mod.line_drawing(full, gray), orb)
+
+
+def _part_boxes(full: np.ndarray, gray: np.ndarray) -> list[tuple[Box, PartKind]]:
+    """Boxes of the pictures within the query worth matching on their own: the cells of a grid
+    of pictures (`similarity.panels`), then pictures embedded in a frame
+    (`similarity.embedded`) but for those that are one of the cells already."""
+    boxes: list[tuple[Box, PartKind]] = [(b, "grid_cell") for b in find_panels(full)]
+    cells = len(boxes)
+    for box in find_embedded(full, gray):
+        if not any(box_overlap(box, cell) > SAME_PART_OVERLAP for cell, _ in boxes[:cells]):
+            boxes.append((box, "embedded"))
+    return boxes
+
+
+SAME_PART_OVERLAP = 0.8  # intersection over union of two boxes of one picture
 
 
 def _to_file_pixels(

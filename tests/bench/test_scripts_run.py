@@ -69,3 +69,21 @@ def test_load_moderation_runs(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert "5xx" in table
+
+
+def test_match_quality_runs(tmp_path: Path) -> None:
+    images = _photos(tmp_path / "images", 20, 700)
+    table = _report(
+        "match_quality.py",
+        *("--images", str(images), "--distractors", "6", "--pairs", "1"),
+        cwd=tmp_path,
+    )
+    for row in ("| grid_2x2 |", "| pasted_into_photo_25 |", "**collages", "**overall"):
+        assert row in table, row
+
+
+def test_grid_detection_runs(tmp_path: Path) -> None:
+    images = _photos(tmp_path / "images", 12, 800)
+    table = _report("grid_detection.py", "--images", str(images), "--collages", "8", cwd=tmp_path)
+    assert "| equal cells, edge to edge | 8 |" in table
+    assert "| grid search (`find_panels`) |" in table

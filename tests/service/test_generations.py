@@ -243,6 +243,27 @@ def test_img2img_on_a_denied_artwork_is_blocked_before_the_model(gen, runtime, m
     assert got["status"] == "blocked" and got["image_url"] is None
 
 
+def test_a_collage_holding_a_denied_artwork_is_refused_as_an_init_image(gen, make_key):
+    """A denied work in one cell of a 2x2 collage of other pictures: the gate finds it in its
+    cell and refuses the request before the model."""
+    from similarity.edits import grid
+
+    client, model = gen
+    art = photo_like(12, (640, 480))
+    work = register_artwork(client, auth(make_key("registry")), art, '{"img2img": "deny"}')
+    collage = grid(2, 2, [photo_like(13 + k) for k in range(3)])(art, np.random.default_rng(4))
+    r = client.post(
+        "/v1/generations",
+        json=request(init_image=b64(encode(collage, quality=90)), strength=0.6),
+        headers=auth(make_key("generate")),
+    )
+    assert r.status_code == 403, r.text
+    body = r.json()
+    assert [x["code"] for x in body["reasons"]] == ["registered_artwork_denied"]
+    assert body["matches"][0]["artwork_id"] == work["id"]
+    assert model.call_count == 0
+
+
 def test_a_blocked_request_never_loads_the_model(client, runtime, make_key):
     """The gate runs before any model exists in the process: a blocked request loads none."""
     lazy = GenerationService.open(runtime)  # the configured model, loaded on first use

@@ -1276,6 +1276,31 @@ def test_registered_work_in_a_page_screenshot_is_blocked(mclient, make_key):
     assert 0.05 < (x1 - x0) * (y1 - y0) / (shot.width * shot.height) < 0.2
 
 
+def test_registered_work_in_a_collage_is_blocked(mclient, make_key):
+    """A registered work in one cell of a 2x2 collage of other pictures, edge to edge: the
+    collage is blocked for the work, the cell's box in the evidence; the same collage without
+    the work is allowed."""
+    from similarity.edits import grid
+
+    h = auth(make_key("registry", "moderate"))
+    (work,) = register(mclient, h, 671)
+    fillers = [photo_like(672 + k) for k in range(3)]
+    collage = grid(2, 2, fillers)(photo_like(671), np.random.default_rng(3))
+    res = moderate(mclient, h, encode(collage, quality=85))
+    assert res["verdict"] == "block"
+    (why,) = reasons(res, "registered_copy")
+    assert why["evidence"]["artwork_id"] == work["id"]
+    match = res["registry"]["matches"][0]
+    assert match["artwork_id"] == work["id"] and match["decision"] == "copy"
+    assert match["evidence"]["region_kind"] == "grid_cell"
+    x0, y0, x1, y1 = match["evidence"]["region"]
+    cell = collage.width // 2
+    assert abs((x1 - x0) - cell) < 0.05 * cell and abs((y1 - y0) - cell) < 0.05 * cell
+    assert x0 % cell < 0.05 * cell and y0 % cell < 0.05 * cell
+    unrelated = grid(2, 2, fillers)(photo_like(679), np.random.default_rng(3))
+    assert moderate(mclient, h, encode(unrelated, quality=85))["verdict"] == "allow"
+
+
 def test_an_automatic1111_parameters_label_declares_ai(mclient, make_key):
     """The generation settings Stable Diffusion front ends write into PNG text or EXIF say the
     picture was generated; a text chunk named 'parameters' without them does not."""

@@ -1,0 +1,302 @@
+"""Pictures set side by side in a regular grid: a collage, an "art dump", a 2x2 post, a 3x3
+"art vs artist" grid.
+
+A work in one cell of such a grid is missed by the whole-picture signals (the other cells move
+the fingerprints and take most of the local features) and by `similarity.embedded`, which looks
+for pictures on a plain ground: cells that meet edge to edge have none. This finds the grid, so
+that each cell can be matched on its own as well.
+
+Cells meet at seams or are set apart by gutters. A seam between two pictures is a line across
+the whole frame where, line after line, the step from one pixel to the next is larger than
+either step beside it: pictures that merely meet there have no reason to continue each other.
+Its *strength* is the share of its length where that holds, on the full decode (at work size a
+seam blurs into its neighbours); a step over two pixels counts too, where a reduced decode
+blends a seam into one pixel. Cells of one grid are equal, so seams are looked for only where an
+equal split puts them (1/2, 1/3 and 2/3 of a side, within ``SLACK_PX``), which keeps the lines
+a photo or a painting may hold (a horizon, a door frame) from passing for seams wherever they
+lie. A split of a side into n equal cells is taken when every one of its seams reaches
+``MIN_STRENGTH``, and ``MIN_QUARTER_STRENGTH`` in each quarter of its length (the edge of a
+logo or a banner runs along part of it), and stands ``MIN_CONTRAST`` above the lines near it
+and above those in step with it where a JPEG's blocks put edges every 8, 4 or 2 pixels (a
+heavily compressed, smooth picture has a "seam" at every block edge); or else when a gutter, a
+run of flat lines (one colour, within ``FLAT_DEVIATION``) bounded by lines that are not, lies
+across each equal split, the cells between the gutters are equal and each is busy (a page's
+columns of text have gutters too). Each side is split on its own (3 before 2), so a 2x3 or a
+3x1 grid is found as well as a 2x2; a plain border round the whole collage is left out. Cells
+under ``MIN_CELL_PX`` are not looked for.
+
+`bench/results/grid_detection.md` has the figures: on the 200 evaluation photos and paintings,
+one yields a grid (an extra query per cell; the search costs about half a millisecond a
+picture); nearly all collages of them, edge to edge or with gutters, are found with the right
+cells. Not found: cells of unequal sizes, a grid that was cropped afterwards, a work pasted
+into another picture.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from similarity.embedded import Box
+
+SPLITS = (3, 2)  # cells per side looked for, finest first
+SLACK_PX = 2  # a seam may lie this far from the equal split (rounding, a reduced decode)
+NEAR_PX = (3, 16)  # the lines compared with a seam lie this far from it, either side:
+NEAR_MEDIAN_PX = 12  # ... its neighbours up to this far, and those in step with it where a
+JPEG_PERIODS = (8, 4, 2)  # JPEG's blocks (a reduced decode's too) would put edges every so often
+MIN_STEP = 4  # grey levels: a smaller step across a seam does not count
+QUARTERS = 4  # a seam's strength in each of this many stretches of it ...
+MIN_QUARTER_STRENGTH = 0.3  # ... reaches this
+MIN_STRENGTH = 0.5
+MIN_CONTRAST = 0.2
+MIN_CELL_PX = 96  # in the decode's pixels (smaller cells are too small to match anyway)
+INSET = 0.01  # each cell's box is inset by this share of its side (the seam's own pixels)
+MAX_GUTTER = 0.05  # gutters between cells: at most this share of the side ...
+MIN_GUTTER_PX = 2  # ... and at least this wide
+FLAT_DEVIATION = 3.0  # grey levels: a gutter's (or border's) mean deviation from its mean
+MAX_BORDER = 0.25  # a border round the whole collage: at most this share of a side
+BUSY_SIDE = 128  # cells are judged busy or plain at this size ...
+BUSY_STD = 1.5  # ... a pixel is busy when its 3x3 neighbourhood varies more (grey levels) ...
+MIN_BUSY = 0.3  # ... and a cell is a picture when at least this share of it is busy
+LINE_SAMPLES = 256  # a line is read at about this many evenly spaced pixels, or all of them
+
+Lines = Callable[[np.ndarray], np.ndarray]
+"""The lines (columns, or rows turned into columns) at the given indices, as int16 columns."""
+Span = tuple[int, int]  # first line, end (exclusive)
+
+
+def find_panels(full: np.ndarray) -> list[Box]:
+    """Boxes (in ``full``'s pixels, row by row) of the cells of a grid of pictures in the
+    uint8 luma ``full``; empty when it is not such a grid. A picture with flat lines along its
+    edges is also looked at without them: first, where they run round all four sides (a
+    border round the whole collage), else after the whole frame (a picture in a cell may have
+    a flat edge of its own)."""
+    if min(full.shape) < MIN_CELL_PX:
+        return []
+    h, w = full.shape
+    whole = (0, 0, w, h)
+    inner = _inside_border(full)
+    framed = inner[0] > 0 and inner[1] > 0 and inner[2] < w and inner[3] < h
+    frames = [inner, whole] if framed else [whole, inner] if inner != whole else [whole]
+    for frame in frames:
+        boxes, gutters = _grid(full, frame)
+        if boxes and gutters and not all(_busy(full[y0:y1, x0:x1]) for x0, y0, x1, y1 in boxes):
+            return []  # plain gutters round plain cells: a page's columns, not pictures
+        if boxes:
+            return boxes
+    return []
+
+
+def _busy(cell: np.ndarray) -> bool:
+    """Whether a cell is a picture: much of it varies from pixel to pixel (seen at about
+    ``BUSY_SIDE`` pixels), where a page's cells (text on a plain ground) are mostly plain."""
+    h, w = cell.shape
+    f = min(1.0, BUSY_SIDE / max(h, w))
+    small = cv2.resize(cell, (max(1, round(w * f)), max(1, round(h * f))),
+                       interpolation=cv2.INTER_AREA).astype(np.float32)
+    mean = cv2.blur(small, (3, 3))
+    variance = cv2.blur(small * small, (3, 3)) - mean * mean
+    return float((variance > BUSY_STD * BUSY_STD).mean()) >= MIN_BUSY
+
+
+def _grid(full: np.ndarray, frame: Box) -> tuple[list[Box], bool]:
+    """The cells of a grid filling ``frame`` of ``full``, in ``full``'s pixels, and whether
+    gutters set any of them apart."""
+    x0, y0, x1, y1 = frame
+    inner = full[y0:y1, x0:x1]
+    h, w = inner.shape
+    if min(h, w) < MIN_CELL_PX:
+        return [], False
+    cols, col_gutters = _cells(_columns_of(inner), w)
+    rows, row_gutters = _cells(_rows_of(inner), h)
+    if len(cols) == 1 and len(rows) == 1:
+        return [], False
+    boxes: list[Box] = []
+    for top, bottom in rows:
+        for left, right in cols:
+            dx, dy = max(1, round((right - left) * INSET)), max(1, round((bottom - top) * INSET))
+            boxes.append((x0 + left + dx, y0 + top + dy, x0 + right - dx, y0 + bottom - dy))
+    return boxes, col_gutters or row_gutters
+
+
+def _columns_of(picture: np.ndarray) -> Lines:
+    step = max(1, picture.shape[0] // LINE_SAMPLES)
+    return lambda at: picture[::step, at].astype(np.int16)
+
+
+def _rows_of(picture: np.ndarray) -> Lines:
+    step = max(1, picture.shape[1] // LINE_SAMPLES)
+    return lambda at: picture[at, ::step].T.astype(np.int16)
+
+
+def _inside_border(full: np.ndarray) -> Box:
+    """``full`` less the flat lines along its edges (a border round the whole collage), at
+    most ``MAX_BORDER`` of a side from each edge."""
+    h, w = full.shape
+    cols, rows = _columns_of(full), _rows_of(full)
+    left = _leading_flat(cols, np.arange(0, int(w * MAX_BORDER)))
+    right = _leading_flat(cols, np.arange(w - 1, w - 1 - int(w * MAX_BORDER), -1))
+    top = _leading_flat(rows, np.arange(0, int(h * MAX_BORDER)))
+    bottom = _leading_flat(rows, np.arange(h - 1, h - 1 - int(h * MAX_BORDER), -1))
+    return left, top, w - right, h - bottom
+
+
+def _leading_flat(lines: Lines, order: np.ndarray) -> int:
+    """How many of the lines ``order`` names are flat before the first that is not (read a
+    few at a time: most pictures have no border, and the first line says so)."""
+    count, step = 0, 1
+    while count < len(order):
+        flat = _flat(lines, order[count : count + step])
+        if not flat.all():
+            return count + int(np.argmin(flat))
+        count += len(flat)
+        step = min(2 * step, 64)
+    return count
+
+
+def _cells(lines: Lines, side: int) -> tuple[list[Span], bool]:
+    """The spans of the equal cells a side of ``side`` lines (read by ``lines``) splits into:
+    the finest of ``SPLITS`` whose every seam, or every gutter, is found, else the whole; and
+    whether gutters split it.
+
+    The lines round every equal split are read in one go, which settles most pictures (no
+    line there is strong enough for a seam, and the splits themselves are not flat)."""
+    splits = [n for n in SPLITS if side // n >= MIN_CELL_PX]
+    lo, hi = 3, side - 4  # a line's strength reads three lines before it and three after
+    splits_at = {n: [round(side * k / n) for k in range(1, n)] for n in splits}
+    wanted = sorted({c for ats in splits_at.values() for at in ats
+                     for c in range(at - SLACK_PX, at + SLACK_PX + 1) if lo <= c <= hi})
+    if not wanted:
+        return [(0, side)], False
+    strength, weakest, flat = _strength_and_flat(lines, np.array(wanted))
+    at_line = {c: (float(s), float(q), bool(f))
+               for c, s, q, f in zip(wanted, strength, weakest, flat, strict=True)}
+    for n in splits:
+        cuts: list[Span] = []
+        for at in splits_at[n]:
+            c = _seam(lines, side, at, at_line)
+            if c is None:
+                break
+            cuts.append((c, c))
+        else:
+            return _between(cuts, side), False
+        if all(at_line.get(at, (0.0, 0.0, False))[2] for at in splits_at[n]):
+            gutters = _gutters(lines, side, n)
+            if gutters is not None:
+                return _between(gutters, side), True
+    return [(0, side)], False
+
+
+def _between(cuts: list[Span], side: int) -> list[Span]:
+    """The spans between cuts (each a seam, as an empty span, or a gutter)."""
+    edges = [0] + [x for cut in cuts for x in cut] + [side]
+    return list(itertools.pairwise(edges))[::2]
+
+
+def _seam(
+    lines: Lines, side: int, at: int, at_line: dict[int, tuple[float, float, bool]]
+) -> int | None:
+    """``c`` within ``SLACK_PX`` of ``at`` where a seam lies between lines ``c - 1`` and ``c``,
+    or None (``at_line``: the strength of those lines, and of their weakest quarter, read
+    already)."""
+    found = [(at_line[c][0], at_line[c][1], c)
+             for c in range(at - SLACK_PX, at + SLACK_PX + 1) if c in at_line]
+    if not found:
+        return None
+    strength, weakest, c = max(found)
+    if strength < MIN_STRENGTH or weakest < MIN_QUARTER_STRENGTH:
+        return None
+    lo, hi = 3, side - 4
+    offsets = [s * d for d in range(NEAR_PX[0], NEAR_PX[1] + 1) for s in (-1, 1)]
+    near = {d: c + d for d in offsets if lo <= c + d <= hi}
+    if not near:
+        return None
+    strengths = dict(zip(near, _strength_and_flat(lines, np.array(list(near.values())))[0],
+                         strict=True))
+    nearest = [strengths[d] for d in near if abs(d) <= NEAR_MEDIAN_PX]
+    background = float(np.median(nearest)) if nearest else 0.0
+    for period in JPEG_PERIODS:  # a JPEG's block edges: a line every 8 pixels, or 4 or 2
+        same_phase = [strengths[d] for d in near if d % period == 0]
+        if same_phase:
+            background = max(background, float(np.median(same_phase)))
+    return c if strength - background >= MIN_CONTRAST else None
+
+
+def _gutters(lines: Lines, side: int, n: int) -> list[Span] | None:
+    """The gutters between ``n`` equal cells: at each equal split, the run of flat lines
+    nearest to it, bounded by lines that are not flat (the cells' edges), all of about one
+    width; None unless every one is found and the cells between them are equal (within
+    ``SLACK_PX`` or 2% of their length)."""
+    reach = round(MAX_GUTTER * side) + SLACK_PX
+    runs: list[Span] = []
+    for k in range(1, n):
+        centre = side * k / n  # a gutter covers it (it lies within half its width)
+        first, end = max(1, round(centre - reach)), min(side - 1, round(centre + reach) + 1)
+        flat = _flat(lines, np.arange(first, end))
+        best: Span | None = None
+        for a, b in _runs(flat):
+            if a == 0 or b == len(flat) or not MIN_GUTTER_PX <= b - a <= MAX_GUTTER * side:
+                continue  # not bounded inside the window, too thin or too wide
+            run = (first + a, first + b)
+            if best is None or abs(sum(run) / 2 - centre) < abs(sum(best) / 2 - centre):
+                best = run
+        if best is None:
+            return None
+        runs.append(best)
+    widths = [b - a for a, b in runs]
+    cells = [b - a for a, b in _between(runs, side)]
+    if max(widths) - min(widths) > SLACK_PX:
+        return None
+    if max(cells) - min(cells) > max(SLACK_PX, 0.02 * max(cells)):
+        return None
+    return runs
+
+
+def _runs(flags: np.ndarray) -> list[Span]:
+    """Runs of true values in ``flags``, as spans."""
+    padded = np.concatenate([[False], flags, [False]]).astype(np.int8)
+    change = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b)) for a, b in zip(change[::2], change[1::2], strict=True)]
+
+
+def _flat(lines: Lines, at: np.ndarray) -> np.ndarray:
+    """Whether each line stays within ``FLAT_DEVIATION`` grey levels of its mean, on average
+    (a gutter of one colour, its JPEG noise and the ringing at its edges included)."""
+    px = lines(at).astype(np.float32)
+    return np.abs(px - px.mean(axis=0)).mean(axis=0) <= FLAT_DEVIATION
+
+
+def _strength_and_flat(
+    lines: Lines, at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each line between ``c - 1`` and ``c`` (``c`` in ``at``): its strength, the share of
+    its length where the step across it is at least ``MIN_STEP`` and larger than the steps
+    beside it, or, where more, the same for a step over two pixels (``c - 1`` to ``c + 1``: a
+    reduced decode, a JPEG's DCT scaling, blends a seam that falls between its pixels into one
+    of them); that share in the weakest quarter of its length; and whether line ``c`` is flat
+    (see `_flat`)."""
+    k = len(at)
+    px = lines(np.concatenate([at + d for d in range(-3, 4)]))  # lines c - 3 .. c + 3
+    by_offset = {d: px[:, (d + 3) * k : (d + 4) * k] for d in range(-3, 4)}
+    centre = by_offset[0].astype(np.float32)
+    flat = np.abs(centre - centre.mean(axis=0)).mean(axis=0) <= FLAT_DEVIATION
+    one, one_weakest = _steps(by_offset, 1)
+    two, two_weakest = _steps(by_offset, 2)
+    wider = two > one
+    return np.where(wider, two, one), np.where(wider, two_weakest, one_weakest), flat
+
+
+def _steps(px: dict[int, np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per line, the share of its length where the step across it is at least ``MIN_STEP`` and
+    beats the steps beside it, and the least such share over ``QUARTERS`` stretches of it (a
+    seam runs the whole length; the edge of a logo or a banner, part of it)."""
+    a, b = -1, -1 + width  # the pixels the step runs between, relative to c
+    across = np.abs(px[b] - px[a])
+    left = np.abs(px[a] - px[a - width])
+    right = np.abs(px[b + width] - px[b])
+    steps = (across > left) & (across > right) & (across >= MIN_STEP)
+    parts = np.array_split(steps, QUARTERS, axis=0)
+    return steps.mean(axis=0), np.min([part.mean(axis=0) for part in parts], axis=0)
