@@ -4,9 +4,10 @@ One row per match: the query on the left, the registered work on the right. Wher
 verification fitted a transform, the query's outline is drawn onto the work where it lands (a
 crop shows as a smaller box, a rotation as a tilted one, a mirrored copy is marked so), and the
 caption names the decision, the score and the signals that fired. A match found in a picture
-embedded in the query (a screenshot's) has that picture boxed on the query, and the box's
-outline is what lands on the work. A line drawing found by its lines has its strokes drawn over
-the work, stretched (and mirrored) as they were compared.
+within the query (a screenshot's picture, a collage's cell) has that picture boxed on the
+query, the caption says which, and the box's outline is what lands on the work. A line drawing
+found by its lines has its strokes drawn over the work, stretched (and mirrored) as they were
+compared.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def _caption(row: EvidenceRow) -> str:
         if local.get("mirrored"):
             parts.append("mirrored")
         if local.get("rotation_deg") is not None:
-            parts.append(f"rotated {float(local['rotation_deg']):.0f} deg")
+            parts.append(f"rotated {round(float(local['rotation_deg'])) + 0} deg")
     pdq = match.evidence.get("pdq")
     if isinstance(pdq, dict) and pdq.get("distance") is not None:
         parts.append(f"PDQ distance {pdq['distance']}")
@@ -168,5 +169,11 @@ def _caption(row: EvidenceRow) -> str:
     if isinstance(lines, dict) and lines.get("overlap") is not None:
         parts.append(f"lines overlap {float(lines['overlap']):.2f}"
                      + (" mirrored" if lines.get("mirrored") else ""))
+    where = _FOUND_IN.get(str(match.evidence.get("region_kind")))
+    if where and match.evidence.get("region") is not None:
+        parts.append(where)
     line = " | ".join(parts)
     return line + (f"\nsignals: {', '.join(fired)}" if fired else "")
+
+
+_FOUND_IN = {"grid_cell": "in a cell of a grid", "embedded": "in a picture within the frame"}

@@ -153,3 +153,17 @@ def test_a_collage_of_unregistered_pictures_matches_nothing(
     query = compute_signals(decode_for_matching(encoded(picture, "JPEG")))
     assert [p.kind for p in query.parts].count("grid_cell") == 9
     assert match(query, index, lookup) == []
+
+
+def test_the_evidence_caption_says_the_work_was_found_in_a_cell() -> None:
+    from similarity.matcher import Match
+    from similarity.picture import EvidenceRow, _caption
+
+    evidence = {"fired": ["local_features"], "region": [6, 518, 506, 1018],
+                "region_kind": "grid_cell",
+                "local_features": {"inliers": 138, "rotation_deg": -0.3}}
+    row = EvidenceRow(textured_picture(1), Match(7, 1.0, "copy", evidence), "artwork 7")
+    caption = _caption(row)
+    assert "in a cell of a grid" in caption and "rotated 0 deg" in caption
+    whole = EvidenceRow(textured_picture(1), Match(7, 1.0, "copy", {"fired": ["pdq"]}), "w")
+    assert "grid" not in _caption(whole) and "frame" not in _caption(whole)
