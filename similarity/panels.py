@@ -26,10 +26,9 @@ columns of text have gutters too). Each side is split on its own (3 before 2), s
 under ``MIN_CELL_PX`` are not looked for.
 
 `bench/results/grid_detection.md` has the figures: on the 200 evaluation photos and paintings,
-one yields a grid (an extra query per cell; the search costs about half a millisecond a
-picture); nearly all collages of them, edge to edge or with gutters, are found with the right
-cells. Not found: cells of unequal sizes, a grid that was cropped afterwards, a work pasted
-into another picture.
+one yields a grid (an extra query per cell; the search costs about 0.4 ms a picture); nearly
+all collages of them, edge to edge or with gutters, are found with the right cells. Not found:
+cells of unequal sizes, a grid that was cropped afterwards, a work pasted into another picture.
 """
 
 from __future__ import annotations
@@ -297,6 +296,9 @@ def _steps(px: dict[int, np.ndarray], width: int) -> tuple[np.ndarray, np.ndarra
     across = np.abs(px[b] - px[a])
     left = np.abs(px[a] - px[a - width])
     right = np.abs(px[b + width] - px[b])
-    steps = (across > left) & (across > right) & (across >= MIN_STEP)
-    parts = np.array_split(steps, QUARTERS, axis=0)
-    return steps.mean(axis=0), np.min([part.mean(axis=0) for part in parts], axis=0)
+    steps = ((across > left) & (across > right) & (across >= MIN_STEP)).astype(np.int32)
+    length = len(steps)
+    starts = (np.arange(QUARTERS) * length) // QUARTERS
+    counts = np.diff(np.append(starts, length))
+    per_quarter = np.add.reduceat(steps, starts, axis=0) / counts[:, None]
+    return steps.sum(axis=0) / length, per_quarter.min(axis=0)
