@@ -58,10 +58,7 @@ def find_embedded(full: np.ndarray, work: np.ndarray) -> list[Box]:
     h, w = work.shape
     if min(h, w) < 4 * MIN_SIDE_PX:
         return []
-    grey = work.astype(np.float32)
-    mean = cv2.blur(grey, (3, 3))
-    variance = cv2.blur(grey * grey, (3, 3)) - mean * mean
-    busy = (variance > BUSY_STD * BUSY_STD).astype(np.uint8)
+    busy = busy_pixels(work).astype(np.uint8)
     blocks = cv2.morphologyEx(busy, cv2.MORPH_CLOSE, np.ones((CLOSE_PX, CLOSE_PX), np.uint8))
     blocks = cv2.morphologyEx(blocks, cv2.MORPH_OPEN, np.ones((OPEN_PX, OPEN_PX), np.uint8))
     count, _, stats, _ = cv2.connectedComponentsWithStats(blocks, connectivity=4)
@@ -84,6 +81,15 @@ def find_embedded(full: np.ndarray, work: np.ndarray) -> list[Box]:
             found.append((size, box))
     found.sort(key=lambda f: -f[0])
     return [box for _, box in found[:MAX_PARTS]]
+
+
+def busy_pixels(grey: np.ndarray) -> np.ndarray:
+    """Whether each pixel of a grey picture is busy: its 3x3 neighbourhood varies by more than
+    ``BUSY_STD`` grey levels (standard deviation)."""
+    grey = grey.astype(np.float32)
+    mean = cv2.blur(grey, (3, 3))
+    variance = cv2.blur(grey * grey, (3, 3)) - mean * mean
+    return variance > BUSY_STD * BUSY_STD
 
 
 def _detection_picture(full: np.ndarray, work: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from similarity.embedded import Box
+from similarity.embedded import Box, busy_pixels
 
 SPLITS = (3, 2)  # cells per side looked for, finest first
 SLACK_PX = 2  # a seam may lie this far from the equal split (rounding, a reduced decode)
@@ -57,8 +57,7 @@ MAX_GUTTER = 0.05  # gutters between cells: at most this share of the side ...
 MIN_GUTTER_PX = 2  # ... and at least this wide
 FLAT_DEVIATION = 3.0  # grey levels: a gutter's (or border's) mean deviation from its mean
 MAX_BORDER = 0.25  # a border round the whole collage: at most this share of a side
-BUSY_SIDE = 128  # cells are judged busy or plain at this size ...
-BUSY_STD = 1.5  # ... a pixel is busy when its 3x3 neighbourhood varies more (grey levels) ...
+BUSY_SIDE = 128  # cells are judged busy or plain (`embedded.busy_pixels`) at this size ...
 MIN_BUSY = 0.3  # ... and a cell is a picture when at least this share of it is busy
 LINE_SAMPLES = 256  # a line is read at about this many evenly spaced pixels, or all of them
 
@@ -95,10 +94,8 @@ def _busy(cell: np.ndarray) -> bool:
     h, w = cell.shape
     f = min(1.0, BUSY_SIDE / max(h, w))
     small = cv2.resize(cell, (max(1, round(w * f)), max(1, round(h * f))),
-                       interpolation=cv2.INTER_AREA).astype(np.float32)
-    mean = cv2.blur(small, (3, 3))
-    variance = cv2.blur(small * small, (3, 3)) - mean * mean
-    return float((variance > BUSY_STD * BUSY_STD).mean()) >= MIN_BUSY
+                       interpolation=cv2.INTER_AREA)
+    return float(busy_pixels(small).mean()) >= MIN_BUSY
 
 
 def _grid(full: np.ndarray, frame: Box) -> tuple[list[Box], bool]:
