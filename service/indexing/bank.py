@@ -250,25 +250,57 @@ class BankIndex:
         return self._changes_since_snapshot
 
     # querying --------------------------------------------------------------------------------
-    def _lookup_local(self, ids: Sequence[int]) -> Mapping[int, bytes]:
+    def _lookup_local(
+        self, ids: Sequence[int], versions: dict[int, str] | None = None
+    ) -> Mapping[int, bytes]:
+        """The stored local features of ``ids`` (active rows only); ``versions``, when given,
+        is filled in with the signals version each row was made with."""
         if not ids:
             return {}
         with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(
-                "SELECT id, local_features FROM fingerprints WHERE id = ANY(%s) AND active",
+                "SELECT id, local_features, signals_version FROM fingerprints"
+                " WHERE id = ANY(%s) AND active",
                 (list(ids),),
             )
-            return {int(i): bytes(b) for i, b in cur.fetchall()}
+            rows = cur.fetchall()
+        if versions is not None:
+            versions.update((int(i), str(v)) for i, _, v in rows)
+        return {int(i): bytes(b) for i, b, _ in rows}
 
     def match(self, query: ImageSignals, limit: int = 10) -> list[Match]:
         index = self._index
         if index is None:
             raise IndexNotReady(f"the {self.bank} index is not loaded yet")
-        return match(query, index, self._lookup_local, limit=limit)
+        versions: dict[int, str] = {}
+        found = match(query, index, lambda ids: self._lookup_local(ids, versions), limit=limit)
+        return self._with_stored_versions(found, versions)
 
     def verify(self, query: ImageSignals, fingerprint_id: int) -> Match | None:
         """``query`` against one entry by local features alone (see ``verify_against``)."""
-        return verify_against(query, fingerprint_id, self._lookup_local)
+        versions: dict[int, str] = {}
+        found = verify_against(
+            query, fingerprint_id, lambda ids: self._lookup_local(ids, versions)
+        )
+        return None if found is None else self._with_stored_versions([found], versions)[0]
+
+    def _with_stored_versions(self, found: list[Match], versions: dict[int, str]) -> list[Match]:
+        """``found`` with each match's evidence naming the signals version its entry's stored
+        fingerprints were made with (``stored_signals_version``; ``signals_version`` names the
+        query's, this code's): a reviewer can tell which extraction the decision compared. Rows
+        verification did not read are looked up here."""
+        missing = [m.id for m in found if m.id not in versions]
+        if missing:
+            with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(
+                    "SELECT id, signals_version FROM fingerprints WHERE id = ANY(%s)", (missing,)
+                )
+                versions.update((int(i), str(v)) for i, v in cur.fetchall())
+        return [
+            Match(m.id, m.score, m.decision,
+                  {**m.evidence, "stored_signals_version": versions.get(m.id)})
+            for m in found
+        ]
 
     def status(self) -> BankStatus:
         return BankStatus(

@@ -413,6 +413,7 @@ def test_registered_copy_is_blocked_unless_licensed(mclient, runtime, make_key):
     match = res["registry"]["matches"][0]
     assert match["artwork_id"] == target and match["decision"] == "copy"
     assert match["licensed"] is False
+    assert match["evidence"]["stored_signals_version"] == match["evidence"]["signals_version"]
     assert res["context"] == "upload 77" and res["user"] == "user-1"
 
     res = moderate(mclient, h, query, user="user-9")

@@ -138,10 +138,17 @@ def test_rows_without_edge_maps_still_match_and_refresh_gives_them_one(
         assert r.status_code == 200, r.text
         return [(m["artwork_id"], m["decision"]) for m in r.json()["matches"]]
 
+    def compared_versions(data: bytes) -> tuple[str, str]:
+        """The query's signals version and the matched row's, as the evidence names them."""
+        r = client.post("/v1/matches", files={"file": ("q.png", data)}, headers=h)
+        evidence = r.json()["matches"][0]["evidence"]
+        return evidence["signals_version"], evidence["stored_signals_version"]
+
     edges = encode(EDITS_BY_NAME["canny_control"].apply(work, _rng()), "PNG")
     edited = encode(ImageEnhance.Contrast(work.crop((40, 30, 600, 450))).enhance(1.2))
     assert client.get("/readyz").status_code == 200  # nothing is missing from the index
     assert matched(edited) == [(artwork, "copy")]
+    assert compared_versions(edited) == (SIGNALS_VERSION, "pdq2.hog2.orb2")
     assert matched(edges) == []
 
     status = _cli(settings, "fingerprints", "status")
@@ -151,6 +158,7 @@ def test_rows_without_edge_maps_still_match_and_refresh_gives_them_one(
     runtime.banks["artwork"].refresh()
     assert matched(edges) == [(artwork, "copy")]
     assert matched(edited) == [(artwork, "copy")]
+    assert compared_versions(edited) == (SIGNALS_VERSION, SIGNALS_VERSION)
 
 
 def _rng():
