@@ -16,7 +16,15 @@ import psycopg
 from service.blobs import FileBlobStore, ThumbnailStore, make_thumbnail
 from service.registry.records import Artwork
 from service.registry.store import RegistryStore
-from similarity import SIGNALS_VERSION, DecodeLimits, ImageSignals, compute_signals, decode_image
+from similarity import (
+    SIGNALS_VERSION,
+    DecodeLimits,
+    ImageRejected,
+    ImageSignals,
+    compute_signals,
+    decode_image,
+)
+from similarity.recognisable import UNRECOGNISABLE, recognisable
 
 MEDIA_TYPES = {
     "JPEG": "image/jpeg",
@@ -45,8 +53,12 @@ class PreparedImage:
 
 
 def prepare(data: bytes, filename: str | None, limits: DecodeLimits) -> PreparedImage:
-    """Decode and fingerprint; raises ``similarity.ImageRejected`` with a clear reason."""
+    """Decode and fingerprint; raises ``similarity.ImageRejected`` with a clear reason, also
+    for a picture no copy of which could be recognised (`similarity.recognisable`)."""
     decoded = decode_image(data, limits)
+    signals = compute_signals(decoded, for_query=False)  # stored columns only
+    if not recognisable(signals):
+        raise ImageRejected("unrecognisable", UNRECOGNISABLE)
     return PreparedImage(
         filename=filename,
         data=data,
@@ -54,7 +66,7 @@ def prepare(data: bytes, filename: str | None, limits: DecodeLimits) -> Prepared
         media_type=MEDIA_TYPES.get(decoded.format, f"image/{decoded.format.lower()}"),
         width=decoded.width,
         height=decoded.height,
-        signals=compute_signals(decoded, for_query=False),  # stored columns only
+        signals=signals,
         thumbnail=make_thumbnail(decoded.image),
     )
 

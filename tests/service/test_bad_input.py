@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
 import pytest
+from PIL import Image
 
-from tests.support import auth
+from tests.support import auth, photo_like
 
 
 def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
@@ -375,3 +377,38 @@ def test_chopmark_register_stops_storing_when_the_data_folder_refuses(
     )
     assert out.created == [] and len(out.rejected) == 4
     assert all("No space left" in reason for _, reason in out.rejected)
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "picture",
+    ["a line one pixel wide", "one colour", "a smooth gradient"],
+)
+def test_a_picture_whose_copies_could_not_be_recognised_is_not_registered(
+    client, runtime, artist, picture
+):
+    make = {
+        "a line one pixel wide": lambda: photo_like(41, (640, 480)).resize((1, 600)),
+        "one colour": lambda: Image.new("RGB", (640, 480), (30, 60, 200)),
+        "a smooth gradient": lambda: Image.linear_gradient("L").convert("RGB"),
+    }[picture]
+    artist_id, h = artist
+    before = counts(runtime)
+    good = ("files", ("good.png", _png(photo_like(43, (640, 480))), "image/png"))
+    plain = ("files", ("plain.png", _png(make()), "image/png"))
+
+    r = client.post(f"/v1/artists/{artist_id}/artworks", files=[plain], headers=h)
+    assert r.status_code == 422, r.text
+    assert "too little detail" in r.json()["detail"]
+    assert r.json()["rejected"][0]["filename"] == "plain.png"
+    assert counts(runtime) == before
+
+    r = client.post(f"/v1/artists/{artist_id}/artworks", files=[good, plain], headers=h)
+    assert r.status_code == 201, r.text
+    assert [a["original_filename"] for a in r.json()["artworks"]] == ["good.png"]
+    assert [x["filename"] for x in r.json()["rejected"]] == ["plain.png"]
