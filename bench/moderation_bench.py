@@ -118,9 +118,12 @@ def serve_synthetic_local_features(bank: object, pool: list[bytes]) -> None:
     Postgres; real works are still read from Postgres."""
     from_db = bank._lookup_local  # type: ignore[attr-defined]
 
-    def lookup(ids: list[int]) -> dict[int, bytes]:
-        found = dict(from_db([i for i in ids if i < SYNTHETIC_BASE_ID]))
-        found.update({i: pool[i % len(pool)] for i in ids if i >= SYNTHETIC_BASE_ID})
+    def lookup(ids: list[int], versions: dict[int, str] | None = None) -> dict[int, bytes]:
+        found = dict(from_db([i for i in ids if i < SYNTHETIC_BASE_ID], versions))
+        synthetic = [i for i in ids if i >= SYNTHETIC_BASE_ID]
+        found.update({i: pool[i % len(pool)] for i in synthetic})
+        if versions is not None:
+            versions.update(dict.fromkeys(synthetic, SIGNALS_VERSION))
         return found
 
     bank._lookup_local = lookup  # type: ignore[attr-defined]

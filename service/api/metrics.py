@@ -16,46 +16,43 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.image_work import ImageWork
-from service.api.metrics_shared import SharedView, WorkerFigures, shared_dir
+from service.api.metrics_shared import (
+    FIGURE_HELP,
+    PER_BANK,
+    REFRESH_AGE,
+    REFRESHED,
+    SharedView,
+    WorkerFigures,
+    own_figures,
+    shared_dir,
+)
 from service.runtime import Runtime
 
 
-class IndexCollector(Collector):
-    def __init__(self, rt: Runtime) -> None:
+class OwnFigures(Collector):
+    """This process's index and image-lane figures (`metrics_shared.own_figures`), as a scrape
+    shows them: how long ago each index refreshed rather than when."""
+
+    def __init__(self, rt: Runtime, work: ImageWork | None) -> None:
         self.rt = rt
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        size = GaugeMetricFamily("chopmark_index_size", "entries in a bank index", labels=["bank"])
-        seq = GaugeMetricFamily("chopmark_index_change_seq", "last change applied", labels=["bank"])
-        age = GaugeMetricFamily(
-            "chopmark_index_refresh_age_seconds", "time since the last refresh", labels=["bank"]
-        )
-        for name, bank in self.rt.banks.items():
-            st = bank.status()
-            size.add_metric([name], st.size)
-            seq.add_metric([name], st.change_seq)
-            if st.refreshed_at is not None:
-                age.add_metric([name], time.time() - st.refreshed_at)
-        yield size
-        yield seq
-        yield age
-
-
-class ImageWorkCollector(Collector):
-    def __init__(self, work: ImageWork) -> None:
         self.work = work
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        st = self.work.status()
-        yield GaugeMetricFamily(
-            "chopmark_image_work_busy", "requests doing image work now", value=st.busy
-        )
-        yield GaugeMetricFamily(
-            "chopmark_image_work_waiting", "requests waiting for an image worker", value=st.waiting
-        )
-        yield GaugeMetricFamily(
-            "chopmark_image_workers", "requests that may do image work at once", value=st.workers
-        )
+        now = time.time()
+        for name, values in own_figures(self.rt, self.work).items():
+            if name == REFRESHED:
+                family = GaugeMetricFamily(*REFRESH_AGE, labels=["bank"])
+                for bank, at in values.items():
+                    family.add_metric([bank], now - at)
+            elif name in PER_BANK:
+                family = GaugeMetricFamily(name, FIGURE_HELP[name], labels=["bank"])
+                for bank, value in values.items():
+                    family.add_metric([bank], value)
+            elif values:
+                family = GaugeMetricFamily(name, FIGURE_HELP[name], value=values[""])
+            else:
+                continue
+            yield family
 
 
 class Metrics:
@@ -83,9 +80,7 @@ class Metrics:
             self._figures = WorkerFigures(rt, work)
             self._figures.start()
             return
-        self.registry.register(IndexCollector(rt))
-        if work is not None:
-            self.registry.register(ImageWorkCollector(work))
+        self.registry.register(OwnFigures(rt, work))
 
     def unwatch(self) -> None:
         """At the worker's end: its gauges leave the shared scrape at once."""

@@ -34,6 +34,18 @@ _PREFIX = "chopmark-metrics-"
 _FOLDER = re.compile(rf"^{_PREFIX}(\d+)-\w+$")
 PUBLISH_SECONDS = 1.0
 REFRESHED = "chopmark_index_refreshed_timestamp_seconds"
+FIGURE_HELP = {
+    "chopmark_index_size": "entries in a bank index",
+    "chopmark_index_change_seq": "last change applied",
+    REFRESHED: "when the index last refreshed",
+    "chopmark_image_work_busy": "requests doing image work now",
+    "chopmark_image_work_waiting": "requests waiting for an image worker",
+    "chopmark_image_workers": "requests that may do image work at once",
+}
+"""A worker's own figures (`own_figures`), with their help texts."""
+PER_BANK = frozenset({"chopmark_index_size", "chopmark_index_change_seq", REFRESHED})
+REFRESH_AGE = ("chopmark_index_refresh_age_seconds", "time since the last refresh")
+"""Scrapes show how long ago each index refreshed, worked out from `REFRESHED` when read."""
 _LIVE_FILE = re.compile(r"^gauge_live\w*?_(\d+)\.db$")
 
 
@@ -102,14 +114,29 @@ class SharedView(Collector):
         for family in registry.collect():
             yield family
             if family.name == REFRESHED:
-                age = GaugeMetricFamily(
-                    "chopmark_index_refresh_age_seconds",
-                    "time since the last refresh",
-                    labels=["bank", "pid"],
-                )
+                age = GaugeMetricFamily(*REFRESH_AGE, labels=["bank", "pid"])
                 for s in family.samples:
                     age.add_metric([s.labels["bank"], s.labels["pid"]], max(0.0, now - s.value))
                 yield age
+
+
+def own_figures(rt: Runtime, work: ImageWork | None) -> dict[str, dict[str, float]]:
+    """This worker's figures, by name (`FIGURE_HELP`): per bank for those in `PER_BANK`,
+    else one value under ``""`` (none for the image lanes when ``work`` is None, nor for the
+    refresh time of an index not refreshed yet)."""
+    out: dict[str, dict[str, float]] = {name: {} for name in FIGURE_HELP}
+    for name, bank in rt.banks.items():
+        st = bank.status()
+        out["chopmark_index_size"][name] = st.size
+        out["chopmark_index_change_seq"][name] = st.change_seq
+        if st.refreshed_at is not None:
+            out[REFRESHED][name] = st.refreshed_at
+    if work is not None:
+        lanes = work.status()
+        out["chopmark_image_work_busy"][""] = lanes.busy
+        out["chopmark_image_work_waiting"][""] = lanes.waiting
+        out["chopmark_image_workers"][""] = lanes.workers
+    return out
 
 
 class WorkerFigures:
@@ -118,17 +145,11 @@ class WorkerFigures:
     def __init__(self, rt: Runtime, work: ImageWork | None) -> None:
         self.rt = rt
         self.work = work
-        live = {"registry": None, "multiprocess_mode": "liveall"}
-        self.size = Gauge("chopmark_index_size", "entries in a bank index", ["bank"], **live)
-        self.seq = Gauge("chopmark_index_change_seq", "last change applied", ["bank"], **live)
-        self.refreshed = Gauge(REFRESHED, "when the index last refreshed", ["bank"], **live)
-        self.busy = Gauge("chopmark_image_work_busy", "requests doing image work now", **live)
-        self.waiting = Gauge(
-            "chopmark_image_work_waiting", "requests waiting for an image worker", **live
-        )
-        self.workers = Gauge(
-            "chopmark_image_workers", "requests that may do image work at once", **live
-        )
+        self.gauges = {
+            name: Gauge(name, text, ["bank"] if name in PER_BANK else [], registry=None,
+                        multiprocess_mode="liveall")
+            for name, text in FIGURE_HELP.items()
+        }
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="metrics-publisher", daemon=True)
 
@@ -145,17 +166,10 @@ class WorkerFigures:
             mark_process_dead(os.getpid(), str(folder))
 
     def publish(self) -> None:
-        for name, bank in self.rt.banks.items():
-            st = bank.status()
-            self.size.labels(name).set(st.size)
-            self.seq.labels(name).set(st.change_seq)
-            if st.refreshed_at is not None:
-                self.refreshed.labels(name).set(st.refreshed_at)
-        if self.work is not None:
-            st = self.work.status()
-            self.busy.set(st.busy)
-            self.waiting.set(st.waiting)
-            self.workers.set(st.workers)
+        for name, values in own_figures(self.rt, self.work).items():
+            gauge = self.gauges[name]
+            for bank, value in values.items():
+                (gauge.labels(bank) if name in PER_BANK else gauge).set(value)
 
     def _run(self) -> None:
         while not self._stop.wait(PUBLISH_SECONDS):

@@ -20,6 +20,10 @@ def test_healthz_readyz_metrics_docs(client):
     metrics = client.get("/metrics").text
     assert "chopmark_http_requests_total" in metrics
     assert 'chopmark_index_size{bank="artwork"}' in metrics
+    assert 'chopmark_index_change_seq{bank="artwork"}' in metrics
+    ages = [float(line.split()[-1]) for line in metrics.splitlines()
+            if line.startswith('chopmark_index_refresh_age_seconds{bank="artwork"}')]
+    assert len(ages) == 1 and 0 <= ages[0] < 60
     assert client.get("/docs").status_code == 200
 
 
