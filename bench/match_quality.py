@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import sys
 import time
 from collections import defaultdict
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="use the approximate (IVF) indexes from the first work, as at 1M scale")
     ap.add_argument("--whole-only", action="store_true",
                     help="match the whole picture only, not the pictures found inside it")
+    ap.add_argument("--explain", action="store_true",
+                    help="print each `copy` naming a wrong work, with its evidence (stderr)")
     ap.add_argument("--only", action="append", default=[], metavar="EDIT",
                     help="query only under this edit (repeatable; each keeps its random draws)")
     ap.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE",
@@ -259,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
             row.seconds += time.perf_counter() - start
             row.queries += 1
             row.ours.add(is_reg, [m.id for m in found if m.decision == "copy"], right)
+            if args.explain:
+                for m in found:
+                    if m.decision == "copy" and m.id not in right:
+                        work = names[m.id] if m.id < len(names) else f"distractor {m.id}"
+                        print(f"wrong copy: {edit.name} of {n} called {work}: "
+                              f"{json.dumps(m.evidence, default=str)}", file=sys.stderr)
             row.ours.add_any(is_reg, [m.id for m in found], right)
             h, q = plain_pdq(query)
             pdq_called: list[int] = []

@@ -120,18 +120,30 @@ def negative(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return ImageOps.invert(img.convert("RGB"))
 
 
-def edge_map(side: int, square: bool = False) -> EditFn:
+def edge_map(side: int, square: bool = False, fit: str = "stretch") -> EditFn:
     """A Canny edge map at `side` pixels on the longer side (white lines on black), as made for
-    a ControlNet's control image, with thresholds drawn at random; `square` stretches the
-    picture to `side` x `side` first, as a control image resized to the generation's shape."""
+    a ControlNet's control image, with thresholds drawn at random; `square` makes it `side` x
+    `side`, as a control image resized to the generation's shape, the way `fit` says: the
+    picture stretched to it (``"stretch"``), scaled to fit inside it with black bars on two
+    sides (``"pad"``), or scaled to cover it with the overflow cut off, centred (``"crop"``):
+    the three ways ControlNet front ends resize a control image."""
 
     def fn(img: Image.Image, rng: np.random.Generator) -> Image.Image:
         w, h = img.size
-        size = (side, side) if square else (
-            max(1, round(w * side / max(w, h))), max(1, round(h * side / max(w, h))))
-        grey = np.asarray(img.convert("L").resize(size, Image.LANCZOS))
+        grey = img.convert("L")
+        inner = (max(1, round(w * side / max(w, h))), max(1, round(h * side / max(w, h))))
+        if square and fit == "crop":
+            grey = ImageOps.fit(grey, (side, side), Image.LANCZOS)
+        else:
+            grey = grey.resize((side, side) if square and fit == "stretch" else inner,
+                               Image.LANCZOS)
         low = int(rng.integers(60, 121))
-        return Image.fromarray(cv2.Canny(grey, low, 2 * low)).convert("RGB")
+        edges = Image.fromarray(cv2.Canny(np.asarray(grey), low, 2 * low)).convert("RGB")
+        if not square or fit != "pad":
+            return edges
+        out = Image.new("RGB", (side, side))
+        out.paste(edges, ((side - inner[0]) // 2, (side - inner[1]) // 2))
+        return out
 
     return fn
 
@@ -333,12 +345,15 @@ EDITS: tuple[Edit, ...] = (
     Edit("canny_control", edge_map(512)),
     Edit("canny_control_square", edge_map(512, square=True)),
     Edit("pencil_tracing", pencil_tracing),
+    Edit("canny_control_padded", edge_map(512, square=True, fit="pad")),
+    Edit("canny_control_cropped", edge_map(512, square=True, fit="crop")),
 )
 
 EDITS_BY_NAME: dict[str, Edit] = {e.name: e for e in EDITS}
 
 LAUNDERING: frozenset[str] = frozenset(
-    {"negative", "negative_hflip", "canny_control", "canny_control_square", "pencil_tracing"}
+    {"negative", "negative_hflip", "canny_control", "canny_control_square", "pencil_tracing",
+     "canny_control_padded", "canny_control_cropped"}
 )
 """Edits beyond the copy list (what a user calls a copy: crops, scaling, re-encoding, turns,
 tone, overlays, borders): ways to launder a work that keep its composition and little else."""

@@ -10,15 +10,16 @@ reduced to at most `EDGE_SIDE` pixels a side (a block is an edge when any pixel 
 like a line drawing (`line_drawing`: a plain ground, thin strokes) is reduced to a map of its
 strokes the same way; its nearest works by the descriptor are its candidates, and a candidate
 is confirmed when the query's strokes and the work's edges lie on each other (`overlap`),
-stretched to the work's shape (control images are often resized to the generation's shape),
-as they are or mirrored.
+as they are or mirrored, fitted to the work the ways front ends fit a control image to the
+generation's shape (`fitted_overlaps`): stretched to it, padded with bars (left out of the
+comparison), or cut to its centre (compared with the middle of the work).
 
 Works that are themselves line drawings, and works whose edges run mostly along frames, panel
 borders, table rules or grids, keep no edge map (`stored_edges`): the tracing of line art is a
 copy in the usual sense, and frames and grids are shared by unrelated pictures.
 
-Not found this way: a line drawing cut to a part of the work, padded or letterboxed, turned,
-or drawn over something else (the strokes must cover the whole work); a tracing of a framed
+Not found this way: a line drawing cut to a part of the work other than its centre, or to less
+than ``CROP_KEEP_MIN`` of its side, turned, or drawn over something else; a tracing of a framed
 work or of a comic page.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -49,6 +51,11 @@ LONG_LINE = 0.25  # of the side: a straight row or column of lines this long is 
 FRAMED_SHARE = 0.15  # see `framed`
 DENSE_MAP = 0.6  # a stroke map denser than this from the work-size picture is retaken
 NULL_SHIFT = 10  # pixels at EDGE_SIDE; see `_beyond_chance`
+PAD_BAND = 0.04  # empty bands this share of a side, at both ends: a padded control image
+ASPECT_SLACK = 0.1  # shapes further apart than this: a control image may be a centred crop,
+CROP_KEEP_MIN = 0.5  # ... of at least this share of the work's side; nor is a query stretched
+# to a shape twice as wide (or tall) for its height: a map at most EDGE_SIDE a side, squeezed or
+# cut that much, has too few pixels left for its lines to tell works apart
 _SHIFTS = tuple((dy * NULL_SHIFT, dx * NULL_SHIFT)
                 for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 _MAGIC = b"LN1"
@@ -186,6 +193,114 @@ class _Levels:
 
     def strokes(self, gray: np.ndarray) -> np.ndarray:
         return (self.distance > self.level)[gray]
+
+
+Fit = Literal["stretched", "padded", "cropped"]
+FITS: tuple[Fit, ...] = ("stretched", "padded", "cropped")
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """How far a query's strokes lie on a work's edges (`overlap`), as they are or mirrored,
+    and how the query was fitted to the work: stretched to its shape, with the bars of a
+    padded control image left out, or onto the centre part of the work a cropped one shows."""
+
+    score: float
+    mirrored: bool
+    fit: Fit
+
+
+def padding_trimmed(query: LineMap) -> LineMap | None:
+    """The query without empty bands at both ends of a side (each at least ``PAD_BAND`` of
+    it): a control image scaled to fit inside the generation's shape, bars on two sides. None
+    when it has no such bands. The bands may take the picture's own empty margins with them;
+    `fitted_overlap` trims the work's edge map the same way."""
+    box = _padded_box(query.bits)
+    if box is None:
+        return None
+    y0, y1, x0, x1 = box
+    return LineMap(query.bits[y0:y1, x0:x1].copy())
+
+
+def _padded_box(bits: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows, cols = np.flatnonzero(bits.any(axis=1)), np.flatnonzero(bits.any(axis=0))
+    if not len(rows):
+        return None
+    h, w = bits.shape
+    tall = min(rows[0], h - 1 - rows[-1]) >= PAD_BAND * h  # bars above and below
+    wide = min(cols[0], w - 1 - cols[-1]) >= PAD_BAND * w  # bars left and right
+    if not (tall or wide):
+        return None
+    y0, y1 = (int(rows[0]), int(rows[-1]) + 1) if tall else (0, h)
+    x0, x1 = (int(cols[0]), int(cols[-1]) + 1) if wide else (0, w)
+    return y0, y1, x0, x1
+
+
+def fitted_overlaps(
+    query: LineMap, work: LineMap, fits: frozenset[Fit] = frozenset(FITS)
+) -> list[Fitted]:
+    """`overlap` of the query's strokes with the work's edges under each of ``fits`` that
+    applies, the ways control images are fitted to a generation's shape: stretched to it (as
+    `overlap`; unless that squeezes a side below ``CROP_KEEP_MIN``); scaled to fit inside it,
+    the bars left out (``padded``: `padding_trimmed`, the work's edges trimmed of the same
+    empty bands; when the query has bars); or scaled to cover it, the overflow cut off centred
+    (``cropped``: the query then shows the work's whole height, or width, and the middle of
+    the other side, at the query's shape; when the two shapes differ by more than
+    ``ASPECT_SLACK``)."""
+    out: list[Fitted] = []
+    if "stretched" in fits and _shape_kept(work.bits.shape, query.bits.shape) >= CROP_KEEP_MIN:
+        out.append(Fitted(*overlap(query, work), "stretched"))
+    box = _padded_box(query.bits) if "padded" in fits else None
+    if box is not None:
+        y0, y1, x0, x1 = box
+        h, w = query.bits.shape
+        edges = _trimmed_like(work.bits, (y0, y1) != (0, h), (x0, x1) != (0, w))
+        if edges is not None:
+            out.append(Fitted(*overlap(LineMap(query.bits[y0:y1, x0:x1]), LineMap(edges)),
+                              "padded"))
+    centre = _centre_shown(work.bits, query.bits.shape) if "cropped" in fits else None
+    if centre is not None:
+        out.append(Fitted(*overlap(query, LineMap(centre)), "cropped"))
+    return out
+
+
+def _trimmed_like(bits: np.ndarray, tall: bool, wide: bool) -> np.ndarray | None:
+    """``bits`` less its empty rows at the top and bottom (``tall``) and its empty columns at
+    either side (``wide``)."""
+    rows, cols = np.flatnonzero(bits.any(axis=1)), np.flatnonzero(bits.any(axis=0))
+    if not len(rows):
+        return None
+    y0, y1 = (rows[0], rows[-1] + 1) if tall else (0, bits.shape[0])
+    x0, x1 = (cols[0], cols[-1] + 1) if wide else (0, bits.shape[1])
+    return bits[y0:y1, x0:x1]
+
+
+def _shape_kept(work: tuple[int, ...], query: tuple[int, ...]) -> float:
+    """How far the two shapes (h, w) agree: the smaller of the two ratios of their aspects (1:
+    the same shape; 0.5: one is twice as wide for its height as the other). Stretching one to
+    the other squeezes a side by that much; cutting one to the other's shape keeps that share
+    of a side."""
+    a, b = work[1] / work[0], query[1] / query[0]
+    return min(a / b, b / a)
+
+
+def _centre_shown(bits: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The middle part of the work's edge map ``bits`` a picture of ``shape`` (h, w) shows
+    when the work was scaled to cover it and cut off centred; None when the shapes agree
+    within ``ASPECT_SLACK``, or when that part is under ``CROP_KEEP_MIN`` of the side."""
+    h, w = bits.shape
+    want = shape[1] / shape[0]  # the query's width over its height
+    have = w / h
+    kept = _shape_kept(bits.shape, shape)  # the share of the cut side the query shows
+    if kept >= 1 / (1 + ASPECT_SLACK) or kept < CROP_KEEP_MIN:
+        return None
+    if want < have:  # narrower: the whole height, the middle of the width
+        keep = max(1, round(h * want))
+        x0 = (w - keep) // 2
+        return bits[:, x0 : x0 + keep]
+    keep = max(1, round(w / want))
+    y0 = (h - keep) // 2
+    return bits[y0 : y0 + keep, :]
 
 
 def overlap(query: LineMap, work: LineMap) -> tuple[float, bool]:

@@ -27,11 +27,9 @@ from functools import partial
 from itertools import pairwise
 from typing import Generic, Literal, Protocol, TypeVar
 
-import numpy as np
-
 from similarity import dense as dense_mod
 from similarity.index import Candidate, MatchIndex
-from similarity.lines import LineMap, overlap
+from similarity.lines import Fit, LineMap, fitted_overlaps, padding_trimmed
 from similarity.local import NO_MATCH, LocalFeatures, Verification, extra_of, verify
 from similarity.signals import SIGNALS_VERSION, ImageSignals
 from similarity.threads import Deferred
@@ -83,6 +81,8 @@ class Thresholds:
     # descriptors are checked. Lines make no `similar` matches: straight lines and grids lie
     # on each other in unrelated pictures often enough (bench/results/match_quality.md).
     lines_copy: float = 0.40
+    lines_copy_fitted: float = 0.45  # the same for strokes fitted as a padded or cropped
+    # control image (`similarity.lines.fitted_overlap`): more ways to fit, a higher bar
     lines_descriptor_max: float = 0.08
     lines_candidates: int = 10
 
@@ -209,33 +209,55 @@ def _match_lines(
 
     The index may hold approximate descriptors (at scale): the distance that decides is worked
     out again from each candidate's stored edge map."""
-    described = strokes.describe()
-    both_ways = np.stack([described, described[dense_mod.dihedral_permutations()[MIRROR]]])
-    cands = index.line_candidates(described, k=t.lines_candidates)
-    stored = lookup([c.id for c in cands]) if cands else {}
+    # The strokes as they are (stretched onto a work, or a centred crop of it), and without
+    # the bars of a padded control image when it has them: each view brings its candidates
+    # and is fitted only to those it brought and is described like.
+    views: list[tuple[LineMap, frozenset[Fit]]] = [(strokes, AS_DRAWN)]
+    trimmed = padding_trimmed(strokes)
+    if trimmed is not None:
+        views.append((trimmed, PADDED))
+    mirror = dense_mod.dihedral_permutations()[MIRROR]
+    described = [(d, d[mirror]) for d in (v.describe() for v, _ in views)]
+    brought_by: dict[int, list[int]] = {}  # candidate -> the views that brought it
+    for v, (plain, _) in enumerate(described):  # the index tries each mirrored too
+        for c in index.line_candidates(plain, k=t.lines_candidates):
+            brought_by.setdefault(c.id, []).append(v)
+    stored = lookup(list(brought_by)) if brought_by else {}
     found = []
-    for c in cands:
-        edges = _lines_or_none(stored.get(c.id))
+    for cid, by in brought_by.items():
+        edges = _lines_or_none(stored.get(cid))
         if edges is None:
             continue
-        distance = round(1.0 - float((both_ways @ edges.describe()).max()), 6)
-        if distance > t.lines_descriptor_max:
+        work = edges.describe()
+        apart = {v: round(1.0 - max(float(described[v][0] @ work),
+                                    float(described[v][1] @ work)), 6) for v in by}
+        fits = frozenset(f for v, d in apart.items() if d <= t.lines_descriptor_max
+                         for f in views[v][1])
+        if not fits:
             continue
-        score, mirrored = overlap(strokes, edges)
-        if score < t.lines_copy:
+        distance = min(apart.values())
+        passing = [f for f in fitted_overlaps(strokes, edges, fits)
+                   if f.score >= (t.lines_copy if f.fit == "stretched" else t.lines_copy_fitted)]
+        if not passing:
             continue
+        fitted = max(passing, key=lambda f: f.score)
+        score, mirrored = fitted.score, fitted.mirrored
         evidence: dict[str, object] = {
             "signals_version": SIGNALS_VERSION,
             "fired": ["lines"],
             "pdq": None,
             "dense": None,
             "local_features": None,
-            "lines": {"overlap": round(score, 4), "mirrored": mirrored,
+            "lines": {"overlap": round(score, 4), "mirrored": mirrored, "fit": fitted.fit,
                       "descriptor_distance": distance},
             "thresholds": asdict(t),
         }
-        found.append(Match(c.id, round(max(score, 0.8), 4), "copy", evidence))
+        found.append(Match(cid, round(max(score, 0.8), 4), "copy", evidence))
     return found
+
+
+AS_DRAWN: frozenset[Fit] = frozenset({"stretched", "cropped"})
+PADDED: frozenset[Fit] = frozenset({"padded"})
 
 
 def _lines_or_none(raw: bytes | None) -> LineMap | None:

@@ -107,10 +107,16 @@ def test_pictures_are_not_taken_for_line_drawings() -> None:
         assert line_drawing(_grey_array(_upload(img))) is None
 
 
-@pytest.mark.parametrize("edit", ["canny_control", "canny_control_square"])
-def test_an_edge_map_of_a_registered_work_is_a_copy_of_it(registry, edit: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "fit"),
+    [("canny_control", "stretched"), ("canny_control_square", "stretched"),
+     ("canny_control_padded", "padded"), ("canny_control_cropped", "cropped")],
+)
+def test_an_edge_map_of_a_registered_work_is_a_copy_of_it(registry, edit: str, fit: str) -> None:
+    """As made for a control image: at the work's shape, or at a square one the three ways
+    front ends fit a picture to it (stretched, padded with bars, cut to its centre)."""
     index, stored, pictures = registry
-    for work_id in (2, 5, 9):
+    for work_id in (2, 4, 6):  # 4:3 pictures: a square control image of them is refitted
         control = _upload(_edit(edit, pictures[work_id], work_id))
         signals = compute_signals(control)
         assert signals.strokes is not None
@@ -121,7 +127,7 @@ def test_an_edge_map_of_a_registered_work_is_a_copy_of_it(registry, edit: str) -
         assert best.evidence["fired"] == ["lines"]
         lines = best.evidence["lines"]
         assert lines["overlap"] >= best.evidence["thresholds"]["lines_copy"]
-        assert lines["mirrored"] is False
+        assert lines["mirrored"] is False and lines["fit"] == fit
         assert [m.id for m in found if m.decision == "copy"] == [work_id]
 
 
@@ -137,7 +143,8 @@ def test_line_drawings_of_unregistered_pictures_match_nothing(registry) -> None:
     index, stored, _ = registry
     for seed in range(6):
         source = textured_picture(300 + seed) if seed % 2 else photo_like(300 + seed, (600, 450))
-        for edit in ("canny_control", "canny_control_square", "pencil_tracing"):
+        for edit in ("canny_control", "canny_control_square", "pencil_tracing",
+                     "canny_control_padded", "canny_control_cropped"):
             query = compute_signals(_upload(_edit(edit, source, seed)))
             assert match(query, index, _lookup(stored)) == [], (seed, edit)
 
