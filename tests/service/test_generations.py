@@ -328,21 +328,24 @@ def test_a_licence_holder_may_rework_the_same_artwork(gen, runtime, make_key):
 
 
 def test_an_edge_map_of_a_denied_work_is_refused_as_a_control_image(gen, runtime, make_key):
-    """The usual way to launder a composition: trace the work's edges, steer with them."""
+    """The usual way to launder a composition: trace the work's edges, steer with them; the
+    control image at the work's shape, or fitted to a square the three ways front ends do."""
     client, model = gen
     art = photo_like(16, (640, 480))
     work = register_artwork(client, auth(make_key("registry")), art, '{"img2img": "deny"}')
     h = auth(make_key("generate"))
     rng = np.random.default_rng(0)
-    for edit in ("canny_control", "canny_control_square"):
+    for edit, fit in [("canny_control", "stretched"), ("canny_control_square", "stretched"),
+                      ("canny_control_padded", "padded"), ("canny_control_cropped", "cropped")]:
         edges = encode(EDITS_BY_NAME[edit].apply(art, rng), "PNG")
         r = client.post("/v1/generations", json=request(control_image=b64(edges)), headers=h)
-        assert r.status_code == 403, r.text
+        assert r.status_code == 403, (edit, r.text)
         body = r.json()
         assert [x["code"] for x in body["reasons"]] == ["registered_artwork_denied"]
         (found,) = body["matches"]
         assert found["artwork_id"] == work["id"] and found["decision"] == "copy"
         assert found["evidence"]["fired"] == ["lines"]
+        assert found["evidence"]["lines"]["fit"] == fit, edit
     assert model.call_count == 0
     # the edge map of a picture nobody registered steers as before
     free = encode(EDITS_BY_NAME["canny_control"].apply(photo_like(17, (640, 480)), rng), "PNG")
