@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -120,7 +121,9 @@ def negative(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return ImageOps.invert(img.convert("RGB"))
 
 
-def edge_map(side: int, square: bool = False, fit: str = "stretch") -> EditFn:
+def edge_map(
+    side: int, square: bool = False, fit: Literal["stretch", "pad", "crop"] = "stretch"
+) -> EditFn:
     """A Canny edge map at `side` pixels on the longer side (white lines on black), as made for
     a ControlNet's control image, with thresholds drawn at random; `square` makes it `side` x
     `side`, as a control image resized to the generation's shape, the way `fit` says: the

@@ -214,7 +214,7 @@ def padding_trimmed(query: LineMap) -> LineMap | None:
     """The query without empty bands at both ends of a side (each at least ``PAD_BAND`` of
     it): a control image scaled to fit inside the generation's shape, bars on two sides. None
     when it has no such bands. The bands may take the picture's own empty margins with them;
-    `fitted_overlap` trims the work's edge map the same way."""
+    `fitted_overlaps` trims the work's edge map the same way."""
     box = _padded_box(query.bits)
     if box is None:
         return None
@@ -223,14 +223,27 @@ def padding_trimmed(query: LineMap) -> LineMap | None:
 
 
 def _padded_box(bits: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of ``bits`` without the empty bands at both ends of a side that are
+    each at least ``PAD_BAND`` of it; None when there are none."""
+    box = _stroke_box(bits, tall=True, wide=True)
+    if box is None:
+        return None
+    y0, y1, x0, x1 = box
+    h, w = bits.shape
+    tall = min(y0, h - y1) >= PAD_BAND * h  # bars above and below
+    wide = min(x0, w - x1) >= PAD_BAND * w  # bars left and right
+    if not (tall or wide):
+        return None
+    return ((y0, y1) if tall else (0, h)) + ((x0, x1) if wide else (0, w))
+
+
+def _stroke_box(bits: np.ndarray, *, tall: bool, wide: bool) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1): ``bits`` less its empty rows at the top and bottom (``tall``) and its
+    empty columns at either side (``wide``); None when no bit is set."""
     rows, cols = np.flatnonzero(bits.any(axis=1)), np.flatnonzero(bits.any(axis=0))
     if not len(rows):
         return None
     h, w = bits.shape
-    tall = min(rows[0], h - 1 - rows[-1]) >= PAD_BAND * h  # bars above and below
-    wide = min(cols[0], w - 1 - cols[-1]) >= PAD_BAND * w  # bars left and right
-    if not (tall or wide):
-        return None
     y0, y1 = (int(rows[0]), int(rows[-1]) + 1) if tall else (0, h)
     x0, x1 = (int(cols[0]), int(cols[-1]) + 1) if wide else (0, w)
     return y0, y1, x0, x1
@@ -254,25 +267,15 @@ def fitted_overlaps(
     if box is not None:
         y0, y1, x0, x1 = box
         h, w = query.bits.shape
-        edges = _trimmed_like(work.bits, (y0, y1) != (0, h), (x0, x1) != (0, w))
+        edges = _stroke_box(work.bits, tall=(y0, y1) != (0, h), wide=(x0, x1) != (0, w))
         if edges is not None:
-            out.append(Fitted(*overlap(LineMap(query.bits[y0:y1, x0:x1]), LineMap(edges)),
-                              "padded"))
+            wy0, wy1, wx0, wx1 = edges
+            out.append(Fitted(*overlap(LineMap(query.bits[y0:y1, x0:x1]),
+                                       LineMap(work.bits[wy0:wy1, wx0:wx1])), "padded"))
     centre = _centre_shown(work.bits, query.bits.shape) if "cropped" in fits else None
     if centre is not None:
         out.append(Fitted(*overlap(query, LineMap(centre)), "cropped"))
     return out
-
-
-def _trimmed_like(bits: np.ndarray, tall: bool, wide: bool) -> np.ndarray | None:
-    """``bits`` less its empty rows at the top and bottom (``tall``) and its empty columns at
-    either side (``wide``)."""
-    rows, cols = np.flatnonzero(bits.any(axis=1)), np.flatnonzero(bits.any(axis=0))
-    if not len(rows):
-        return None
-    y0, y1 = (rows[0], rows[-1] + 1) if tall else (0, bits.shape[0])
-    x0, x1 = (cols[0], cols[-1] + 1) if wide else (0, bits.shape[1])
-    return bits[y0:y1, x0:x1]
 
 
 def _shape_kept(work: tuple[int, ...], query: tuple[int, ...]) -> float:

@@ -82,7 +82,7 @@ class Thresholds:
     # on each other in unrelated pictures often enough (bench/results/match_quality.md).
     lines_copy: float = 0.40
     lines_copy_fitted: float = 0.45  # the same for strokes fitted as a padded or cropped
-    # control image (`similarity.lines.fitted_overlap`): more ways to fit, a higher bar
+    # control image (`similarity.lines.fitted_overlaps`): more ways to fit, a higher bar
     lines_descriptor_max: float = 0.08
     lines_candidates: int = 10
 

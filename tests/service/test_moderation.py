@@ -105,6 +105,16 @@ def reasons(result: dict, rule: str) -> list[dict]:
     return [r for r in result["reasons"] if r["rule"] == rule]
 
 
+def blocked_as_copy_of(result: dict, work_id: str) -> dict:
+    """The registry match of a check blocked as a copy of the work, checked to be so."""
+    assert result["verdict"] == "block"
+    (why,) = reasons(result, "registered_copy")
+    assert why["evidence"]["artwork_id"] == work_id
+    match = result["registry"]["matches"][0]
+    assert match["artwork_id"] == work_id and match["decision"] == "copy"
+    return match
+
+
 def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     assert data[:8] == PNG_SIGNATURE
     pos, out = 8, []
@@ -1267,11 +1277,7 @@ def test_registered_work_in_a_page_screenshot_is_blocked(mclient, make_key):
     (work,) = register(mclient, h, 631)
     shot = EDITS_BY_NAME["page_screenshot_10"].apply(photo_like(631), np.random.default_rng(2))
     res = moderate(mclient, h, encode(shot, quality=85))
-    assert res["verdict"] == "block"
-    (why,) = reasons(res, "registered_copy")
-    assert why["evidence"]["artwork_id"] == work["id"]
-    match = res["registry"]["matches"][0]
-    assert match["artwork_id"] == work["id"] and match["decision"] == "copy"
+    match = blocked_as_copy_of(res, work["id"])
     x0, y0, x1, y1 = match["evidence"]["region"]
     assert 0 <= x0 < x1 <= shot.width and 0 <= y0 < y1 <= shot.height
     assert 0.05 < (x1 - x0) * (y1 - y0) / (shot.width * shot.height) < 0.2
@@ -1288,11 +1294,7 @@ def test_registered_work_in_a_collage_is_blocked(mclient, make_key):
     fillers = [photo_like(672 + k) for k in range(3)]
     collage = grid(2, 2, fillers)(photo_like(671), np.random.default_rng(3))
     res = moderate(mclient, h, encode(collage, quality=85))
-    assert res["verdict"] == "block"
-    (why,) = reasons(res, "registered_copy")
-    assert why["evidence"]["artwork_id"] == work["id"]
-    match = res["registry"]["matches"][0]
-    assert match["artwork_id"] == work["id"] and match["decision"] == "copy"
+    match = blocked_as_copy_of(res, work["id"])
     assert match["evidence"]["region_kind"] == "grid_cell"
     x0, y0, x1, y1 = match["evidence"]["region"]
     cell = collage.width // 2
