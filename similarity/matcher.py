@@ -10,9 +10,10 @@ The verdict per work is `copy` (strong evidence) or `similar` (weaker evidence);
 neither are not returned.
 
 A query with pictures within it (`ImageSignals.parts`: a screenshot's picture, the cells of a
-grid of pictures) is matched as a whole and part by part; a work found in a part carries the
-part's box in its evidence (`region`) and how the part was found (`region_kind`: `embedded` or
-`grid_cell`), and a work found both ways keeps the stronger match.
+grid of pictures, a picture pasted into another) is matched as a whole and part by part; a work
+found in a part carries the part's box in its evidence (`region`) and how the part was found
+(`region_kind`: `embedded`, `grid_cell` or `pasted`), and a work found both ways keeps the
+stronger match.
 
 A query that looks like a line drawing (`ImageSignals.strokes`: an edge map, a tracing) is also
 matched against works' edge maps: the nearest by their descriptor are confirmed when strokes and

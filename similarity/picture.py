@@ -176,4 +176,8 @@ def _caption(row: EvidenceRow) -> str:
     return line + (f"\nsignals: {', '.join(fired)}" if fired else "")
 
 
-_FOUND_IN = {"grid_cell": "in a cell of a grid", "embedded": "in a picture within the frame"}
+_FOUND_IN = {
+    "grid_cell": "in a cell of a grid",
+    "embedded": "in a picture within the frame",
+    "pasted": "in a picture pasted into this one",
+}

@@ -16,6 +16,7 @@ from similarity import local as local_mod
 from similarity.decode import DecodedImage
 from similarity.embedded import Box, box_overlap, find_embedded, rescaled
 from similarity.panels import find_panels
+from similarity.pasted import find_pasted
 from similarity.pdq import PDQ_BYTES, pdq_dihedral, pdq_hash
 from similarity.threads import Deferred
 
@@ -73,15 +74,15 @@ class _OrbJobs:
         self.mirror: Deferred[bytes] = Deferred(mirror)
 
 
-PartKind = Literal["embedded", "grid_cell"]
+PartKind = Literal["embedded", "grid_cell", "pasted"]
 
 
 @dataclass(frozen=True)
 class Part:
     """A picture within the query, matched on its own: its box in the pixels of the query's
     file (not of a reduced decode), its own query signals, and how it was found: a picture
-    embedded in a frame (`similarity.embedded`) or a cell of a grid of pictures
-    (`similarity.panels`)."""
+    embedded in a frame (`similarity.embedded`), a cell of a grid of pictures
+    (`similarity.panels`) or a picture pasted into another (`similarity.pasted`)."""
 
     box: Box
     signals: ImageSignals
@@ -350,13 +351,15 @@ def compute_signals(img: DecodedImage | Image.Image, *, for_query: bool = True) 
 
 def _part_boxes(full: np.ndarray, gray: np.ndarray) -> list[tuple[Box, PartKind]]:
     """Boxes of the pictures within the query worth matching on their own: the cells of a grid
-    of pictures (`similarity.panels`), then pictures embedded in a frame
-    (`similarity.embedded`) but for those that are one of the cells already."""
+    of pictures (`similarity.panels`), then pictures pasted into the picture
+    (`similarity.pasted`) and pictures embedded in a frame (`similarity.embedded`), each but
+    for those found already."""
     boxes: list[tuple[Box, PartKind]] = [(b, "grid_cell") for b in find_panels(full)]
-    cells = len(boxes)
-    for box in find_embedded(full, gray):
-        if not any(box_overlap(box, cell) > SAME_PART_OVERLAP for cell, _ in boxes[:cells]):
-            boxes.append((box, "embedded"))
+    for kind, found in (("pasted", find_pasted(full)), ("embedded", find_embedded(full, gray))):
+        before = len(boxes)
+        for box in found:
+            if not any(box_overlap(box, seen) > SAME_PART_OVERLAP for seen, _ in boxes[:before]):
+                boxes.append((box, kind))
     return boxes
 
 

@@ -1283,6 +1283,30 @@ def test_registered_work_in_a_page_screenshot_is_blocked(mclient, make_key):
     assert 0.05 < (x1 - x0) * (y1 - y0) / (shot.width * shot.height) < 0.2
 
 
+def test_registered_work_pasted_into_a_photo_is_blocked(mclient, make_key):
+    """A registered work scaled down and pasted into a larger photo: found by its outline and
+    blocked, the pasted picture's box (in the upload's pixels) in the evidence; the same photo
+    with an unregistered picture pasted in is allowed."""
+    h = auth(make_key("registry", "moderate"))
+    (work,) = register(mclient, h, 691)
+    box = (300, 180, 860, 600)
+    photo = photo_like(692, (1024, 768))
+
+    def with_pasted(picture: Image.Image) -> Image.Image:
+        out = photo.copy()
+        out.paste(picture.resize((box[2] - box[0], box[3] - box[1]), Image.Resampling.LANCZOS),
+                  box[:2])
+        return out
+
+    res = moderate(mclient, h, encode(with_pasted(photo_like(691)), quality=85))
+    match = blocked_as_copy_of(res, work["id"])
+    assert match["evidence"]["region_kind"] == "pasted"
+    region = match["evidence"]["region"]
+    assert all(abs(a - b) <= 6 for a, b in zip(region, box, strict=True)), region
+    unrelated = with_pasted(photo_like(699))
+    assert moderate(mclient, h, encode(unrelated, quality=85))["verdict"] == "allow"
+
+
 def test_registered_work_in_a_collage_is_blocked(mclient, make_key):
     """A registered work in one cell of a 2x2 collage of other pictures, edge to edge: the
     collage is blocked for the work, the cell's box in the evidence; the same collage without
