@@ -78,8 +78,17 @@ def test_match_quality_runs(tmp_path: Path) -> None:
         *("--images", str(images), "--distractors", "6", "--pairs", "1"),
         cwd=tmp_path,
     )
-    for row in ("| grid_2x2 |", "| pasted_into_photo_25 |", "**collages", "**overall"):
+    for row in ("| grid_2x2 |", "| pasted_into_photo_25 |", "**a work within another picture",
+                "**not found yet (small crops)**", "**overall"):
         assert row in table, row
+
+
+def test_pasted_detection_runs(tmp_path: Path) -> None:
+    images = _photos(tmp_path / "images", 12, 800)
+    table = _report("pasted_detection.py", "--images", str(images), cwd=tmp_path)
+    assert "| plain pictures (nothing pasted) | 12 |" in table
+    assert "| pasted at 25% of the area | 12 |" in table
+    assert "| outline search (`find_pasted`) |" in table
 
 
 def test_grid_detection_runs(tmp_path: Path) -> None:
