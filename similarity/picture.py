@@ -24,7 +24,8 @@ from similarity.matcher import Match
 
 PANEL = 320  # pixels, the longer side of each picture in a row
 GAP = 12
-CAPTION = 44
+CAPTION = 56  # three lines of caption under each row
+CAPTION_LINE = 16  # pixels from one caption line to the next
 BACKGROUND = (250, 250, 248)
 COLOURS = {"copy": (200, 30, 30), "similar": (225, 140, 0)}
 
@@ -86,8 +87,28 @@ def evidence_picture(
             points = [(left + x, top + y) for x, y in outline]
             draw.line([*points, points[0]], fill=colour, width=3)
         caption_top = top + max(query_panel.height, ref_panel.height) + 4
-        draw.text((GAP, caption_top), _caption(row), fill=(30, 30, 30), font=font)
+        for k, text in enumerate(caption_lines(_caption(row), font, width - 2 * GAP)):
+            draw.text((GAP, caption_top + k * CAPTION_LINE), text, fill=(30, 30, 30), font=font)
     return canvas
+
+
+def caption_lines(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+                  width: int) -> list[str]:
+    """The caption's lines, each line of ``text`` broken between its `` | ``-separated parts
+    where it would run past ``width`` pixels (a part longer than that stays whole)."""
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    out: list[str] = []
+    for line in text.split("\n"):
+        current = ""
+        for part in line.split(" | "):
+            joined = f"{current} | {part}" if current else part
+            if current and measure.textlength(joined, font=font) > width:
+                out.append(current)
+                current = part
+            else:
+                current = joined
+        out.append(current)
+    return out
 
 
 def _panel(image: Image.Image) -> tuple[Image.Image, float]:

@@ -141,3 +141,29 @@ def test_degenerate_pictures_yield_nothing(shape: tuple[int, int]) -> None:
     assert find_pasted(np.full(shape, 255, np.uint8)) == []
     noise = rng.integers(0, 256, shape, dtype=np.uint8)
     assert find_pasted(noise) == []
+
+
+def test_a_long_caption_is_broken_to_fit_the_picture(artwork: Image.Image) -> None:
+    """Every signal and where the work was found, for a long artwork title: the caption breaks
+    between its parts and no text runs past the picture's margin."""
+    from PIL import ImageDraw, ImageFont
+
+    from similarity.matcher import Match
+    from similarity.picture import BACKGROUND, CAPTION, GAP, PANEL, caption_lines, evidence_picture
+
+    evidence = {"fired": ["pdq", "local_features"], "region": [300, 120, 660, 420],
+                "region_kind": "pasted", "pdq": {"distance": 4},
+                "local_features": {"inliers": 138, "mirrored": True, "rotation_deg": 0.2}}
+    row = EvidenceRow(artwork, Match(7, 0.97, "copy", evidence),
+                      "artwork 6903c956-9379-4ec9-bf86-96bb668cd93b")
+    font = ImageFont.load_default(size=13)
+    width = 2 * PANEL + GAP
+    lines = caption_lines(_caption(row), font, width)
+    assert len(lines) == 3 and "in a picture pasted into this one" in lines[1]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    assert all(measure.textlength(line, font=font) <= width for line in lines)
+    sheet = np.asarray(evidence_picture(photo(50, (768, 576)), [row]))
+    below = GAP + PANEL * 3 // 4  # both pictures are 4:3, so their panels end here
+    caption = sheet[below : below + CAPTION]
+    assert (caption[:, -GAP:] == BACKGROUND).all(), "caption text runs into the right margin"
+    assert (caption[:, GAP:-GAP] != BACKGROUND).any(axis=2).sum() > 500, "no caption drawn"
