@@ -198,7 +198,7 @@ def test_the_match_can_be_looked_at(client, make_key):
 
 def test_a_traced_work_is_shown_with_the_strokes_over_it(client, make_key, tmp_path):
     from similarity.edits import EDITS_BY_NAME
-    from similarity.picture import GAP, PANEL
+    from similarity.picture import CAPTION, GAP, PANEL
 
     h = auth(make_key("registry", "match"))
     register(client, h, 131)
@@ -208,7 +208,7 @@ def test_a_traced_work_is_shown_with_the_strokes_over_it(client, make_key, tmp_p
     assert r.status_code == 200, r.text
     picture = Image.open(io.BytesIO(r.content)).convert("RGB")
     picture.save(tmp_path / "traced.png")
-    assert picture.height == GAP + PANEL + 44 + GAP  # one row: the work
+    assert picture.height == GAP + PANEL + CAPTION + GAP  # one row: the work
     panel = picture.crop((2 * GAP + PANEL, GAP, 2 * GAP + 2 * PANEL, GAP + PANEL))
     # the strokes, in the copy's red, lie over the work (photo_like has no such red itself)
     assert red_pixels(panel) > 2000
