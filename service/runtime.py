@@ -23,6 +23,7 @@ from service.settings import Settings
 from service.stamping.credentials import SigningSetup, load_signing
 from service.stamping.store import OutputStore
 from similarity import DecodeLimits
+from similarity.jit import warm_up as warm_up_kernels
 from similarity.threads import set_helper_threads
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,9 @@ class Runtime:
         )
 
     def load_indexes(self) -> None:
+        # The compiled loops of the searches for pictures within a picture, ready before the
+        # first query (`similarity.jit`).
+        warm_up_kernels()
         for bank in self.banks.values():
             bank.load()
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from similarity.jit import compiled, warms_up
+
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, end exclusive
 
 BUSY_STD = 1.5
@@ -61,7 +63,8 @@ def find_embedded(full: np.ndarray, work: np.ndarray) -> list[Box]:
     busy = busy_pixels(work).astype(np.uint8)
     blocks = cv2.morphologyEx(busy, cv2.MORPH_CLOSE, np.ones((CLOSE_PX, CLOSE_PX), np.uint8))
     blocks = cv2.morphologyEx(blocks, cv2.MORPH_OPEN, np.ones((OPEN_PX, OPEN_PX), np.uint8))
-    count, _, stats, _ = cv2.connectedComponentsWithStats(blocks, connectivity=4)
+    count, labels = cv2.connectedComponents(blocks, connectivity=4)
+    stats = _block_stats(labels, count)
     busy_share = busy.astype(np.float32)
     least = MIN_SHARE if busy_share.mean() >= SPARSE_BUSY else MIN_SHARE_SPARSE
     found: list[tuple[int, Box]] = []
@@ -81,6 +84,37 @@ def find_embedded(full: np.ndarray, work: np.ndarray) -> list[Box]:
             found.append((size, box))
     found.sort(key=lambda f: -f[0])
     return [box for _, box in found[:MAX_PARTS]]
+
+
+@compiled
+def _block_stats(labels, count):  # type: ignore[no-untyped-def]
+    """Per label, as OpenCV's connected-component statistics: left, top, width, height and
+    the pixels it holds (row 0, the background, left at zero). OpenCV's own statistics take
+    longer than labelling these small masks does."""
+    h, w = labels.shape
+    x0 = np.full(count, w, np.int64)
+    y0 = np.full(count, h, np.int64)
+    x1 = np.full(count, -1, np.int64)
+    y1 = np.full(count, -1, np.int64)
+    area = np.zeros(count, np.int64)
+    for y in range(h):
+        for x in range(w):
+            label = labels[y, x]
+            if label == 0:
+                continue
+            if x < x0[label]:
+                x0[label] = x
+            if x > x1[label]:
+                x1[label] = x
+            if y0[label] == h:
+                y0[label] = y
+            y1[label] = y
+            area[label] += 1
+    stats = np.zeros((count, 5), np.int64)
+    for label in range(1, count):
+        stats[label] = (x0[label], y0[label], x1[label] - x0[label] + 1,
+                        y1[label] - y0[label] + 1, area[label])
+    return stats
 
 
 def busy_pixels(grey: np.ndarray) -> np.ndarray:
@@ -159,3 +193,10 @@ def rescaled(box: Box, shape: tuple[int, ...], to_shape: tuple[int, ...]) -> Box
         min(to_shape[1], int(np.ceil(x1 * fx))),
         min(to_shape[0], int(np.ceil(y1 * fy))),
     )
+
+
+@warms_up
+def _compile() -> None:
+    labels = np.zeros((4, 4), np.int32)
+    labels[1:3, 1:3] = 1
+    _block_stats(labels, 2)

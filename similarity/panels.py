@@ -34,12 +34,13 @@ cells of unequal sizes, a grid that was cropped afterwards, a work pasted into a
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from similarity.embedded import Box, busy_pixels
+from similarity.jit import compiled, warms_up
 
 SPLITS = (3, 2)  # cells per side looked for, finest first
 SLACK_PX = 2  # a seam may lie this far from the equal split (rounding, a reduced decode)
@@ -61,9 +62,17 @@ BUSY_SIDE = 128  # cells are judged busy or plain (`embedded.busy_pixels`) at th
 MIN_BUSY = 0.3  # ... and a cell is a picture when at least this share of it is busy
 LINE_SAMPLES = 256  # a line is read at about this many evenly spaced pixels, or all of them
 
-Lines = Callable[[np.ndarray], np.ndarray]
-"""The lines (columns, or rows turned into columns) at the given indices, as int16 columns."""
 Span = tuple[int, int]  # first line, end (exclusive)
+
+
+@dataclass(frozen=True)
+class Lines:
+    """The columns (``upright``) or the rows of ``picture``, each read at every ``step``-th
+    pixel along it."""
+
+    picture: np.ndarray
+    upright: bool
+    step: int
 
 
 def find_panels(full: np.ndarray) -> list[Box]:
@@ -74,6 +83,7 @@ def find_panels(full: np.ndarray) -> list[Box]:
     a flat edge of its own)."""
     if min(full.shape) < MIN_CELL_PX:
         return []
+    full = np.ascontiguousarray(full)
     h, w = full.shape
     whole = (0, 0, w, h)
     inner = _inside_border(full)
@@ -102,7 +112,7 @@ def _grid(full: np.ndarray, frame: Box) -> tuple[list[Box], bool]:
     """The cells of a grid filling ``frame`` of ``full``, in ``full``'s pixels, and whether
     gutters set any of them apart."""
     x0, y0, x1, y1 = frame
-    inner = full[y0:y1, x0:x1]
+    inner = np.ascontiguousarray(full[y0:y1, x0:x1])  # as the compiled line readers take it
     h, w = inner.shape
     if min(h, w) < MIN_CELL_PX:
         return [], False
@@ -119,13 +129,11 @@ def _grid(full: np.ndarray, frame: Box) -> tuple[list[Box], bool]:
 
 
 def _columns_of(picture: np.ndarray) -> Lines:
-    step = max(1, picture.shape[0] // LINE_SAMPLES)
-    return lambda at: picture[::step, at].astype(np.int16)
+    return Lines(picture, True, max(1, picture.shape[0] // LINE_SAMPLES))
 
 
 def _rows_of(picture: np.ndarray) -> Lines:
-    step = max(1, picture.shape[1] // LINE_SAMPLES)
-    return lambda at: picture[at, ::step].T.astype(np.int16)
+    return Lines(picture, False, max(1, picture.shape[1] // LINE_SAMPLES))
 
 
 def _inside_border(full: np.ndarray) -> Box:
@@ -261,8 +269,8 @@ def _runs(flags: np.ndarray) -> list[Span]:
 def _flat(lines: Lines, at: np.ndarray) -> np.ndarray:
     """Whether each line stays within ``FLAT_DEVIATION`` grey levels of its mean, on average
     (a gutter of one colour, its JPEG noise and the ringing at its edges included)."""
-    px = lines(at).astype(np.float32)
-    return np.abs(px - px.mean(axis=0)).mean(axis=0) <= FLAT_DEVIATION
+    at = np.asarray(at, np.int64)
+    return _flat_kernel(lines.picture, lines.upright, lines.step, at, FLAT_DEVIATION)
 
 
 def _strength_and_flat(
@@ -272,30 +280,89 @@ def _strength_and_flat(
     its length where the step across it is at least ``MIN_STEP`` and larger than the steps
     beside it, or, where more, the same for a step over two pixels (``c - 1`` to ``c + 1``: a
     reduced decode, a JPEG's DCT scaling, blends a seam that falls between its pixels into one
-    of them); that share in the weakest quarter of its length; and whether line ``c`` is flat
-    (see `_flat`)."""
-    k = len(at)
-    px = lines(np.concatenate([at + d for d in range(-3, 4)]))  # lines c - 3 .. c + 3
-    by_offset = {d: px[:, (d + 3) * k : (d + 4) * k] for d in range(-3, 4)}
-    centre = by_offset[0].astype(np.float32)
-    flat = np.abs(centre - centre.mean(axis=0)).mean(axis=0) <= FLAT_DEVIATION
-    one, one_weakest = _steps(by_offset, 1)
-    two, two_weakest = _steps(by_offset, 2)
-    wider = two > one
-    return np.where(wider, two, one), np.where(wider, two_weakest, one_weakest), flat
+    of them); that share in the weakest of ``QUARTERS`` stretches of its length (a seam runs
+    the whole length; the edge of a logo or a banner, part of it); and whether line ``c`` is
+    flat (see `_flat`)."""
+    at = np.asarray(at, np.int64)
+    strength, weakest = _strength_kernel(lines.picture, lines.upright, lines.step, at,
+                                         MIN_STEP, QUARTERS)
+    return strength, weakest, _flat(lines, at)
 
 
-def _steps(px: dict[int, np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per line, the share of its length where the step across it is at least ``MIN_STEP`` and
-    beats the steps beside it, and the least such share over ``QUARTERS`` stretches of it (a
-    seam runs the whole length; the edge of a logo or a banner, part of it)."""
-    a, b = -1, -1 + width  # the pixels the step runs between, relative to c
-    across = np.abs(px[b] - px[a])
-    left = np.abs(px[a] - px[a - width])
-    right = np.abs(px[b + width] - px[b])
-    steps = ((across > left) & (across > right) & (across >= MIN_STEP)).astype(np.int32)
-    length = len(steps)
-    starts = (np.arange(QUARTERS) * length) // QUARTERS
-    counts = np.diff(np.append(starts, length))
-    per_quarter = np.add.reduceat(steps, starts, axis=0) / counts[:, None]
-    return steps.sum(axis=0) / length, per_quarter.min(axis=0)
+@compiled
+def _read(picture, upright, step, line, k):  # type: ignore[no-untyped-def]
+    """Pixel ``k`` (every ``step``-th) along column or row ``line``."""
+    return np.int32(picture[k * step, line] if upright else picture[line, k * step])
+
+
+@compiled
+def _flat_kernel(picture, upright, step, at, deviation):  # type: ignore[no-untyped-def]
+    length = picture.shape[0] if upright else picture.shape[1]
+    n = (length + step - 1) // step
+    out = np.empty(len(at), np.bool_)
+    for i in range(len(at)):
+        # float32 sums in pixel order, as the array expressions this replaces
+        total = np.float32(0.0)
+        for k in range(n):
+            total += np.float32(_read(picture, upright, step, at[i], k))
+        mean = total / np.float32(n)
+        spread = np.float32(0.0)
+        for k in range(n):
+            spread += abs(np.float32(_read(picture, upright, step, at[i], k)) - mean)
+        out[i] = spread / np.float32(n) <= deviation
+    return out
+
+
+@compiled
+def _strength_kernel(picture, upright, step, at, min_step, quarters):  # type: ignore[no-untyped-def]
+    length = picture.shape[0] if upright else picture.shape[1]
+    n = (length + step - 1) // step
+    lines = len(at)
+    counts = np.zeros((lines, 2, quarters), np.int64)  # steps over one pixel, over two
+    q, q_end = 0, n // quarters
+    for k in range(n):
+        while k >= q_end:
+            q += 1
+            q_end = ((q + 1) * n) // quarters
+        y = k * step
+        for i in range(lines):
+            c = at[i]
+            if upright:  # lines c - 3 .. c + 3 at one pixel along them
+                m3, m2, m1 = (np.int32(picture[y, c - 3]), np.int32(picture[y, c - 2]),
+                              np.int32(picture[y, c - 1]))
+                p0, p1, p3 = (np.int32(picture[y, c]), np.int32(picture[y, c + 1]),
+                              np.int32(picture[y, c + 3]))
+            else:
+                m3, m2, m1 = (np.int32(picture[c - 3, y]), np.int32(picture[c - 2, y]),
+                              np.int32(picture[c - 1, y]))
+                p0, p1, p3 = (np.int32(picture[c, y]), np.int32(picture[c + 1, y]),
+                              np.int32(picture[c + 3, y]))
+            across = abs(p0 - m1)  # over one pixel: c - 1 to c, beside it c - 2 and c + 1
+            if across >= min_step and across > abs(m1 - m2) and across > abs(p1 - p0):
+                counts[i, 0, q] += 1
+            across = abs(p1 - m1)  # over two: c - 1 to c + 1, beside it c - 3 and c + 3
+            if across >= min_step and across > abs(m1 - m3) and across > abs(p3 - p1):
+                counts[i, 1, q] += 1
+    strength = np.empty(lines)
+    weakest = np.empty(lines)
+    for i in range(lines):
+        best, best_weakest = -1.0, 0.0
+        for w in range(2):
+            least = np.inf
+            for q in range(quarters):
+                size = ((q + 1) * n) // quarters - (q * n) // quarters
+                least = min(least, counts[i, w, q] / size)
+            share = counts[i, w].sum() / n
+            if w == 0 or share > best:  # the step over two pixels where it is more
+                best, best_weakest = share, least
+        strength[i] = best
+        weakest[i] = best_weakest
+    return strength, weakest
+
+
+@warms_up
+def _compile() -> None:
+    picture = np.zeros((2 * MIN_CELL_PX, 2 * MIN_CELL_PX), np.uint8)
+    picture[:, MIN_CELL_PX:] = 200
+    find_panels(picture)
+    _strength_and_flat(_rows_of(picture), np.array([MIN_CELL_PX]))

@@ -39,10 +39,13 @@ and the cost next to the decode.
 
 from __future__ import annotations
 
+from functools import cache
+
 import cv2
 import numpy as np
 
 from similarity.embedded import Box, busy_pixels
+from similarity.jit import compiled, warms_up
 
 MIN_STEP = 4  # grey levels
 SHARPNESS = 2.0  # a seam pixel's step: at least this times (the larger step beside it + 1)
@@ -69,6 +72,7 @@ def find_pasted(full: np.ndarray) -> list[Box]:
     h, w = full.shape
     if min(h, w) < 2 * MIN_SIDE_PX:
         return []
+    full = np.ascontiguousarray(full)
     window = max(2, round(MIN_RUN * min(h, w) / SAMPLE))
     upright = _sharp_seams(full[::SAMPLE])  # (h / SAMPLE, w): seams between columns
     xs, x_sums = _candidate_lines(upright, window)
@@ -80,8 +84,8 @@ def find_pasted(full: np.ndarray) -> list[Box]:
     # The share of each candidate line that is sharp seam between each pair of the other kind.
     up_share = _share_between(x_sums, xs, xs_all, ys_all, w)  # (len(xs_all), ny, ny)
     level_share = _share_between(y_sums, ys, ys_all, xs_all, h)  # (len(ys_all), nx, nx)
-    xi, xj = np.triu_indices(len(xs_all), 1)  # left and right sides
-    ya, yb = np.triu_indices(len(ys_all), 1)  # top and bottom
+    xi, xj = _pairs(len(xs_all))  # left and right sides
+    ya, yb = _pairs(len(ys_all))  # top and bottom
     wide = xs_all[xj] - xs_all[xi] >= MIN_SIDE_PX
     tall = ys_all[yb] - ys_all[ya] >= MIN_SIDE_PX
     xi, xj, ya, yb = xi[wide], xj[wide], ya[tall], yb[tall]
@@ -115,6 +119,14 @@ def find_pasted(full: np.ndarray) -> list[Box]:
             if len(kept) == MAX_PARTS:
                 break
     return kept
+
+
+@cache
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair ``i < j`` of ``n`` lines (as ``np.triu_indices(n, 1)``, read-only)."""
+    i, j = np.triu_indices(n, 1)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
 
 
 def _busy(region: np.ndarray) -> bool:
@@ -156,31 +168,63 @@ def _sharp_side(
     if line < 3 or line > limit - 4:
         seen[side] = True  # too near the frame's edge to read the steps beside: the mask decided
         return True
-    if upright:
-        px = full[start:end:SAMPLE, line - 3 : line + 4].astype(np.int16)
-    else:
-        px = full[line - 3 : line + 4, start:end:SAMPLE].T.astype(np.int16)
-    step = np.abs(np.diff(px, axis=1))  # step[:, k]: from line - 3 + k to line - 2 + k
-    one = step[:, 2] / (np.maximum(step[:, 1], step[:, 3]) + 1.0)
-    two_across = np.abs(px[:, 4] - px[:, 2])
-    two_beside = np.maximum(np.abs(px[:, 2] - px[:, 0]), np.abs(px[:, 6] - px[:, 4]))
-    two = two_across / (two_beside + 1.0)
-    seen[side] = max(float(np.median(one)), float(np.median(two))) >= SIDE_SHARPNESS
+    seen[side] = _side_sharpness(full, upright, line, start, end, SAMPLE) >= SIDE_SHARPNESS
     return seen[side]
 
 
+@compiled
+def _side_sharpness(full, upright, line, start, end, sample):  # type: ignore[no-untyped-def]
+    """The larger of the medians, along the side, of the step across it over the larger step
+    beside it (plus one), over one pixel (line - 1 to line) and over two (line - 1 to
+    line + 1)."""
+    count = len(range(start, end, sample))
+    one = np.empty(count)
+    two = np.empty(count)
+    px = np.empty(7, np.int32)  # line - 3 .. line + 3
+    for k in range(count):
+        at = start + k * sample
+        for d in range(7):
+            px[d] = full[at, line - 3 + d] if upright else full[line - 3 + d, at]
+        one[k] = abs(px[3] - px[2]) / (max(abs(px[2] - px[1]), abs(px[4] - px[3])) + 1.0)
+        two[k] = abs(px[4] - px[2]) / (max(abs(px[2] - px[0]), abs(px[6] - px[4])) + 1.0)
+    return max(np.median(one), np.median(two))
+
+
 def _sharp_seams(p: np.ndarray) -> np.ndarray:
-    """Sharp seam pixels (bool, the shape of the uint8 ``p``): entry (r, c) tells whether the
-    seam between columns c - 1 and c is sharp at row r (over one pixel, or over two: c - 1 to
-    c + 1)."""
-    out = np.zeros(p.shape, bool)
-    for width, first in ((1, 2), (2, 3)):  # the step over one pixel, then over two
-        d = cv2.absdiff(p[:, width:], p[:, :-width])  # d[:, j]: from column j to j + width
-        across = d[:, width:-width]
-        beside = cv2.max(d[:, : -2 * width], d[:, 2 * width :])
-        needed = cv2.max(cv2.convertScaleAbs(beside, alpha=SHARPNESS, beta=SHARPNESS), MIN_STEP)
-        out[:, first : first + across.shape[1]] |= across >= needed
+    """Sharp seam pixels (uint8 0 or 1, the shape of the uint8 ``p``): entry (r, c) tells
+    whether the seam between columns c - 1 and c is sharp at row r (over one pixel, or over
+    two: c - 1 to c + 1)."""
+    return _seam_kernel(np.ascontiguousarray(p), SHARPNESS, MIN_STEP)
+
+
+@compiled
+def _seam_kernel(p, sharpness, min_step):  # type: ignore[no-untyped-def]
+    rows, cols = p.shape
+    out = np.zeros((rows, cols), np.uint8)
+    for r in range(rows):
+        line = p[r]
+        for c in range(2, cols - 1):  # over one pixel: c - 1 to c, beside it c - 2 and c + 1
+            across = abs(np.int32(line[c]) - np.int32(line[c - 1]))
+            beside = max(abs(np.int32(line[c - 1]) - np.int32(line[c - 2])),
+                         abs(np.int32(line[c + 1]) - np.int32(line[c])))
+            if across >= _needed(beside, sharpness, min_step):
+                out[r, c] = 1
+        for c in range(3, cols - 3):  # over two: c - 1 to c + 1, beside it c - 3 and c + 3
+            if out[r, c]:
+                continue
+            across = abs(np.int32(line[c + 1]) - np.int32(line[c - 1]))
+            beside = max(abs(np.int32(line[c - 1]) - np.int32(line[c - 3])),
+                         abs(np.int32(line[c + 3]) - np.int32(line[c + 1])))
+            if across >= _needed(beside, sharpness, min_step):
+                out[r, c] = 1
     return out
+
+
+@compiled
+def _needed(beside, sharpness, min_step):  # type: ignore[no-untyped-def]
+    """The step a seam pixel needs: ``sharpness`` times (the larger step beside it + 1), at
+    most 255 (a step can be no larger) and at least ``min_step``."""
+    return max(min(np.rint(sharpness * beside + sharpness), 255.0), min_step)
 
 
 def _candidate_lines(seams: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -190,13 +234,10 @@ def _candidate_lines(seams: np.ndarray, window: int) -> tuple[np.ndarray, np.nda
     rows = seams.shape[0]
     if rows < window:
         return np.zeros(0, np.int64), np.zeros((rows + 1, 0), np.int32)
-    counts = cv2.boxFilter(seams.view(np.uint8), cv2.CV_16U, (1, window), normalize=False,
-                           anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
-    stretch = counts[: rows - window + 1].max(axis=0) >= COVERAGE * window
-    strong = np.flatnonzero(stretch)
-    total = seams[:, strong].sum(axis=0)  # the longest seams first
+    longest, total = _column_runs(seams, window)
+    strong = np.flatnonzero(longest >= COVERAGE * window)
     chosen: list[int] = []
-    for line in strong[np.argsort(-total, kind="stable")]:
+    for line in strong[np.argsort(-total[strong], kind="stable")]:  # the longest seams first
         if all(abs(int(line) - c) > SUPPRESS_PX for c in chosen):
             chosen.append(int(line))
             if len(chosen) == MAX_LINES:
@@ -205,6 +246,25 @@ def _candidate_lines(seams: np.ndarray, window: int) -> tuple[np.ndarray, np.nda
     sums = np.zeros((rows + 1, len(lines)), np.int32)
     np.cumsum(seams[:, lines], axis=0, out=sums[1:])
     return lines, sums
+
+
+@compiled
+def _column_runs(seams, window):  # type: ignore[no-untyped-def]
+    """Per column of the 0/1 ``seams``: the most set pixels in ``window`` rows running, and the
+    set pixels in all."""
+    rows, cols = seams.shape
+    longest = np.zeros(cols, np.int64)
+    total = np.zeros(cols, np.int64)
+    run = np.zeros(cols, np.int64)
+    for r in range(rows):
+        for c in range(cols):
+            run[c] += seams[r, c]
+            if r >= window:
+                run[c] -= seams[r - window, c]
+            if r >= window - 1 and run[c] > longest[c]:
+                longest[c] = run[c]
+            total[c] += seams[r, c]
+    return longest, total
 
 
 def _with_edges(lines: np.ndarray, side: int) -> np.ndarray:
@@ -226,3 +286,11 @@ def _share_between(
     share = (sums[hi] - sums[lo]) / np.maximum(hi - lo, 1)[:, :, None]  # (n, n, len(lines))
     out[np.searchsorted(lines_all, lines)] = np.moveaxis(share, 2, 0)
     return out
+
+
+@warms_up
+def _compile() -> None:
+    picture = np.zeros((2 * MIN_SIDE_PX, 2 * MIN_SIDE_PX), np.uint8)
+    picture[:, MIN_SIDE_PX:] = 200  # a seam down the middle
+    find_pasted(picture)
+    _side_sharpness(picture, True, MIN_SIDE_PX, 0, MIN_SIDE_PX, SAMPLE)

@@ -10,26 +10,9 @@ the package is read-only); :func:`warm_up` compiles both ahead of the first requ
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from typing import Any, TypeVar
-
-import numba
 import numpy as np
 
-log = logging.getLogger(__name__)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def compiled(fn: F) -> F:
-    """``fn`` compiled without the GIL, cached on disk; compiled in memory at each start instead
-    where no cache folder is writable (numba refuses to cache there)."""
-    try:
-        return numba.jit(nopython=True, nogil=True, cache=True)(fn)  # type: ignore[no-any-return]
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        log.warning("no writable cache folder for %s: compiled at each start", fn.__name__)
-        return numba.jit(nopython=True, nogil=True)(fn)  # type: ignore[no-any-return]
+from similarity.jit import compiled
 
 
 @compiled

@@ -4,7 +4,6 @@ expressions they stand for."""
 from __future__ import annotations
 
 import cv2
-import numba
 import numpy as np
 import pytest
 
@@ -92,26 +91,6 @@ def test_packed_templates_equal_the_transform_of_their_spatial_form() -> None:
 def test_warm_up_compiles_both_kernels() -> None:
     kernels.warm_up()
     assert kernels._fold.signatures and kernels._viterbi.signatures
-
-
-def test_kernels_compile_in_memory_where_no_cache_folder_is_writable(monkeypatch, caplog) -> None:
-    """numba refuses to cache where no folder is writable; the kernel is compiled anyway."""
-    from numba.core import caching
-
-    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
-
-    def total(a):  # type: ignore[no-untyped-def]
-        s = 0.0
-        for v in a:
-            s += v
-        return s
-
-    with pytest.raises(RuntimeError, match="no locator"):
-        numba.jit(nopython=True, cache=True)(total)
-    with caplog.at_level("WARNING"):
-        fast = kernels.compiled(total)
-    assert fast(np.arange(5.0)) == 10.0
-    assert "compiled at each start" in caplog.text
 
 
 @pytest.mark.parametrize("shape", [(320, 480), (324, 486), (225, 375), (96, 135)])
