@@ -138,17 +138,17 @@ def test_line_strengths_and_flat_lines_are_as_the_array_expressions(
     assert np.array_equal(panels._flat(lines, at), expected[2])
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_block_statistics_are_opencvs(seed: int) -> None:
     rng = np.random.default_rng(seed)
     shape = (int(rng.integers(20, 300)), int(rng.integers(20, 300)))
     mask = (rng.random(shape) > rng.uniform(0.3, 0.7)).astype(np.uint8)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    if seed % 2:  # large blocks with holes; else many small ones, some touching at corners
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    again, labels = cv2.connectedComponents(mask, connectivity=4)
-    got = embedded._block_stats(labels, again)
-    assert again == count > 2
-    assert np.array_equal(got[1:], stats[1:])
+    got = embedded._block_stats(mask)
+    assert count > 2
+    assert np.array_equal(got, stats[1:])
 
 
 def test_warm_up_compiles_every_kernel_once() -> None:
