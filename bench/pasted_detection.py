@@ -28,6 +28,7 @@ from PIL import Image
 
 from similarity import decode_for_matching
 from similarity.embedded import Box, box_overlap, find_embedded, rescaled
+from similarity.jit import warm_up
 from similarity.local import work_gray
 from similarity.panels import find_panels
 from similarity.pasted import find_pasted
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    warm_up()  # the compiled loops, ready as in a serving process before its first query
 
     paths = sorted(args.images.glob("*.jpg")) + sorted(args.images.glob("*.png"))
     files = [p.read_bytes() for p in paths]
