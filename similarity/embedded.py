@@ -31,7 +31,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from similarity.jit import compiled, warms_up
+from similarity.jit import compiled, frozen, warms_up
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels, end exclusive
 
@@ -63,7 +63,7 @@ def find_embedded(full: np.ndarray, work: np.ndarray) -> list[Box]:
     busy = busy_pixels(work).astype(np.uint8)
     blocks = cv2.morphologyEx(busy, cv2.MORPH_CLOSE, np.ones((CLOSE_PX, CLOSE_PX), np.uint8))
     blocks = cv2.morphologyEx(blocks, cv2.MORPH_OPEN, np.ones((OPEN_PX, OPEN_PX), np.uint8))
-    stats = _block_stats(np.ascontiguousarray(blocks))
+    stats = _block_stats(frozen(blocks))
     busy_share = busy.astype(np.float32)
     least = MIN_SHARE if busy_share.mean() >= SPARSE_BUSY else MIN_SHARE_SPARSE
     found: list[tuple[int, Box]] = []
@@ -237,4 +237,4 @@ def rescaled(box: Box, shape: tuple[int, ...], to_shape: tuple[int, ...]) -> Box
 def _compile() -> None:
     mask = np.zeros((4, 4), np.uint8)
     mask[1:3, 1:3] = 1
-    _block_stats(mask)
+    _block_stats(frozen(mask))

@@ -7,8 +7,8 @@ releases the GIL while it runs, so work on the query helper threads runs beside 
 
 Compiled on first use and cached beside the module (``NUMBA_CACHE_DIR`` moves the cache where
 the package is read-only); `warm_up` compiles (or loads) the similarity kernels ahead of the
-first request. Their callers hand them C-contiguous arrays of one dtype each, so each kernel
-has one compiled form.
+first request. Their callers hand them arrays as `frozen` makes them (C-contiguous, read-only,
+of one dtype each), so each kernel has one compiled form, the one `warm_up` made.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numba
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,18 @@ def compiled(fn: F) -> F:
     except RuntimeError:  # "cannot cache function ...: no locator available"
         log.warning("no writable cache folder for %s: compiled at each start", fn.__name__)
         return numba.jit(nopython=True, nogil=True)(fn)  # type: ignore[no-any-return]
+
+
+def frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` as the compiled loops take arrays: C-contiguous and read-only (a view, or a copy
+    where ``a`` is not contiguous). numba compiles a loop anew for each array type it meets, and
+    a picture Pillow decoded is read-only where one OpenCV or numpy made is not: one type, one
+    compiled form, made by `warm_up` rather than in a request."""
+    out = np.ascontiguousarray(a)
+    if out.flags.writeable:
+        out = out.view()
+        out.flags.writeable = False
+    return out
 
 
 def warms_up(call: Callable[[], object]) -> Callable[[], object]:

@@ -40,7 +40,7 @@ import cv2
 import numpy as np
 
 from similarity.embedded import Box, busy_pixels
-from similarity.jit import compiled, warms_up
+from similarity.jit import compiled, frozen, warms_up
 
 SPLITS = (3, 2)  # cells per side looked for, finest first
 SLACK_PX = 2  # a seam may lie this far from the equal split (rounding, a reduced decode)
@@ -83,7 +83,6 @@ def find_panels(full: np.ndarray) -> list[Box]:
     a flat edge of its own)."""
     if min(full.shape) < MIN_CELL_PX:
         return []
-    full = np.ascontiguousarray(full)
     h, w = full.shape
     whole = (0, 0, w, h)
     inner = _inside_border(full)
@@ -112,7 +111,7 @@ def _grid(full: np.ndarray, frame: Box) -> tuple[list[Box], bool]:
     """The cells of a grid filling ``frame`` of ``full``, in ``full``'s pixels, and whether
     gutters set any of them apart."""
     x0, y0, x1, y1 = frame
-    inner = np.ascontiguousarray(full[y0:y1, x0:x1])  # as the compiled line readers take it
+    inner = full[y0:y1, x0:x1]
     h, w = inner.shape
     if min(h, w) < MIN_CELL_PX:
         return [], False
@@ -129,11 +128,11 @@ def _grid(full: np.ndarray, frame: Box) -> tuple[list[Box], bool]:
 
 
 def _columns_of(picture: np.ndarray) -> Lines:
-    return Lines(picture, True, max(1, picture.shape[0] // LINE_SAMPLES))
+    return Lines(frozen(picture), True, max(1, picture.shape[0] // LINE_SAMPLES))
 
 
 def _rows_of(picture: np.ndarray) -> Lines:
-    return Lines(picture, False, max(1, picture.shape[1] // LINE_SAMPLES))
+    return Lines(frozen(picture), False, max(1, picture.shape[1] // LINE_SAMPLES))
 
 
 def _inside_border(full: np.ndarray) -> Box:
@@ -269,7 +268,7 @@ def _runs(flags: np.ndarray) -> list[Span]:
 def _flat(lines: Lines, at: np.ndarray) -> np.ndarray:
     """Whether each line stays within ``FLAT_DEVIATION`` grey levels of its mean, on average
     (a gutter of one colour, its JPEG noise and the ringing at its edges included)."""
-    at = np.asarray(at, np.int64)
+    at = frozen(np.asarray(at, np.int64))
     return _flat_kernel(lines.picture, lines.upright, lines.step, at, FLAT_DEVIATION)
 
 
@@ -283,7 +282,7 @@ def _strength_and_flat(
     of them); that share in the weakest of ``QUARTERS`` stretches of its length (a seam runs
     the whole length; the edge of a logo or a banner, part of it); and whether line ``c`` is
     flat (see `_flat`)."""
-    at = np.asarray(at, np.int64)
+    at = frozen(np.asarray(at, np.int64))
     strength, weakest = _strength_kernel(lines.picture, lines.upright, lines.step, at,
                                          MIN_STEP, QUARTERS)
     return strength, weakest, _flat(lines, at)

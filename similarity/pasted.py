@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 
 from similarity.embedded import Box, busy_pixels
-from similarity.jit import compiled, warms_up
+from similarity.jit import compiled, frozen, warms_up
 
 MIN_STEP = 4  # grey levels
 SHARPNESS = 2.0  # a seam pixel's step: at least this times (the larger step beside it + 1)
@@ -72,7 +72,7 @@ def find_pasted(full: np.ndarray) -> list[Box]:
     h, w = full.shape
     if min(h, w) < 2 * MIN_SIDE_PX:
         return []
-    full = np.ascontiguousarray(full)
+    full = frozen(full)
     window = max(2, round(MIN_RUN * min(h, w) / SAMPLE))
     upright = _sharp_seams(full[::SAMPLE])  # (h / SAMPLE, w): seams between columns
     xs, x_sums = _candidate_lines(upright, window)
@@ -194,7 +194,7 @@ def _sharp_seams(p: np.ndarray) -> np.ndarray:
     """Sharp seam pixels (uint8 0 or 1, the shape of the uint8 ``p``): entry (r, c) tells
     whether the seam between columns c - 1 and c is sharp at row r (over one pixel, or over
     two: c - 1 to c + 1)."""
-    return _seam_kernel(np.ascontiguousarray(p), SHARPNESS, MIN_STEP)
+    return _seam_kernel(frozen(p), SHARPNESS, MIN_STEP)
 
 
 @compiled
@@ -234,7 +234,7 @@ def _candidate_lines(seams: np.ndarray, window: int) -> tuple[np.ndarray, np.nda
     rows = seams.shape[0]
     if rows < window:
         return np.zeros(0, np.int64), np.zeros((rows + 1, 0), np.int32)
-    longest, total = _column_runs(seams, window)
+    longest, total = _column_runs(frozen(seams), window)
     strong = np.flatnonzero(longest >= COVERAGE * window)
     chosen: list[int] = []
     for line in strong[np.argsort(-total[strong], kind="stable")]:  # the longest seams first
@@ -293,4 +293,4 @@ def _compile() -> None:
     picture = np.zeros((2 * MIN_SIDE_PX, 2 * MIN_SIDE_PX), np.uint8)
     picture[:, MIN_SIDE_PX:] = 200  # a seam down the middle
     find_pasted(picture)
-    _side_sharpness(picture, True, MIN_SIDE_PX, 0, MIN_SIDE_PX, SAMPLE)
+    _side_sharpness(frozen(picture), True, MIN_SIDE_PX, 0, MIN_SIDE_PX, SAMPLE)

@@ -7,6 +7,7 @@ import cv2
 import numba
 import numpy as np
 import pytest
+from PIL import Image
 
 from similarity import embedded, jit, panels, pasted
 
@@ -72,7 +73,7 @@ def test_seam_pixels_candidate_lines_and_sides_are_as_the_array_expressions(
         expected = seams_as_arrays(p)
         assert expected.any() and np.array_equal(seams.astype(bool), expected)
         window = max(2, round(pasted.MIN_RUN * min(shape) / pasted.SAMPLE))
-        longest, total = pasted._column_runs(seams, window)
+        longest, total = pasted._column_runs(jit.frozen(seams), window)
         runs = cv2.boxFilter(expected.view(np.uint8), cv2.CV_16U, (1, window), normalize=False,
                              anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)
         assert np.array_equal(longest, runs[: p.shape[0] - window + 1].max(axis=0))
@@ -86,7 +87,8 @@ def test_seam_pixels_candidate_lines_and_sides_are_as_the_array_expressions(
         line = int(rng.integers(3, limit - 4))
         start = int(rng.integers(0, along // 2))
         end = int(rng.integers(start + 20, along + 1))
-        got = pasted._side_sharpness(full, upright, line, start, end, pasted.SAMPLE)
+        got = pasted._side_sharpness(jit.frozen(full), upright, line, start, end,
+                                     pasted.SAMPLE)
         assert got == side_as_arrays(full, upright, line, start, end)
 
 
@@ -146,16 +148,30 @@ def test_block_statistics_are_opencvs(seed: int) -> None:
     if seed % 2:  # large blocks with holes; else many small ones, some touching at corners
         mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
-    got = embedded._block_stats(mask)
+    got = embedded._block_stats(jit.frozen(mask))
     assert count > 2
     assert np.array_equal(got, stats[1:])
 
 
-def test_warm_up_compiles_every_kernel_once() -> None:
+def test_warm_up_compiles_every_kernel_queries_use() -> None:
+    """A picture Pillow decodes is read-only, one OpenCV or numpy makes is not: each kernel has
+    the one compiled form warm-up made, whichever a query brings (no compiling in a request)."""
     jit.warm_up()
     kernels = [pasted._seam_kernel, pasted._column_runs, pasted._side_sharpness,
                panels._strength_kernel, panels._flat_kernel, embedded._block_stats]
-    assert all(len(k.signatures) == 1 for k in kernels), [k.signatures for k in kernels]
+    made = [list(k.signatures) for k in kernels]
+    assert all(len(m) == 1 for m in made), made
+    picture = structured(1, (512, 384))
+    picture[:, 200:] = 255 - picture[:, 200:]  # an outline: its sides get checked
+    decoded = np.asarray(Image.fromarray(picture))
+    assert not decoded.flags.writeable
+    for full in (picture, decoded, picture[10:500, 7:380]):
+        work = cv2.resize(full, (full.shape[1] // 2, full.shape[0] // 2),
+                          interpolation=cv2.INTER_AREA)
+        pasted.find_pasted(full)
+        panels.find_panels(full)
+        embedded.find_embedded(full, work)
+    assert [list(k.signatures) for k in kernels] == made
 
 
 def test_kernels_compile_in_memory_where_no_cache_folder_is_writable(monkeypatch, caplog) -> None:

@@ -1,0 +1,186 @@
+"""End-to-end match latency of this checkout against another (an earlier commit checked out as a
+git worktree), query by query in turn, in one process.
+
+This shared machine's speed drifts by tens of percent within minutes, more than most changes
+weigh: two runs of `match_speed.py` minutes apart can differ by more than a change does. Here
+both versions match every query one after the other (their order turning from query to query),
+so each sees the machine as the other does. Each version builds its own index of the same
+works (real signals for half the evaluation images, synthetic ones for the rest, as in
+`match_speed.py`) and times, per query: the reduced greyscale decode, `compute_signals` and
+`match`, with one helper thread, wall clock and CPU (both threads); the floor is the full
+decode of the same JPEG, in the same loop. Both versions' matches are compared too: a change
+meant to keep results must keep them.
+
+    git worktree add /tmp/base <commit>
+    OMP_NUM_THREADS=1 python bench/match_ab.py --images /work/shared/data/images \\
+        --base /tmp/base --size 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from match_speed import pct, synthetic_fill, to_jpeg_1024
+from PIL import Image
+
+import similarity
+from similarity.edits import COPY_EDITS
+from similarity.jit import warm_up
+
+
+def load_other(path: Path) -> ModuleType:
+    """The ``similarity`` package of the checkout at ``path``, beside this one's: its modules
+    are imported afresh under the same names, then this checkout's are put back (so an import
+    made inside one of its functions when called would find this checkout's module)."""
+    ours = {k: m for k, m in sys.modules.items()
+            if k == "similarity" or k.startswith("similarity.")}
+    for name in ours:
+        del sys.modules[name]
+    sys.path.insert(0, str(path))
+    try:
+        import similarity as other
+
+    finally:
+        sys.path.remove(str(path))
+        for name in [k for k in sys.modules if k == "similarity" or k.startswith("similarity.")]:
+            del sys.modules[name]
+        sys.modules.update(ours)
+    if Path(other.__file__).resolve().parent == Path(similarity.__file__).resolve().parent:
+        raise SystemExit(f"{path} holds this checkout's similarity package, not another's")
+    return other
+
+
+def build(sim: ModuleType, blobs: list[bytes], reg_idx: np.ndarray, size: int,
+          seed: int) -> tuple[Any, dict[int, bytes]]:
+    real = {int(i): sim.compute_signals(sim.decode_image(blobs[i]), for_query=False)
+            for i in reg_idx}
+    packed = {i: bytes(s.pack()["local"]) for i, s in real.items()}
+    views = np.concatenate([s.dense_views for s in real.values()])
+    fill = size - len(real)
+    hashes, dense = synthetic_fill(fill, views, np.random.default_rng(seed))
+    index = sim.MatchIndex()
+    index.add(list(real), list(real.values()))
+    index.add_packed(np.arange(fill, dtype=np.int64) + 1_000_000, pdq=hashes,
+                     pdq_quality=np.full(fill, 100), dense=dense)
+    return index, packed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--images", type=Path, required=True)
+    ap.add_argument("--base", type=Path, required=True, help="the other checkout's root")
+    ap.add_argument("--size", type=int, default=100_000, help="registered works")
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    warm_up()  # this checkout's compiled loops, before the other's modules are imported
+    other = load_other(args.base)
+    versions = {"base": other, "this": similarity}
+
+    rng = np.random.default_rng(args.seed)
+    blobs = [to_jpeg_1024(p) for p in sorted(args.images.glob("*.jpg"))]
+    half = len(blobs) // 2
+    order = rng.permutation(len(blobs))
+    reg_idx, unreg_idx = order[:half], order[half:]
+    queries = []
+    for q in range(args.queries):
+        src = int(reg_idx[q % half]) if q % 2 == 0 else int(unreg_idx[q % half])
+        edit = COPY_EDITS[int(rng.integers(len(COPY_EDITS)))]
+        img = edit.apply(Image.open(io.BytesIO(blobs[src])).convert("RGB"), rng)
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, "JPEG", quality=90)
+        queries.append(buf.getvalue())
+
+    built = {}
+    for name, sim in versions.items():
+        t = time.perf_counter()
+        built[name] = build(sim, blobs, reg_idx, args.size, args.seed)
+        print(f"{name}: index of {args.size:,} works built in {time.perf_counter() - t:.0f} s",
+              file=sys.stderr)
+        gc.collect()
+
+    def run(name: str, data: bytes) -> tuple[float, float, list[tuple[int, str]]]:
+        sim = versions[name]
+        index, packed = built[name]
+        local = list(packed.values())
+
+        def lookup(ids: list[int]) -> dict[int, bytes]:
+            return {i: packed[i] if i in packed else local[i % len(local)] for i in ids}
+
+        c, t = time.process_time(), time.perf_counter()
+        found = sim.match(sim.compute_signals(sim.decode_image(data, grey=True)), index, lookup)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        return wall, cpu, [(m.id, m.decision) for m in found]
+
+    for data in queries[:5]:  # first calls (pools, caches) out of the timings
+        for name in versions:
+            run(name, data)
+    names = list(versions)
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    floor: list[float] = []
+    differ = 0
+    for r in range(args.rounds):
+        for q, data in enumerate(queries):
+            t = time.perf_counter()
+            similarity.decode_image(data, target_side=None)
+            floor.append(time.perf_counter() - t)
+            got = {}
+            for k in range(len(names)):
+                name = names[(q + r + k) % len(names)]
+                w, c, got[name] = run(name, data)
+                wall[name].append(w)
+                cpu[name].append(c)
+            differ += got["base"] != got["this"]
+    f = pct(floor, 50)
+    lines = [
+        "# End-to-end match latency: this code against another commit, query by query in turn",
+        "",
+        f"Command: `OMP_NUM_THREADS=1 python bench/match_ab.py {' '.join(argv or sys.argv[1:])}`",
+        "",
+        f"Base: `{_commit(args.base)}`; this: `{_commit(Path(__file__).resolve().parents[1])}`. "
+        "One helper thread; CPU is the process's (both threads).",
+        "",
+        f"Registered works: {args.size:,}; {args.queries} queries x {args.rounds} rounds; "
+        f"floor (full decode) p50 {f:.2f} ms.",
+        "",
+        "| version | end-to-end p50 ms | p50 / floor | mean ms | CPU p50 ms | CPU mean ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in names:
+        lines.append(
+            f"| {name} | {pct(wall[name], 50):.2f} | {pct(wall[name], 50) / f:.2f}x | "
+            f"{np.mean(wall[name]) * 1000:.2f} | {pct(cpu[name], 50):.2f} | "
+            f"{np.mean(cpu[name]) * 1000:.2f} |"
+        )
+    lines += ["", f"Queries whose matches (ids and decisions) differ: {differ} of "
+              f"{args.queries * args.rounds}."]
+    report = "\n".join(lines) + "\n"
+    print(report, end="")
+    if args.out:
+        args.out.write_text(report)
+    return 0
+
+
+def _commit(root: Path) -> str:
+    """The commit checked out at ``root`` (``+ changes`` when its tree differs from it)."""
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True).stdout.strip() or "unknown"
+    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "similarity"],
+                           capture_output=True, text=True).stdout.strip()
+    return f"{head} + changes" if dirty else head
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
