@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import io
 import subprocess
 import sys
 import time
@@ -29,11 +28,9 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from match_speed import pct, synthetic_fill, to_jpeg_1024
-from PIL import Image
+from match_speed import edited_queries, emit, pct, synthetic_fill, to_jpeg_1024
 
 import similarity
-from similarity.edits import COPY_EDITS
 from similarity.jit import warm_up
 
 
@@ -93,14 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     half = len(blobs) // 2
     order = rng.permutation(len(blobs))
     reg_idx, unreg_idx = order[:half], order[half:]
-    queries = []
-    for q in range(args.queries):
-        src = int(reg_idx[q % half]) if q % 2 == 0 else int(unreg_idx[q % half])
-        edit = COPY_EDITS[int(rng.integers(len(COPY_EDITS)))]
-        img = edit.apply(Image.open(io.BytesIO(blobs[src])).convert("RGB"), rng)
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, "JPEG", quality=90)
-        queries.append(buf.getvalue())
+    queries = edited_queries(blobs, reg_idx, unreg_idx, args.queries, rng)
 
     built = {}
     for name, sim in versions.items():
@@ -183,10 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {len(alone)} | {_p50(alone)} | {len(within)} ({int(counts.sum())}) | "
             f"{_p50(within)} |"
         )
-    report = "\n".join(lines) + "\n"
-    print(report, end="")
-    if args.out:
-        args.out.write_text(report)
+    emit(lines, args.out)
     return 0
 
 

@@ -71,6 +71,31 @@ def ingest_rate(blobs: list[bytes], workers: int) -> float:
     return len(blobs) / (time.perf_counter() - start)
 
 
+def edited_queries(blobs: list[bytes], reg_idx: np.ndarray, unreg_idx: np.ndarray, count: int,
+                   rng: np.random.Generator) -> list[bytes]:
+    """Edited copies of registered and unregistered images in turn (an edit of the copy list
+    each, drawn with ``rng``), as 1024-px JPEG uploads."""
+    half = len(reg_idx)
+    queries = []
+    for q in range(count):
+        src = int(reg_idx[q % half]) if q % 2 == 0 else int(unreg_idx[q % half])
+        edit = COPY_EDITS[int(rng.integers(len(COPY_EDITS)))]
+        img = edit.apply(Image.open(io.BytesIO(blobs[src])).convert("RGB"), rng)
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, "JPEG", quality=90)
+        queries.append(buf.getvalue())
+    return queries
+
+
+def emit(lines: list[str], out: Path | None) -> None:
+    """Print a report and, with ``out``, write it there."""
+    report = "\n".join(lines) + "\n"
+    print(report, end="")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(report)
+
+
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs) * 1000, q))
 
@@ -131,15 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     real_packed = {i: bytes(s.pack()["local"]) for i, s in real_sigs.items()}  # as stored
     real_local = list(real_packed.values())
 
-    # Queries: edited copies of registered and unregistered images, as 1024-px JPEG uploads.
-    queries = []
-    for q in range(args.queries):
-        src = int(reg_idx[q % half]) if q % 2 == 0 else int(unreg_idx[q % half])
-        edit = COPY_EDITS[int(rng.integers(len(COPY_EDITS)))]
-        img = edit.apply(Image.open(io.BytesIO(blobs[src])).convert("RGB"), rng)
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, "JPEG", quality=90)
-        queries.append(buf.getvalue())
+    queries = edited_queries(blobs, reg_idx, unreg_idx, args.queries, rng)
     q_floor, q_reduced, q_signals, q_orb = [], [], [], []
     for data in queries:
         t = time.perf_counter()

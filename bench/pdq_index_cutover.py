@@ -19,16 +19,13 @@ sixteen hashes.
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from pathlib import Path
 
 import numpy as np
-from match_speed import pct, to_jpeg_1024
-from PIL import Image
+from match_speed import edited_queries, emit, pct, to_jpeg_1024
 
 from similarity import compute_signals, decode_image
-from similarity.edits import COPY_EDITS
 from similarity.hash_store import HashStore, HashStoreConfig
 from similarity.index import IndexConfig
 
@@ -54,13 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     real = np.stack([np.frombuffer(compute_signals(decode_image(blobs[i]), for_query=False).pdq,
                                    np.uint8) for i in reg_idx])
     queries = []
-    for q in range(args.queries):
-        src = int(reg_idx[q % half]) if q % 2 == 0 else int(unreg_idx[q % half])
-        edit = COPY_EDITS[int(rng.integers(len(COPY_EDITS)))]
-        img = edit.apply(Image.open(io.BytesIO(blobs[src])).convert("RGB"), rng)
-        buf = io.BytesIO()
-        img.convert("RGB").save(buf, "JPEG", quality=90)
-        sig = compute_signals(decode_image(buf.getvalue(), grey=True))
+    for data in edited_queries(blobs, reg_idx, unreg_idx, args.queries, rng):
+        sig = compute_signals(decode_image(data, grey=True))
         plain = np.frombuffer(b"".join(sig.pdq_dihedral), np.uint8).reshape(-1, 32)
         queries.append(np.ascontiguousarray(np.concatenate([plain, ~plain])))
 
@@ -103,10 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{pct(took['exact'], 50) / pct(took['ivf'], 50):.1f}x | "
             f"{exact_hits - len(lost)} of {exact_hits} | {', '.join(map(str, lost)) or '-'} |"
         )
-    report = "\n".join(lines) + "\n"
-    print(report, end="")
-    if args.out:
-        args.out.write_text(report)
+    emit(lines, args.out)
     return 0
 
 
