@@ -1,5 +1,6 @@
-"""The parts of `grid_detection.py`'s and `pasted_detection.py`'s reports they share: the cost of
-a search on the plain pictures next to their decode, and the report printed and written."""
+"""Report parts benchmarks share: the cost of a search on the plain pictures next to their decode
+(`grid_detection.py`, `pasted_detection.py`), and the report printed and written (those two,
+`match_ab.py`, `pdq_index_cutover.py`)."""
 
 from __future__ import annotations
 

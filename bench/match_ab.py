@@ -28,7 +28,8 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from match_speed import edited_queries, emit, pct, synthetic_fill, to_jpeg_1024
+from detection_report import emit
+from match_speed import edited_queries, pct, synthetic_fill, to_jpeg_1024
 
 import similarity
 from similarity.jit import warm_up

@@ -87,15 +87,6 @@ def edited_queries(blobs: list[bytes], reg_idx: np.ndarray, unreg_idx: np.ndarra
     return queries
 
 
-def emit(lines: list[str], out: Path | None) -> None:
-    """Print a report and, with ``out``, write it there."""
-    report = "\n".join(lines) + "\n"
-    print(report, end="")
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(report)
-
-
 def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs) * 1000, q))
 

@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from match_speed import edited_queries, emit, pct, to_jpeg_1024
+from detection_report import emit
+from match_speed import edited_queries, pct, to_jpeg_1024
 
 from similarity import compute_signals, decode_image
 from similarity.hash_store import HashStore, HashStoreConfig
