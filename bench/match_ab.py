@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,31 +29,10 @@ from typing import Any
 import numpy as np
 from detection_report import emit
 from match_speed import edited_queries, pct, synthetic_fill, to_jpeg_1024
+from other_checkout import commit, load_other
 
 import similarity
 from similarity.jit import warm_up
-
-
-def load_other(path: Path) -> ModuleType:
-    """The ``similarity`` package of the checkout at ``path``, beside this one's: its modules
-    are imported afresh under the same names, then this checkout's are put back (so an import
-    made inside one of its functions when called would find this checkout's module)."""
-    ours = {k: m for k, m in sys.modules.items()
-            if k == "similarity" or k.startswith("similarity.")}
-    for name in ours:
-        del sys.modules[name]
-    sys.path.insert(0, str(path))
-    try:
-        import similarity as other
-
-    finally:
-        sys.path.remove(str(path))
-        for name in [k for k in sys.modules if k == "similarity" or k.startswith("similarity.")]:
-            del sys.modules[name]
-        sys.modules.update(ours)
-    if Path(other.__file__).resolve().parent == Path(similarity.__file__).resolve().parent:
-        raise SystemExit(f"{path} holds this checkout's similarity package, not another's")
-    return other
 
 
 def build(sim: ModuleType, blobs: list[bytes], reg_idx: np.ndarray, size: int,
@@ -83,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     warm_up()  # this checkout's compiled loops, before the other's modules are imported
-    other = load_other(args.base)
+    other = load_other(args.base, "similarity")
     versions = {"base": other, "this": similarity}
 
     rng = np.random.default_rng(args.seed)
@@ -145,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `OMP_NUM_THREADS=1 python bench/match_ab.py {' '.join(argv or sys.argv[1:])}`",
         "",
-        f"Base: `{_commit(args.base)}`; this: `{_commit(Path(__file__).resolve().parents[1])}`. "
+        f"Base: `{commit(args.base, 'similarity')}`; this: "
+        f"`{commit(Path(__file__).resolve().parents[1], 'similarity')}`. "
         "One helper thread; CPU is the process's (both threads).",
         "",
         f"Registered works: {args.size:,}; {args.queries} queries x {args.rounds} rounds; "
@@ -180,15 +159,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _p50(seconds: np.ndarray) -> str:
     return f"{pct(list(seconds), 50):.2f}" if len(seconds) else "-"
-
-
-def _commit(root: Path) -> str:
-    """The commit checked out at ``root`` (``+ changes`` when its tree differs from it)."""
-    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                          capture_output=True, text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "similarity"],
-                           capture_output=True, text=True).stdout.strip()
-    return f"{head} + changes" if dirty else head
 
 
 if __name__ == "__main__":
