@@ -9,6 +9,7 @@ scaling and rotation scale and rotate it, and a 2x2 matrix also absorbs aspect c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -23,6 +24,10 @@ COARSE_KEEP = 24  # coarse maxima refined before ranking
 COARSE_PERIOD_STEP = 0.5  # working pixels
 COARSE_ANGLE_STEP = 0.5  # degrees
 BACKGROUND_SIGMA = 6.0  # frequency bins
+BACKGROUND_RADIUS = 24  # bins the blur of BACKGROUND_SIGMA reaches (OpenCV's kernel: 8 sigma + 1)
+FINE_PERIOD_REACH = 0.6  # working pixels: the fine search's periods round a coarse maximum ...
+FINE_ANGLE_REACH = 0.6  # ... and its angles (degrees)
+FINE_STEP = 0.1  # both
 NMS = 7  # coarse maxima must top this many grid steps square
 CROP_KEEP = (0.6, 0.95)  # side fractions a cropped picture may keep, for the crop line
 CROP_PERIOD_STEP = 0.1  # working pixels
@@ -43,7 +48,8 @@ class Lattice:
     @property
     def period(self) -> float:
         """Mean tile period in working pixels."""
-        return float(TILE / np.sqrt(abs(np.linalg.det(self.matrix))))
+        (a, b), (c, d) = self.matrix.tolist()
+        return float(TILE / np.sqrt(abs(a * d - b * c)))
 
     @property
     def angle_deg(self) -> float:
@@ -51,16 +57,50 @@ class Lattice:
         return float(np.rad2deg(np.arctan2(m[0, 1] - m[1, 0], m[0, 0] + m[1, 1])))
 
 
-def spectrum_snr(e: np.ndarray) -> np.ndarray:
+def spectrum_snr(e: np.ndarray, band: float | None = None) -> np.ndarray:
     """Power spectrum of the Hann-windowed image over its local background, zero frequency at
-    the centre (``fftshift`` order), float32."""
+    the centre (``fftshift`` order), float32.
+
+    ``band``: only frequencies up to this many cycles per pixel (in x and in y) are wanted, as
+    from :func:`search_band`; the ratio is then computed only round them and left 0 elsewhere.
+    The local background of a wanted frequency is the same either way (the blur reaches
+    ``BACKGROUND_RADIUS`` bins, and that much more is kept), so is the ratio but for the tiny
+    floor that keeps it finite."""
     h, w = e.shape
-    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
     padded = np.zeros((cv2.getOptimalDFTSize(h), cv2.getOptimalDFTSize(w)), np.float32)
-    padded[:h, :w] = e * window
+    padded[:h, :w] = e * _hann(h, w)
     power = np.fft.fftshift(_power(padded))
+    if band is None:
+        return _over_background(power)
+    rows, cols = (_band_slice(n, band) for n in power.shape)
+    out = np.zeros_like(power)
+    out[rows, cols] = _over_background(power[rows, cols])
+    return out
+
+
+def _over_background(power: np.ndarray) -> np.ndarray:
     background = cv2.GaussianBlur(power, (0, 0), BACKGROUND_SIGMA)
     return (power / (background + 1e-6 * float(background.mean()) + 1e-20)).astype(np.float32)
+
+
+def _band_slice(n: int, band: float) -> slice:
+    """The bins of an ``n``-bin shifted axis within ``band`` cycles per pixel of zero, with the
+    cubic sampling's reach (2 bins) and the background blur's beside them."""
+    reach = int(np.ceil(band * n)) + 3 + BACKGROUND_RADIUS
+    return slice(max(0, n // 2 - reach), min(n, n // 2 + reach + 1))
+
+
+def search_band(waves: np.ndarray, short: int) -> float:
+    """The highest frequency (cycles per working pixel) at which :func:`find_lattices` and
+    :func:`crop_lattices` look for a pilot wave in an image of ``short`` working pixels on its
+    short side: the fastest wave at the shortest period the fine search reaches."""
+    shortest = short / MAX_TILES - FINE_PERIOD_REACH
+    return float(np.hypot(waves[:, 0], waves[:, 1]).max()) / shortest
+
+
+@lru_cache(maxsize=16)
+def _hann(h: int, w: int) -> np.ndarray:
+    return cv2.createHanningWindow((w, h), cv2.CV_32F)
 
 
 def _power(real: np.ndarray) -> np.ndarray:
@@ -82,12 +122,21 @@ def sample(img: np.ndarray, x: np.ndarray, y: np.ndarray, periodic: bool = False
     """Bicubic samples of a float32 image at float positions (arrays of any shape)."""
     size = x.size
     cols = 1024
-    pad = -size % cols
-    mx = np.pad(np.asarray(x, np.float32).ravel(), (0, pad)).reshape(-1, cols)
-    my = np.pad(np.asarray(y, np.float32).ravel(), (0, pad)).reshape(-1, cols)
+    mx, my = _rows_of(x, size, cols), _rows_of(y, size, cols)
     border = cv2.BORDER_WRAP if periodic else cv2.BORDER_CONSTANT
     out = cv2.remap(img, mx, my, cv2.INTER_CUBIC, borderMode=border)
     return out.ravel()[:size].reshape(np.shape(x))
+
+
+def _rows_of(v: np.ndarray, size: int, cols: int) -> np.ndarray:
+    """``v`` as float32 rows of ``cols`` (zero-filled at the end), the maps ``cv2.remap``
+    takes."""
+    flat = np.asarray(v, np.float32).ravel()
+    if size % cols == 0:
+        return flat.reshape(-1, cols)
+    out = np.zeros(-(-size // cols) * cols, np.float32)
+    out[:size] = flat
+    return out.reshape(-1, cols)
 
 
 def sample_periodic(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -129,8 +178,10 @@ def find_lattices(
     flat = np.flatnonzero(is_max)
     flat = flat[np.argsort(coarse.ravel()[flat])[::-1][:COARSE_KEEP]]
     offsets_p, offsets_a = np.meshgrid(
-        np.arange(-0.6, 0.61, 0.1, dtype=np.float32),
-        np.deg2rad(np.arange(-0.6, 0.61, 0.1, dtype=np.float32)),
+        np.arange(-FINE_PERIOD_REACH, FINE_PERIOD_REACH + 0.01, FINE_STEP, dtype=np.float32),
+        np.deg2rad(
+            np.arange(-FINE_ANGLE_REACH, FINE_ANGLE_REACH + 0.01, FINE_STEP, dtype=np.float32)
+        ),
         indexing="ij",
     )
     fine_p = pp.ravel()[flat][:, None] + offsets_p.ravel()[None, :]
