@@ -22,12 +22,13 @@ Design (``TiledWatermarker``, soft-binding alg ``org.chopmark.wm.v1``):
   only when its pilot peak on a half-size fold stands out from noise (most candidates of
   unmarked pictures do not, so they cost the search alone). The image is folded
   onto one tile along each candidate lattice; circular correlation with the pilot gives the
-  tile offset (so crops at any offset); per-quadrant offsets correct the lattice's scale and
-  angle while that sharpens the pilot peak; matched filtering at the chip centres gives soft
-  values for Viterbi decoding; the CRC decides ``present``. When nothing decodes but the best
-  attempt shows evidence of a mark (soft-bit agreement or pilot peak above what about 96% of
-  unmarked pictures reach), small scale and angle changes of it are decoded too (a weak pilot
-  leaves the lattice a few tenths of a percent off); unmarked pictures mostly stop before that.
+  tile offset (so crops at any offset); where that peak stands out from noise, per-quadrant
+  offsets correct the lattice's scale and angle while that sharpens it; matched filtering at
+  the chip centres gives soft values for Viterbi decoding; the CRC decides ``present``. When
+  nothing decodes but the best attempt shows evidence of a mark (soft-bit agreement or pilot
+  peak above what about 96% of unmarked pictures reach), small scale and angle changes of it
+  are decoded too (a weak pilot leaves the lattice a few tenths of a percent off); unmarked
+  pictures mostly stop before that.
 
 False positives: an unmarked image yields, for each decoded hypothesis, a 48-bit payload and a
 32-bit check word that match with probability 2**-32 (the check word of a given payload is one
