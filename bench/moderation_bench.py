@@ -350,7 +350,8 @@ def main() -> None:
             f"Throughput: {len(check_ms) / (sum(check_ms) / 1e3):.1f} checks/s sequential, "
             f"{len(queries) / wall2:.1f} checks/s with 2 threads.",
             "",
-            "Median per stage (ms; watermark runs beside signals, c2pa, labels and the banks):",
+            "Median per stage (ms; watermark runs beside signals, c2pa, labels and the banks; our "
+            "outputs are searched beside the registry, `outputs` is the wait for them):",
             "",
             "| stage | p50 ms | p99 ms |",
             "|---|---:|---:|",
