@@ -36,6 +36,7 @@ from watermark_bench import EDITS, jpeg, load, resize
 from provenance import watermark as this_watermark
 
 ROOT = Path(__file__).resolve().parents[1]
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 NAMES = ("base", "this")
 
 
@@ -92,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     marker = other.default_watermarker()
     ours = this_watermark.default_watermarker()
     readers = {"base": marker.detect, "this": ours.detect}
-    paths = sorted(args.images.glob("*.jpg"))[: args.limit]
+    # As watermark_bench.py orders them: its payloads and edits follow the images' order.
+    paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    np.random.default_rng(args.seed).shuffle(paths)
+    paths = paths[: args.limit]
 
     marked_reads, unmarked_reads, crop_reads = Reads(), Reads(), Reads()
     same_marks = compared_marks = 0

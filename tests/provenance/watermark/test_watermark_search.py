@@ -1,5 +1,5 @@
 """The lattice search's shortcuts: the spectrum computed only where the search looks, and the
-refinement left out for lattices whose pilot peak is noise."""
+refinement left out for lattices whose pilot peak is noise (but for the spectrally strongest)."""
 
 from __future__ import annotations
 
@@ -82,9 +82,13 @@ def test_a_noise_lattice_is_not_refined_and_a_marked_one_is(
     monkeypatch.setattr(fl, "correlate_regions", counted)
     noise = whiten(to_working(luma_u8(textured(50, (480, 360)).convert("L"))))
     guess = Lattice.similarity(80.0, 0.0)
-    lattice, _, total = dt._refine(noise, templates, guess)
+    lattice, _, total = dt._refine(noise, templates, guess, always=False)
     assert total.max() < dt.REFINE_MIN_Z and lattice is guess
     assert not quadrants_read  # the quadrants' pilot peaks are never looked for
+    # ... unless it is one of the lattices always refined (the spectrally strongest)
+    dt._refine(noise, templates, guess, always=True)
+    assert quadrants_read
+    quadrants_read.clear()
 
     # A mark turned by half a degree and read on the unturned lattice: the pilot stands out
     # and the refinement turns the lattice towards the truth.
@@ -92,8 +96,23 @@ def test_a_noise_lattice_is_not_refined_and_a_marked_one_is(
     turned = marked.rotate(0.5, resample=Image.Resampling.BICUBIC)
     e = whiten(to_working(luma_u8(turned)))
     start = fl.unedited_lattice(360, 480, dt.period_for(360, 480))
-    lattice, _, total = dt._refine(e, templates, start)
+    lattice, _, total = dt._refine(e, templates, start, always=False)
     assert total.max() >= dt.REFINE_MIN_Z
     assert lattice is not start and quadrants_read
     # Pillow turns counter-clockwise: with y pointing down the lattice's angle is -0.5 degrees
     assert abs(lattice.angle_deg + 0.5) < 0.1 < abs(start.angle_deg + 0.5)
+
+
+def test_the_spectrally_strongest_searched_lattices_are_the_ones_always_refined(
+    watermarker: TiledWatermarker,
+) -> None:
+    layout, templates = watermarker.layout, watermarker.templates
+    marked = watermarker.embed(textured(52, (480, 360)), 0x123456)
+    e = whiten(to_working(luma_u8(marked.rotate(1.5, resample=Image.Resampling.BICUBIC))))
+    searched = dt._searched(e, layout, templates)
+    strongest = find_lattices(e, layout.waves, dt.LATTICE_CANDIDATES)[: dt.SPECTRAL_ALWAYS]
+    always = [lattice for lattice, flag in searched if flag]
+    assert [x.matrix.tolist() for x in always] == [x.matrix.tolist() for x in strongest]
+    assert len(searched) > len(always)  # the others are searched too, refined only when strong
+    _, flag = next(dt._lattices(e, layout, templates, marked.size))
+    assert not flag  # the unedited lattice is refined only when its pilot stands out
