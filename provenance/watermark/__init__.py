@@ -22,9 +22,10 @@ Design (``TiledWatermarker``, soft-binding alg ``org.chopmark.wm.v1``):
   only when its pilot peak on a half-size fold stands out from noise (most candidates of
   unmarked pictures do not, so they cost the search alone). The image is folded
   onto one tile along each candidate lattice; circular correlation with the pilot gives the
-  tile offset (so crops at any offset); where that peak stands out from noise, per-quadrant
-  offsets correct the lattice's scale and angle while that sharpens it; matched filtering at
-  the chip centres gives soft values for Viterbi decoding; the CRC decides ``present``. When
+  tile offset (so crops at any offset); where that peak stands out from noise (and always on
+  the two lattices with the strongest pilot waves), per-quadrant offsets correct the lattice's
+  scale and angle while that sharpens it; matched filtering at the chip centres gives soft
+  values for Viterbi decoding; the CRC decides ``present``. When
   nothing decodes but the best attempt shows evidence of a mark (soft-bit agreement or pilot
   peak above what about 96% of unmarked pictures reach), small scale and angle changes of it
   are decoded too (a weak pilot leaves the lattice a few tenths of a percent off); unmarked
