@@ -31,12 +31,11 @@ import numpy as np
 from detection_report import emit
 from other_checkout import commit, load_other
 from PIL import Image
-from watermark_bench import EDITS, jpeg, load, resize
+from watermark_bench import EDITS, image_paths, load, unmarked_crop
 
 from provenance import watermark as this_watermark
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 NAMES = ("base", "this")
 
 
@@ -61,22 +60,9 @@ def read_both(
         reading = readers[name](image)
         reads.seconds[name].append(time.perf_counter() - t)
         reads.hits[name].append(hit(reading))
-        details[name] = {k: v for k, v in reading.details.items() if k != "seconds"}
+        details[name] = {key: v for key, v in reading.details.items() if key != "seconds"}
     reads.labels.append(label)
     reads.same_numbers += details["base"] == details["this"]
-
-
-def random_crop(image: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """An unmarked piece as `watermark_bench.false_positive_check` makes them."""
-    scale = float(rng.uniform(0.5, 1.6))
-    if abs(scale - 1) > 0.05:
-        image = resize(image, scale)
-    cw = max(96, int(rng.integers(min(128, image.width), image.width + 1)))
-    ch = max(96, int(rng.integers(min(128, image.height), image.height + 1)))
-    x = int(rng.integers(0, max(1, image.width - cw + 1)))
-    y = int(rng.integers(0, max(1, image.height - ch + 1)))
-    piece = image.crop((x, y, x + cw, y + ch))
-    return jpeg(piece, int(rng.integers(40, 95))) if rng.random() < 0.3 else piece
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     marker = other.default_watermarker()
     ours = this_watermark.default_watermarker()
     readers = {"base": marker.detect, "this": ours.detect}
-    # As watermark_bench.py orders them: its payloads and edits follow the images' order.
-    paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    np.random.default_rng(args.seed).shuffle(paths)
-    paths = paths[: args.limit]
+    paths = image_paths(args.images, args.seed, args.limit)
 
     marked_reads, unmarked_reads, crop_reads = Reads(), Reads(), Reads()
     same_marks = compared_marks = 0
@@ -127,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         i = int(rng.integers(0, len(paths)))
         if i not in originals:
             originals[i] = Image.open(paths[i]).convert("RGB")
-        read_both(readers, random_crop(originals[i], rng), turn, crop_reads, paths[i].stem,
+        read_both(readers, unmarked_crop(originals[i], rng), turn, crop_reads, paths[i].stem,
                   lambda r: bool(r.present))
         turn += 1
     emit(report(args, argv, marked_reads, unmarked_reads, crop_reads, same_marks,

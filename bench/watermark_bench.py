@@ -243,6 +243,28 @@ def synthetic(rng: np.random.Generator, kind: int) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
+def unmarked_crop(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A random piece of an unmarked image: scaled by 0.5-1.6, a window of at least 128 px a
+    side (96 at the least), 30% of them re-encoded as JPEG 40-95."""
+    scale = float(rng.uniform(0.5, 1.6))
+    if abs(scale - 1) > 0.05:
+        image = resize(image, scale)
+    cw = max(96, int(rng.integers(min(128, image.width), image.width + 1)))
+    ch = max(96, int(rng.integers(min(128, image.height), image.height + 1)))
+    x = int(rng.integers(0, max(1, image.width - cw + 1)))
+    y = int(rng.integers(0, max(1, image.height - ch + 1)))
+    piece = image.crop((x, y, x + cw, y + ch))
+    return jpeg(piece, int(rng.integers(40, 95))) if rng.random() < 0.3 else piece
+
+
+def image_paths(folder: Path, seed: int, limit: int | None) -> list[Path]:
+    """The images of ``folder`` in the benchmark's order (shuffled with ``seed``): payloads and
+    edits are drawn image after image, so the order decides which copy gets which."""
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    np.random.default_rng(seed).shuffle(paths)
+    return paths[:limit] if limit else paths
+
+
 def false_positive_check(
     paths: list[Path], crops: int, synth: int, seed: int
 ) -> tuple[int, int, int, int, float]:
@@ -256,20 +278,7 @@ def false_positive_check(
         i = int(rng.integers(0, len(paths)))
         if i not in cache:
             cache[i] = Image.open(paths[i]).convert("RGB")
-        image = cache[i]
-        scale = float(rng.uniform(0.5, 1.6))
-        if abs(scale - 1) > 0.05:
-            image = resize(image, scale)
-        cw = int(rng.integers(min(128, image.width), image.width + 1))
-        ch = int(rng.integers(min(128, image.height), image.height + 1))
-        if min(cw, ch) < 96:
-            cw, ch = max(cw, 96), max(ch, 96)
-        x = int(rng.integers(0, max(1, image.width - cw + 1)))
-        y = int(rng.integers(0, max(1, image.height - ch + 1)))
-        piece = image.crop((x, y, x + cw, y + ch))
-        if rng.random() < 0.3:
-            piece = jpeg(piece, int(rng.integers(40, 95)))
-        fp_crops += int(wm.detect(piece).present)
+        fp_crops += int(wm.detect(unmarked_crop(cache[i], rng)).present)
     fp_synth = sum(int(wm.detect(synthetic(rng, k % 5)).present) for k in range(synth))
     return crops, fp_crops, synth, fp_synth, time.perf_counter() - t
 
@@ -355,11 +364,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "watermark.md")
     args = parser.parse_args()
 
-    paths = sorted(
-        p for p in args.images.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"}
-    )
-    np.random.default_rng(args.seed).shuffle(paths)
-    paths = paths[: args.limit] if args.limit else paths
+    paths = image_paths(args.images, args.seed, args.limit)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     riva_sizes = {int(s) for s in args.riva_sizes.split(",") if s}
     load_start = os.getloadavg()

@@ -25,11 +25,10 @@ Design (``TiledWatermarker``, soft-binding alg ``org.chopmark.wm.v1``):
   tile offset (so crops at any offset); where that peak stands out from noise (and always on
   the two lattices with the strongest pilot waves), per-quadrant offsets correct the lattice's
   scale and angle while that sharpens it; matched filtering at the chip centres gives soft
-  values for Viterbi decoding; the CRC decides ``present``. When
-  nothing decodes but the best attempt shows evidence of a mark (soft-bit agreement or pilot
-  peak above what about 96% of unmarked pictures reach), small scale and angle changes of it
-  are decoded too (a weak pilot leaves the lattice a few tenths of a percent off); unmarked
-  pictures mostly stop before that.
+  values for Viterbi decoding; the CRC decides ``present``. When nothing decodes but the best
+  attempt shows evidence of a mark (soft-bit agreement or pilot peak above what about 96% of
+  unmarked pictures reach), small scale and angle changes of it are decoded too (a weak pilot
+  leaves the lattice a few tenths of a percent off); unmarked pictures mostly stop before that.
 
 False positives: an unmarked image yields, for each decoded hypothesis, a 48-bit payload and a
 32-bit check word that match with probability 2**-32 (the check word of a given payload is one

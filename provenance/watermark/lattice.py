@@ -122,20 +122,20 @@ def sample(img: np.ndarray, x: np.ndarray, y: np.ndarray, periodic: bool = False
     """Bicubic samples of a float32 image at float positions (arrays of any shape)."""
     size = x.size
     cols = 1024
-    mx, my = _rows_of(x, size, cols), _rows_of(y, size, cols)
+    mx, my = _rows_of(x, cols), _rows_of(y, cols)
     border = cv2.BORDER_WRAP if periodic else cv2.BORDER_CONSTANT
     out = cv2.remap(img, mx, my, cv2.INTER_CUBIC, borderMode=border)
     return out.ravel()[:size].reshape(np.shape(x))
 
 
-def _rows_of(v: np.ndarray, size: int, cols: int) -> np.ndarray:
+def _rows_of(v: np.ndarray, cols: int) -> np.ndarray:
     """``v`` as float32 rows of ``cols`` (zero-filled at the end), the maps ``cv2.remap``
     takes."""
     flat = np.asarray(v, np.float32).ravel()
-    if size % cols == 0:
+    if flat.size % cols == 0:
         return flat.reshape(-1, cols)
-    out = np.zeros(-(-size // cols) * cols, np.float32)
-    out[:size] = flat
+    out = np.zeros(-(-flat.size // cols) * cols, np.float32)
+    out[: flat.size] = flat
     return out.reshape(-1, cols)
 
 

@@ -5,6 +5,7 @@ its numbers."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,19 @@ def test_grid_detection_runs(tmp_path: Path) -> None:
     table = _report("grid_detection.py", "--images", str(images), "--collages", "8", cwd=tmp_path)
     assert "| equal cells, edge to edge | 8 |" in table
     assert "| grid search (`find_panels`) |" in table
+
+
+def test_watermark_ab_runs(tmp_path: Path) -> None:
+    # the "other checkout": a copy of this one's watermark package, so both read alike
+    base = tmp_path / "base"
+    shutil.copytree(BENCH.parent / "provenance", base / "provenance",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    images = _photos(tmp_path / "images", 2, 950)
+    table = _report(
+        "watermark_ab.py",
+        *("--images", str(images), "--base", str(base), "--sizes", "384", "--crops", "2"),
+        cwd=tmp_path,
+    )
+    assert "| marked, every edit | 20 | 20 | 20 | 0 | 20 |" in table
+    assert "| unmarked random crops | 2 | 0 | 0 | 0 | 2 |" in table
+    assert "No copy was read differently." in table
