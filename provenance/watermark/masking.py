@@ -21,14 +21,16 @@ def strength_map(luma: np.ndarray) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def strength_small(luma: np.ndarray) -> np.ndarray:
-    """:func:`strength_map` at ``MASK_SIDE`` pixels on the short side (or less)."""
+def strength_small(luma: np.ndarray, side: int = MASK_SIDE) -> np.ndarray:
+    """:func:`strength_map` at ``side`` pixels on the short side (or less); a ``side`` other
+    than ``MASK_SIDE`` measures activity at the same scale relative to the picture."""
     h, w = luma.shape
-    f = min(1.0, MASK_SIDE / min(h, w))
+    f = min(1.0, side / min(h, w))
     size = (max(1, round(w * f)), max(1, round(h * f)))
     small = cv2.resize(luma, size, interpolation=cv2.INTER_AREA).astype(np.float32, copy=False)
-    detail = small - cv2.GaussianBlur(small, (0, 0), 1.5)
-    activity = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), 3.0))
+    reach = side / MASK_SIDE
+    detail = small - cv2.GaussianBlur(small, (0, 0), 1.5 * reach)
+    activity = np.sqrt(cv2.GaussianBlur(detail * detail, (0, 0), 3.0 * reach))
     level = np.clip(np.minimum(small, 255.0 - small) / LEVEL_KNEE, 0.25, 1.0)
     mask = (activity + ACTIVITY_FLOOR) ** ACTIVITY_EXPONENT * level
     mask *= 1.0 / (float(mask.mean()) + 1e-6)
