@@ -8,8 +8,9 @@ scaling and rotation scale and rotate it, and a 2x2 matrix also absorbs aspect c
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -45,11 +46,11 @@ class Lattice:
         c, s = np.cos(angle) * k, np.sin(angle) * k
         return Lattice(np.array([[c, s], [-s, c]]), score)
 
-    @property
+    @cached_property
     def period(self) -> float:
         """Mean tile period in working pixels."""
         (a, b), (c, d) = self.matrix.tolist()
-        return float(TILE / np.sqrt(abs(a * d - b * c)))
+        return TILE / math.sqrt(abs(a * d - b * c))
 
     @property
     def angle_deg(self) -> float:
@@ -147,15 +148,45 @@ def _score(
     snr: np.ndarray, waves: np.ndarray, periods: np.ndarray, angles: np.ndarray
 ) -> np.ndarray:
     """Score of each (period, angle) pair (equal-shape arrays): log(1 + snr) summed over where
-    the pilot waves fall. A wave of ``k`` cycles per tile is at ``R(angle)^T k / period``
-    cycles per pixel."""
-    hs, ws = snr.shape
+    the pilot waves fall."""
+    return _score_at(snr, _wave_positions(snr.shape, waves, periods, angles))
+
+
+def _wave_positions(
+    shape: tuple[int, ...], waves: np.ndarray, periods: np.ndarray, angles: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where, in a spectrum of this shape (``fftshift`` order), the pilot waves of each (period,
+    angle) pair fall, as (x, y) arrays of shape ``periods.shape + (waves,)``. A wave of ``k``
+    cycles per tile is at ``R(angle)^T k / period`` cycles per pixel."""
+    hs, ws = shape
     c, s = np.cos(angles)[..., None], np.sin(angles)[..., None]
     p = periods[..., None]
     fx = (c * waves[:, 0] - s * waves[:, 1]) / p
     fy = (s * waves[:, 0] + c * waves[:, 1]) / p
-    val = sample(snr, fx * ws + ws // 2, fy * hs + hs // 2)
+    return fx * ws + ws // 2, fy * hs + hs // 2
+
+
+def _score_at(snr: np.ndarray, positions: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    val = sample(snr, *positions)
     return np.log1p(np.maximum(val, 0.0)).sum(-1)
+
+
+@lru_cache(maxsize=16)
+def _coarse_grid(
+    short: int, shape: tuple[int, int], waves: bytes
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The coarse search's periods and angles (a meshgrid, periods along the first axis) for
+    an image of ``short`` working pixels on its short side, and where their pilot waves fall in
+    a spectrum of ``shape`` (``waves``: the wave array's bytes, int64 pairs)."""
+    periods = np.arange(short / MAX_TILES, short / MIN_TILES, COARSE_PERIOD_STEP, dtype=np.float32)
+    step = COARSE_ANGLE_STEP
+    angles = np.deg2rad(np.arange(-MAX_ANGLE_DEG, MAX_ANGLE_DEG + 1e-6, step, dtype=np.float32))
+    pp, aa = np.meshgrid(periods, angles, indexing="ij")
+    wave_array = np.frombuffer(waves, np.int64).reshape(-1, 2)
+    positions = _wave_positions(shape, wave_array, pp, aa)
+    for a in (pp, aa, *positions):
+        a.flags.writeable = False
+    return pp, aa, positions
 
 
 def find_lattices(
@@ -168,12 +199,9 @@ def find_lattices(
     h, w = e.shape
     if snr is None:
         snr = spectrum_snr(e)
-    short = min(h, w)
-    periods = np.arange(short / MAX_TILES, short / MIN_TILES, COARSE_PERIOD_STEP, dtype=np.float32)
-    step = COARSE_ANGLE_STEP
-    angles = np.deg2rad(np.arange(-MAX_ANGLE_DEG, MAX_ANGLE_DEG + 1e-6, step, dtype=np.float32))
-    pp, aa = np.meshgrid(periods, angles, indexing="ij")
-    coarse = _score(snr, waves, pp, aa).astype(np.float32)
+    waves_i64 = np.ascontiguousarray(waves, np.int64)
+    pp, aa, positions = _coarse_grid(min(h, w), snr.shape, waves_i64.tobytes())
+    coarse = _score_at(snr, positions).astype(np.float32)
     is_max = coarse >= cv2.dilate(coarse, np.ones((NMS, NMS), np.uint8))
     flat = np.flatnonzero(is_max)
     flat = flat[np.argsort(coarse.ravel()[flat])[::-1][:COARSE_KEEP]]

@@ -116,3 +116,23 @@ def test_the_spectrally_strongest_searched_lattices_are_the_ones_always_refined(
     assert len(searched) > len(always)  # the others are searched too, refined only when strong
     _, flag = next(dt._lattices(e, layout, templates, marked.size))
     assert not flag  # the unedited lattice is refined only when its pilot stands out
+
+
+def test_the_coarse_grid_kept_between_reads_fits_each_image_shape(watermarker: TiledWatermarker):
+    """The coarse grid's wave positions are kept per image shape: reads of other shapes in
+    between find the lattice each finds on its own, the planted one among them."""
+    waves = watermarker.layout.waves
+    fields = {
+        shape: _pilot_field(watermarker.layout, shape, period, 1.0, seed)
+        for shape, period, seed in (((320, 480), 70.0, 3), ((320, 640), 90.0, 4),
+                                    ((400, 320), 60.0, 5))
+    }
+    found = {}
+    for shape in [*fields, *fields]:  # each shape twice, others in between
+        lattices = find_lattices(fields[shape], waves, 3)
+        found.setdefault(shape, []).append([x.matrix.tolist() for x in lattices])
+    for shape, (first, again) in found.items():
+        assert first == again
+        planted = {(320, 480): 70.0, (320, 640): 90.0, (400, 320): 60.0}[shape]
+        best = Lattice(np.array(first[0]))
+        assert abs(best.period - planted) < 0.3 and abs(best.angle_deg - 1.0) < 0.15
