@@ -144,6 +144,8 @@ def report(args: argparse.Namespace, argv: list[str] | None, marked: Reads, unma
     for title, reads in (("marked, every edit", marked), ("unmarked originals", unmarked),
                          ("unmarked random crops", crops)):
         b, t = np.array(reads.hits["base"]), np.array(reads.hits["this"])
+        if not len(b):  # none of this kind read (--crops 0)
+            continue
         lines.append(
             f"| {title} | {len(b)} | {int(b.sum())} | {int(t.sum())} | {int((b != t).sum())} | "
             f"{reads.same_numbers} | "
