@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from rich.table import Table
 
 from service.cli.common import cli_actor, console, err_console, runtime, shown
-from service.cli.workers import INTERRUPTED_EXIT, ctrl_c_stops, worker_pool
+from service.cli.workers import INTERRUPTED_EXIT, stop_on_signal, worker_pool
 from service.cpus import usable_cpus
 from service.indexing.refingerprint import has_kept_bytes, refresh_stale, stale_rows
 from similarity import COMPATIBLE_VERSIONS, SIGNALS_VERSION
@@ -71,7 +71,7 @@ def refresh(
         workable = sum(1 for r in todo if has_kept_bytes(r))
         with bar, worker_pool(workers or usable_cpus(), workable) as pool:
             task = bar.add_task("refreshing", total=workable)
-            with ctrl_c_stops() as stop:
+            with stop_on_signal() as stop:
                 outcome = refresh_stale(
                     conn, rt.audit, rt.blobs, cli_actor(), limits=rt.decode_limits,
                     executor=pool, on_row=lambda _row: bar.advance(task), rows=todo,

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import secrets
-import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import as_completed
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 from uuid import uuid4
 
@@ -33,7 +31,7 @@ from service.cli.common import (
     write_named_file,
 )
 from service.cli.register import expand_paths, prepare_file
-from service.cli.workers import INTERRUPTED_EXIT, cancel_rest, ctrl_c_stops, worker_pool
+from service.cli.workers import INTERRUPTED_EXIT, cancel_rest, stop_on_signal, worker_pool
 from service.cpus import usable_cpus
 from service.genservice.adapters import AdapterRecord
 from similarity import ImageRejected
@@ -191,7 +189,7 @@ def sources_add(
             progress,
             worker_pool(workers or usable_cpus(), len(files)) as pool,
             rt.pool.connection() as conn,
-            ctrl_c_stops() as stop,
+            stop_on_signal() as stop,
         ):
             task = progress.add_task("adding sources", total=len(files))
             futures = {pool.submit(prepare_file, str(f), rt.decode_limits): f for f in files}
@@ -242,29 +240,19 @@ def sources_add(
 
 
 # generate --------------------------------------------------------------------------------------
-@contextmanager
-def _stopped_on_interrupt(stop: Callable[[], None]) -> Iterator[threading.Event]:
+def _stopped_on_interrupt(stop: Callable[[], None]) -> AbstractContextManager[threading.Event]:
     """The first Ctrl-C (or SIGTERM) asks the generation to stop at its next denoising step,
     so that its record ends as failed, interrupted, rather than ``running`` until its lease
     runs out; a second Ctrl-C quits at once. The event says whether it was asked."""
-    asked = threading.Event()
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if asked.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        asked.set()
+    def asked() -> None:
         err_console.print(
             "[yellow]stopping[/yellow] at the next denoising step; the record will say it was "
             "interrupted (Ctrl-C again to quit at once)"
         )
         stop()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield asked
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return stop_on_signal(asked)
 
 
 def _parse_lora(value: str) -> tuple[str, float]:

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from service.cli.workers import cancel_rest, ctrl_c_stops, worker_pool
+from service.cli.workers import cancel_rest, stop_on_signal, worker_pool
 from service.cpus import usable_cpus
 from service.registry.ingest import PreparedImage, insert, prepare, store_files
 from service.registry.records import RegistrationOutcome
@@ -76,7 +76,7 @@ def register_paths(
         progress,
         worker_pool(workers, len(files)) as pool,  # spawned: forking one with a pool is unsafe
         rt.pool.connection() as conn,
-        ctrl_c_stops() as stop,
+        stop_on_signal() as stop,
     ):
         task = progress.add_task("registering", total=len(files))
         futures = {pool.submit(prepare_file, str(f), rt.decode_limits): f for f in files}

@@ -1,10 +1,11 @@
 """Worker processes for the CLI's long commands (`register`, `sources add`, `fingerprints
-refresh`), and Ctrl-C for them.
+refresh`), and how Ctrl-C and SIGTERM stop them.
 
-Ctrl-C reaches the whole process group: the command and every worker. The workers start with it
-ignored, so the command alone answers it; the command then stops after the item it is storing
-(each item is stored on its own, so a later run takes up the rest) and says what it did. A
-second Ctrl-C interrupts at once.
+Ctrl-C reaches the whole process group: the command and every worker; so may SIGTERM (a service
+manager stopping a unit), or it reaches the command alone (``kill``, a container stopping). The
+workers start with both ignored, so the command alone answers them; it then stops after the
+item it is storing (each item is stored on its own, so a later run takes up the rest) and says
+what it did. A second Ctrl-C interrupts at once.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import multiprocessing
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 
 INTERRUPTED_EXIT = 130  # as a shell reports a command ended by Ctrl-C
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -25,7 +27,7 @@ def worker_pool(count: int, items: int) -> Iterator[ProcessPoolExecutor]:
     """``count`` spawned worker processes, no more than there are ``items`` to work on (each
     start costs a second or so of imports), all started now with Ctrl-C ignored."""
     count = max(1, min(count, items))
-    pool = ProcessPoolExecutor(count, mp_context=_SPAWN, initializer=_ignore_ctrl_c)
+    pool = ProcessPoolExecutor(count, mp_context=_SPAWN, initializer=_ignore_stop_signals)
     try:
         _start_workers(pool, count)
         yield pool
@@ -38,20 +40,29 @@ def worker_pool(count: int, items: int) -> Iterator[ProcessPoolExecutor]:
 
 
 @contextmanager
-def ctrl_c_stops() -> Iterator[threading.Event]:
-    """While open, Ctrl-C sets the event instead of raising; a second Ctrl-C raises."""
+def stop_on_signal(
+    on_stop: Callable[[], None] | None = None,
+) -> Iterator[threading.Event]:
+    """While open, the first Ctrl-C or SIGTERM sets the event (and calls ``on_stop``) instead of
+    ending the process; a second Ctrl-C raises KeyboardInterrupt, a second SIGTERM changes
+    nothing (the command is stopping already)."""
     stop = threading.Event()
 
-    def on_ctrl_c(signum: int, frame: object) -> None:
+    def handler(signum: int, frame: object) -> None:
         if stop.is_set():
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         stop.set()
+        if on_stop is not None:
+            on_stop()
 
-    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def cancel_rest(futures: Iterable[Future[object]]) -> None:
@@ -62,21 +73,24 @@ def cancel_rest(futures: Iterable[Future[object]]) -> None:
 
 
 def _start_workers(pool: ProcessPoolExecutor, count: int) -> None:
-    """A worker starts within ``submit`` while none is idle, and inherits the ignored signal
+    """A worker starts within ``submit`` while none is idle, and inherits the ignored signals
     (Python then installs no Ctrl-C handler of its own): started this way, none can be caught
-    by Ctrl-C half-way through its start, which would print a traceback."""
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    by Ctrl-C or SIGTERM half-way through its start, which would print a traceback or leave the
+    pool broken."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
     try:
         for _ in range(count):
             pool.submit(_nothing)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _nothing() -> None:
     return None
 
 
-def _ignore_ctrl_c() -> None:
+def _ignore_stop_signals() -> None:
     """In each worker as it starts (a worker started again after one died, say)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)

@@ -1,7 +1,7 @@
-"""Ctrl-C on the CLI's long commands that fingerprint in worker processes (`register`,
-`sources add`, `fingerprints refresh`): the command stops after the item it is storing, prints
-what it stored and exits 130, with no traceback from it or its workers; running it again stores
-the rest."""
+"""Ctrl-C (or SIGTERM) on the CLI's long commands that fingerprint in worker processes
+(`register`, `sources add`, `fingerprints refresh`): the command stops after the item it is
+storing, prints what it stored and exits 130, with no traceback from it or its workers; running
+it again stores the rest."""
 
 from __future__ import annotations
 
@@ -43,9 +43,16 @@ def _count(runtime, table: str) -> int:
         return int(conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"])
 
 
-def _interrupted(settings, args: list[str], started: Callable[[], bool]) -> tuple[str, str]:
-    """Run the command in a process group of its own, as a terminal does, and press Ctrl-C
-    (SIGINT to the group: the command and its workers) once ``started`` says it stores."""
+def _interrupted(
+    settings,
+    args: list[str],
+    started: Callable[[], bool],
+    signum: int = signal.SIGINT,
+    group: bool = True,
+) -> tuple[str, str]:
+    """Run the command in a process group of its own, as a terminal does, and send ``signum``
+    once ``started`` says it stores: to the group (the command and its workers), as Ctrl-C
+    does, or to the command alone, as ``kill`` or a container's stop does."""
     proc = subprocess.Popen([sys.executable, "-m", "service.cli.main", *args],
                             env=_env(settings), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
@@ -53,7 +60,10 @@ def _interrupted(settings, args: list[str], started: Callable[[], bool]) -> tupl
     while not started() and proc.poll() is None:
         assert time.monotonic() < deadline, "the command stored nothing in two minutes"
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGINT)
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        os.kill(proc.pid, signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
@@ -77,19 +87,25 @@ def _sources_args(settings, folder: Path) -> list[str]:
     return ["sources", "add", "--dataset", "set-c", str(folder), "--workers", "2"]
 
 
+REGISTERED = "created {new}, duplicate {old}, rejected 0"
+ADDED = "added {new}, duplicate {old}, rejected 0"
+
+
 @pytest.mark.parametrize(
-    ("command", "table", "summary"),
+    ("command", "table", "summary", "signum", "group"),
     [
-        (_register_args, "artworks", "created {new}, duplicate {old}, rejected 0"),
-        (_sources_args, "training_sources", "added {new}, duplicate {old}, rejected 0"),
+        (_register_args, "artworks", REGISTERED, signal.SIGINT, True),
+        (_sources_args, "training_sources", ADDED, signal.SIGINT, True),
+        (_register_args, "artworks", REGISTERED, signal.SIGTERM, False),
+        (_sources_args, "training_sources", ADDED, signal.SIGTERM, True),
     ],
-    ids=["register", "sources-add"],
+    ids=["register", "sources-add", "register-sigterm-alone", "sources-add-sigterm-group"],
 )
 def test_ctrl_c_stops_cleanly_and_a_second_run_stores_the_rest(
-    runtime, settings, tmp_path, command, table, summary
+    runtime, settings, tmp_path, command, table, summary, signum, group
 ):
     args = command(settings, _folder(tmp_path))
-    out, _ = _interrupted(settings, args, lambda: _count(runtime, table) > 0)
+    out, _ = _interrupted(settings, args, lambda: _count(runtime, table) > 0, signum, group)
     stored = _count(runtime, table)
     assert 0 < stored < COUNT
     assert summary.format(new=stored, old=0) in out, out
