@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from types import FrameType
 
 INTERRUPTED_EXIT = 130  # as a shell reports a command ended by Ctrl-C
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -25,7 +26,7 @@ _SPAWN = multiprocessing.get_context("spawn")
 @contextmanager
 def worker_pool(count: int, items: int) -> Iterator[ProcessPoolExecutor]:
     """``count`` spawned worker processes, no more than there are ``items`` to work on (each
-    start costs a second or so of imports), all started now with Ctrl-C ignored."""
+    start costs a second or so of imports), all started now with Ctrl-C and SIGTERM ignored."""
     count = max(1, min(count, items))
     pool = ProcessPoolExecutor(count, mp_context=_SPAWN, initializer=_ignore_stop_signals)
     try:
@@ -48,7 +49,7 @@ def stop_on_signal(
     nothing (the command is stopping already)."""
     stop = threading.Event()
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
@@ -57,12 +58,8 @@ def stop_on_signal(
         if on_stop is not None:
             on_stop()
 
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    try:
+    with _stop_signals_go_to(handler):
         yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def cancel_rest(futures: Iterable[Future[object]]) -> None:
@@ -77,10 +74,19 @@ def _start_workers(pool: ProcessPoolExecutor, count: int) -> None:
     (Python then installs no Ctrl-C handler of its own): started this way, none can be caught
     by Ctrl-C or SIGTERM half-way through its start, which would print a traceback or leave the
     pool broken."""
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in STOP_SIGNALS}
-    try:
+    with _stop_signals_go_to(signal.SIG_IGN):
         for _ in range(count):
             pool.submit(_nothing)
+
+
+@contextmanager
+def _stop_signals_go_to(
+    handler: Callable[[int, FrameType | None], object] | signal.Handlers,
+) -> Iterator[None]:
+    """While open, Ctrl-C and SIGTERM are handled by ``handler``; then as before."""
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
