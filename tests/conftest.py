@@ -1,6 +1,6 @@
 """Shared fixtures: a real PostgreSQL (embedded, or the server named by CHOPMARK_DATABASE_URL),
-a fresh database per test cloned from a migrated template, the service runtime and API client,
-API keys, and synthetic photo-like images."""
+a fresh database per test cloned from a migrated template, the service runtime and API client
+(``mclient``: with a moderation batch worker), API keys, and synthetic photo-like images."""
 
 from __future__ import annotations
 
@@ -100,6 +100,24 @@ def client(settings, runtime):
 
     with TestClient(create_app(settings, runtime=runtime)) as c:
         yield c
+
+
+@pytest.fixture
+def mclient(settings, runtime):
+    """The API with the moderation routes and a batch worker with short webhook backoff."""
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+    from service.moderation.jobs import ModerationWorker
+
+    app = create_app(settings, runtime=runtime)
+    worker = ModerationWorker(runtime, poll_seconds=0.1, webhook_backoff_seconds=0.2)
+    with TestClient(app) as c:
+        worker.start()
+        try:
+            yield c
+        finally:
+            worker.stop()
 
 
 @pytest.fixture

@@ -1,10 +1,14 @@
-"""``chopmark check IMAGE...``: moderate images in-process, as POST /v1/moderation/check does."""
+"""``chopmark check IMAGE...``: moderate images in-process, as POST /v1/moderation/check does;
+``chopmark checks list``: the recorded checks, as GET /v1/moderation/checks lists them."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import UUID
 
 import typer
 from rich.table import Table
@@ -19,6 +23,7 @@ from service.cli.common import (
     unreadable,
     write_named_file,
 )
+from service.moderation.listing import as_utc
 
 _STYLE = {"allow": "green", "review": "yellow", "block": "bold red"}
 
@@ -110,3 +115,90 @@ def check(
         console.print(table)
     if any(r is None for _, r, _ in results):
         raise typer.Exit(2)
+
+
+checks_app = typer.Typer(help="Recorded moderation checks.", no_args_is_help=True)
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(value))
+    except ValueError:
+        raise fail(f"{option}: not an ISO 8601 date or time: {shown(value)}") from None
+
+
+def _json_value(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)  # times, UUIDs
+
+
+@checks_app.command("list")
+def checks_list(
+    verdict: Annotated[
+        list[str] | None,
+        typer.Option(help="allow, review or block (repeat for more than one)"),
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="platform user")] = None,
+    image: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="checks of these very bytes"),
+    ] = None,
+    job: Annotated[UUID | None, typer.Option(help="the checks of one batch job")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="checked at or after (ISO 8601; UTC unless zoned)")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="checked before (ISO 8601; UTC unless zoned)")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    cursor: Annotated[str | None, typer.Option(help="the next page, as printed last")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the page as JSON")] = False,
+) -> None:
+    """Recorded checks, newest first (every key's, and the CLI's own): the review queue
+    (--verdict review), one user's uploads, whether an image was checked before (--image)."""
+    from service.db.keyset import CursorError
+    from service.moderation.listing import CheckFilter, list_checks
+
+    wanted = tuple(dict.fromkeys(v.lower() for v in verdict or ()))
+    unknown = [v for v in wanted if v not in _STYLE]
+    if unknown:
+        raise fail(f"--verdict: {shown(unknown[0])} is not allow, review or block")
+    start, end = _when(since, "--since"), _when(until, "--until")
+    if start is not None and end is not None and start >= end:
+        raise fail("--since must be before --until")
+    digest = None
+    if image is not None:
+        problem = unreadable(image)
+        if problem is not None:
+            raise fail(problem)
+        digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    where = CheckFilter(
+        verdicts=wanted, user=user, sha256=digest, job_id=job, since=start, until=end
+    )
+    with runtime() as rt, rt.pool.connection() as conn:
+        try:
+            page = list_checks(conn, where, limit, cursor)
+        except CursorError as exc:
+            raise fail(f"--cursor: {exc}") from None
+    if as_json:
+        page_json = {"checks": page.checks, "next_cursor": page.next_cursor}
+        print(json.dumps(page_json, default=_json_value, indent=2))
+        return
+    table = Table("checked (UTC)", "verdict", "AI-generated", "user", "sha256")
+    table.add_column("reasons", overflow="fold")
+    table.add_column("id", overflow="fold")
+    for c in page.checks:
+        v = c["verdict"]
+        table.add_row(
+            f"{c['created_at'].astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+            f"[{_STYLE[v]}]{v}[/{_STYLE[v]}]",
+            c["ai_generated"] or "-",
+            shown(c["user"] or "-"),
+            c["sha256"][:12],
+            "\n".join(f"{r['action']}: {shown(r['message'])}" for r in c["reasons"]),
+            str(c["id"]),
+        )
+    console.print(table)
+    if page.next_cursor is not None:
+        console.print(f"more: --cursor {page.next_cursor}")

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from service.auth.keys import create_key, list_keys, revoke_key
-from service.cli.check_cmd import check
+from service.cli.check_cmd import check, checks_app
 from service.cli.common import (
     cli_actor,
     console,
@@ -53,6 +53,7 @@ app.add_typer(fingerprints_app, name="fingerprints")
 app.add_typer(storage_app, name="storage")
 app.command()(generate)
 app.command()(check)
+app.add_typer(checks_app, name="checks")
 
 
 @app.command()

@@ -32,23 +32,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ZERO = "00000000-0000-0000-0000-000000000000"
 
 
-@pytest.fixture
-def mclient(settings, runtime):
-    """The API with the moderation routes and a batch worker with short webhook backoff."""
-    from fastapi.testclient import TestClient
-
-    from service.api.app import create_app
-
-    app = create_app(settings, runtime=runtime)
-    worker = ModerationWorker(runtime, poll_seconds=0.1, webhook_backoff_seconds=0.2)
-    with TestClient(app) as c:
-        worker.start()
-        try:
-            yield c
-        finally:
-            worker.stop()
-
-
 def moderate(client, h, data: bytes, name="q.jpg", **form):
     r = client.post("/v1/moderation/check", files={"file": (name, data)}, data=form, headers=h)
     assert r.status_code == 200, r.text
@@ -1043,6 +1026,7 @@ ROUTES = [
     ("get", f"/v1/moderation/jobs/{ZERO}", {}),
     ("post", f"/v1/moderation/jobs/{ZERO}/webhook", {}),
     ("get", f"/v1/moderation/checks/{ZERO}", {}),
+    ("get", "/v1/moderation/checks", {}),
     ("get", "/v1/moderation/policy", {}),
 ]
 

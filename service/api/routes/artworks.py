@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -26,6 +24,7 @@ from service.api.see_through import run_to_completion
 from service.api.text import TITLE_MAX_CHARS, StorableText, Title
 from service.api.uploads import single_parts, upload_name
 from service.auth.scopes import Scope
+from service.db.keyset import CursorError, decode_cursor, encode_cursor
 from service.registry.ingest import PreparedImage, insert, prepare, store_files
 from service.registry.preferences import parse_preferences
 from similarity import ImageRejected
@@ -126,24 +125,15 @@ def list_artworks(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     include_withdrawn: bool = False,
 ) -> ArtworkPage:
-    after = _decode_cursor(cursor) if cursor else None
+    try:
+        after = decode_cursor(cursor) if cursor else None
+    except CursorError as exc:
+        raise HTTPException(422, str(exc)) from None
     with rt.pool.connection() as conn:
         rows = rt.registry.list_artworks(conn, artist_id, limit + 1, after, include_withdrawn)
     page, more = rows[:limit], len(rows) > limit
-    next_cursor = _encode_cursor(page[-1].created_at, page[-1].id) if more else None
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
     return ArtworkPage(artworks=[ArtworkPublic.of(a) for a in page], next_cursor=next_cursor)
-
-
-def _encode_cursor(created: datetime, ident: UUID) -> str:
-    return base64.urlsafe_b64encode(f"{created.isoformat()}|{ident}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        created, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), UUID(ident)
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(422, "cursor is not one this API handed out") from None
 
 
 @router.get(

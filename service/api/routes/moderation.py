@@ -19,6 +19,7 @@ from service.api.text import FreeText, OneLine, StorableText
 from service.api.uploads import read_upload, single_parts, upload_name
 from service.auth.keys import ApiKey
 from service.auth.scopes import Scope
+from service.db.keyset import CursorError
 from service.moderation import webhooks
 from service.moderation.check import CheckOutcome, get_check, run_check
 from service.moderation.jobs import (
@@ -31,6 +32,7 @@ from service.moderation.jobs import (
     notify_workers,
     requeue_webhook,
 )
+from service.moderation.listing import CheckFilter, as_utc, list_checks
 from service.moderation.picture import moderation_picture
 from service.moderation.policy import POLICIES, Policy, PolicyError
 from service.runtime import Runtime
@@ -323,6 +325,80 @@ async def check_picture(
 
     check_id, png = await image_work.run(work)
     return Response(png, media_type="image/png", headers={"X-Check-Id": check_id})
+
+
+class CheckSummary(BaseModel):
+    id: UUID
+    created_at: datetime
+    job_id: UUID | None
+    sha256: str
+    media_type: str | None
+    width: int | None
+    height: int | None
+    user: str | None
+    context: str | None
+    verdict: Verdict
+    reasons: list[ReasonPublic]
+    ai_generated: str | None = Field(description="declared, watermarked, matched or unknown")
+    policy: PolicyRef
+    url: str = Field(description="the whole check with its evidence")
+
+
+class CheckList(BaseModel):
+    checks: list[CheckSummary] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")
+
+
+@router.get(
+    "/checks",
+    response_model=CheckList,
+    responses={**_ERRORS, 422: {"model": ErrorBody}},
+    openapi_extra=scope_doc(Scope.moderate),
+    summary="Recorded checks, newest first, by cursor: the review queue (verdict=review), a "
+    "user's uploads, an image checked before (scope: moderate; a key sees its own checks, an "
+    "admin key every check)",
+)
+def list_moderation_checks(
+    rt: RuntimeDep,
+    key: ModerateKey,
+    verdict: Annotated[
+        list[Verdict] | None, Query(description="one or more (repeat the parameter)")
+    ] = None,
+    user: Annotated[str | None, Query(max_length=200, description="platform user")] = None,
+    sha256: Annotated[
+        str | None,
+        Query(pattern="^[0-9a-fA-F]{64}$", description="the image's SHA-256, in hex"),
+    ] = None,
+    job_id: Annotated[UUID | None, Query(description="the checks of one batch job")] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="checked at or after (ISO 8601; UTC unless it names its zone)"),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        Query(description="checked before (ISO 8601; UTC unless it names its zone)"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    since, until = as_utc(since), as_utc(until)
+    if since is not None and until is not None and since >= until:
+        raise HTTPException(422, "since must be before until")
+    where = CheckFilter(
+        api_key_id=_owner(key),
+        verdicts=tuple(dict.fromkeys(verdict or ())),
+        user=user,
+        sha256=sha256,
+        job_id=job_id,
+        since=since,
+        until=until,
+    )
+    try:
+        with rt.pool.connection() as conn:
+            page = list_checks(conn, where, limit, cursor)
+    except CursorError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"checks": page.checks, "next_cursor": page.next_cursor}
 
 
 @router.get(

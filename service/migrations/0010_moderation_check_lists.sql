@@ -1,0 +1,6 @@
+-- Recorded checks listed newest first (GET /v1/moderation/checks): by any key (an admin's
+-- list, the time window alone), and by platform user. A key's own list uses
+-- moderation_checks_key (api_key_id, created_at).
+CREATE INDEX moderation_checks_created ON moderation_checks (created_at, id);
+CREATE INDEX moderation_checks_user ON moderation_checks (platform_user, created_at)
+    WHERE platform_user IS NOT NULL;

@@ -1,0 +1,174 @@
+"""Recorded moderation checks listed newest first: a key's own, an admin's all, narrowed by
+verdict, user, image, job and time, a page at a time (GET /v1/moderation/checks and
+``chopmark checks list``)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from PIL import Image
+
+from tests.service.test_moderation import (
+    edited,
+    moderate,
+    one_photo_batch,
+    register,
+    stamp,
+    wait_job,
+)
+from tests.support import auth, encode, photo_like
+
+LIST = "/v1/moderation/checks"
+
+
+def listed(client, h, **params) -> dict:
+    r = client.get(LIST, params=params, headers=h)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def ids(page: dict) -> list[str]:
+    return [c["id"] for c in page["checks"]]
+
+
+@pytest.fixture
+def recorded(mclient, make_key):
+    """Checks by two platform keys: key A a copy of a registered work (block, user u1), an
+    unrelated photo (allow, u1) and our output stripped of its manifest (review, u2); key B
+    one photo. Returns the keys' headers and A's results, oldest first."""
+    staff = auth(make_key("registry", "stamp"))
+    (work,) = register(mclient, staff, 7101)
+    _, signed = stamp(mclient, staff, photo_like(7102))
+    stripped = encode(Image.open(io.BytesIO(signed)).convert("RGB"), quality=92)
+    a, b = auth(make_key("moderate")), auth(make_key("moderate"))
+    made = [
+        moderate(mclient, a, edited(7101), user="u1", context="upload 1"),
+        moderate(mclient, a, encode(photo_like(7103)), user="u1"),
+        moderate(mclient, a, stripped, user="u2"),
+    ]
+    assert [m["verdict"] for m in made] == ["block", "allow", "review"]
+    other = moderate(mclient, b, encode(photo_like(7104)), user="u1")
+    return {"a": a, "b": b, "made": made, "other": other, "work": work}
+
+
+def test_a_key_lists_its_own_checks_newest_first_an_admin_every_check(mclient, make_key, recorded):
+    a, made = recorded["a"], recorded["made"]
+    page = listed(mclient, a)
+    assert ids(page) == [m["id"] for m in reversed(made)] and page["next_cursor"] is None
+    first = page["checks"][-1]
+    assert first["verdict"] == "block" and first["user"] == "u1"
+    assert first["context"] == "upload 1" and first["media_type"] == "image/jpeg"
+    assert first["sha256"] == made[0]["sha256"] and first["reasons"] == made[0]["reasons"]
+    assert first["policy"]["version"] == made[0]["policy"]["version"]
+    assert first["ai_generated"] == "unknown" and page["checks"][0]["ai_generated"] in (
+        "watermarked",
+        "matched",
+    )
+    assert mclient.get(first["url"], headers=a).json()["id"] == first["id"]
+    assert ids(listed(mclient, recorded["b"])) == [recorded["other"]["id"]]
+    everyone = ids(listed(mclient, auth(make_key("admin"))))
+    assert everyone[:4] == [recorded["other"]["id"], *[m["id"] for m in reversed(made)]]
+
+
+def test_checks_are_narrowed_by_verdict_user_image_and_time(mclient, recorded):
+    a, made = recorded["a"], recorded["made"]
+    block, allow, review = (m["id"] for m in made)
+    assert ids(listed(mclient, a, verdict="review")) == [review]
+    assert ids(listed(mclient, a, verdict=["block", "review"])) == [review, block]
+    assert ids(listed(mclient, a, user="u1")) == [allow, block]
+    assert ids(listed(mclient, a, user="u1", verdict="allow")) == [allow]
+    assert ids(listed(mclient, a, user="nobody")) == []
+    assert ids(listed(mclient, a, sha256=made[1]["sha256"].upper())) == [allow]
+    # Another key's check of the same user is not A's to see.
+    assert recorded["other"]["id"] not in ids(listed(mclient, a, user="u1"))
+    times = [datetime.fromisoformat(m["created_at"]) for m in made]
+    assert ids(listed(mclient, a, since=times[1].isoformat())) == [review, allow]
+    assert ids(listed(mclient, a, until=times[1].isoformat())) == [block]
+    window = {"since": times[1].isoformat(), "until": times[2].isoformat()}
+    assert ids(listed(mclient, a, **window)) == [allow]
+    # A time without its zone is UTC.
+    utc_naive = times[2].astimezone(UTC).replace(tzinfo=None)
+    assert ids(listed(mclient, a, since=utc_naive.isoformat())) == [review]
+    assert ids(listed(mclient, a, since=(utc_naive + timedelta(hours=1)).isoformat())) == []
+
+
+def test_pages_cut_by_cursor_neither_repeat_nor_skip_while_checks_are_added(mclient, recorded):
+    a, made = recorded["a"], recorded["made"]
+    page = listed(mclient, a, limit=2)
+    assert ids(page) == [made[2]["id"], made[1]["id"]] and page["next_cursor"]
+    newer = moderate(mclient, a, encode(photo_like(7105)))  # recorded between two pages
+    rest = listed(mclient, a, limit=2, cursor=page["next_cursor"])
+    assert ids(rest) == [made[0]["id"]] and rest["next_cursor"] is None
+    assert ids(listed(mclient, a, limit=1))[0] == newer["id"]
+
+
+def test_the_checks_of_one_batch_job(mclient, make_key):
+    h = auth(make_key("moderate"))
+    made = one_photo_batch(mclient, h, 7106)
+    assert made.status_code == 202, made.text
+    job, _ = wait_job(mclient, h, made.json()["id"])
+    (item,) = job["items"]
+    moderate(mclient, h, encode(photo_like(7107)))  # a single check, not the job's
+    page = listed(mclient, h, job_id=job["id"])
+    assert ids(page) == [item["check_id"]] and page["checks"][0]["job_id"] == job["id"]
+
+
+@pytest.mark.parametrize(
+    ("params", "said"),
+    [
+        ({"cursor": "not-ours"}, "cursor"),
+        ({"verdict": "maybe"}, "verdict"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+        ({"sha256": "abc"}, "sha256"),
+        ({"job_id": "12"}, "job_id"),
+        ({"since": "yesterday"}, "since"),
+        ({"since": "2026-11-29T10:00:00Z", "until": "2026-11-29T09:00:00Z"}, "since"),
+    ],
+)
+def test_bad_list_parameters_get_a_422_that_names_them(mclient, make_key, params, said):
+    r = mclient.get(LIST, params=params, headers=auth(make_key("moderate")))
+    assert r.status_code == 422, r.text
+    assert said in json.dumps(r.json()["detail"])
+
+
+def test_checks_list_command_prints_the_queue_and_json(
+    mclient, settings, recorded, tmp_path, monkeypatch
+):
+    import typer
+    from typer.testing import CliRunner
+
+    from service.cli.check_cmd import checks_app
+
+    monkeypatch.setenv("CHOPMARK_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CHOPMARK_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("COLUMNS", "250")
+    app = typer.Typer()
+    app.add_typer(checks_app, name="checks")
+    runner = CliRunner()
+    made = recorded["made"]
+    out = runner.invoke(app, ["checks", "list", "--verdict", "review"])
+    assert out.exit_code == 0, out.output
+    assert made[2]["id"] in out.output and made[0]["id"] not in out.output
+    out = runner.invoke(app, ["checks", "list", "--verdict", "block", "--json"])
+    assert out.exit_code == 0, out.output
+    body = json.loads(out.output)
+    assert [c["id"] for c in body["checks"]] == [made[0]["id"]]
+    assert datetime.fromisoformat(body["checks"][0]["created_at"]).tzinfo is not None
+    image = tmp_path / "again.jpg"
+    image.write_bytes(encode(photo_like(7103)))
+    assert hashlib.sha256(image.read_bytes()).hexdigest() == made[1]["sha256"]
+    out = runner.invoke(app, ["checks", "list", "--image", str(image), "--json"])
+    assert [c["id"] for c in json.loads(out.output)["checks"]] == [made[1]["id"]]
+    out = runner.invoke(app, ["checks", "list", "--limit", "1"])
+    assert out.exit_code == 0 and "more: --cursor " in out.output
+    cursor = out.output.split("more: --cursor ")[1].split()[0]
+    out = runner.invoke(app, ["checks", "list", "--limit", "1", "--cursor", cursor, "--json"])
+    assert [c["id"] for c in json.loads(out.output)["checks"]] == [made[2]["id"]]
+    for bad in (["--verdict", "maybe"], ["--since", "soon"], ["--cursor", "x"]):
+        out = runner.invoke(app, ["checks", "list", *bad])
+        assert out.exit_code == 2, (bad, out.output)
