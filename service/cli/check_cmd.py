@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -18,12 +18,13 @@ from service.cli.common import (
     console,
     err_console,
     fail,
+    json_value,
     runtime,
     shown,
+    time_option,
     unreadable,
     write_named_file,
 )
-from service.moderation.listing import as_utc
 
 _STYLE = {"allow": "green", "review": "yellow", "block": "bold red"}
 
@@ -120,19 +121,6 @@ def check(
 checks_app = typer.Typer(help="Recorded moderation checks.", no_args_is_help=True)
 
 
-def _when(value: str | None, option: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return as_utc(datetime.fromisoformat(value))
-    except ValueError:
-        raise fail(f"{option}: not an ISO 8601 date or time: {shown(value)}") from None
-
-
-def _json_value(value: object) -> str:
-    return value.isoformat() if isinstance(value, datetime) else str(value)  # times, UUIDs
-
-
 @checks_app.command("list")
 def checks_list(
     verdict: Annotated[
@@ -164,7 +152,7 @@ def checks_list(
     unknown = [v for v in wanted if v not in _STYLE]
     if unknown:
         raise fail(f"--verdict: {shown(unknown[0])} is not allow, review or block")
-    start, end = _when(since, "--since"), _when(until, "--until")
+    start, end = time_option(since, "--since"), time_option(until, "--until")
     if start is not None and end is not None and start >= end:
         raise fail("--since must be before --until")
     digest = None
@@ -183,7 +171,7 @@ def checks_list(
             raise fail(f"--cursor: {exc}") from None
     if as_json:
         page_json = {"checks": page.checks, "next_cursor": page.next_cursor}
-        print(json.dumps(page_json, default=_json_value, indent=2))
+        print(json.dumps(page_json, default=json_value, indent=2))
         return
     table = Table("checked (UTC)", "verdict", "AI-generated", "user", "sha256")
     table.add_column("reasons", overflow="fold")

@@ -8,6 +8,7 @@ import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -126,6 +127,22 @@ def fail(message: object) -> typer.Exit:
     """Print one error line; the caller raises what this returns (exit status 2)."""
     err_console.print(f"[red]error:[/red] {shown(message)}", soft_wrap=True)
     return typer.Exit(2)
+
+
+def time_option(value: str | None, option: str) -> datetime | None:
+    """An ISO 8601 date or time given to ``option``; UTC unless it names its zone."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(f"{option}: not an ISO 8601 date or time: {shown(value)}") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def json_value(value: object) -> str:
+    """``json.dumps``' default for the times and UUIDs of a listing."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def database_unusable(exc: BaseException) -> typer.Exit:

@@ -27,6 +27,7 @@ from service.cli.common import (
     shown,
     write_named_file,
 )
+from service.cli.events_cmd import artist_events
 from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
 from service.cli.provenance_cmds import credentials_app, verify
@@ -44,6 +45,7 @@ audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=Tr
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(artists_app, name="artists")
+artists_app.command("events")(artist_events)
 app.add_typer(audit_app, name="audit")
 app.add_typer(credentials_app, name="credentials")
 app.command()(verify)

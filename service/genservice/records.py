@@ -289,13 +289,3 @@ class GenerationStore:
             (generation_id,),
         ).fetchone()
         return dict(row) if row else None
-
-    def for_artwork(self, conn: psycopg.Connection, artwork_id: UUID) -> list[dict[str, Any]]:
-        """Generations whose inputs matched an artwork, newest first."""
-        rows = conn.execute(
-            "SELECT m.*, g.status, g.platform_user, g.created_at FROM generation_matches m"
-            " JOIN generations g ON g.id = m.generation_id WHERE m.artwork_id = %s"
-            " ORDER BY g.created_at DESC",
-            (artwork_id,),
-        ).fetchall()
-        return [dict(r) for r in rows]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -45,11 +45,6 @@ _SUMMARY = (
     " result#>>'{provenance,ai_generated,status}' AS ai_generated"
     " FROM moderation_checks"
 )
-
-
-def as_utc(when: datetime | None) -> datetime | None:
-    """A time given without its zone, taken as UTC (the zone every recorded time is shown in)."""
-    return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
 
 
 def list_checks(

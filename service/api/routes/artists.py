@@ -1,14 +1,20 @@
-"""Artists: create, read, change default preferences. Scope: ``registry``."""
+"""Artists: create, read, change default preferences, list what touched their works. Scope:
+``registry``."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import BaseModel, Field, StringConstraints
 
 from service.api.deps import RegistryKey, RuntimeDep, scope_doc
 from service.api.schemas import ArtistCreate, ArtistPublic, ArtistUpdate, ErrorBody
 from service.auth.scopes import Scope
+from service.db.keyset import CursorError, as_utc
+from service.registry.events import GENERATION_MATCHED, EventFilter, list_events
 
 router = APIRouter(prefix="/v1/artists", tags=["registry"])
 _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
@@ -61,3 +67,68 @@ def update_artist(
             clear=body.default_preferences.cleared(),
         )
     return ArtistPublic.of(artist)
+
+
+EventKind = Annotated[str, StringConstraints(pattern=r"^[a-z_]+\.[a-z_]+$", max_length=64)]
+
+
+class ArtistEvent(BaseModel):
+    at: datetime
+    kind: str = Field(
+        description="an audit entry's kind (artwork.registered, license.granted, "
+        f"moderation.matched, stamp.refused, match.decided, ...) or {GENERATION_MATCHED}: a "
+        "generation whose input (init, mask or control image) matched the work, with its "
+        "outcome: blocked, licensed, allowed or noted"
+    )
+    artwork_id: UUID | None = Field(description="the work it touched; null for the artist")
+    audit_seq: int | None = Field(description="its entry in the audit log (proof: audit verify)")
+    actor: str | None
+    data: dict[str, Any]
+
+
+class ArtistEventPage(BaseModel):
+    events: list[ArtistEvent] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")
+
+
+@router.get(
+    "/{artist_id}/events",
+    response_model=ArtistEventPage,
+    responses={**_ERRORS, 422: {"model": ErrorBody}},
+    openapi_extra=scope_doc(Scope.registry),
+    summary="Everything that touched an artist's works, newest first: changes, licences, "
+    "moderation matches, refused stamps, generations whose inputs matched (blocked img2img "
+    "attempts among them) (scope: registry)",
+)
+def list_artist_events(
+    artist_id: UUID,
+    rt: RuntimeDep,
+    key: RegistryKey,
+    kind: Annotated[
+        list[EventKind] | None, Query(description="one or more kinds (repeat the parameter)")
+    ] = None,
+    artwork_id: Annotated[UUID | None, Query(description="one of the artist's works")] = None,
+    since: Annotated[
+        datetime | None, Query(description="at or after (ISO 8601; UTC unless it names its zone)")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="before (ISO 8601; UTC unless it names its zone)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> ArtistEventPage:
+    since, until = as_utc(since), as_utc(until)
+    if since is not None and until is not None and since >= until:
+        raise HTTPException(422, "since must be before until")
+    where = EventFilter(
+        kinds=tuple(dict.fromkeys(kind or ())), artwork_id=artwork_id, since=since, until=until
+    )
+    with rt.pool.connection() as conn:
+        rt.registry.get_artist(conn, artist_id)  # 404 for no such artist
+        try:
+            page = list_events(conn, artist_id, where, limit, cursor)
+        except CursorError as exc:
+            raise HTTPException(422, str(exc)) from None
+    return ArtistEventPage(
+        events=[ArtistEvent(**e) for e in page.events], next_cursor=page.next_cursor
+    )

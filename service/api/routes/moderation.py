@@ -19,7 +19,7 @@ from service.api.text import FreeText, OneLine, StorableText
 from service.api.uploads import read_upload, single_parts, upload_name
 from service.auth.keys import ApiKey
 from service.auth.scopes import Scope
-from service.db.keyset import CursorError
+from service.db.keyset import CursorError, as_utc
 from service.moderation import webhooks
 from service.moderation.check import CheckOutcome, get_check, run_check
 from service.moderation.jobs import (
@@ -32,7 +32,7 @@ from service.moderation.jobs import (
     notify_workers,
     requeue_webhook,
 )
-from service.moderation.listing import CheckFilter, as_utc, list_checks
+from service.moderation.listing import CheckFilter, list_checks
 from service.moderation.picture import moderation_picture
 from service.moderation.policy import POLICIES, Policy, PolicyError
 from service.runtime import Runtime
