@@ -1,7 +1,8 @@
-"""Recorded moderation checks, newest first, a page at a time: a platform's review queue
-(``verdict=review``), what one of its users uploaded, whether these bytes were checked before.
+"""Recorded moderation checks and batch jobs, newest first, a page at a time: a platform's
+review queue (``verdict=review``), what one of its users uploaded, whether these bytes were
+checked before; the jobs it queued, with their items counted.
 
-Pages are cut by keyset ``(created_at, id)``, so a page never repeats or skips a check while
+Pages are cut by keyset ``(created_at, id)``, so a page never repeats or skips a row while
 new ones are recorded."""
 
 from __future__ import annotations
@@ -108,4 +109,88 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
             "key_override": row["key_override"],
         },
         "url": f"/v1/moderation/checks/{row['id']}",
+    }
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which batch jobs: ``api_key_id`` None means any key's."""
+
+    api_key_id: int | None = None
+    statuses: Sequence[str] = ()
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+_JOB_SUMMARY = (
+    "SELECT j.id, j.status, j.total, j.done, j.platform_user, j.context, j.created_at,"
+    " j.started_at, j.finished_at, j.webhook_url, j.webhook_state, j.webhook_attempts, k.*"
+    " FROM moderation_jobs j LEFT JOIN LATERAL ("
+    "  SELECT count(*) FILTER (WHERE i.status = 'queued') AS queued,"
+    "   count(*) FILTER (WHERE i.status = 'checked') AS checked,"
+    "   count(*) FILTER (WHERE i.status = 'rejected') AS rejected,"
+    "   count(*) FILTER (WHERE i.status = 'failed') AS failed,"
+    "   count(*) FILTER (WHERE c.verdict = 'allow') AS allow,"
+    "   count(*) FILTER (WHERE c.verdict = 'review') AS review,"
+    "   count(*) FILTER (WHERE c.verdict = 'block') AS block"
+    "  FROM moderation_job_items i LEFT JOIN moderation_checks c ON c.id = i.check_id"
+    "  WHERE i.job_id = j.id) k ON true"
+)
+
+
+def list_jobs(
+    conn: psycopg.Connection, where: JobFilter, limit: int, cursor: str | None = None
+) -> JobPage:
+    """Up to ``limit`` batch jobs matching ``where``, newest first, after ``cursor``, each with
+    its items counted by status and by verdict; raises ``CursorError`` for a cursor not ours."""
+    terms: list[str] = []
+    args: list[Any] = []
+    if where.api_key_id is not None:
+        terms.append("j.api_key_id = %s")
+        args.append(where.api_key_id)
+    if where.statuses:
+        terms.append("j.status = ANY(%s)")
+        args.append(list(where.statuses))
+    if where.since is not None:
+        terms.append("j.created_at >= %s")
+        args.append(where.since)
+    if where.until is not None:
+        terms.append("j.created_at < %s")
+        args.append(where.until)
+    if cursor is not None:
+        terms.append("(j.created_at, j.id) < (%s, %s)")
+        args.extend(decode_cursor(cursor))
+    sql = _JOB_SUMMARY + (" WHERE " + " AND ".join(terms) if terms else "")
+    sql += " ORDER BY j.created_at DESC, j.id DESC LIMIT %s"
+    args.append(limit + 1)
+    rows = conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
+    return JobPage([_job_summary(r) for r in page], next_cursor)
+
+
+def _job_summary(row: dict[str, Any]) -> dict[str, Any]:
+    webhook = None
+    if row["webhook_url"]:
+        webhook = {"state": row["webhook_state"], "attempts": row["webhook_attempts"]}
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "total": row["total"],
+        "done": row["done"],
+        "counts": {k: row[k] for k in ("queued", "checked", "rejected", "failed")},
+        "verdicts": {k: row[k] for k in ("allow", "review", "block")},
+        "user": row["platform_user"],
+        "context": row["context"],
+        "created_at": row["created_at"],
+        "started_at": row["started_at"],
+        "finished_at": row["finished_at"],
+        "webhook": webhook,
+        "url": f"/v1/moderation/jobs/{row['id']}",
     }

@@ -89,6 +89,7 @@ PROTECTED = [
     ("post", "/v1/moderation/jobs/00000000-0000-0000-0000-000000000000/webhook", "moderate", {}),
     ("get", "/v1/moderation/checks/00000000-0000-0000-0000-000000000000", "moderate", {}),
     ("get", "/v1/artists/00000000-0000-0000-0000-000000000000/events", "registry", {}),
+    ("get", "/v1/moderation/jobs", "moderate", {}),
     ("get", "/v1/moderation/checks", "moderate", {}),
     ("get", "/v1/moderation/policy", "moderate", {}),
     ("post", "/v1/generations", "generate", {"json": {}}),

@@ -1027,6 +1027,7 @@ ROUTES = [
     ("post", f"/v1/moderation/jobs/{ZERO}/webhook", {}),
     ("get", f"/v1/moderation/checks/{ZERO}", {}),
     ("get", "/v1/moderation/checks", {}),
+    ("get", "/v1/moderation/jobs", {}),
     ("get", "/v1/moderation/policy", {}),
 ]
 

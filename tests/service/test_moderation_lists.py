@@ -172,3 +172,45 @@ def test_checks_list_command_prints_the_queue_and_json(
     for bad in (["--verdict", "maybe"], ["--since", "soon"], ["--cursor", "x"]):
         out = runner.invoke(app, ["checks", "list", *bad])
         assert out.exit_code == 2, (bad, out.output)
+
+
+def test_a_key_lists_its_own_batch_jobs_newest_first_with_their_items_counted(mclient, make_key):
+    staff = auth(make_key("registry"))
+    register(mclient, staff, 7111)
+    a, b = auth(make_key("moderate")), auth(make_key("moderate"))
+    files = [
+        ("files", ("copy.jpg", edited(7111), "image/jpeg")),
+        ("files", ("free.jpg", encode(photo_like(7112)), "image/jpeg")),
+        ("files", ("bad.jpg", b"not an image", "image/jpeg")),
+    ]
+    r = mclient.post("/v1/moderation/batch", files=files, data={"user": "u7"}, headers=a)
+    assert r.status_code == 202, r.text
+    mixed, _ = wait_job(mclient, a, r.json()["id"])
+    single, _ = wait_job(mclient, a, one_photo_batch(mclient, a, 7113).json()["id"])
+    theirs, _ = wait_job(mclient, b, one_photo_batch(mclient, b, 7114).json()["id"])
+    page = mclient.get("/v1/moderation/jobs", headers=a).json()
+    assert [j["id"] for j in page["jobs"]] == [single["id"], mixed["id"]]
+    assert page["next_cursor"] is None
+    summary = page["jobs"][1]
+    assert summary["status"] == "completed" and summary["total"] == 3 and summary["done"] == 3
+    assert summary["counts"] == {"queued": 0, "checked": 2, "rejected": 1, "failed": 0}
+    assert summary["verdicts"] == {"allow": 1, "review": 0, "block": 1}
+    assert summary["user"] == "u7" and summary["webhook"] is None
+    assert mclient.get(summary["url"], headers=a).json()["id"] == mixed["id"]
+    admin = mclient.get("/v1/moderation/jobs", headers=auth(make_key("admin"))).json()
+    assert [j["id"] for j in admin["jobs"]] == [theirs["id"], single["id"], mixed["id"]]
+    first = mclient.get("/v1/moderation/jobs", params={"limit": 1}, headers=a).json()
+    rest = mclient.get(
+        "/v1/moderation/jobs", params={"limit": 1, "cursor": first["next_cursor"]}, headers=a
+    ).json()
+    assert [j["id"] for j in first["jobs"] + rest["jobs"]] == [single["id"], mixed["id"]]
+    assert rest["next_cursor"] is None
+    queued = mclient.get("/v1/moderation/jobs", params={"status": "queued"}, headers=a).json()
+    assert queued["jobs"] == []
+    since = mclient.get(
+        "/v1/moderation/jobs", params={"since": single["created_at"]}, headers=a
+    ).json()
+    assert [j["id"] for j in since["jobs"]] == [single["id"]]
+    for bad in ({"status": "done"}, {"cursor": "x"}, {"limit": 0}):
+        r = mclient.get("/v1/moderation/jobs", params=bad, headers=a)
+        assert r.status_code == 422 and next(iter(bad)) in json.dumps(r.json()["detail"])

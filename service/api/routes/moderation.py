@@ -32,7 +32,7 @@ from service.moderation.jobs import (
     notify_workers,
     requeue_webhook,
 )
-from service.moderation.listing import CheckFilter, list_checks
+from service.moderation.listing import CheckFilter, JobFilter, list_checks, list_jobs
 from service.moderation.picture import moderation_picture
 from service.moderation.policy import POLICIES, Policy, PolicyError
 from service.runtime import Runtime
@@ -497,6 +497,78 @@ async def create_batch(
     if not made.created:
         headers["Idempotent-Replayed"] = "true"
     return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers)
+
+
+class JobWebhookState(BaseModel):
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+
+
+class JobSummary(BaseModel):
+    id: UUID
+    status: Literal["queued", "running", "completed", "failed"]
+    total: int
+    done: int
+    counts: dict[str, int] = Field(description="items by status: queued, checked, rejected, failed")
+    verdicts: dict[str, int] = Field(description="checked items by verdict: allow, review, block")
+    user: str | None
+    context: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    webhook: JobWebhookState | None
+    url: str = Field(description="the job with each item's outcome")
+
+
+class JobList(BaseModel):
+    jobs: list[JobSummary] = Field(description="newest first")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")
+
+
+JobStatus = Literal["queued", "running", "completed", "failed"]
+
+
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    responses={**_ERRORS, 422: {"model": ErrorBody}},
+    openapi_extra=scope_doc(Scope.moderate),
+    summary="Batch jobs, newest first, by cursor, with their items counted by status and "
+    "verdict (scope: moderate; a key sees its own jobs, an admin key every job)",
+)
+def list_moderation_jobs(
+    rt: RuntimeDep,
+    key: ModerateKey,
+    job_status: Annotated[
+        list[JobStatus] | None,
+        Query(alias="status", description="one or more (repeat the parameter)"),
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        Query(description="created at or after (ISO 8601; UTC unless it names its zone)"),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        Query(description="created before (ISO 8601; UTC unless it names its zone)"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    since, until = as_utc(since), as_utc(until)
+    if since is not None and until is not None and since >= until:
+        raise HTTPException(422, "since must be before until")
+    where = JobFilter(
+        api_key_id=_owner(key),
+        statuses=tuple(dict.fromkeys(job_status or ())),
+        since=since,
+        until=until,
+    )
+    try:
+        with rt.pool.connection() as conn:
+            page = list_jobs(conn, where, limit, cursor)
+    except CursorError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {"jobs": page.jobs, "next_cursor": page.next_cursor}
 
 
 @router.get(
