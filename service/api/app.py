@@ -19,6 +19,7 @@ from service.api.routes import (
     adapters,
     artists,
     artworks,
+    audit,
     generations,
     health,
     keys,
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         sources,
         generations,
         moderation,
+        audit,
     ):
         app.include_router(module.router)
     app.add_middleware(AnswerCutOffRequests)  # innermost: the others see its 503

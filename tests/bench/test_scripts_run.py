@@ -113,3 +113,8 @@ def test_watermark_ab_runs(tmp_path: Path) -> None:
     assert "| marked, every edit | 20 | 20 | 20 | 0 | 20 |" in table
     assert "| unmarked random crops | 2 | 0 | 0 | 0 | 2 |" in table
     assert "No copy was read differently." in table
+
+
+def test_audit_proofs_runs(tmp_path: Path) -> None:
+    table = _report("audit_proofs.py", "--sizes", "300,1000", "--repeats", "1", cwd=tmp_path)
+    assert "| 300 |" in table and "| 1,000 |" in table

@@ -1,0 +1,172 @@
+"""The audit log for legal review: the signed head, entries by subject, an entry's inclusion
+proof and two heads' consistency, each checked with no database (GET /v1/audit/...,
+``chopmark audit proof`` and ``check-proof``); a changed entry or head does not pass."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from provenance.merkle import root_from_leaf_hashes
+from service.audit.proofs import check_consistency, check_entry_proof, load_public_key
+from service.audit.signing import tree_head_message
+from tests.service.test_moderation import edited, moderate, register
+from tests.support import auth
+
+
+def get(client, h, path: str, **params) -> dict:
+    r = client.get(path, params=params, headers=h)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+@pytest.fixture
+def checked(client, make_key):
+    """A registered work, a moderation check that blocks a copy of it, and an audit key."""
+    (work,) = register(client, auth(make_key("registry")), 7301)
+    result = moderate(client, auth(make_key("moderate")), edited(7301), user="dave")
+    assert result["verdict"] == "block"
+    return {"work": work, "check": result, "audit": auth(make_key("audit"))}
+
+
+def test_the_head_is_signed_and_covers_every_entry(client, checked):
+    h = checked["audit"]
+    head = get(client, h, "/v1/audit/head")
+    key = load_public_key(head["public_key"])
+    key.verify(
+        bytes.fromhex(head["signature"]),
+        tree_head_message(head["size"], bytes.fromhex(head["root"])),
+    )
+    entries, cursor = [], None
+    while True:
+        page = get(
+            client, h, "/v1/audit/entries", limit=3, **({"cursor": cursor} if cursor else {})
+        )
+        entries += page["entries"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [e["seq"] for e in entries] == list(range(head["size"] - 1, -1, -1))
+    leaves = [bytes.fromhex(e["leaf_hash"]) for e in reversed(entries)]
+    assert root_from_leaf_hashes(leaves).hex() == head["root"]
+
+
+def test_a_moderation_checks_entry_is_proved_in_the_signed_log(client, checked):
+    h, check = checked["audit"], checked["check"]
+    page = get(client, h, "/v1/audit/entries", subject=f"moderation:{check['id']}")
+    (entry,) = page["entries"]
+    assert entry["kind"] == "moderation.checked" and entry["data"]["verdict"] == "block"
+    assert entry["data"]["sha256"] == check["sha256"] and entry["data"]["user"] == "dave"
+    matched = get(client, h, "/v1/audit/entries", kind="moderation.matched")["entries"]
+    assert [m["subject"] for m in matched] == [f"artwork:{checked['work']['id']}"]
+    head = get(client, h, "/v1/audit/head")
+    key = load_public_key(head["public_key"])
+    bundle = get(client, h, entry["proof_url"])
+    assert bundle["tree_head"] == {k: head[k] for k in ("size", "root", "signature")}
+    content = check_entry_proof(bundle, key)
+    assert content["data"]["verdict"] == "block" and content["subject"] == entry["subject"]
+    # The same entry under the head of the log as it stood right after it.
+    early = get(client, h, entry["proof_url"], tree_size=entry["seq"] + 1)
+    assert early["tree_head"]["size"] == entry["seq"] + 1
+    assert early["tree_head"]["root"] != bundle["tree_head"]["root"]
+    check_entry_proof(early, key)
+    # A changed verdict, a proof moved to another entry, a head of another log: none pass.
+    forged = json.loads(base64.b64decode(bundle["entry"]))
+    forged["data"]["verdict"] = "allow"
+    changed = {**bundle, "entry": base64.b64encode(json.dumps(forged).encode()).decode()}
+    with pytest.raises(ValueError, match="not in the signed tree"):
+        check_entry_proof(changed, key)
+    with pytest.raises(ValueError):
+        check_entry_proof({**bundle, "leaf_index": bundle["leaf_index"] - 1}, key)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    with pytest.raises(ValueError, match="not signed by this key"):
+        check_entry_proof(bundle, Ed25519PrivateKey.generate().public_key())
+
+
+def test_a_head_kept_earlier_is_held_by_the_later_log(client, make_key, checked):
+    h = checked["audit"]
+    kept = get(client, h, "/v1/audit/head")
+    moderate(client, auth(make_key("moderate")), edited(7301))  # the log grows
+    now = get(client, h, "/v1/audit/head")
+    assert now["size"] > kept["size"]
+    proof = get(client, h, "/v1/audit/consistency", first=kept["size"])
+    assert proof["first"] == {k: kept[k] for k in ("size", "root", "signature")}
+    assert proof["second"]["size"] == now["size"]
+    key = load_public_key(now["public_key"])
+    check_consistency(proof, key)
+    rewritten = {**proof, "first": {**proof["first"], "root": "00" * 32}}
+    with pytest.raises(ValueError):
+        check_consistency(rewritten, key)
+    with pytest.raises(ValueError, match="does not extend"):
+        check_consistency({**proof, "consistency_proof": proof["consistency_proof"][1:]}, key)
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "code"),
+    [
+        ("/v1/audit/entries/999999/proof", {}, 404),
+        ("/v1/audit/entries/-1/proof", {}, 404),
+        ("/v1/audit/entries/2/proof", {"tree_size": 2}, 422),
+        ("/v1/audit/entries/0/proof", {"tree_size": 999999}, 422),
+        ("/v1/audit/consistency", {"first": 999999}, 422),
+        ("/v1/audit/consistency", {"first": 3, "second": 2}, 422),
+        ("/v1/audit/consistency", {}, 422),
+        ("/v1/audit/entries", {"cursor": "eA=="}, 422),
+        ("/v1/audit/entries", {"kind": "no kind"}, 422),
+    ],
+)
+def test_proofs_that_cannot_be_given_are_refused_with_a_reason(client, checked, path, params, code):
+    r = client.get(path, params=params, headers=checked["audit"])
+    assert r.status_code == code, r.text
+    assert r.json()["detail"]
+
+
+def test_proof_commands_write_and_check_a_bundle_with_no_database(
+    client, settings, checked, tmp_path, monkeypatch
+):
+    import typer
+    from typer.testing import CliRunner
+
+    from service.cli.proof_cmds import audit_check_proof, audit_proof
+
+    h = checked["audit"]
+    (entry,) = get(client, h, "/v1/audit/entries", subject=f"moderation:{checked['check']['id']}")[
+        "entries"
+    ]
+    head = get(client, h, "/v1/audit/head")
+    pem = tmp_path / "log.pem"
+    pem.write_text(head["public_key"])
+    monkeypatch.setenv("CHOPMARK_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CHOPMARK_DATA_DIR", str(settings.data_dir))
+    app = typer.Typer()
+    app.command("proof")(audit_proof)
+    app.command("check-proof")(audit_check_proof)
+    runner = CliRunner()
+    out = runner.invoke(app, ["proof", str(entry["seq"])])
+    assert out.exit_code == 0, out.output
+    bundle = tmp_path / "proof.json"
+    bundle.write_text(out.output)
+    assert json.loads(out.output)["leaf_index"] == entry["seq"]
+    monkeypatch.setenv("CHOPMARK_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    out = runner.invoke(app, ["check-proof", str(bundle), "--public-key", str(pem)])
+    assert out.exit_code == 0, out.output
+    assert f"entry {entry['seq']} (moderation.checked" in out.output
+    out = runner.invoke(app, ["check-proof", str(bundle)])
+    assert out.exit_code == 0 and "warning" in out.output
+    data = json.loads(bundle.read_text())
+    data["tree_head"]["root"] = "11" * 32
+    bundle.write_text(json.dumps(data))
+    out = runner.invoke(app, ["check-proof", str(bundle), "--public-key", str(pem)])
+    assert out.exit_code == 1 and "does not hold" in out.output
+    consistency = tmp_path / "consistency.json"
+    consistency.write_text(
+        json.dumps(get(client, h, "/v1/audit/consistency", first=1, second=head["size"]))
+    )
+    out = runner.invoke(app, ["check-proof", str(consistency), "--public-key", str(pem)])
+    assert out.exit_code == 0 and "consistent" in out.output, out.output
+    monkeypatch.setenv("CHOPMARK_DATABASE_URL", settings.database_url)
+    out = runner.invoke(app, ["proof", "999999"])
+    assert out.exit_code == 2 and "no audit entry" in out.output
