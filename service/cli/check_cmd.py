@@ -121,6 +121,13 @@ def check(
 checks_app = typer.Typer(help="Recorded moderation checks.", no_args_is_help=True)
 
 
+def _reviewed(review: dict[str, Any] | None) -> str:
+    if review is None:
+        return "-"
+    d = review["decision"]
+    return f"[{_STYLE[d]}]{d}[/{_STYLE[d]}] by {shown(review['reviewer'])}"
+
+
 @checks_app.command("list")
 def checks_list(
     verdict: Annotated[
@@ -133,6 +140,14 @@ def checks_list(
         typer.Option(exists=True, dir_okay=False, help="checks of these very bytes"),
     ] = None,
     job: Annotated[UUID | None, typer.Option(help="the checks of one batch job")] = None,
+    reviewed: Annotated[
+        bool | None,
+        typer.Option(
+            "--reviewed/--not-reviewed",
+            help="only checks a person decided on since, or only those still waiting",
+            show_default=False,
+        ),
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="checked at or after (ISO 8601; UTC unless zoned)")
     ] = None,
@@ -162,7 +177,13 @@ def checks_list(
             raise fail(problem)
         digest = hashlib.sha256(image.read_bytes()).hexdigest()
     where = CheckFilter(
-        verdicts=wanted, user=user, sha256=digest, job_id=job, since=start, until=end
+        verdicts=wanted,
+        user=user,
+        sha256=digest,
+        job_id=job,
+        since=start,
+        until=end,
+        reviewed=reviewed,
     )
     with runtime() as rt, rt.pool.connection() as conn:
         try:
@@ -173,7 +194,7 @@ def checks_list(
         page_json = {"checks": page.checks, "next_cursor": page.next_cursor}
         print(json.dumps(page_json, default=json_value, indent=2))
         return
-    table = Table("checked (UTC)", "verdict", "AI-generated", "user", "sha256")
+    table = Table("checked (UTC)", "verdict", "reviewed", "AI-generated", "user", "sha256")
     table.add_column("reasons", overflow="fold")
     table.add_column("id", overflow="fold")
     for c in page.checks:
@@ -181,6 +202,7 @@ def checks_list(
         table.add_row(
             f"{c['created_at'].astimezone(UTC):%Y-%m-%d %H:%M:%S}",
             f"[{_STYLE[v]}]{v}[/{_STYLE[v]}]",
+            _reviewed(c["review"]),
             c["ai_generated"] or "-",
             shown(c["user"] or "-"),
             c["sha256"][:12],
@@ -190,3 +212,48 @@ def checks_list(
     console.print(table)
     if page.next_cursor is not None:
         console.print(f"more: --cursor {page.next_cursor}")
+
+
+@checks_app.command("review")
+def checks_review(
+    check_id: Annotated[UUID, typer.Argument(help="the check's id")],
+    decision: Annotated[str, typer.Option(help="allow or block")],
+    reviewer: Annotated[str, typer.Option(help="who decided")],
+    note: Annotated[str | None, typer.Option(help="why, for the record")] = None,
+) -> None:
+    """Record a person's decision on a check (a review verdict looked at, a block appealed); the
+    latest stands; audited as moderation.reviewed."""
+    from service.api.text import FREE_TEXT_MESSAGE, free_text, name_text
+    from service.moderation.reviews import DECISIONS, add_review
+
+    decision = decision.lower()
+    if decision not in DECISIONS:
+        raise fail(f"--decision: {shown(decision)} is not allow or block")
+    try:
+        who = name_text(reviewer)
+    except ValueError as exc:
+        raise fail(f"--reviewer: {exc}") from None
+    if len(who) > 200:
+        raise fail("--reviewer: at most 200 characters")
+    if note is not None:
+        try:
+            free_text(note)  # NUL among the controls refused
+        except ValueError:
+            raise fail(f"--note: {FREE_TEXT_MESSAGE}") from None
+        if len(note) > 2000:
+            raise fail("--note: at most 2000 characters")
+    with runtime() as rt, rt.pool.connection() as conn:
+        review = add_review(
+            rt,
+            conn,
+            check_id,
+            actor=cli_actor(),
+            api_key_id=None,
+            reviewer=who,
+            decision=decision,
+            note=note,
+            owner=None,
+        )
+    if review is None:
+        raise fail(f"no moderation check {check_id}")
+    console.print(f"{check_id}: {decision} by {shown(who)} (review {review['id']})")

@@ -637,10 +637,13 @@ def run_check(
 def get_check(
     conn: psycopg.Connection, check_id: UUID, api_key_id: int | None
 ) -> dict[str, Any] | None:
-    """A stored check; with ``api_key_id``, only one made with that key."""
+    """A stored check with the decisions people made on it since; with ``api_key_id``, only one
+    made with that key."""
+    from service.moderation.reviews import reviews_of
+
     row = conn.execute(
         "SELECT result, api_key_id FROM moderation_checks WHERE id = %s", (check_id,)
     ).fetchone()
     if row is None or (api_key_id is not None and row["api_key_id"] != api_key_id):
         return None
-    return row["result"]
+    return {**row["result"], "reviews": reviews_of(conn, [check_id]).get(check_id, [])}

@@ -16,6 +16,7 @@ from uuid import UUID
 import psycopg
 
 from service.db.keyset import decode_cursor, encode_cursor
+from service.moderation.reviews import reviews_of
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class CheckFilter:
     job_id: UUID | None = None
     since: datetime | None = None  # created at or after
     until: datetime | None = None  # created before
+    reviewed: bool | None = None  # a person decided on it since (or not)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ def list_checks(
     if where.until is not None:
         terms.append("created_at < %s")
         args.append(where.until)
+    if where.reviewed is not None:
+        held = "EXISTS (SELECT 1 FROM moderation_reviews r WHERE r.check_id = moderation_checks.id)"
+        terms.append(held if where.reviewed else f"NOT {held}")
     if cursor is not None:
         terms.append("(created_at, id) < (%s, %s)")
         args.extend(decode_cursor(cursor))
@@ -86,10 +91,11 @@ def list_checks(
     rows = conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
     page, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
-    return CheckPage([_summary(r) for r in page], next_cursor)
+    reviews = reviews_of(conn, [r["id"] for r in page])
+    return CheckPage([_summary(r, reviews.get(r["id"])) for r in page], next_cursor)
 
 
-def _summary(row: dict[str, Any]) -> dict[str, Any]:
+def _summary(row: dict[str, Any], reviews: list[dict[str, Any]] | None) -> dict[str, Any]:
     return {
         "id": row["id"],
         "created_at": row["created_at"],
@@ -108,6 +114,7 @@ def _summary(row: dict[str, Any]) -> dict[str, Any]:
             "version": row["policy_version"],
             "key_override": row["key_override"],
         },
+        "review": reviews[-1] if reviews else None,
         "url": f"/v1/moderation/checks/{row['id']}",
     }
 

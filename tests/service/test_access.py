@@ -93,6 +93,12 @@ PROTECTED = [
     ("get", "/v1/audit/entries", "audit", {}),
     ("get", "/v1/audit/entries/0/proof", "audit", {}),
     ("get", "/v1/audit/consistency", "audit", {"params": {"first": 1}}),
+    (
+        "post",
+        "/v1/moderation/checks/00000000-0000-0000-0000-000000000000/reviews",
+        "moderate",
+        {"json": {"decision": "allow", "reviewer": "m"}},
+    ),
     ("get", "/v1/moderation/jobs", "moderate", {}),
     ("get", "/v1/moderation/checks", "moderate", {}),
     ("get", "/v1/moderation/policy", "moderate", {}),

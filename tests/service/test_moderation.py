@@ -1028,6 +1028,11 @@ ROUTES = [
     ("get", f"/v1/moderation/checks/{ZERO}", {}),
     ("get", "/v1/moderation/checks", {}),
     ("get", "/v1/moderation/jobs", {}),
+    (
+        "post",
+        f"/v1/moderation/checks/{ZERO}/reviews",
+        {"json": {"decision": "allow", "reviewer": "m"}},
+    ),
     ("get", "/v1/moderation/policy", {}),
 ]
 

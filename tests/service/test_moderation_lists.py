@@ -214,3 +214,112 @@ def test_a_key_lists_its_own_batch_jobs_newest_first_with_their_items_counted(mc
     for bad in ({"status": "done"}, {"cursor": "x"}, {"limit": 0}):
         r = mclient.get("/v1/moderation/jobs", params=bad, headers=a)
         assert r.status_code == 422 and next(iter(bad)) in json.dumps(r.json()["detail"])
+
+
+def test_a_persons_decision_on_a_check_is_kept_audited_and_empties_the_queue(
+    mclient, runtime, make_key, recorded
+):
+    a, made = recorded["a"], recorded["made"]
+    review = made[2]["id"]
+    queue = {"verdict": "review", "reviewed": "false"}
+    assert ids(listed(mclient, a, **queue)) == [review]
+    r = mclient.post(
+        f"{LIST}/{review}/reviews",
+        json={"decision": "block", "reviewer": "Mod One", "note": "our output, resold"},
+        headers=a,
+    )
+    assert r.status_code == 201, r.text
+    first = r.json()
+    assert first["decision"] == "block" and first["check_id"] == review
+    assert ids(listed(mclient, a, **queue)) == []
+    assert ids(listed(mclient, a, reviewed="true")) == [review]
+    summary = listed(mclient, a, reviewed="true")["checks"][0]
+    assert summary["review"]["id"] == first["id"] and summary["verdict"] == "review"
+    # An appeal: a later decision stands, the earlier one stays on the record.
+    r = mclient.post(
+        f"{LIST}/{review}/reviews", json={"decision": "allow", "reviewer": "Mod Two"}, headers=a
+    )
+    assert r.status_code == 201, r.text
+    whole = mclient.get(f"{LIST}/{review}", headers=a).json()
+    assert [(x["decision"], x["reviewer"]) for x in whole["reviews"]] == [
+        ("block", "Mod One"),
+        ("allow", "Mod Two"),
+    ]
+    assert listed(mclient, a, reviewed="true")["checks"][0]["review"]["decision"] == "allow"
+    with runtime.pool.connection() as conn:
+        entries = conn.execute(
+            "SELECT kind, entry FROM audit_log WHERE subject = %s ORDER BY seq",
+            (f"moderation:{review}",),
+        ).fetchall()
+    kinds = [e["kind"] for e in entries]
+    assert kinds == ["moderation.checked", "moderation.reviewed", "moderation.reviewed"]
+    said = json.loads(bytes(entries[1]["entry"]))["data"]
+    assert said["decision"] == "block" and said["reviewer"] == "Mod One"
+    assert said["note"] == "our output, resold" and said["verdict"] == "review"
+    # Another platform's key cannot see or decide on the check; an admin can.
+    r = mclient.post(
+        f"{LIST}/{review}/reviews",
+        json={"decision": "allow", "reviewer": "x"},
+        headers=recorded["b"],
+    )
+    assert r.status_code == 404
+    r = mclient.post(
+        f"{LIST}/{review}/reviews",
+        json={"decision": "block", "reviewer": "Admin"},
+        headers=auth(make_key("admin")),
+    )
+    assert r.status_code == 201
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"decision": "maybe", "reviewer": "m"},
+        {"decision": "allow"},
+        {"decision": "allow", "reviewer": "   "},
+        {"decision": "allow", "reviewer": "m\nforged line"},
+        {"decision": "allow", "reviewer": "m", "note": "x\x1b[31m"},
+        {"decision": "allow", "reviewer": "m", "note": "n" * 2001},
+        {"decision": "allow", "reviewer": "m", "extra": 1},
+    ],
+)
+def test_a_bad_decision_is_refused_and_nothing_is_recorded(mclient, runtime, recorded, body):
+    review = recorded["made"][2]["id"]
+    r = mclient.post(f"{LIST}/{review}/reviews", json=body, headers=recorded["a"])
+    assert r.status_code == 422, r.text
+    with runtime.pool.connection() as conn:
+        n = conn.execute("SELECT count(*) AS n FROM moderation_reviews").fetchone()["n"]
+        kinds = conn.execute(
+            "SELECT count(*) AS n FROM audit_log WHERE kind = 'moderation.reviewed'"
+        ).fetchone()["n"]
+    assert n == 0 and kinds == 0
+
+
+def test_checks_review_command_records_a_decision(mclient, settings, recorded, monkeypatch):
+    import typer
+    from typer.testing import CliRunner
+
+    from service.cli.check_cmd import checks_app
+
+    monkeypatch.setenv("CHOPMARK_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CHOPMARK_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("COLUMNS", "250")
+    app = typer.Typer()
+    app.add_typer(checks_app, name="checks")
+    runner = CliRunner()
+    review = recorded["made"][2]["id"]
+    out = runner.invoke(
+        app, ["checks", "review", review, "--decision", "block", "--reviewer", "Mod One"]
+    )
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(app, ["checks", "list", "--reviewed"])
+    assert review in out.output and "block by Mod One" in out.output
+    out = runner.invoke(app, ["checks", "list", "--not-reviewed", "--verdict", "review", "--json"])
+    assert json.loads(out.output)["checks"] == []
+    for bad in (
+        [review, "--decision", "maybe", "--reviewer", "m"],
+        [review, "--decision", "allow", "--reviewer", " "],
+        ["00000000-0000-0000-0000-000000000000", "--decision", "allow", "--reviewer", "m"],
+    ):
+        out = runner.invoke(app, ["checks", "review", *bad])
+        assert out.exit_code == 2, (bad, out.output)

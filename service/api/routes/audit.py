@@ -18,6 +18,7 @@ from service.audit.proofs import PROOF_FORMAT, ProofError, consistency, entry_pr
 from service.audit.signing import public_key_pem
 from service.auth.scopes import Scope
 from service.db.keyset import CursorError, as_utc
+from service.runtime import Runtime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
@@ -73,7 +74,7 @@ class ConsistencyPublic(BaseModel):
     public_key: str
 
 
-def _public_key(rt: Any) -> str:
+def _public_key(rt: Runtime) -> str:
     return public_key_pem(rt.audit.key)
 
 

@@ -11,11 +11,11 @@ from uuid import UUID
 from fastapi import APIRouter, File, Form, Header, HTTPException, Query, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ImageWorkDep, ModerateKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody, IndexInfo, MatchPublic
-from service.api.text import FreeText, OneLine, StorableText
+from service.api.text import FreeText, Name, OneLine, RequestModel, StorableText
 from service.api.uploads import read_upload, single_parts, upload_name
 from service.auth.keys import ApiKey
 from service.auth.scopes import Scope
@@ -35,6 +35,7 @@ from service.moderation.jobs import (
 from service.moderation.listing import CheckFilter, JobFilter, list_checks, list_jobs
 from service.moderation.picture import moderation_picture
 from service.moderation.policy import POLICIES, Policy, PolicyError
+from service.moderation.reviews import add_review
 from service.runtime import Runtime
 
 router = APIRouter(prefix="/v1/moderation", tags=["moderation"])
@@ -142,6 +143,27 @@ class FramesPublic(BaseModel):
     )
 
 
+class ReviewPublic(BaseModel):
+    id: UUID
+    check_id: UUID
+    reviewer: str = Field(description="the person who decided")
+    decision: Literal["allow", "block"]
+    note: str | None
+    created_at: datetime
+
+
+class ReviewCreate(RequestModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["allow", "block"] = Field(description="what a person decided")
+    reviewer: Annotated[str, Name] = Field(
+        min_length=1, max_length=200, description="who decided (a moderator's name or id)"
+    )
+    note: Annotated[str | None, FreeText, StorableText] = Field(
+        default=None, max_length=2000, description="why, for the record"
+    )
+
+
 class ModerationResult(BaseModel):
     id: UUID
     created_at: datetime
@@ -164,6 +186,10 @@ class ModerationResult(BaseModel):
         description="the frames in the file (1 for a still image) and those matched",
     )
     timings: dict[str, float] = Field(description="milliseconds per stage")
+    reviews: list[ReviewPublic] = Field(
+        default_factory=list,
+        description="decisions people made on this check since, oldest first (the last stands)",
+    )
 
 
 class JobItemPublic(BaseModel):
@@ -341,6 +367,9 @@ class CheckSummary(BaseModel):
     reasons: list[ReasonPublic]
     ai_generated: str | None = Field(description="declared, watermarked, matched or unknown")
     policy: PolicyRef
+    review: ReviewPublic | None = Field(
+        description="the decision that stands, if a person made one"
+    )
     url: str = Field(description="the whole check with its evidence")
 
 
@@ -370,6 +399,13 @@ def list_moderation_checks(
         Query(pattern="^[0-9a-fA-F]{64}$", description="the image's SHA-256, in hex"),
     ] = None,
     job_id: Annotated[UUID | None, Query(description="the checks of one batch job")] = None,
+    reviewed: Annotated[
+        bool | None,
+        Query(
+            description="whether a person decided on it since (verdict=review&reviewed=false: "
+            "the checks still waiting for one)"
+        ),
+    ] = None,
     since: Annotated[
         datetime | None,
         Query(description="checked at or after (ISO 8601; UTC unless it names its zone)"),
@@ -392,6 +428,7 @@ def list_moderation_checks(
         job_id=job_id,
         since=since,
         until=until,
+        reviewed=reviewed,
     )
     try:
         with rt.pool.connection() as conn:
@@ -414,6 +451,36 @@ def read_check(check_id: UUID, rt: RuntimeDep, key: ModerateKey) -> dict[str, An
     if found is None:
         raise HTTPException(404, f"no moderation check {check_id}")
     return found
+
+
+@router.post(
+    "/checks/{check_id}/reviews",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ReviewPublic,
+    responses={**_ERRORS, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+    openapi_extra=scope_doc(Scope.moderate),
+    summary="Record a person's decision on a check (a review verdict looked at, a block "
+    "appealed): the latest stands, each is audited (scope: moderate; the key that made the "
+    "check, or an admin key)",
+)
+def review_check(
+    check_id: UUID, body: ReviewCreate, rt: RuntimeDep, key: ModerateKey
+) -> dict[str, Any]:
+    with rt.pool.connection() as conn:
+        review = add_review(
+            rt,
+            conn,
+            check_id,
+            actor=key.actor,
+            api_key_id=key.id,
+            reviewer=body.reviewer,
+            decision=body.decision,
+            note=body.note,
+            owner=_owner(key),
+        )
+    if review is None:
+        raise HTTPException(404, f"no moderation check {check_id}")
+    return review
 
 
 @router.get(

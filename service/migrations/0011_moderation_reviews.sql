@@ -1,0 +1,13 @@
+-- A person's decision on a recorded check (a `review` verdict looked at, a block appealed):
+-- append-only, the latest one stands; each is in the audit log as `moderation.reviewed`.
+CREATE TABLE moderation_reviews (
+    id          uuid PRIMARY KEY,
+    check_id    uuid NOT NULL REFERENCES moderation_checks (id),
+    api_key_id  bigint REFERENCES api_keys (id),
+    actor       text NOT NULL,
+    reviewer    text NOT NULL,
+    decision    text NOT NULL CHECK (decision IN ('allow', 'block')),
+    note        text,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX moderation_reviews_check ON moderation_reviews (check_id, created_at);
