@@ -26,6 +26,7 @@ from service.api.routes import (
     licenses,
     matches,
     moderation,
+    moderation_records,
     sbr,
     sources,
     stamps,
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         sources,
         generations,
         moderation,
+        moderation_records,
         audit,
     ):
         app.include_router(module.router)

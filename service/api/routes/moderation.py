@@ -11,15 +11,14 @@ from uuid import UUID
 from fastapi import APIRouter, File, Form, Header, HTTPException, Query, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from service.api.deps import ImageWorkDep, ModerateKey, RuntimeDep, scope_doc
 from service.api.schemas import ErrorBody, IndexInfo, MatchPublic
-from service.api.text import FreeText, Name, OneLine, RequestModel, StorableText
+from service.api.text import FreeText, OneLine, StorableText
 from service.api.uploads import read_upload, single_parts, upload_name
 from service.auth.keys import ApiKey
 from service.auth.scopes import Scope
-from service.db.keyset import CursorError, as_utc
 from service.moderation import webhooks
 from service.moderation.check import CheckOutcome, get_check, run_check
 from service.moderation.jobs import (
@@ -32,10 +31,8 @@ from service.moderation.jobs import (
     notify_workers,
     requeue_webhook,
 )
-from service.moderation.listing import CheckFilter, JobFilter, list_checks, list_jobs
 from service.moderation.picture import moderation_picture
 from service.moderation.policy import POLICIES, Policy, PolicyError
-from service.moderation.reviews import add_review
 from service.runtime import Runtime
 
 router = APIRouter(prefix="/v1/moderation", tags=["moderation"])
@@ -152,18 +149,6 @@ class ReviewPublic(BaseModel):
     created_at: datetime
 
 
-class ReviewCreate(RequestModel):
-    model_config = ConfigDict(extra="forbid")
-
-    decision: Literal["allow", "block"] = Field(description="what a person decided")
-    reviewer: Annotated[str, Name] = Field(
-        min_length=1, max_length=200, description="who decided (a moderator's name or id)"
-    )
-    note: Annotated[str | None, FreeText, StorableText] = Field(
-        default=None, max_length=2000, description="why, for the record"
-    )
-
-
 class ModerationResult(BaseModel):
     id: UUID
     created_at: datetime
@@ -261,7 +246,7 @@ def _policy(rt: Runtime, key: ApiKey) -> Policy:
         ) from None
 
 
-def _owner(key: ApiKey) -> int | None:
+def visible_to(key: ApiKey) -> int | None:
     """Checks and jobs are visible to the key that made them, or to an admin key."""
     return None if Scope.admin.value in key.scopes else key.id
 
@@ -353,91 +338,6 @@ async def check_picture(
     return Response(png, media_type="image/png", headers={"X-Check-Id": check_id})
 
 
-class CheckSummary(BaseModel):
-    id: UUID
-    created_at: datetime
-    job_id: UUID | None
-    sha256: str
-    media_type: str | None
-    width: int | None
-    height: int | None
-    user: str | None
-    context: str | None
-    verdict: Verdict
-    reasons: list[ReasonPublic]
-    ai_generated: str | None = Field(description="declared, watermarked, matched or unknown")
-    policy: PolicyRef
-    review: ReviewPublic | None = Field(
-        description="the decision that stands, if a person made one"
-    )
-    url: str = Field(description="the whole check with its evidence")
-
-
-class CheckList(BaseModel):
-    checks: list[CheckSummary] = Field(description="newest first")
-    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")
-
-
-@router.get(
-    "/checks",
-    response_model=CheckList,
-    responses={**_ERRORS, 422: {"model": ErrorBody}},
-    openapi_extra=scope_doc(Scope.moderate),
-    summary="Recorded checks, newest first, by cursor: the review queue (verdict=review), a "
-    "user's uploads, an image checked before (scope: moderate; a key sees its own checks, an "
-    "admin key every check)",
-)
-def list_moderation_checks(
-    rt: RuntimeDep,
-    key: ModerateKey,
-    verdict: Annotated[
-        list[Verdict] | None, Query(description="one or more (repeat the parameter)")
-    ] = None,
-    user: Annotated[str | None, Query(max_length=200, description="platform user")] = None,
-    sha256: Annotated[
-        str | None,
-        Query(pattern="^[0-9a-fA-F]{64}$", description="the image's SHA-256, in hex"),
-    ] = None,
-    job_id: Annotated[UUID | None, Query(description="the checks of one batch job")] = None,
-    reviewed: Annotated[
-        bool | None,
-        Query(
-            description="whether a person decided on it since (verdict=review&reviewed=false: "
-            "the checks still waiting for one)"
-        ),
-    ] = None,
-    since: Annotated[
-        datetime | None,
-        Query(description="checked at or after (ISO 8601; UTC unless it names its zone)"),
-    ] = None,
-    until: Annotated[
-        datetime | None,
-        Query(description="checked before (ISO 8601; UTC unless it names its zone)"),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> dict[str, Any]:
-    since, until = as_utc(since), as_utc(until)
-    if since is not None and until is not None and since >= until:
-        raise HTTPException(422, "since must be before until")
-    where = CheckFilter(
-        api_key_id=_owner(key),
-        verdicts=tuple(dict.fromkeys(verdict or ())),
-        user=user,
-        sha256=sha256,
-        job_id=job_id,
-        since=since,
-        until=until,
-        reviewed=reviewed,
-    )
-    try:
-        with rt.pool.connection() as conn:
-            page = list_checks(conn, where, limit, cursor)
-    except CursorError as exc:
-        raise HTTPException(422, str(exc)) from None
-    return {"checks": page.checks, "next_cursor": page.next_cursor}
-
-
 @router.get(
     "/checks/{check_id}",
     response_model=ModerationResult,
@@ -447,40 +347,10 @@ def list_moderation_checks(
 )
 def read_check(check_id: UUID, rt: RuntimeDep, key: ModerateKey) -> dict[str, Any]:
     with rt.pool.connection() as conn:
-        found = get_check(conn, check_id, _owner(key))
+        found = get_check(conn, check_id, visible_to(key))
     if found is None:
         raise HTTPException(404, f"no moderation check {check_id}")
     return found
-
-
-@router.post(
-    "/checks/{check_id}/reviews",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ReviewPublic,
-    responses={**_ERRORS, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}},
-    openapi_extra=scope_doc(Scope.moderate),
-    summary="Record a person's decision on a check (a review verdict looked at, a block "
-    "appealed): the latest stands, each is audited (scope: moderate; the key that made the "
-    "check, or an admin key)",
-)
-def review_check(
-    check_id: UUID, body: ReviewCreate, rt: RuntimeDep, key: ModerateKey
-) -> dict[str, Any]:
-    with rt.pool.connection() as conn:
-        review = add_review(
-            rt,
-            conn,
-            check_id,
-            actor=key.actor,
-            api_key_id=key.id,
-            reviewer=body.reviewer,
-            decision=body.decision,
-            note=body.note,
-            owner=_owner(key),
-        )
-    if review is None:
-        raise HTTPException(404, f"no moderation check {check_id}")
-    return review
 
 
 @router.get(
@@ -566,78 +436,6 @@ async def create_batch(
     return JSONResponse(body.model_dump(mode="json"), status_code=202, headers=headers)
 
 
-class JobWebhookState(BaseModel):
-    state: Literal["pending", "delivered", "failed"]
-    attempts: int
-
-
-class JobSummary(BaseModel):
-    id: UUID
-    status: Literal["queued", "running", "completed", "failed"]
-    total: int
-    done: int
-    counts: dict[str, int] = Field(description="items by status: queued, checked, rejected, failed")
-    verdicts: dict[str, int] = Field(description="checked items by verdict: allow, review, block")
-    user: str | None
-    context: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    webhook: JobWebhookState | None
-    url: str = Field(description="the job with each item's outcome")
-
-
-class JobList(BaseModel):
-    jobs: list[JobSummary] = Field(description="newest first")
-    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")
-
-
-JobStatus = Literal["queued", "running", "completed", "failed"]
-
-
-@router.get(
-    "/jobs",
-    response_model=JobList,
-    responses={**_ERRORS, 422: {"model": ErrorBody}},
-    openapi_extra=scope_doc(Scope.moderate),
-    summary="Batch jobs, newest first, by cursor, with their items counted by status and "
-    "verdict (scope: moderate; a key sees its own jobs, an admin key every job)",
-)
-def list_moderation_jobs(
-    rt: RuntimeDep,
-    key: ModerateKey,
-    job_status: Annotated[
-        list[JobStatus] | None,
-        Query(alias="status", description="one or more (repeat the parameter)"),
-    ] = None,
-    since: Annotated[
-        datetime | None,
-        Query(description="created at or after (ISO 8601; UTC unless it names its zone)"),
-    ] = None,
-    until: Annotated[
-        datetime | None,
-        Query(description="created before (ISO 8601; UTC unless it names its zone)"),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-) -> dict[str, Any]:
-    since, until = as_utc(since), as_utc(until)
-    if since is not None and until is not None and since >= until:
-        raise HTTPException(422, "since must be before until")
-    where = JobFilter(
-        api_key_id=_owner(key),
-        statuses=tuple(dict.fromkeys(job_status or ())),
-        since=since,
-        until=until,
-    )
-    try:
-        with rt.pool.connection() as conn:
-            page = list_jobs(conn, where, limit, cursor)
-    except CursorError as exc:
-        raise HTTPException(422, str(exc)) from None
-    return {"jobs": page.jobs, "next_cursor": page.next_cursor}
-
-
 @router.get(
     "/jobs/{job_id}",
     response_model=JobPublic,
@@ -652,7 +450,7 @@ def read_job(
     full: Annotated[bool, Query(description="embed each item's full result")] = False,
 ) -> dict[str, Any]:
     with rt.pool.connection() as conn:
-        job = get_job(conn, job_id, _owner(key), full=full)
+        job = get_job(conn, job_id, visible_to(key), full=full)
     if job is None:
         raise HTTPException(404, f"no moderation job {job_id}")
     return job
@@ -668,7 +466,7 @@ def read_job(
 )
 def redeliver_webhook(job_id: UUID, rt: RuntimeDep, key: ModerateKey) -> dict[str, Any]:
     with rt.pool.connection() as conn, conn.transaction():
-        job = get_job(conn, job_id, _owner(key))
+        job = get_job(conn, job_id, visible_to(key))
         if job is None:
             raise HTTPException(404, f"no moderation job {job_id}")
         if job["webhook"] is None:
@@ -676,6 +474,6 @@ def redeliver_webhook(job_id: UUID, rt: RuntimeDep, key: ModerateKey) -> dict[st
         if job["status"] not in ("completed", "failed"):
             raise HTTPException(409, "the job is not finished: its webhook is sent when it is")
         requeue_webhook(rt, conn, job_id, key.actor)
-        job = get_job(conn, job_id, _owner(key))
+        job = get_job(conn, job_id, visible_to(key))
     notify_workers()
     return job
