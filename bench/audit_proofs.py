@@ -24,7 +24,7 @@ from detection_report import emit
 from psycopg.rows import dict_row
 
 from provenance.merkle import root_from_leaf_hashes, verify_consistency, verify_inclusion
-from service.audit.proofs import _leaf_hashes, consistency, entry_proof
+from service.audit.proofs import consistency, entry_proof, leaf_hashes
 from service.db.migrate import upgrade
 
 T = TypeVar("T")
@@ -55,8 +55,8 @@ def _timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
 def _row(conn: psycopg.Connection, size: int, repeats: int) -> str:
     """One size: the floor, both proofs, each proof checked against the root computed here."""
     _fill(conn, size)
-    _leaf_hashes(conn, size)  # warm: every measure then reads from PostgreSQL's cache
-    floor, leaves = _timed(lambda: _leaf_hashes(conn, size), repeats)
+    leaf_hashes(conn, size)  # warm: every measure then reads from PostgreSQL's cache
+    floor, leaves = _timed(lambda: leaf_hashes(conn, size), repeats)
     root = root_from_leaf_hashes(leaves)
     seq, half = size // 3, size // 2
     inc_ms, proof = _timed(lambda: entry_proof(conn, seq), repeats)

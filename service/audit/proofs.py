@@ -57,7 +57,7 @@ def head_at(conn: psycopg.Connection, size: int) -> TreeHead:
     return TreeHead(size, bytes(row["root_hash"]), bytes(row["signature"]))
 
 
-def _leaf_hashes(conn: psycopg.Connection, size: int) -> list[bytes]:
+def leaf_hashes(conn: psycopg.Connection, size: int) -> list[bytes]:
     with (
         conn.transaction(),  # a server-side cursor lives in a transaction
         conn.cursor(name="audit_leaves", row_factory=psycopg.rows.tuple_row) as cur,
@@ -102,7 +102,7 @@ def entry_proof(conn: psycopg.Connection, seq: int, tree_size: int | None = None
     head = head_at(conn, size)
     row = conn.execute("SELECT entry FROM audit_log WHERE seq = %s", (seq,)).fetchone()
     assert row is not None  # below the committed size
-    leaves = _leaf_hashes(conn, size)
+    leaves = leaf_hashes(conn, size)
     return EntryProof(seq, bytes(row["entry"]), inclusion_proof(seq, leaves), head)
 
 
@@ -127,7 +127,7 @@ def consistency(conn: psycopg.Connection, first: int, second: int) -> Consistenc
     if not 1 <= first <= second:
         raise ProofError("first must be at least 1 and at most second")
     older, newer = head_at(conn, first), head_at(conn, second)
-    path = consistency_proof(first, _leaf_hashes(conn, second)) if first < second else []
+    path = consistency_proof(first, leaf_hashes(conn, second)) if first < second else []
     return Consistency(older, newer, path)
 
 

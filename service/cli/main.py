@@ -30,7 +30,7 @@ from service.cli.common import (
 from service.cli.events_cmd import artist_events
 from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
-from service.cli.proof_cmds import audit_check_proof, audit_proof
+from service.cli.proof_cmds import audit_check_proof, audit_proof, audit_report
 from service.cli.provenance_cmds import credentials_app, verify
 from service.cli.storage_cmds import storage_app
 from service.cli.workers import INTERRUPTED_EXIT
@@ -50,6 +50,7 @@ artists_app.command("events")(artist_events)
 app.add_typer(audit_app, name="audit")
 audit_app.command("proof")(audit_proof)
 audit_app.command("check-proof")(audit_check_proof)
+audit_app.command("report")(audit_report)
 app.add_typer(credentials_app, name="credentials")
 app.command()(verify)
 app.add_typer(adapters_app, name="adapters")

@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import console, err_console, fail, read_named_file, runtime, shown
+from service.cli.common import (
+    console,
+    err_console,
+    fail,
+    read_named_file,
+    runtime,
+    shown,
+    write_named_file,
+)
 
 
 def audit_proof(
@@ -36,7 +44,10 @@ def audit_proof(
 
 def audit_check_proof(
     bundle: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="an entry or consistency proof")
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="a report, an entry proof or a consistency proof"
+        ),
     ],
     public_key: Annotated[
         Path | None,
@@ -47,8 +58,10 @@ def audit_check_proof(
         ),
     ] = None,
 ) -> None:
-    """Check a proof bundle without chopmark's database; exit 1 saying what does not hold."""
+    """Check an audit report (JSON) or a proof bundle without chopmark's database; exit 1 saying
+    what does not hold."""
     from service.audit.proofs import check_consistency, check_entry_proof, load_public_key
+    from service.audit.report import REPORT_FORMAT, check_report
 
     try:
         data = json.loads(read_named_file(bundle))
@@ -68,6 +81,14 @@ def audit_check_proof(
     except ValueError as exc:
         raise fail(f"public key: {exc}") from None
     try:
+        if data.get("format") == REPORT_FORMAT:
+            entries = check_report(data, key)
+            size = data["tree_head"]["size"]
+            console.print(
+                f"all {len(entries)} entries about {shown(data.get('subject'))} are in the signed"
+                f" log of {size} entries"
+            )
+            return
         if "consistency_proof" in data:
             check_consistency(data, key)
             first, second = data["first"]["size"], data["second"]["size"]
@@ -82,3 +103,29 @@ def audit_check_proof(
         f"entry {entry['seq']} ({shown(entry.get('kind'))}, {shown(entry.get('subject'))},"
         f" {shown(entry.get('time'))}) is in the signed log of {size} entries"
     )
+
+
+def audit_report(
+    subject: Annotated[
+        str, typer.Argument(help="moderation:ID, artwork:ID, generation:ID, or any subject")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", dir_okay=False, help="FILE.pdf for people, FILE.json")
+    ],
+) -> None:
+    """Write an audit report on a subject: its record and every audit entry about it, proved
+    under the newest signed tree head (as GET /v1/audit/report gives it)."""
+    from fastapi import HTTPException
+
+    from service.api.routes.audit import make_report
+
+    suffix = out.suffix.lower()
+    if suffix not in (".pdf", ".json"):
+        raise fail("--out: name a .pdf or a .json file")
+    with runtime() as rt:
+        try:
+            data = make_report(rt, subject, "pdf" if suffix == ".pdf" else "json")
+        except HTTPException as exc:
+            raise fail(exc.detail) from None
+    write_named_file(out, data)
+    console.print(f"{out}: the report on {shown(subject)}")

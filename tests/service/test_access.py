@@ -92,6 +92,7 @@ PROTECTED = [
     ("get", "/v1/audit/head", "audit", {}),
     ("get", "/v1/audit/entries", "audit", {}),
     ("get", "/v1/audit/entries/0/proof", "audit", {}),
+    ("get", "/v1/audit/report", "audit", {"params": {"subject": "artwork:x"}}),
     ("get", "/v1/audit/consistency", "audit", {"params": {"first": 1}}),
     (
         "post",

@@ -11,6 +11,7 @@ import pytest
 
 from provenance.merkle import root_from_leaf_hashes
 from service.audit.proofs import check_consistency, check_entry_proof, load_public_key
+from service.audit.report import check_report
 from service.audit.signing import tree_head_message
 from tests.service.test_moderation import edited, moderate, register
 from tests.support import auth
@@ -170,3 +171,130 @@ def test_proof_commands_write_and_check_a_bundle_with_no_database(
     monkeypatch.setenv("CHOPMARK_DATABASE_URL", settings.database_url)
     out = runner.invoke(app, ["proof", "999999"])
     assert out.exit_code == 2 and "no audit entry" in out.output
+
+
+# ---- reports ----------------------------------------------------------------------------------
+
+
+def pdf_text(data: bytes) -> tuple[str, int]:
+    """The text of a PDF and how many pictures it holds."""
+    import io
+
+    from pypdf import PdfReader
+
+    reader = PdfReader(io.BytesIO(data))
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    return " ".join(text.split()), sum(len(page.images) for page in reader.pages)
+
+
+def test_a_moderation_checks_report_proves_its_entries_and_shows_the_evidence(
+    client, make_key, checked
+):
+    h, check = checked["audit"], checked["check"]
+    r = client.post(
+        f"/v1/moderation/checks/{check['id']}/reviews",
+        json={"decision": "block", "reviewer": "Mod One", "note": "a copy of the work"},
+        headers=auth(make_key("moderate", "admin")),
+    )
+    assert r.status_code == 201, r.text
+    subject = f"moderation:{check['id']}"
+    report = get(client, h, "/v1/audit/report", subject=subject)
+    assert report["record_kind"] == "moderation_check" and report["record"]["id"] == check["id"]
+    assert report["record"]["reviews"][0]["reviewer"] == "Mod One"
+    head = get(client, h, "/v1/audit/head")
+    assert report["tree_head"]["size"] == head["size"]
+    key = load_public_key(head["public_key"])
+    contents = check_report(report, key)
+    assert [c["kind"] for c in contents] == ["moderation.checked", "moderation.reviewed"]
+    # An entry about something else slipped in, or one changed: the report does not hold.
+    other = get(client, h, f"/v1/audit/entries/{contents[0]['seq'] - 1}/proof")
+    moved = {k: other[k] for k in ("leaf_index", "entry", "entry_json", "leaf_hash")}
+    moved["inclusion_proof"] = get(
+        client, h, f"/v1/audit/entries/{moved['leaf_index']}/proof", tree_size=head["size"]
+    )["inclusion_proof"]
+    with pytest.raises(ValueError, match="not about"):
+        check_report({**report, "entries": [moved, *report["entries"]]}, key)
+    forged = json.loads(base64.b64decode(report["entries"][0]["entry"]))
+    forged["data"]["verdict"] = "allow"
+    bad = {**report["entries"][0], "entry": base64.b64encode(json.dumps(forged).encode()).decode()}
+    with pytest.raises(ValueError):
+        check_report({**report, "entries": [bad]}, key)
+    r = client.get("/v1/audit/report", params={"subject": subject, "format": "pdf"}, headers=h)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+    text, pictures = pdf_text(r.content)
+    assert f"Audit report: {subject}" in text and "block" in text and "Mod One" in text
+    assert head["root"] in text.replace(" ", "") and "moderation.reviewed" in text
+    assert pictures == 1  # the registered work it copies
+
+
+def test_an_artworks_and_a_generations_reports(client, runtime, make_key, checked):
+    from service.genservice import GenerationService
+    from tests.service.test_generations import b64, request
+
+    h, work = checked["audit"], checked["work"]
+    report = get(client, h, "/v1/audit/report", subject=f"artwork:{work['id']}")
+    key = load_public_key(report["public_key"])
+    kinds = [c["kind"] for c in check_report(report, key)]
+    assert kinds == ["artwork.registered", "moderation.matched"]
+    assert report["record"]["sha256"] == work["sha256"]
+    lazy = GenerationService.open(runtime)  # a blocked request never loads the model
+    client.app.state.generation = lazy
+    try:
+        r = client.post(
+            "/v1/generations",
+            json=request(init_image=b64(edited(7301)), strength=0.6, user="eve", seed=5),
+            headers=auth(make_key("generate")),
+        )
+    finally:
+        lazy.close()
+    assert r.status_code == 403, r.text
+    subject = f"generation:{r.json()['id']}"
+    report = get(client, h, "/v1/audit/report", subject=subject)
+    assert [c["kind"] for c in check_report(report, key)] == ["generation.blocked"]
+    assert report["record"]["parameters"]["seed"] == 5
+    pdf = client.get("/v1/audit/report", params={"subject": subject, "format": "pdf"}, headers=h)
+    text, _ = pdf_text(pdf.content)
+    assert "a lighthouse at dusk" in text and "blocked" in text
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"subject": f"moderation:{'0' * 8}-0000-0000-0000-{'0' * 12}"}, 404),
+        ({"subject": "nothing:here"}, 404),
+        ({"subject": "artwork:x", "format": "docx"}, 422),
+        ({}, 422),
+    ],
+)
+def test_a_report_on_nothing_recorded_is_refused(client, checked, params, code):
+    r = client.get("/v1/audit/report", params=params, headers=checked["audit"])
+    assert r.status_code == code, r.text
+
+
+def test_report_command_writes_a_pdf_and_a_json_that_check_proof_checks(
+    client, settings, checked, tmp_path, monkeypatch
+):
+    import typer
+    from typer.testing import CliRunner
+
+    from service.cli.proof_cmds import audit_check_proof, audit_report
+
+    monkeypatch.setenv("CHOPMARK_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CHOPMARK_DATA_DIR", str(settings.data_dir))
+    app = typer.Typer()
+    app.command("report")(audit_report)
+    app.command("check-proof")(audit_check_proof)
+    runner = CliRunner()
+    subject = f"moderation:{checked['check']['id']}"
+    for name in ("r.pdf", "r.json"):
+        out = runner.invoke(app, ["report", subject, "--out", str(tmp_path / name)])
+        assert out.exit_code == 0, out.output
+    assert (tmp_path / "r.pdf").read_bytes().startswith(b"%PDF")
+    pem = tmp_path / "log.pem"
+    pem.write_text(get(client, checked["audit"], "/v1/audit/head")["public_key"])
+    out = runner.invoke(app, ["check-proof", str(tmp_path / "r.json"), "--public-key", str(pem)])
+    assert out.exit_code == 0 and "all 1 entries about" in out.output, out.output
+    out = runner.invoke(app, ["report", "nothing:here", "--out", str(tmp_path / "x.pdf")])
+    assert out.exit_code == 2 and "nothing is recorded" in out.output
+    out = runner.invoke(app, ["report", subject, "--out", str(tmp_path / "x.txt")])
+    assert out.exit_code == 2

@@ -4,20 +4,38 @@ checks without the database (``chopmark audit check-proof``). Scope: ``audit``."
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import Response
+from PIL import Image as PILImage
+from psycopg import Connection
 from pydantic import BaseModel, Field, StringConstraints
 
 from service.api.deps import AuditKey, RuntimeDep, scope_doc
-from service.api.schemas import ErrorBody
+from service.api.routes.generations import public_view
+from service.api.schemas import ArtworkPublic, ErrorBody
 from service.audit.entries import EntryFilter, list_entries
 from service.audit.log import latest_head
-from service.audit.proofs import PROOF_FORMAT, ProofError, consistency, entry_proof
+from service.audit.proofs import (
+    PROOF_FORMAT,
+    ProofError,
+    consistency,
+    entry_proof,
+    load_public_key,
+)
+from service.audit.report import REPORT_FORMAT, Evidence, build_report, check_report
+from service.audit.report_pdf import render_pdf
 from service.audit.signing import public_key_pem
 from service.auth.scopes import Scope
 from service.db.keyset import CursorError, as_utc
+from service.genservice.records import GenerationStore
+from service.moderation.check import get_check
+from service.registry.store import NotFound
 from service.runtime import Runtime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -187,3 +205,133 @@ def read_consistency(
     except ProofError as exc:
         raise HTTPException(422, str(exc)) from None
     return found.to_json(_public_key(rt))
+
+
+def _thumbnail_png(data: bytes) -> bytes | None:
+    """A small PNG of stored image bytes, for the report's evidence; None if they do not read."""
+    try:
+        with PILImage.open(io.BytesIO(data)) as im:
+            im.thumbnail((512, 512))
+            out = io.BytesIO()
+            im.convert("RGB").save(out, "PNG")
+            return out.getvalue()
+    except (OSError, ValueError, PILImage.DecompressionBombError):
+        return None
+
+
+def _artwork_evidence(
+    rt: Runtime, conn: Connection, artwork_id: str, caption: str
+) -> Evidence | None:
+    try:
+        art = rt.registry.get_artwork(conn, UUID(artwork_id))
+        png = _thumbnail_png(rt.thumbnails.get(art.sha256))
+    except (NotFound, OSError, ValueError):
+        return None
+    return Evidence(f"{caption}: {art.title or art.id}", png) if png else None
+
+
+def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as JSON holds it: times in ISO 8601, ids as strings."""
+
+    def plain(value: object) -> str:
+        return value.isoformat() if isinstance(value, datetime) else str(value)
+
+    return json.loads(json.dumps(record, default=plain))
+
+
+def _record(
+    rt: Runtime, conn: Connection, subject: str
+) -> tuple[str | None, dict[str, Any] | None, list[Evidence]]:
+    """The record a subject names, as the API shows it, and the pictures behind it."""
+    kind, _, ident = subject.partition(":")
+    try:
+        uid = UUID(ident)
+    except ValueError:
+        return None, None, []
+    if kind == "moderation":
+        check = get_check(conn, uid, None)
+        if check is None:
+            return None, None, []
+        evidence = [
+            _artwork_evidence(rt, conn, m["artwork_id"], f"registered work, {m['decision']}")
+            for m in check["registry"]["matches"][:3]
+        ]
+        return "moderation_check", _jsonable(check), [e for e in evidence if e is not None]
+    if kind == "artwork":
+        try:
+            art = rt.registry.get_artwork(conn, uid)
+        except NotFound:
+            return None, None, []
+        record = {
+            **ArtworkPublic.of(art).model_dump(mode="json"),
+            "effective_preferences": art.effective_preferences,
+        }
+        found = _artwork_evidence(rt, conn, ident, "the registered work")
+        return "artwork", record, [found] if found else []
+    if kind == "generation":
+        row = GenerationStore(rt.pool, rt.audit, heartbeat=False).get(conn, uid)
+        if row is None:
+            return None, None, []
+        png = _thumbnail_png(rt.blobs.get(row["output_sha256"])) if row["output_sha256"] else None
+        evidence = [Evidence("the stamped output", png)] if png else []
+        return "generation", _jsonable(public_view(row)), evidence
+    return None, None, []
+
+
+@router.get(
+    "/report",
+    responses={
+        **_ERRORS,
+        200: {
+            "content": {"application/json": {}, "application/pdf": {}},
+            "description": f"JSON: {REPORT_FORMAT} (checked with chopmark audit check-proof); "
+            "PDF: the same for people, with the pictures behind the record",
+        },
+        404: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+    },
+    openapi_extra=scope_doc(Scope.audit),
+    summary="An audit report on a moderation check, an artwork, a generation or any subject: "
+    "its record, every audit entry about it proved under one signed tree head (scope: audit)",
+)
+def read_report(
+    rt: RuntimeDep,
+    key: AuditKey,
+    subject: Annotated[
+        str,
+        Query(
+            min_length=3,
+            max_length=200,
+            description="moderation:ID, artwork:ID, generation:ID, or any subject of the log",
+        ),
+    ],
+    format: Annotated[Literal["json", "pdf"], Query(description="json or pdf")] = "json",
+) -> Response:
+    data = make_report(rt, subject, format)
+    if format == "pdf":
+        name = subject.replace(":", "-").replace('"', "")
+        return Response(
+            data,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="chopmark-report-{name}.pdf"'},
+        )
+    return Response(data, media_type="application/json")
+
+
+def make_report(rt: Runtime, subject: str, format: str) -> bytes:
+    """The report on ``subject`` as JSON or PDF bytes, its proofs checked first; raises
+    ``HTTPException`` (404 nothing recorded about it, 500 a damaged log)."""
+    pem = _public_key(rt)
+    try:
+        with rt.pool.connection() as conn:
+            kind, record, evidence = _record(rt, conn, subject)
+            report = build_report(conn, subject, kind, record, evidence)
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ProofError as exc:  # the log is damaged: say so rather than hand out a bad proof
+        raise HTTPException(500, str(exc)) from None
+    body = report.to_json(pem)
+    check_report(body, load_public_key(pem))  # what the PDF says was checked, was
+    if format == "pdf":
+        return render_pdf(report, pem)
+    return json.dumps(body, indent=2).encode()
