@@ -17,6 +17,7 @@ from starlette.routing import Match
 from service.api.cut_off import DETAIL as CUT_OFF_DETAIL
 from service.api.cut_off import RETRY_AFTER_SECONDS as CUT_OFF_RETRY_AFTER_SECONDS
 from service.api.image_work import ImageWorkStopped
+from service.db.keyset import CursorError
 from service.indexing.bank import IndexNotReady
 from service.registry.preferences import PreferencesError
 from service.registry.store import Conflict, NotFound
@@ -122,6 +123,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _conflict(request: Request, exc: Conflict) -> JSONResponse:
         refused(request, 409, exc)
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(CursorError)
+    async def _cursor(request: Request, exc: CursorError) -> JSONResponse:
+        refused(request, 422, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     @app.exception_handler(PreferencesError)
     async def _prefs(request: Request, exc: PreferencesError) -> JSONResponse:

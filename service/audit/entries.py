@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from service.db.keyset import CursorError, decode_cursor_key, encode_cursor
+from service.db.keyset import CursorError, Where, decode_cursor_key, encode_cursor
 
 
 @dataclass(frozen=True)
@@ -34,30 +34,20 @@ def list_entries(
 ) -> EntryPage:
     """Up to ``limit`` entries newest first, after ``cursor``; raises ``CursorError`` for a
     cursor not handed out here. Only committed entries are seen (below the log's size)."""
-    terms = ["seq < (SELECT size FROM audit_state WHERE id = 1)"]
-    args: list[Any] = []
-    if where.subject is not None:
-        terms.append("subject = %s")
-        args.append(where.subject)
-    if where.kinds:
-        terms.append("kind = ANY(%s)")
-        args.append(list(where.kinds))
-    if where.since is not None:
-        terms.append("created_at >= %s")
-        args.append(where.since)
-    if where.until is not None:
-        terms.append("created_at < %s")
-        args.append(where.until)
+    cond = Where("seq < (SELECT size FROM audit_state WHERE id = 1)")
+    cond.equal("subject", where.subject)
+    cond.any_of("kind", where.kinds)
+    cond.window("created_at", where.since, where.until)
     if cursor is not None:
         _, key = decode_cursor_key(cursor)
         if not key.isdigit():
             raise CursorError("cursor is not one this API handed out")
-        terms.append("seq < %s")
-        args.append(int(key))
+        cond.add("seq < %s", int(key))
     rows = conn.execute(
         "SELECT seq, created_at, kind, actor, subject, entry, leaf_hash FROM audit_log"
-        " WHERE " + " AND ".join(terms) + " ORDER BY seq DESC LIMIT %s",
-        [*args, limit + 1],
+        + cond.sql()
+        + " ORDER BY seq DESC LIMIT %s",
+        [*cond.args, limit + 1],
     ).fetchall()
     page, more = rows[:limit], len(rows) > limit
     nxt = encode_cursor(page[-1]["created_at"], str(page[-1]["seq"])) if more else None

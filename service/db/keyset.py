@@ -4,6 +4,7 @@ can change without breaking the cursors they hold) and time windows."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID
 
@@ -40,3 +41,34 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
 def as_utc(when: datetime | None) -> datetime | None:
     """A time given without its zone, taken as UTC (the zone every recorded time is shown in)."""
     return when.replace(tzinfo=UTC) if when is not None and when.tzinfo is None else when
+
+
+class Where:
+    """A list query's conditions, joined by AND, with their parameters in order: a filter left
+    unset (None, or no values) adds nothing."""
+
+    def __init__(self, *terms: str) -> None:
+        self.terms: list[str] = list(terms)
+        self.args: list[object] = []
+
+    def add(self, term: str, *args: object) -> None:
+        self.terms.append(term)
+        self.args.extend(args)
+
+    def equal(self, column: str, value: object) -> None:
+        if value is not None:
+            self.add(f"{column} = %s", value)
+
+    def any_of(self, column: str, values: Sequence[object]) -> None:
+        if values:
+            self.add(f"{column} = ANY(%s)", list(values))
+
+    def window(self, column: str, since: datetime | None, until: datetime | None) -> None:
+        """At or after ``since``, before ``until``."""
+        if since is not None:
+            self.add(f"{column} >= %s", since)
+        if until is not None:
+            self.add(f"{column} < %s", until)
+
+    def sql(self) -> str:
+        return " WHERE " + " AND ".join(self.terms) if self.terms else ""

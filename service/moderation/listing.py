@@ -15,7 +15,7 @@ from uuid import UUID
 
 import psycopg
 
-from service.db.keyset import decode_cursor, encode_cursor
+from service.db.keyset import Where, decode_cursor, encode_cursor
 from service.moderation.reviews import reviews_of
 
 
@@ -56,38 +56,20 @@ def list_checks(
     """Up to ``limit`` checks matching ``where``, newest first, after ``cursor`` (the
     ``next_cursor`` of the page before); raises ``CursorError`` (``service.db.keyset``) for
     a cursor not ours."""
-    terms: list[str] = []
-    args: list[Any] = []
-    if where.api_key_id is not None:
-        terms.append("api_key_id = %s")
-        args.append(where.api_key_id)
-    if where.verdicts:
-        terms.append("verdict = ANY(%s)")
-        args.append(list(where.verdicts))
-    if where.user is not None:
-        terms.append("platform_user = %s")
-        args.append(where.user)
-    if where.sha256 is not None:
-        terms.append("sha256 = %s")
-        args.append(where.sha256.lower())
-    if where.job_id is not None:
-        terms.append("job_id = %s")
-        args.append(where.job_id)
-    if where.since is not None:
-        terms.append("created_at >= %s")
-        args.append(where.since)
-    if where.until is not None:
-        terms.append("created_at < %s")
-        args.append(where.until)
+    cond = Where()
+    cond.equal("api_key_id", where.api_key_id)
+    cond.any_of("verdict", where.verdicts)
+    cond.equal("platform_user", where.user)
+    cond.equal("sha256", where.sha256.lower() if where.sha256 is not None else None)
+    cond.equal("job_id", where.job_id)
+    cond.window("created_at", where.since, where.until)
     if where.reviewed is not None:
         held = "EXISTS (SELECT 1 FROM moderation_reviews r WHERE r.check_id = moderation_checks.id)"
-        terms.append(held if where.reviewed else f"NOT {held}")
+        cond.add(held if where.reviewed else f"NOT {held}")
     if cursor is not None:
-        terms.append("(created_at, id) < (%s, %s)")
-        args.extend(decode_cursor(cursor))
-    sql = _SUMMARY + (" WHERE " + " AND ".join(terms) if terms else "")
-    sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
-    args.append(limit + 1)
+        cond.add("(created_at, id) < (%s, %s)", *decode_cursor(cursor))
+    sql = _SUMMARY + cond.sql() + " ORDER BY created_at DESC, id DESC LIMIT %s"
+    args = [*cond.args, limit + 1]
     rows = conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
     page, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None
@@ -156,26 +138,14 @@ def list_jobs(
 ) -> JobPage:
     """Up to ``limit`` batch jobs matching ``where``, newest first, after ``cursor``, each with
     its items counted by status and by verdict; raises ``CursorError`` for a cursor not ours."""
-    terms: list[str] = []
-    args: list[Any] = []
-    if where.api_key_id is not None:
-        terms.append("j.api_key_id = %s")
-        args.append(where.api_key_id)
-    if where.statuses:
-        terms.append("j.status = ANY(%s)")
-        args.append(list(where.statuses))
-    if where.since is not None:
-        terms.append("j.created_at >= %s")
-        args.append(where.since)
-    if where.until is not None:
-        terms.append("j.created_at < %s")
-        args.append(where.until)
+    cond = Where()
+    cond.equal("j.api_key_id", where.api_key_id)
+    cond.any_of("j.status", where.statuses)
+    cond.window("j.created_at", where.since, where.until)
     if cursor is not None:
-        terms.append("(j.created_at, j.id) < (%s, %s)")
-        args.extend(decode_cursor(cursor))
-    sql = _JOB_SUMMARY + (" WHERE " + " AND ".join(terms) if terms else "")
-    sql += " ORDER BY j.created_at DESC, j.id DESC LIMIT %s"
-    args.append(limit + 1)
+        cond.add("(j.created_at, j.id) < (%s, %s)", *decode_cursor(cursor))
+    sql = _JOB_SUMMARY + cond.sql() + " ORDER BY j.created_at DESC, j.id DESC LIMIT %s"
+    args = [*cond.args, limit + 1]
     rows = conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
     page, more = rows[:limit], len(rows) > limit
     next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["id"]) if more else None

@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field, StringConstraints
 
 from service.api.deps import RegistryKey, RuntimeDep, scope_doc
+from service.api.lists import PageDep
 from service.api.schemas import ArtistCreate, ArtistPublic, ArtistUpdate, ErrorBody
 from service.auth.scopes import Scope
-from service.db.keyset import CursorError, as_utc
 from service.registry.events import GENERATION_MATCHED, EventFilter, list_events
 
 router = APIRouter(prefix="/v1/artists", tags=["registry"])
@@ -104,31 +104,21 @@ def list_artist_events(
     artist_id: UUID,
     rt: RuntimeDep,
     key: RegistryKey,
+    page: PageDep,
     kind: Annotated[
         list[EventKind] | None, Query(description="one or more kinds (repeat the parameter)")
     ] = None,
     artwork_id: Annotated[UUID | None, Query(description="one of the artist's works")] = None,
-    since: Annotated[
-        datetime | None, Query(description="at or after (ISO 8601; UTC unless it names its zone)")
-    ] = None,
-    until: Annotated[
-        datetime | None, Query(description="before (ISO 8601; UTC unless it names its zone)")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> ArtistEventPage:
-    since, until = as_utc(since), as_utc(until)
-    if since is not None and until is not None and since >= until:
-        raise HTTPException(422, "since must be before until")
     where = EventFilter(
-        kinds=tuple(dict.fromkeys(kind or ())), artwork_id=artwork_id, since=since, until=until
+        kinds=tuple(dict.fromkeys(kind or ())),
+        artwork_id=artwork_id,
+        since=page.since,
+        until=page.until,
     )
     with rt.pool.connection() as conn:
         rt.registry.get_artist(conn, artist_id)  # 404 for no such artist
-        try:
-            page = list_events(conn, artist_id, where, limit, cursor)
-        except CursorError as exc:
-            raise HTTPException(422, str(exc)) from None
+        found = list_events(conn, artist_id, where, page.limit, page.cursor)
     return ArtistEventPage(
-        events=[ArtistEvent(**e) for e in page.events], next_cursor=page.next_cursor
+        events=[ArtistEvent(**e) for e in found.events], next_cursor=found.next_cursor
     )

@@ -17,6 +17,7 @@ from psycopg import Connection
 from pydantic import BaseModel, Field, StringConstraints
 
 from service.api.deps import AuditKey, RuntimeDep, scope_doc
+from service.api.lists import PageDep
 from service.api.routes.generations import public_view
 from service.api.schemas import ArtworkPublic, ErrorBody
 from service.audit.entries import EntryFilter, list_entries
@@ -32,7 +33,6 @@ from service.audit.report import REPORT_FORMAT, Evidence, build_report, check_re
 from service.audit.report_pdf import render_pdf
 from service.audit.signing import public_key_pem
 from service.auth.scopes import Scope
-from service.db.keyset import CursorError, as_utc
 from service.genservice.records import GenerationStore
 from service.moderation.check import get_check
 from service.registry.store import NotFound
@@ -121,6 +121,7 @@ def read_head(rt: RuntimeDep, key: AuditKey) -> dict[str, Any]:
 def read_entries(
     rt: RuntimeDep,
     key: AuditKey,
+    page: PageDep,
     subject: Annotated[
         str | None,
         Query(max_length=200, description="moderation:ID, artwork:ID, generation:ID, ..."),
@@ -128,27 +129,13 @@ def read_entries(
     kind: Annotated[
         list[EntryKind] | None, Query(description="one or more (repeat the parameter)")
     ] = None,
-    since: Annotated[
-        datetime | None, Query(description="at or after (ISO 8601; UTC unless it names its zone)")
-    ] = None,
-    until: Annotated[
-        datetime | None, Query(description="before (ISO 8601; UTC unless it names its zone)")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
-    since, until = as_utc(since), as_utc(until)
-    if since is not None and until is not None and since >= until:
-        raise HTTPException(422, "since must be before until")
     where = EntryFilter(
-        subject=subject, kinds=tuple(dict.fromkeys(kind or ())), since=since, until=until
+        subject=subject, kinds=tuple(dict.fromkeys(kind or ())), since=page.since, until=page.until
     )
-    try:
-        with rt.pool.connection() as conn:
-            page = list_entries(conn, where, limit, cursor)
-    except CursorError as exc:
-        raise HTTPException(422, str(exc)) from None
-    return {"entries": page.entries, "next_cursor": page.next_cursor}
+    with rt.pool.connection() as conn:
+        found = list_entries(conn, where, page.limit, page.cursor)
+    return {"entries": found.entries, "next_cursor": found.next_cursor}
 
 
 @router.get(

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import ModerateKey, RuntimeDep, scope_doc
+from service.api.lists import PageDep
 from service.api.routes.moderation import (
     PolicyRef,
     ReasonPublic,
@@ -22,7 +23,6 @@ from service.api.routes.moderation import (
 from service.api.schemas import ErrorBody
 from service.api.text import FreeText, Name, RequestModel, StorableText
 from service.auth.scopes import Scope
-from service.db.keyset import CursorError, as_utc
 from service.moderation.listing import CheckFilter, JobFilter, list_checks, list_jobs
 from service.moderation.reviews import add_review
 
@@ -67,6 +67,7 @@ class CheckList(BaseModel):
 def list_moderation_checks(
     rt: RuntimeDep,
     key: ModerateKey,
+    page: PageDep,
     verdict: Annotated[
         list[Verdict] | None, Query(description="one or more (repeat the parameter)")
     ] = None,
@@ -83,36 +84,20 @@ def list_moderation_checks(
             "the checks still waiting for one)"
         ),
     ] = None,
-    since: Annotated[
-        datetime | None,
-        Query(description="checked at or after (ISO 8601; UTC unless it names its zone)"),
-    ] = None,
-    until: Annotated[
-        datetime | None,
-        Query(description="checked before (ISO 8601; UTC unless it names its zone)"),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
-    since, until = as_utc(since), as_utc(until)
-    if since is not None and until is not None and since >= until:
-        raise HTTPException(422, "since must be before until")
     where = CheckFilter(
         api_key_id=visible_to(key),
         verdicts=tuple(dict.fromkeys(verdict or ())),
         user=user,
         sha256=sha256,
         job_id=job_id,
-        since=since,
-        until=until,
+        since=page.since,
+        until=page.until,
         reviewed=reviewed,
     )
-    try:
-        with rt.pool.connection() as conn:
-            page = list_checks(conn, where, limit, cursor)
-    except CursorError as exc:
-        raise HTTPException(422, str(exc)) from None
-    return {"checks": page.checks, "next_cursor": page.next_cursor}
+    with rt.pool.connection() as conn:
+        found = list_checks(conn, where, page.limit, page.cursor)
+    return {"checks": found.checks, "next_cursor": found.next_cursor}
 
 
 class ReviewCreate(RequestModel):
@@ -197,33 +182,18 @@ JobStatus = Literal["queued", "running", "completed", "failed"]
 def list_moderation_jobs(
     rt: RuntimeDep,
     key: ModerateKey,
+    page: PageDep,
     job_status: Annotated[
         list[JobStatus] | None,
         Query(alias="status", description="one or more (repeat the parameter)"),
     ] = None,
-    since: Annotated[
-        datetime | None,
-        Query(description="created at or after (ISO 8601; UTC unless it names its zone)"),
-    ] = None,
-    until: Annotated[
-        datetime | None,
-        Query(description="created before (ISO 8601; UTC unless it names its zone)"),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
-    since, until = as_utc(since), as_utc(until)
-    if since is not None and until is not None and since >= until:
-        raise HTTPException(422, "since must be before until")
     where = JobFilter(
         api_key_id=visible_to(key),
         statuses=tuple(dict.fromkeys(job_status or ())),
-        since=since,
-        until=until,
+        since=page.since,
+        until=page.until,
     )
-    try:
-        with rt.pool.connection() as conn:
-            page = list_jobs(conn, where, limit, cursor)
-    except CursorError as exc:
-        raise HTTPException(422, str(exc)) from None
-    return {"jobs": page.jobs, "next_cursor": page.next_cursor}
+    with rt.pool.connection() as conn:
+        found = list_jobs(conn, where, page.limit, page.cursor)
+    return {"jobs": found.jobs, "next_cursor": found.next_cursor}
