@@ -11,3 +11,7 @@ CREATE TABLE moderation_reviews (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX moderation_reviews_check ON moderation_reviews (check_id, created_at);
+-- Lists of review or block verdicts (the review queue among them) stay quick however many
+-- checks were allowed.
+CREATE INDEX moderation_checks_flagged ON moderation_checks (api_key_id, created_at, id)
+    WHERE verdict <> 'allow';
