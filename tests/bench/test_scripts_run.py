@@ -118,3 +118,8 @@ def test_watermark_ab_runs(tmp_path: Path) -> None:
 def test_audit_proofs_runs(tmp_path: Path) -> None:
     table = _report("audit_proofs.py", "--sizes", "300,1000", "--repeats", "1", cwd=tmp_path)
     assert "| 300 |" in table and "| 1,000 |" in table
+
+
+def test_moderation_lists_runs(tmp_path: Path) -> None:
+    table = _report("moderation_lists.py", "--checks", "2000", "--repeats", "1", cwd=tmp_path)
+    assert "| the review queue (verdict=review, reviewed=false) |" in table
