@@ -1,7 +1,8 @@
 """Everything that touched an artist or their works, newest first: what the audit log holds
 about them (registrations, preference and licence changes, withdrawals, moderation matches,
-stamps refused, match decisions) and every generation whose input matched one of their works
-(blocked img2img attempts among them, with the licence that let one through).
+stamps refused, match decisions), every generation whose input matched one of their works
+(blocked img2img attempts among them, with the licence that let one through), and their claims
+against style adapters with the decisions on them.
 
 Pages are cut by keyset ``(at, key)``: ``key`` orders events of the same instant and stays the
 same for an event, so a page never repeats or skips one while new events arrive."""
@@ -59,6 +60,13 @@ WITH subjects AS (
                'user', g.platform_user)
     FROM generation_matches m JOIN generations g ON g.id = m.generation_id
     WHERE m.artist_id = %(artist)s
+    UNION ALL
+    SELECT l.created_at, 'audit:' || lpad(l.seq::text, 20, '0'), l.kind, NULL, l.seq, l.entry,
+           NULL
+    FROM adapter_claims c JOIN audit_log l ON l.subject = 'adapter:' || c.adapter_id
+    WHERE c.artist_id = %(artist)s
+      AND l.kind IN ('adapter.claim_filed', 'adapter.claim_decided')
+      AND convert_from(l.entry, 'UTF8')::jsonb #>> '{data,claim_id}' = c.id::text
 )
 SELECT at, key, kind, artwork_id, audit_seq, entry, generation FROM ev
 """

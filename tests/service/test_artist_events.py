@@ -10,7 +10,12 @@ from datetime import datetime
 import pytest
 
 from service.genservice import GenerationService
-from tests.service.test_generations import b64, edited_copy, request
+from tests.service.test_generations import (  # noqa: F401 (tiny_runner is a fixture)
+    b64,
+    edited_copy,
+    request,
+    tiny_runner,
+)
 from tests.support import auth, encode, photo_like
 
 ZERO = "00000000-0000-0000-0000-000000000000"
@@ -210,3 +215,34 @@ def test_artists_events_command_prints_the_history_and_json(client, settings, hi
     for bad in ([ZERO], [history["a"], "--since", "soon"], [history["a"], "--cursor", "x"]):
         out = runner.invoke(app, ["events", *bad])
         assert out.exit_code == 2, (bad, out.output)
+
+
+def test_an_artists_claim_against_an_adapter_and_its_decision_are_among_their_events(
+    client, make_key, tiny_runner, tmp_path  # noqa: F811
+):
+    from tests.service.test_generations import _register_lora
+
+    admin, reg = auth(make_key("admin")), auth(make_key("registry"))
+    _register_lora(client, admin, tiny_runner, tmp_path, "copycat", 9)
+    ana, bo = new_artist(client, reg, "ana"), new_artist(client, reg, "bo")
+    claim = client.post(
+        "/v1/adapters/copycat/claims",
+        json={"artist_id": ana, "reason": "trained on my portfolio"},
+        headers=reg,
+    )
+    assert claim.status_code == 201, claim.text
+    decided = client.post(
+        f"/v1/adapters/copycat/claims/{claim.json()['id']}/decision",
+        json={"uphold": True, "note": "the samples match"},
+        headers=admin,
+    )
+    assert decided.status_code == 200, decided.text
+    got = events(client, reg, ana)["events"]
+    assert [e["kind"] for e in got] == [
+        "adapter.claim_decided",
+        "adapter.claim_filed",
+        "artist.created",
+    ]
+    assert got[1]["data"]["reason"] == "trained on my portfolio"
+    assert got[0]["data"]["decision"] == "upheld" and got[0]["artwork_id"] is None
+    assert [e["kind"] for e in events(client, reg, bo)["events"]] == ["artist.created"]
