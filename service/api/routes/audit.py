@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -296,7 +297,7 @@ def read_report(
 ) -> Response:
     data = make_report(rt, subject, format)
     if format == "pdf":
-        name = subject.replace(":", "-").replace('"', "")
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", subject)  # a file name, a header value
         return Response(
             data,
             media_type="application/pdf",
