@@ -59,6 +59,47 @@ def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     return [*inclusion_proof(index - k, leaves[k:]), root_from_leaf_hashes(leaves[:k])]
 
 
+class MerkleTree:
+    """Every node of the tree over ``leaves`` (leaf hashes), kept level by level as the
+    bottom-up pairing builds them, so that many audit paths in one tree cost a few lookups each
+    rather than a pass over the leaves each (``inclusion_proof`` for one)."""
+
+    def __init__(self, leaves: Sequence[bytes]) -> None:
+        self.size = len(leaves)
+        self.levels: list[list[bytes]] = [list(leaves)]
+        while len(self.levels[-1]) > 1:
+            level = self.levels[-1]
+            nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            if len(level) % 2:
+                nxt.append(level[-1])
+            self.levels.append(nxt)
+
+    def root(self) -> bytes:
+        return self.levels[-1][0] if self.size else EMPTY_ROOT
+
+    def _node(self, start: int, end: int) -> bytes:
+        """MTH of leaves ``start:end``: a range that starts at a multiple of its width rounded
+        up to a power of two, and is whole or ends the tree (every range a path asks for)."""
+        height = (end - start - 1).bit_length()
+        return self.levels[height][start >> height]
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        """The audit path of leaf ``index``, as ``inclusion_proof(index, leaves)`` gives it."""
+        if not 0 <= index < self.size:
+            raise IndexError(f"leaf {index} is outside a tree of size {self.size}")
+        path: list[bytes] = []
+        start, end = 0, self.size
+        while end - start > 1:
+            k = _split(end - start)
+            if index < start + k:
+                path.append(self._node(start + k, end))
+                end = start + k
+            else:
+                path.append(self._node(start, start + k))
+                start += k
+        return path[::-1]
+
+
 def verify_inclusion(
     index: int, size: int, leaf: bytes, proof: Sequence[bytes], root: bytes
 ) -> bool:

@@ -13,11 +13,12 @@ import psycopg
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from provenance.merkle import inclusion_proof
+from provenance.merkle import MerkleTree
 from service.audit.log import TreeHead
 from service.audit.proofs import (
     PROOF_FORMAT,
     EntryProof,
+    ProofError,
     check_entry_proof,
     committed_size,
     head_at,
@@ -84,11 +85,15 @@ def build_report(
     if size == 0:
         raise LookupError(f"the audit log holds no entry about {subject}")
     head = head_at(conn, size)
-    leaves = leaf_hashes(conn, size) if rows else []
-    entries = [
-        EntryProof(int(r["seq"]), bytes(r["entry"]), inclusion_proof(int(r["seq"]), leaves), head)
-        for r in rows
-    ]
+    entries = []
+    if rows:
+        tree = MerkleTree(leaf_hashes(conn, size))  # one pass, then a few lookups a path
+        if tree.root() != head.root:
+            raise ProofError(f"the log's leaves do not make its signed root at {size} entries")
+        entries = [
+            EntryProof(int(r["seq"]), bytes(r["entry"]), tree.inclusion_proof(int(r["seq"])), head)
+            for r in rows
+        ]
     return Report(
         subject, datetime.now(UTC), record_kind, record, head, entries, list(evidence or [])
     )

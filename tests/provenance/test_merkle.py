@@ -75,3 +75,17 @@ def test_consistency_proofs(n: int) -> None:
         if m < n:
             forged = root_from_leaf_hashes([leaf_hash(b"x"), *hs[1:m]])
             assert not verify_consistency(m, n, forged, new_root, proof)
+
+
+def test_a_kept_tree_gives_the_same_audit_paths_as_the_leaves_do() -> None:
+    import hashlib
+
+    from provenance.merkle import MerkleTree, root_from_leaf_hashes
+
+    for n in (*range(1, 70), 127, 128, 129, 1000):
+        leaves = [hashlib.sha256(f"{n}:{i}".encode()).digest() for i in range(n)]
+        tree = MerkleTree(leaves)
+        assert tree.root() == root_from_leaf_hashes(leaves)
+        for i in range(n) if n < 200 else (0, 1, 511, 512, n - 2, n - 1):
+            assert tree.inclusion_proof(i) == inclusion_proof(i, leaves), (n, i)
+    assert MerkleTree([]).root() == root_from_leaf_hashes([])
