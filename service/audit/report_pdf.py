@@ -33,6 +33,7 @@ _BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontSize=9, leading=1
 _SMALL = ParagraphStyle("small", parent=_BODY, fontSize=7.5, leading=9.5)
 _MONO = ParagraphStyle("mono", parent=_SMALL, fontName="Courier")
 _EVIDENCE_SIDE = 55 * mm
+MAX_LISTED = 500  # entries listed in a PDF (a work copied thousands of times has as many)
 
 
 def _p(text: object, style: ParagraphStyle = _BODY) -> Paragraph:
@@ -157,8 +158,15 @@ def render_pdf(report: Report, public_key_pem: str) -> bytes:
         story.append(table)
     story += list(_evidence_row(report))
     story.append(Paragraph("Audit entries", _STYLES["Heading2"]))
+    if len(report.entries) > MAX_LISTED:
+        story.append(
+            _p(
+                f"The first {MAX_LISTED} of {len(report.entries)} entries; the JSON report holds"
+                " and proves every one."
+            )
+        )
     rows = [[_p("#"), _p("time"), _p("kind"), _p("by"), _p("leaf hash (SHA-256)")]]
-    for e in report.entries:
+    for e in report.entries[:MAX_LISTED]:
         body = json.loads(e.entry)
         rows.append(
             [

@@ -298,3 +298,23 @@ def test_report_command_writes_a_pdf_and_a_json_that_check_proof_checks(
     assert out.exit_code == 2 and "nothing is recorded" in out.output
     out = runner.invoke(app, ["report", subject, "--out", str(tmp_path / "x.txt")])
     assert out.exit_code == 2
+
+
+def test_a_pdf_lists_at_most_its_cap_of_entries_and_says_so() -> None:
+    from datetime import UTC, datetime
+
+    from service.audit.log import TreeHead
+    from service.audit.proofs import EntryProof
+    from service.audit.report import Report
+    from service.audit.report_pdf import MAX_LISTED, render_pdf
+
+    head = TreeHead(MAX_LISTED + 100, b"\x00" * 32, b"\x00" * 64)
+    entries = [
+        EntryProof(i, json.dumps({"seq": i, "kind": "moderation.matched"}).encode(), [], head)
+        for i in range(MAX_LISTED + 20)
+    ]
+    text, _ = pdf_text(
+        render_pdf(Report("artwork:x", datetime.now(UTC), None, None, head, entries), "KEY")
+    )
+    assert f"The first {MAX_LISTED} of {MAX_LISTED + 20} entries" in text
+    assert f" {MAX_LISTED - 1} " in text and f" {MAX_LISTED + 5} " not in text
