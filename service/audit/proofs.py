@@ -33,7 +33,7 @@ from service.audit.log import TreeHead
 from service.audit.signing import tree_head_message
 
 PROOF_FORMAT = "chopmark-audit-proof/1"
-# Proofs that read the leaf hashes at once in one process (each holds them in memory, about 130
+# Proofs that read the leaf hashes at once in one process (each holds them in memory, about 150
 # MB per million entries with a report's tree): more wait their turn.
 LEAF_PASSES = threading.BoundedSemaphore(2)
 
