@@ -49,9 +49,10 @@ def committed_size(conn: psycopg.Connection) -> int:
     return int(row["size"] if isinstance(row, dict) else row[0])  # type: ignore[index]
 
 
-def head_at(conn: psycopg.Connection, size: int) -> TreeHead:
-    """The signed tree head of the log when it held ``size`` entries (1 up to its size)."""
-    if not 1 <= size <= committed_size(conn):
+def head_at(conn: psycopg.Connection, size: int, held: int | None = None) -> TreeHead:
+    """The signed tree head of the log when it held ``size`` entries (1 up to its size;
+    ``held``: the log's size, when the caller has just read it)."""
+    if not 1 <= size <= (committed_size(conn) if held is None else held):
         raise ProofError(f"the log has never held {size} entries")
     row = conn.execute(
         "SELECT root_hash, signature FROM audit_log WHERE seq = %s", (size - 1,)
@@ -98,12 +99,13 @@ class EntryProof:
 def entry_proof(conn: psycopg.Connection, seq: int, tree_size: int | None = None) -> EntryProof:
     """Entry ``seq`` with its audit path in the tree of ``tree_size`` entries (default: the log
     as it stands), and that tree's signed head."""
-    size = committed_size(conn) if tree_size is None else tree_size
-    if not 0 <= seq < committed_size(conn):
+    held = committed_size(conn)
+    size = held if tree_size is None else tree_size
+    if not 0 <= seq < held:
         raise LookupError(f"no audit entry {seq}")
     if size <= seq:
         raise ProofError(f"a tree of {size} entries does not hold entry {seq}")
-    head = head_at(conn, size)
+    head = head_at(conn, size, held)
     row = conn.execute("SELECT entry FROM audit_log WHERE seq = %s", (seq,)).fetchone()
     assert row is not None  # below the committed size
     with LEAF_PASSES:
@@ -131,7 +133,8 @@ def consistency(conn: psycopg.Connection, first: int, second: int) -> Consistenc
     extends the first."""
     if not 1 <= first <= second:
         raise ProofError("first must be at least 1 and at most second")
-    older, newer = head_at(conn, first), head_at(conn, second)
+    held = committed_size(conn)
+    older, newer = head_at(conn, first, held), head_at(conn, second, held)
     path: list[bytes] = []
     if first < second:
         with LEAF_PASSES:
@@ -158,25 +161,26 @@ def _hashes(values: Any, name: str) -> Sequence[bytes]:
     return [bytes.fromhex(v) for v in values]
 
 
-def check_entry_proof(bundle: Any, key: Ed25519PublicKey) -> dict[str, Any]:
-    """Check a bundle made by ``EntryProof.to_json`` against the log's public key: the tree
-    head's signature, the entry's leaf hash, and its audit path to the head's root. Returns the
-    entry's content; raises ``ValueError`` saying what does not hold."""
-    try:
-        if bundle.get("format") != PROOF_FORMAT:
-            raise ValueError(f"not a {PROOF_FORMAT} bundle")
-        head = TreeHead.from_json(bundle["tree_head"])
-        entry = base64.b64decode(bundle["entry"], validate=True)
-        index = bundle["leaf_index"]
-        path = _hashes(bundle["inclusion_proof"], "inclusion_proof")
-    except (AttributeError, KeyError, TypeError, binascii.Error) as exc:
-        raise ValueError(f"not a proof bundle: {exc!r}") from None
-    if not isinstance(index, int) or isinstance(index, bool):
-        raise ValueError("leaf_index must be a whole number")
+def check_signed(head: TreeHead, key: Ed25519PublicKey) -> None:
+    """Raises ``ValueError`` unless ``key`` signed ``head``."""
     try:
         key.verify(head.signature, tree_head_message(head.size, head.root))
     except InvalidSignature:
-        raise ValueError("the tree head is not signed by this key") from None
+        raise ValueError(f"the tree head of {head.size} is not signed by this key") from None
+
+
+def check_entry_in(item: Any, head: TreeHead) -> dict[str, Any]:
+    """Check one entry of a bundle (``leaf_index``, ``entry``, ``inclusion_proof``) against a
+    head already checked: its leaf hash and audit path lead to the head's root, and it says it
+    is that entry. Returns its content; raises ``ValueError`` saying what does not hold."""
+    try:
+        entry = base64.b64decode(item["entry"], validate=True)
+        index = item["leaf_index"]
+        path = _hashes(item["inclusion_proof"], "inclusion_proof")
+    except (KeyError, TypeError, binascii.Error) as exc:
+        raise ValueError(f"not a proof bundle: {exc!r}") from None
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ValueError("leaf_index must be a whole number")
     if not verify_inclusion(index, head.size, leaf_hash(entry), path, head.root):
         raise ValueError(
             f"entry {index} is not in the signed tree of {head.size} entries as given: the entry"
@@ -191,6 +195,17 @@ def check_entry_proof(bundle: Any, key: Ed25519PublicKey) -> dict[str, Any]:
     return content
 
 
+def check_entry_proof(bundle: Any, key: Ed25519PublicKey) -> dict[str, Any]:
+    """Check a bundle made by ``EntryProof.to_json`` against the log's public key: the tree
+    head's signature, the entry's leaf hash, and its audit path to the head's root. Returns the
+    entry's content; raises ``ValueError`` saying what does not hold."""
+    if not isinstance(bundle, dict) or bundle.get("format") != PROOF_FORMAT:
+        raise ValueError(f"not a {PROOF_FORMAT} bundle")
+    head = TreeHead.from_json(bundle.get("tree_head"))
+    check_signed(head, key)
+    return check_entry_in(bundle, head)
+
+
 def check_consistency(bundle: Any, key: Ed25519PublicKey) -> None:
     """Check a bundle made by ``Consistency.to_json``; raises ``ValueError`` if it fails."""
     try:
@@ -200,10 +215,7 @@ def check_consistency(bundle: Any, key: Ed25519PublicKey) -> None:
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not a consistency bundle: {exc!r}") from None
     for head in (first, second):
-        try:
-            key.verify(head.signature, tree_head_message(head.size, head.root))
-        except InvalidSignature:
-            raise ValueError(f"the tree head of {head.size} is not signed by this key") from None
+        check_signed(head, key)
     if not verify_consistency(first.size, second.size, first.root, second.root, path):
         raise ValueError(
             f"the tree of {second.size} entries does not extend the tree of {first.size}"

@@ -10,22 +10,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from provenance.merkle import MerkleTree
 from service.audit.log import TreeHead
 from service.audit.proofs import (
     LEAF_PASSES,
-    PROOF_FORMAT,
     EntryProof,
     ProofError,
-    check_entry_proof,
+    check_entry_in,
+    check_signed,
     committed_size,
     head_at,
     leaf_hashes,
 )
-from service.audit.signing import tree_head_message
 
 REPORT_FORMAT = "chopmark-audit-report/1"
 
@@ -85,7 +83,7 @@ def build_report(
         raise LookupError(f"nothing is recorded about {subject}")
     if size == 0:
         raise LookupError(f"the audit log holds no entry about {subject}")
-    head = head_at(conn, size)
+    head = head_at(conn, size, size)
     entries = []
     if rows:
         with LEAF_PASSES:
@@ -113,16 +111,12 @@ def check_report(bundle: Any, key: Ed25519PublicKey) -> list[dict[str, Any]]:
     if not isinstance(entries, list):
         raise ValueError("entries must be a list")
     head = TreeHead.from_json(bundle.get("tree_head"))
-    try:
-        key.verify(head.signature, tree_head_message(head.size, head.root))
-    except InvalidSignature:
-        raise ValueError("the tree head is not signed by this key") from None
+    check_signed(head, key)  # once, for every entry
     out = []
     for item in entries:
         if not isinstance(item, dict):
             raise ValueError("each entry must be an object")
-        one = {**item, "format": PROOF_FORMAT, "tree_head": bundle.get("tree_head")}
-        content = check_entry_proof(one, key)
+        content = check_entry_in(item, head)
         if content.get("subject") != bundle.get("subject"):
             raise ValueError(f"entry {content['seq']} is not about {bundle.get('subject')}")
         out.append(content)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -14,14 +15,19 @@ import typer
 from rich.table import Table
 
 from service.cli.common import (
+    CursorOption,
+    LimitOption,
+    PageJsonOption,
+    SinceOption,
+    UntilOption,
     cli_actor,
     console,
     err_console,
     fail,
-    json_value,
+    print_page,
     runtime,
     shown,
-    time_option,
+    time_window,
     unreadable,
     write_named_file,
 )
@@ -148,15 +154,11 @@ def checks_list(
             show_default=False,
         ),
     ] = None,
-    since: Annotated[
-        str | None, typer.Option(help="checked at or after (ISO 8601; UTC unless zoned)")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option(help="checked before (ISO 8601; UTC unless zoned)")
-    ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
-    cursor: Annotated[str | None, typer.Option(help="the next page, as printed last")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the page as JSON")] = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    as_json: PageJsonOption = False,
 ) -> None:
     """Recorded checks, newest first (every key's, and the CLI's own): the review queue
     (--verdict review), one user's uploads, whether an image was checked before (--image)."""
@@ -167,9 +169,7 @@ def checks_list(
     unknown = [v for v in wanted if v not in _STYLE]
     if unknown:
         raise fail(f"--verdict: {shown(unknown[0])} is not allow, review or block")
-    start, end = time_option(since, "--since"), time_option(until, "--until")
-    if start is not None and end is not None and start >= end:
-        raise fail("--since must be before --until")
+    start, end = time_window(since, until)
     digest = None
     if image is not None:
         problem = unreadable(image)
@@ -190,14 +190,15 @@ def checks_list(
             page = list_checks(conn, where, limit, cursor)
         except CursorError as exc:
             raise fail(f"--cursor: {exc}") from None
-    if as_json:
-        page_json = {"checks": page.checks, "next_cursor": page.next_cursor}
-        print(json.dumps(page_json, default=json_value, indent=2))
-        return
+    table = partial(_checks_table, page.checks)  # built only when shown
+    print_page("checks", page.checks, page.next_cursor, as_json=as_json, table=table)
+
+
+def _checks_table(checks: list[dict[str, Any]]) -> Table:
     table = Table("checked (UTC)", "verdict", "reviewed", "AI-generated", "user", "sha256")
     table.add_column("reasons", overflow="fold")
     table.add_column("id", overflow="fold")
-    for c in page.checks:
+    for c in checks:
         v = c["verdict"]
         table.add_row(
             f"{c['created_at'].astimezone(UTC):%Y-%m-%d %H:%M:%S}",
@@ -209,9 +210,7 @@ def checks_list(
             "\n".join(f"{r['action']}: {shown(r['message'])}" for r in c["reasons"]),
             str(c["id"]),
         )
-    console.print(table)
-    if page.next_cursor is not None:
-        console.print(f"more: --cursor {page.next_cursor}")
+    return table
 
 
 @checks_app.command("review")
@@ -224,7 +223,12 @@ def checks_review(
     """Record a person's decision on a check (a review verdict looked at, a block appealed); the
     latest stands; audited as moderation.reviewed."""
     from service.api.text import FREE_TEXT_MESSAGE, free_text, name_text
-    from service.moderation.reviews import DECISIONS, add_review
+    from service.moderation.reviews import (
+        DECISIONS,
+        NOTE_MAX_CHARS,
+        REVIEWER_MAX_CHARS,
+        add_review,
+    )
 
     decision = decision.lower()
     if decision not in DECISIONS:
@@ -233,15 +237,15 @@ def checks_review(
         who = name_text(reviewer)
     except ValueError as exc:
         raise fail(f"--reviewer: {exc}") from None
-    if len(who) > 200:
-        raise fail("--reviewer: at most 200 characters")
+    if len(who) > REVIEWER_MAX_CHARS:
+        raise fail(f"--reviewer: at most {REVIEWER_MAX_CHARS} characters")
     if note is not None:
         try:
             free_text(note)  # NUL among the controls refused
         except ValueError:
             raise fail(f"--note: {FREE_TEXT_MESSAGE}") from None
-        if len(note) > 2000:
-            raise fail("--note: at most 2000 characters")
+        if len(note) > NOTE_MAX_CHARS:
+            raise fail(f"--note: at most {NOTE_MAX_CHARS} characters")
     with runtime() as rt, rt.pool.connection() as conn:
         review = add_review(
             rt,

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from service.api.text import written_out
 from service.audit.signing import AuditKeyError
@@ -129,8 +132,23 @@ def fail(message: object) -> typer.Exit:
     return typer.Exit(2)
 
 
-def time_option(value: str | None, option: str) -> datetime | None:
-    """An ISO 8601 date or time given to ``option``; UTC unless it names its zone."""
+# The options of every newest-first listing (``checks list``, ``artists events``).
+SinceOption = Annotated[str | None, typer.Option(help="at or after (ISO 8601; UTC unless zoned)")]
+UntilOption = Annotated[str | None, typer.Option(help="before (ISO 8601; UTC unless zoned)")]
+LimitOption = Annotated[int, typer.Option(min=1, max=500)]
+CursorOption = Annotated[str | None, typer.Option(help="the next page, as printed last")]
+PageJsonOption = Annotated[bool, typer.Option("--json", help="print the page as JSON")]
+
+
+def time_window(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """``--since`` and ``--until`` as times (UTC unless they name their zone), in order."""
+    start, end = _time_option(since, "--since"), _time_option(until, "--until")
+    if start is not None and end is not None and start >= end:
+        raise fail("--since must be before --until")
+    return start, end
+
+
+def _time_option(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
     try:
@@ -140,9 +158,27 @@ def time_option(value: str | None, option: str) -> datetime | None:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when
 
 
-def json_value(value: object) -> str:
-    """``json.dumps``' default for the times and UUIDs of a listing."""
-    return value.isoformat() if isinstance(value, datetime) else str(value)
+def print_page(
+    kind: str,
+    items: list[dict[str, Any]],
+    next_cursor: str | None,
+    *,
+    as_json: bool,
+    table: Callable[[], Table],
+) -> None:
+    """A listing's page: as JSON (``{kind: items, "next_cursor"}``), or the table and, when
+    there is more, the ``--cursor`` of the next page."""
+    if as_json:
+        page = {kind: items, "next_cursor": next_cursor}
+        print(json.dumps(page, default=_json_value, indent=2))
+        return
+    console.print(table())
+    if next_cursor is not None:
+        console.print(f"more: --cursor {next_cursor}")
+
+
+def _json_value(value: object) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)  # times, UUIDs
 
 
 def database_unusable(exc: BaseException) -> typer.Exit:

@@ -3,15 +3,26 @@ GET /v1/artists/{id}/events lists it."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
 import typer
 from rich.table import Table
 
-from service.cli.common import console, fail, json_value, runtime, shown, time_option
+from service.cli.common import (
+    CursorOption,
+    LimitOption,
+    PageJsonOption,
+    SinceOption,
+    UntilOption,
+    fail,
+    print_page,
+    runtime,
+    shown,
+    time_window,
+)
 
 
 def _said(event: dict[str, Any]) -> str:
@@ -28,13 +39,11 @@ def artist_events(
         typer.Option(help="moderation.matched, generation.input_matched, ... (repeatable)"),
     ] = None,
     artwork: Annotated[UUID | None, typer.Option(help="one of the artist's works")] = None,
-    since: Annotated[
-        str | None, typer.Option(help="at or after (ISO 8601; UTC unless zoned)")
-    ] = None,
-    until: Annotated[str | None, typer.Option(help="before (ISO 8601; UTC unless zoned)")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
-    cursor: Annotated[str | None, typer.Option(help="the next page, as printed last")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the page as JSON")] = False,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    limit: LimitOption = 50,
+    cursor: CursorOption = None,
+    as_json: PageJsonOption = False,
 ) -> None:
     """Everything that touched an artist's works, newest first: registrations, licences,
     withdrawals, moderation matches, refused stamps, generations whose inputs matched (blocked
@@ -43,9 +52,7 @@ def artist_events(
     from service.registry.events import EventFilter, list_events
     from service.registry.store import NotFound
 
-    start, end = time_option(since, "--since"), time_option(until, "--until")
-    if start is not None and end is not None and start >= end:
-        raise fail("--since must be before --until")
+    start, end = time_window(since, until)
     where = EventFilter(
         kinds=tuple(dict.fromkeys(kind or ())), artwork_id=artwork, since=start, until=end
     )
@@ -57,19 +64,18 @@ def artist_events(
             raise fail(str(exc)) from None
         except CursorError as exc:
             raise fail(f"--cursor: {exc}") from None
-    if as_json:
-        page_json = {"events": page.events, "next_cursor": page.next_cursor}
-        print(json.dumps(page_json, default=json_value, indent=2))
-        return
+    table = partial(_table, page.events)  # built only when shown
+    print_page("events", page.events, page.next_cursor, as_json=as_json, table=table)
+
+
+def _table(events: list[dict[str, Any]]) -> Table:
     table = Table("at (UTC)", "kind", "artwork")
     table.add_column("what", overflow="fold")
-    for e in page.events:
+    for e in events:
         table.add_row(
             f"{e['at'].astimezone(UTC):%Y-%m-%d %H:%M:%S}",
             e["kind"],
             str(e["artwork_id"] or "-"),
             _said(e),
         )
-    console.print(table)
-    if page.next_cursor is not None:
-        console.print(f"more: --cursor {page.next_cursor}")
+    return table

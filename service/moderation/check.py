@@ -29,6 +29,7 @@ from service.moderation.policy import (
     SourceHit,
     decide,
 )
+from service.moderation.reviews import reviews_of
 from service.registry.matching import ArtworkMatch, RegistryMatches, match_registry
 from service.stamping.own_manifest import own_manifest_output
 from service.stamping.resolve import (
@@ -639,8 +640,6 @@ def get_check(
 ) -> dict[str, Any] | None:
     """A stored check with the decisions people made on it since; with ``api_key_id``, only one
     made with that key."""
-    from service.moderation.reviews import reviews_of
-
     row = conn.execute(
         "SELECT result, api_key_id FROM moderation_checks WHERE id = %s", (check_id,)
     ).fetchone()

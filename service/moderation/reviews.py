@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 DECISIONS = ("allow", "block")
+REVIEWER_MAX_CHARS = 200
+NOTE_MAX_CHARS = 2000
 
 
 def add_review(

@@ -28,7 +28,6 @@ from service.audit.proofs import (
     ProofError,
     consistency,
     entry_proof,
-    load_public_key,
 )
 from service.audit.report import REPORT_FORMAT, Evidence, build_report, check_report
 from service.audit.report_pdf import render_pdf
@@ -319,7 +318,7 @@ def make_report(rt: Runtime, subject: str, format: str) -> bytes:
     except ProofError as exc:  # the log is damaged: say so rather than hand out a bad proof
         raise HTTPException(500, str(exc)) from None
     body = report.to_json(pem)
-    check_report(body, load_public_key(pem))  # what the PDF says was checked, was
+    check_report(body, rt.audit.key.public_key())  # what the PDF says was checked, was
     if format == "pdf":
         return render_pdf(report, pem)
     return json.dumps(body, indent=2).encode()

@@ -24,7 +24,7 @@ from service.api.schemas import ErrorBody
 from service.api.text import FreeText, Name, RequestModel, StorableText
 from service.auth.scopes import Scope
 from service.moderation.listing import CheckFilter, JobFilter, list_checks, list_jobs
-from service.moderation.reviews import add_review
+from service.moderation.reviews import NOTE_MAX_CHARS, REVIEWER_MAX_CHARS, add_review
 
 router = APIRouter(prefix="/v1/moderation", tags=["moderation"])
 _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
@@ -105,10 +105,12 @@ class ReviewCreate(RequestModel):
 
     decision: Literal["allow", "block"] = Field(description="what a person decided")
     reviewer: Annotated[str, Name] = Field(
-        min_length=1, max_length=200, description="who decided (a moderator's name or id)"
+        min_length=1,
+        max_length=REVIEWER_MAX_CHARS,
+        description="who decided (a moderator's name or id)",
     )
     note: Annotated[str | None, FreeText, StorableText] = Field(
-        default=None, max_length=2000, description="why, for the record"
+        default=None, max_length=NOTE_MAX_CHARS, description="why, for the record"
     )
 
 
