@@ -83,6 +83,18 @@ class Settings(BaseSettings):
         "default (one per core)",
     )
     moderation_webhook_allow_private: bool | None = None
+    moderation_keep_uploads: list[Literal["allow", "review", "block"]] = Field(
+        default=["review", "block"],
+        description="verdicts whose single-check upload is kept, for the check's picture "
+        "(JSON list; [] keeps none); batch uploads are kept until their item is checked, and "
+        "then as these say",
+    )
+    moderation_upload_days: float = Field(
+        default=90.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="days a kept upload stays; `chopmark storage gc` removes older ones",
+    )
 
     clip_checkpoint: Path | None = None
     clip_model: str = "ViT-B-32"

@@ -24,6 +24,7 @@ It is safe beside running writers:
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -73,8 +74,9 @@ class Store:
 
 # Every table column that names a stored file. A new kind of record that keeps bytes must be
 # added here, or its files are collected as unnamed. The uploads of a moderation batch are needed
-# only until their item is checked: the check keeps its result and the upload's SHA-256, not the
-# platform user's picture.
+# until their item is checked; after that, as for a single check, only a check that kept its
+# upload (its verdict is one the operator keeps, ``moderation_keep_uploads``) names it, and only
+# for ``moderation_upload_days``: the platform user's picture is not kept for ever.
 BLOB_REFERENCES = (
     Reference("artworks"),
     Reference("outputs"),
@@ -82,11 +84,25 @@ BLOB_REFERENCES = (
     Reference("moderation_job_items", still="status = 'queued'"),
 )
 THUMBNAIL_REFERENCES = (Reference("artworks"), Reference("training_sources"))
+DEFAULT_UPLOAD_DAYS = 90.0
 
 
-def stores(blob_root: Path, thumbnail_root: Path) -> list[Store]:
+def kept_uploads(days: float) -> Reference:
+    """Moderation checks whose upload is kept, for ``days`` after the check."""
+    if not (days > 0 and math.isfinite(days)):
+        raise ValueError(f"days must be a number more than 0, not {days!r}")
+    seconds = repr(float(days) * 86400)  # a float's repr is a valid SQL numeric literal
+    return Reference(
+        "moderation_checks",
+        still=f"upload_kept AND created_at > now() - make_interval(secs => {seconds})",
+    )
+
+
+def stores(
+    blob_root: Path, thumbnail_root: Path, upload_days: float = DEFAULT_UPLOAD_DAYS
+) -> list[Store]:
     return [
-        Store("blobs", blob_root, "", BLOB_REFERENCES),
+        Store("blobs", blob_root, "", (*BLOB_REFERENCES, kept_uploads(upload_days))),
         Store("thumbnails", thumbnail_root, ".webp", THUMBNAIL_REFERENCES),
     ]
 

@@ -92,7 +92,8 @@ def check(
                 while name in written:  # two images of the same name from different folders
                     name += "_"
                 written.add(name)
-                write_named_file(pictures / f"{name}.png", moderation_picture(rt, data, outcome))
+                picture = moderation_picture(rt, data, outcome.report)
+                write_named_file(pictures / f"{name}.png", picture)
     if as_json:
         print(
             json.dumps(
@@ -261,3 +262,39 @@ def checks_review(
     if review is None:
         raise fail(f"no moderation check {check_id}")
     console.print(f"{check_id}: {decision} by {shown(who)} (review {review['id']})")
+
+
+@checks_app.command("show")
+def checks_show(check_id: Annotated[UUID, typer.Argument(help="the check's id")]) -> None:
+    """A recorded check as JSON, with the decisions people made on it since (as GET
+    /v1/moderation/checks/{id} answers it)."""
+    from service.moderation.check import get_check
+
+    with runtime() as rt, rt.pool.connection() as conn:
+        found = get_check(conn, check_id, None)
+    if found is None:
+        raise fail(f"no moderation check {check_id}")
+    print(json.dumps(found, indent=2, default=str))
+
+
+@checks_app.command("picture")
+def checks_picture(
+    check_id: Annotated[UUID, typer.Argument(help="the check's id")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", dir_okay=False, help="the PNG file to write")
+    ],
+) -> None:
+    """A recorded check as a picture, from its kept upload: the verdict band (with the latest
+    review) over the image beside each match. Uploads are kept for the verdicts in
+    CHOPMARK_MODERATION_KEEP_UPLOADS (review and block unless set)."""
+    from service.moderation.picture import UploadNotKept, recorded_picture
+
+    with runtime() as rt:
+        try:
+            png = recorded_picture(rt, check_id, None)
+        except UploadNotKept as exc:
+            raise fail(str(exc)) from None
+    if png is None:
+        raise fail(f"no moderation check {check_id}")
+    write_named_file(out, png)
+    console.print(f"{check_id}: picture written to {shown(str(out))}")

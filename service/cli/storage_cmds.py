@@ -25,7 +25,8 @@ def gc(
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
-    """Remove stored files that no record names (left by writes whose record never committed).
+    """Remove stored files that no record names (left by writes whose record never committed),
+    and moderation uploads kept longer than CHOPMARK_MODERATION_UPLOAD_DAYS.
 
     Each removal is written to the audit log. Safe beside running services: files younger than
     --older-than are kept, and a file a writer reuses meanwhile is put back.
@@ -36,7 +37,9 @@ def gc(
         )
         raise typer.Exit(2)
     with runtime() as rt:
-        targets = stores(rt.blobs.root, rt.thumbnails.root)
+        targets = stores(
+            rt.blobs.root, rt.thumbnails.root, rt.settings.moderation_upload_days
+        )
         bar = Progress(
             "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn(), disable=not progress, console=err_console,

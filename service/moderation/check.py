@@ -5,6 +5,7 @@ sources, apply the policy, record the outcome. Blocking: call it from a worker t
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ LATER_FRAMES = 7
 SAME_FRAME_BITS = 16
 # Watermark detection runs beside fingerprinting; bounded like the request thread pool.
 _HELPERS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="moderation")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -483,6 +485,9 @@ def build_report(
                     "kind": o.record.kind,
                     "origin": o.record.origin,
                     "created_at": o.record.created_at.isoformat(),
+                    "sha256": o.record.sha256,
+                    "decision": o.match.decision if o.match else None,
+                    "evidence": o.match.evidence if o.match else None,
                 }
                 for o in res.outputs
             ],
@@ -496,6 +501,7 @@ def build_report(
         "labels": _labels_section(ins),
         "frames": {"total": ins.frames, "matched": list(ins.frames_matched)},
         "timings": {k: round(v * 1e3, 2) for k, v in ins.timings.items()},
+        "upload_kept": decision.verdict in rt.settings.moderation_keep_uploads,
     }
 
 
@@ -540,6 +546,7 @@ def record_check(
                 for k in ("present", "value", "generation_id", "claimed_generation_id", "forged")
             },
             "ai_generated": prov["ai_generated"]["status"],
+            "upload_kept": report["upload_kept"],
             "indexes": {
                 "artwork": report["registry"]["index"],
                 "source": report["training_sources"].get("index"),
@@ -568,8 +575,8 @@ def record_check(
         report["timings"]["total"] = round((now - started) * 1e3, 2)
     conn.execute(
         "INSERT INTO moderation_checks (id, api_key_id, actor, platform_user, context, sha256,"
-        " verdict, reasons, result, policy_name, policy_version, job_id, created_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " verdict, reasons, result, policy_name, policy_version, job_id, created_at,"
+        " upload_kept) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             check_id,
             api_key_id,
@@ -584,6 +591,7 @@ def record_check(
             report["policy"]["version"],
             report["job_id"],
             report["created_at"],
+            report["upload_kept"],
         ),
     )
 
@@ -625,6 +633,14 @@ def run_check(
         context=context,
         job_id=job_id,
     )
+    if report["upload_kept"]:  # stored before the record that names it commits
+        s = time.perf_counter()
+        try:
+            rt.blobs.put(data, ins.sha256)
+        except OSError as exc:  # a full disk costs the picture, not the check
+            log.warning("the upload of moderation check %s is not kept: %s", report["id"], exc)
+            report["upload_kept"] = False
+        report["timings"]["keep_upload"] = round((time.perf_counter() - s) * 1e3, 2)
     if conn is not None:
         record_check(conn, rt, actor=actor, api_key_id=api_key_id, report=report, started=started)
     else:

@@ -1,19 +1,26 @@
 """The picture of one moderation check, for a moderator who would rather look than read: a band
-with the verdict, its reasons and the provenance found, over the evidence rows (the image beside
-each registered artwork, output of ours and training source it matched, with the fitted
-outline)."""
+with the verdict, its reasons, the provenance found and the decision a person made since, over
+the evidence rows (the image beside each registered artwork, output of ours and training source
+it matched, with the fitted outline).
+
+It is drawn from the check's report, as answered and stored, so the picture of a recorded check
+(``GET /v1/moderation/checks/{id}/picture``, from its kept upload) is the one the check drew when
+it was made, with the reviews added since."""
 
 from __future__ import annotations
 
 import io
 import textwrap
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
+import psycopg
 from PIL import Image, ImageDraw, ImageFont
 
-from service.moderation.check import CheckOutcome
-from service.registry.picture import registry_rows
+from service.moderation.check import get_check
+from service.registry.store import NotFound
 from similarity import decode_image
+from similarity.matcher import Match
 from similarity.picture import BACKGROUND, GAP, EvidenceRow, evidence_picture
 
 if TYPE_CHECKING:
@@ -26,22 +33,56 @@ WRAP = 96  # characters a line in the band
 BAND_LINE = 17  # pixels a line
 
 
-def _rows(rt: Runtime, outcome: CheckOutcome) -> list[EvidenceRow]:
-    ins = outcome.inspection
-    rows = registry_rows(rt, ins.registry, MAX_REGISTRY_ROWS)
-    for out in [o for o in ins.resolution.outputs if o.match is not None][:MAX_OTHER_ROWS]:
-        assert out.match is not None
-        reference = decode_image(rt.blobs.get(out.record.sha256), rt.decode_limits).image
-        rows.append(EvidenceRow(reference, out.match, f"our output {out.record.id}"))
-    for match, record in [(m, r) for m, r in ins.sources or [] if r is not None][:MAX_OTHER_ROWS]:
-        assert record is not None
-        thumbnail = decode_image(rt.thumbnails.get(record.sha256), rt.decode_limits).image
-        title = f"training source {record.id} ({record.dataset})"
-        rows.append(EvidenceRow(thumbnail, match, title))
-    return rows
+class UploadNotKept(LookupError):
+    """The check is recorded, but its upload is not in the store (not kept, or removed)."""
 
 
-def _band_lines(report: dict[str, Any]) -> list[str]:
+def _match(entry: dict[str, Any]) -> Match:
+    # The index id is not drawn; the decision, score and evidence are.
+    return Match(0, float(entry["score"]), entry["decision"], entry.get("evidence") or {})
+
+
+def _rows(
+    rt: Runtime, conn: psycopg.Connection, report: dict[str, Any]
+) -> tuple[list[EvidenceRow], list[str]]:
+    """The evidence rows, and a line for each match whose picture is no longer kept."""
+    rows: list[EvidenceRow] = []
+    gone: list[str] = []
+    registry = sorted(
+        report["registry"]["matches"], key=lambda m: (m["decision"] != "copy", -m["score"])
+    )
+    for m in registry[:MAX_REGISTRY_ROWS]:
+        title = f"artwork {m['artwork_id']}" + (f' "{m["title"]}"' if m.get("title") else "")
+        try:
+            work = rt.registry.get_artwork(conn, UUID(m["artwork_id"]))
+        except NotFound:
+            gone.append(f"{title}: no longer registered")
+            continue
+        if not rt.blobs.exists(work.sha256):
+            gone.append(f"{title}: its picture is no longer kept")
+            continue
+        reference = decode_image(rt.blobs.get(work.sha256), rt.decode_limits).image
+        rows.append(EvidenceRow(reference, _match(m), title))
+    outputs = [o for o in report["provenance"]["outputs"] if o.get("decision")]
+    for o in outputs[:MAX_OTHER_ROWS]:
+        title = f"our output {o['generation_id']}"
+        if not o.get("sha256") or not rt.blobs.exists(o["sha256"]):
+            gone.append(f"{title}: its picture is not kept")
+            continue
+        reference = decode_image(rt.blobs.get(o["sha256"]), rt.decode_limits).image
+        rows.append(EvidenceRow(reference, _match(o), title))
+    sources = [m for m in report["training_sources"].get("matches", []) if m.get("source_id")]
+    for m in sources[:MAX_OTHER_ROWS]:
+        title = f"training source {m['source_id']} ({m['dataset']})"
+        if not rt.thumbnails.path(m["sha256"]).exists():
+            gone.append(f"{title}: its thumbnail is not kept")
+            continue
+        thumbnail = decode_image(rt.thumbnails.get(m["sha256"]), rt.decode_limits).image
+        rows.append(EvidenceRow(thumbnail, _match(m), title))
+    return rows, gone
+
+
+def _band_lines(report: dict[str, Any], gone: list[str]) -> list[str]:
     prov = report["provenance"]
     wm = prov["watermark"]
     watermark = "absent" if not wm["present"] else f"present ({wm['value']})"
@@ -54,23 +95,35 @@ def _band_lines(report: dict[str, Any]) -> list[str]:
     ]
     for reason in report["reasons"]:
         lines += textwrap.wrap(f"{reason['action']}: {reason['message']}", WRAP)
+    lines += gone
+    reviews = report.get("reviews") or []
+    if reviews:
+        last = reviews[-1]
+        note = f": {last['note']}" if last.get("note") else ""
+        lines += textwrap.wrap(
+            f"reviewed: {last['decision'].upper()} by {last['reviewer']} at "
+            f"{str(last['created_at'])[:19]}{note}",
+            WRAP,
+        )
     return lines
 
 
-def moderation_picture(rt: Runtime, data: bytes, outcome: CheckOutcome) -> bytes:
-    """PNG bytes: the verdict band over the evidence rows, for the check ``outcome`` of the image
+def moderation_picture(
+    rt: Runtime, data: bytes, report: dict[str, Any], conn: psycopg.Connection | None = None
+) -> bytes:
+    """PNG bytes: the verdict band over the evidence rows, for the check ``report`` of the image
     file ``data`` (decoded again here in colour: the check reads luma alone)."""
-    report = outcome.report
+    if conn is None:
+        with rt.pool.connection() as own:
+            return moderation_picture(rt, data, report, own)
     decoded = decode_image(data, rt.decode_limits)
+    rows, gone = _rows(rt, conn, report)
     body = evidence_picture(
-        decoded.image,
-        _rows(rt, outcome),
-        empty="nothing matched",
-        query_size=(decoded.width, decoded.height),
+        decoded.image, rows, empty="nothing matched", query_size=(decoded.width, decoded.height)
     )
     big = ImageFont.load_default(size=22)
     small = ImageFont.load_default(size=13)
-    lines = _band_lines(report)
+    lines = _band_lines(report, gone)
     band = 2 * GAP + 28 + BAND_LINE * len(lines)
     canvas = Image.new("RGB", (body.width, band + body.height), BACKGROUND)
     colour = VERDICT_COLOURS.get(report["verdict"], (90, 90, 90))
@@ -83,3 +136,21 @@ def moderation_picture(rt: Runtime, data: bytes, outcome: CheckOutcome) -> bytes
     out = io.BytesIO()
     canvas.save(out, "PNG", compress_level=6)
     return out.getvalue()
+
+
+def recorded_picture(rt: Runtime, check_id: UUID, api_key_id: int | None) -> bytes | None:
+    """The picture of a recorded check from its kept upload (``api_key_id``: only a check made
+    with that key); None when there is no such check. Raises ``UploadNotKept``."""
+    with rt.pool.connection() as conn:
+        report = get_check(conn, check_id, api_key_id)
+        if report is None:
+            return None
+        if not rt.blobs.exists(report["sha256"]):
+            kept = rt.settings.moderation_keep_uploads
+            raise UploadNotKept(
+                f"the upload of moderation check {check_id} is not kept, so there is no picture "
+                f"of it: uploads are kept for verdicts {', '.join(kept) or '(none)'} and removed "
+                f"after {rt.settings.moderation_upload_days:g} days (this check: "
+                f"{report['verdict']})"
+            )
+        return moderation_picture(rt, rt.blobs.get(report["sha256"]), report, conn)

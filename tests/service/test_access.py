@@ -88,6 +88,12 @@ PROTECTED = [
     ("get", "/v1/moderation/jobs/00000000-0000-0000-0000-000000000000", "moderate", {}),
     ("post", "/v1/moderation/jobs/00000000-0000-0000-0000-000000000000/webhook", "moderate", {}),
     ("get", "/v1/moderation/checks/00000000-0000-0000-0000-000000000000", "moderate", {}),
+    (
+        "get",
+        "/v1/moderation/checks/00000000-0000-0000-0000-000000000000/picture",
+        "moderate",
+        {},
+    ),
     ("get", "/v1/artists/00000000-0000-0000-0000-000000000000/events", "registry", {}),
     ("get", "/v1/audit/head", "audit", {}),
     ("get", "/v1/audit/entries", "audit", {}),

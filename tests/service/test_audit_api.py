@@ -224,7 +224,8 @@ def test_a_moderation_checks_report_proves_its_entries_and_shows_the_evidence(
     text, pictures = pdf_text(r.content)
     assert f"Audit report: {subject}" in text and "block" in text and "Mod One" in text
     assert head["root"] in text.replace(" ", "") and "moderation.reviewed" in text
-    assert pictures == 1  # the registered work it copies
+    assert pictures == 2  # the upload, kept since it was blocked, beside the work it copies
+    assert "the checked upload (kept)" in text
 
 
 def test_an_artworks_and_a_generations_reports(client, runtime, make_key, checked):

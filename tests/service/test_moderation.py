@@ -1026,6 +1026,7 @@ ROUTES = [
     ("get", f"/v1/moderation/jobs/{ZERO}", {}),
     ("post", f"/v1/moderation/jobs/{ZERO}/webhook", {}),
     ("get", f"/v1/moderation/checks/{ZERO}", {}),
+    ("get", f"/v1/moderation/checks/{ZERO}/picture", {}),
     ("get", "/v1/moderation/checks", {}),
     ("get", "/v1/moderation/jobs", {}),
     (

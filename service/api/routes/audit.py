@@ -217,6 +217,14 @@ def _artwork_evidence(
     return Evidence(f"{caption}: {art.title or art.id}", png) if png else None
 
 
+def _blob_evidence(rt: Runtime, sha256: str | None, caption: str) -> Evidence | None:
+    """Stored bytes (a kept upload, an output of ours) as evidence, if they are kept."""
+    if not sha256 or not rt.blobs.exists(sha256):
+        return None
+    png = _thumbnail_png(rt.blobs.get(sha256))
+    return Evidence(caption, png) if png else None
+
+
 def _jsonable(record: dict[str, Any]) -> dict[str, Any]:
     """A record as JSON holds it: times in ISO 8601, ids as strings."""
 
@@ -239,9 +247,14 @@ def _record(
         check = get_check(conn, uid, None)
         if check is None:
             return None, None, []
-        evidence = [
+        evidence = [_blob_evidence(rt, check["sha256"], "the checked upload (kept)")]
+        evidence += [
             _artwork_evidence(rt, conn, m["artwork_id"], f"registered work, {m['decision']}")
             for m in check["registry"]["matches"][:3]
+        ]
+        evidence += [
+            _blob_evidence(rt, o.get("sha256"), f"our output {o['generation_id']}")
+            for o in check["provenance"]["outputs"][:2]
         ]
         return "moderation_check", _jsonable(check), [e for e in evidence if e is not None]
     if kind == "artwork":

@@ -31,7 +31,7 @@ from service.moderation.jobs import (
     notify_workers,
     requeue_webhook,
 )
-from service.moderation.picture import moderation_picture
+from service.moderation.picture import UploadNotKept, moderation_picture, recorded_picture
 from service.moderation.policy import POLICIES, Policy, PolicyError
 from service.runtime import Runtime
 
@@ -101,6 +101,13 @@ class OutputMatchPublic(BaseModel):
     kind: str
     origin: str
     created_at: datetime
+    sha256: str | None = Field(default=None, description="the output's bytes as we made them")
+    decision: str | None = Field(
+        default=None, description="the fingerprint match's decision (copy, similar)"
+    )
+    evidence: dict[str, Any] | None = Field(
+        default=None, description="the fingerprint match's evidence, as for registry matches"
+    )
 
 
 class AiGeneratedPublic(BaseModel):
@@ -171,6 +178,11 @@ class ModerationResult(BaseModel):
         description="the frames in the file (1 for a still image) and those matched",
     )
     timings: dict[str, float] = Field(description="milliseconds per stage")
+    upload_kept: bool = Field(
+        default=False,
+        description="the upload is kept for the check's picture (/checks/{id}/picture); "
+        "which verdicts keep it, and for how long, is the operator's setting",
+    )
     reviews: list[ReviewPublic] = Field(
         default_factory=list,
         description="decisions people made on this check since, oldest first (the last stands)",
@@ -332,7 +344,7 @@ async def check_picture(
 
     def work() -> tuple[str, bytes]:
         outcome = _run(rt, key, data, policy, user, context)
-        return outcome.report["id"], moderation_picture(rt, data, outcome)
+        return outcome.report["id"], moderation_picture(rt, data, outcome.report)
 
     check_id, png = await image_work.run(work)
     return Response(png, media_type="image/png", headers={"X-Check-Id": check_id})
@@ -351,6 +363,33 @@ def read_check(check_id: UUID, rt: RuntimeDep, key: ModerateKey) -> dict[str, An
     if found is None:
         raise HTTPException(404, f"no moderation check {check_id}")
     return found
+
+
+@router.get(
+    "/checks/{check_id}/picture",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"image/png": {}},
+            "description": "the verdict band (with the latest review) over the evidence rows",
+        },
+        **_ERRORS,
+        404: {"model": ErrorBody, "description": "no such check, or its upload was not kept"},
+    },
+    openapi_extra=scope_doc(Scope.moderate),
+    summary="A recorded check as a picture, from its kept upload: verdict, reasons, the latest "
+    "review and the image beside each match (scope: moderate)",
+)
+async def read_check_picture(
+    check_id: UUID, rt: RuntimeDep, image_work: ImageWorkDep, key: ModerateKey
+) -> Response:
+    try:
+        png = await image_work.run(recorded_picture, rt, check_id, visible_to(key))
+    except UploadNotKept as exc:
+        raise HTTPException(404, str(exc)) from None
+    if png is None:
+        raise HTTPException(404, f"no moderation check {check_id}")
+    return Response(png, media_type="image/png", headers={"X-Check-Id": str(check_id)})
 
 
 @router.get(
