@@ -30,6 +30,7 @@ from service.cli.common import (
 from service.cli.events_cmd import artist_events
 from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
+from service.cli.jobs_cmd import jobs_app
 from service.cli.proof_cmds import audit_check_proof, audit_proof, audit_report
 from service.cli.provenance_cmds import credentials_app, verify
 from service.cli.storage_cmds import storage_app
@@ -60,6 +61,7 @@ app.add_typer(storage_app, name="storage")
 app.command()(generate)
 app.command()(check)
 app.add_typer(checks_app, name="checks")
+app.add_typer(jobs_app, name="jobs")
 
 
 @app.command()

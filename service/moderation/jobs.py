@@ -31,6 +31,7 @@ from service.auth.keys import ApiKey
 from service.moderation import webhooks
 from service.moderation.check import run_check
 from service.moderation.policy import POLICIES, PolicyError
+from service.moderation.reviews import reviews_of
 from similarity import ImageRejected
 
 if TYPE_CHECKING:
@@ -189,6 +190,7 @@ def get_job(
         (job_id,),
     ).fetchall()
     counts = {s: 0 for s in ("queued", "checked", "rejected", "failed")}
+    reviews = reviews_of(conn, [r["check_id"] for r in rows if r["check_id"]]) if full else {}
     items = []
     for r in rows:
         counts[r["status"]] += 1
@@ -204,8 +206,9 @@ def get_job(
             "error_status": r["error_status"],
             "retry_at": _iso(r["retry_at"]) if r["status"] == "queued" else None,
         }
-        if full:
-            item["result"] = r["result"]
+        if full:  # as GET /checks/{id} answers it, with the decisions people made since
+            result = r["result"]
+            item["result"] = result and {**result, "reviews": reviews.get(r["check_id"], [])}
         items.append(item)
     webhook = None
     if job["webhook_url"]:

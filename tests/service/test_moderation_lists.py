@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import pytest
 from PIL import Image
@@ -115,6 +116,19 @@ def test_the_checks_of_one_batch_job(mclient, make_key):
     moderate(mclient, h, encode(photo_like(7107)))  # a single check, not the job's
     page = listed(mclient, h, job_id=job["id"])
     assert ids(page) == [item["check_id"]] and page["checks"][0]["job_id"] == job["id"]
+    # The job's full results carry the decisions people made on its checks since, as the
+    # checks themselves do.
+    r = mclient.post(
+        f"/v1/moderation/checks/{item['check_id']}/reviews",
+        json={"decision": "block", "reviewer": "Ana"},
+        headers=h,
+    )
+    assert r.status_code == 201, r.text
+    full = mclient.get(f"/v1/moderation/jobs/{job['id']}", params={"full": True}, headers=h)
+    (result,) = [i["result"] for i in full.json()["items"]]
+    check = mclient.get(f"/v1/moderation/checks/{item['check_id']}", headers=h).json()
+    assert [x["decision"] for x in result["reviews"]] == ["block"]
+    assert result == check
 
 
 @pytest.mark.parametrize(
@@ -174,7 +188,9 @@ def test_checks_list_command_prints_the_queue_and_json(
         assert out.exit_code == 2, (bad, out.output)
 
 
-def test_a_key_lists_its_own_batch_jobs_newest_first_with_their_items_counted(mclient, make_key):
+def test_a_key_lists_its_own_batch_jobs_newest_first_with_their_items_counted(
+    mclient, make_key, cli
+):
     staff = auth(make_key("registry"))
     register(mclient, staff, 7111)
     a, b = auth(make_key("moderate")), auth(make_key("moderate"))
@@ -214,6 +230,19 @@ def test_a_key_lists_its_own_batch_jobs_newest_first_with_their_items_counted(mc
     for bad in ({"status": "done"}, {"cursor": "x"}, {"limit": 0}):
         r = mclient.get("/v1/moderation/jobs", params=bad, headers=a)
         assert r.status_code == 422 and next(iter(bad)) in json.dumps(r.json()["detail"])
+    # The operator's command line: every key's jobs, and one job whole.
+    listed_jobs = json.loads(cli("jobs", "list", "--json").stdout)["jobs"]
+    assert [j["id"] for j in listed_jobs] == [theirs["id"], single["id"], mixed["id"]]
+    assert listed_jobs[2]["verdicts"] == summary["verdicts"]
+    table = cli("jobs", "list", "--status", "completed").stdout
+    assert mixed["id"] in table and "3/3" in table
+    assert cli("jobs", "list", "--limit", "1").stdout.count("more: --cursor ") == 1
+    shown = json.loads(cli("jobs", "show", mixed["id"], "--full").stdout)
+    assert [i["verdict"] for i in shown["items"]] == ["block", "allow", None]
+    assert shown["items"][0]["result"]["id"] == shown["items"][0]["check_id"]
+    for bad in (["list", "--status", "done"], ["list", "--cursor", "x"], ["show", str(uuid4())]):
+        out = cli("jobs", *bad, ok=False)
+        assert out.returncode == 2 and out.stderr.strip(), (bad, out.stderr)
 
 
 def test_a_persons_decision_on_a_check_is_kept_audited_and_empties_the_queue(
