@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -59,6 +60,63 @@ def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     return [*inclusion_proof(index - k, leaves[k:]), root_from_leaf_hashes(leaves[:k])]
 
 
+class Subtrees(Protocol):
+    """Where the hashes of a tree's complete subtrees come from (a tree in memory, a log's
+    stored nodes): ``subtree(level, index)`` is MTH of leaves ``index * 2**level`` up to
+    ``(index + 1) * 2**level``; level 0 is the leaf hash."""
+
+    def subtree(self, level: int, index: int) -> bytes: ...
+
+
+def range_hash(tree: Subtrees, start: int, end: int) -> bytes:
+    """MTH of leaves ``start:end``, for a range RFC 6962's split makes: ``start`` a multiple of
+    the largest power of two not above its width (every range a proof asks for)."""
+    width = end - start
+    if width & (width - 1) == 0:
+        level = width.bit_length() - 1
+        return tree.subtree(level, start >> level)
+    k = _split(width)
+    return node_hash(range_hash(tree, start, start + k), range_hash(tree, start + k, end))
+
+
+def inclusion_path(tree: Subtrees, index: int, size: int) -> list[bytes]:
+    """The audit path of leaf ``index`` in the tree of the first ``size`` leaves of ``tree``
+    (as ``inclusion_proof`` gives it), from about two hashes a level."""
+    if not 0 <= index < size:
+        raise IndexError(f"leaf {index} is outside a tree of size {size}")
+    path: list[bytes] = []
+    start, end = 0, size
+    while end - start > 1:
+        k = _split(end - start)
+        if index < start + k:
+            path.append(range_hash(tree, start + k, end))
+            end = start + k
+        else:
+            path.append(range_hash(tree, start, start + k))
+            start += k
+    return path[::-1]
+
+
+def consistency_path(tree: Subtrees, old_size: int, new_size: int) -> list[bytes]:
+    """Proof that the tree of the first ``old_size`` leaves is a prefix of the tree of the first
+    ``new_size`` (as ``consistency_proof`` gives it)."""
+    if not 0 < old_size <= new_size:
+        raise ValueError(f"old size {old_size} must be in 1..{new_size}")
+    path: list[bytes] = []
+    m, start, end, complete = old_size, 0, new_size, True
+    while m != end - start:
+        k = _split(end - start)
+        if m <= k:
+            path.append(range_hash(tree, start + k, end))
+            end = start + k
+        else:
+            path.append(range_hash(tree, start, start + k))
+            m, start, complete = m - k, start + k, False
+    if not complete:
+        path.append(range_hash(tree, start, end))
+    return path[::-1]
+
+
 class MerkleTree:
     """Every node of the tree over ``leaves`` (leaf hashes), kept level by level as the
     bottom-up pairing builds them, so that many audit paths in one tree cost a few lookups each
@@ -76,6 +134,10 @@ class MerkleTree:
 
     def root(self) -> bytes:
         return self.levels[-1][0] if self.size else EMPTY_ROOT
+
+    def subtree(self, level: int, index: int) -> bytes:
+        """A complete subtree's hash (``Subtrees``): the bottom-up pairing keeps it as is."""
+        return self.levels[level][index]
 
     def _node(self, start: int, end: int) -> bytes:
         """MTH of leaves ``start:end``: a range that starts at a multiple of its width rounded
@@ -181,16 +243,21 @@ class Frontier:
     size: int = 0
     nodes: list[bytes] = field(default_factory=list)
 
-    def append(self, leaf: bytes) -> bytes:
-        """Add a leaf hash and return the new root."""
+    def append(self, leaf: bytes, completed: list[tuple[int, int, bytes]] | None = None) -> bytes:
+        """Add a leaf hash and return the new root; ``completed``, when given, gains each
+        subtree the leaf completes, as ``(level, index, hash)`` (see ``Subtrees``)."""
         self.nodes.append(leaf)
         size = self.size
+        level = 0
         # Merge equal-sized subtrees, as a binary counter carries.
         while size & 1:
             right = self.nodes.pop()
             left = self.nodes.pop()
             self.nodes.append(node_hash(left, right))
             size >>= 1
+            level += 1
+            if completed is not None:
+                completed.append((level, (self.size + 1 >> level) - 1, self.nodes[-1]))
         self.size += 1
         return self.root()
 

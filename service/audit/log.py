@@ -18,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from provenance.merkle import Frontier, leaf_hash
+from service.audit.nodes import store_completed, stored_level
 from service.audit.signing import tree_head_message
 
 
@@ -87,7 +88,8 @@ class AuditLog:
         )
         leaf = leaf_hash(entry)
         frontier = Frontier(size=size, nodes=nodes)
-        root = frontier.append(leaf)
+        completed: list[tuple[int, int, bytes]] = []
+        root = frontier.append(leaf, completed)
         signature = self.key.sign(tree_head_message(size + 1, root))
         conn.execute(
             "WITH entry AS (INSERT INTO audit_log (seq, created_at, kind, actor, subject, entry,"
@@ -107,6 +109,7 @@ class AuditLog:
                 frontier.nodes,
             ),
         )
+        store_completed(conn, completed)  # every 256th entry
         return AppendedEntry(size, leaf, root)
 
 
@@ -235,6 +238,8 @@ def verify(
     state = conn.execute("SELECT size FROM audit_state WHERE id = 1").fetchone()
     state_size = int(state["size"] if isinstance(state, dict) else state[0])  # type: ignore[index]
     frontier = Frontier()
+    nodes: dict[tuple[int, int], bytes] = {}  # the stored-level nodes the entries make
+    completed: list[tuple[int, int, bytes]] = []
     for row in _rows(conn, state_size):
         seq, entry, stored_leaf, stored_root, sig = (
             row.seq,
@@ -270,7 +275,9 @@ def verify(
                 f"entry {seq} was changed: its {column} column no longer says what the entry says",
                 seq,
             )
-        root = frontier.append(leaf)
+        completed.clear()
+        root = frontier.append(leaf, completed)
+        nodes.update(((lv, i), h) for lv, i, h in completed if stored_level(lv))
         if root != stored_root:
             return _fail(frontier, f"entry {seq}: the tree root differs from the one recorded", seq)
         try:
@@ -297,4 +304,32 @@ def verify(
             f" entries {frontier.size}..{known.size - 1} were removed from the end",
             frontier.size,
         )
+    bad = _stored_node_differs(conn, nodes, frontier.size)
+    if bad is not None:
+        level, index = bad
+        return _fail(
+            frontier,
+            f"the stored tree node at level {level}, index {index} (entries {index << level}.."
+            f"{((index + 1) << level) - 1}) does not match the entries: proofs through it would"
+            " not hold; delete that row of audit_nodes and it is computed again",
+            index << level,
+        )
     return VerifyResult(True, frontier.size, frontier.root())
+
+
+def _stored_node_differs(
+    conn: psycopg.Connection, nodes: dict[tuple[int, int], bytes], size: int
+) -> tuple[int, int] | None:
+    """The first stored tree node over the first ``size`` entries that differs from the one
+    they make (``nodes``); a missing one is no fault (it is computed when needed)."""
+    with conn.cursor(name="audit_verify_nodes", row_factory=psycopg.rows.tuple_row) as cur:
+        cur.itersize = 2000
+        cur.execute(
+            "SELECT level, idx, hash FROM audit_nodes"
+            " WHERE (idx + 1) * (1::bigint << level) <= %s ORDER BY level, idx",
+            (size,),
+        )
+        for level, index, digest in cur:
+            if nodes.get((int(level), int(index))) != bytes(digest):
+                return int(level), int(index)
+    return None

@@ -3,15 +3,15 @@ inclusion proof under a signed tree head (RFC 9162 audit path), and the consiste
 heads (the later log still holds the earlier one, unchanged).
 
 Every entry's row keeps the signed head of the log as it stood right after it, so a head of any
-size the log has had can be given. Proofs are computed from the leaf hashes, read in order:
-about 32 bytes and one hash per entry below the tree size asked for."""
+size the log has had can be given. Proofs are computed from the log's stored tree nodes
+(``service.audit.nodes``): a few tiles of 256 hashes each, however long the log. Each proof is
+checked against its signed head before it is given."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,19 +23,18 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from provenance.merkle import (
-    consistency_proof,
-    inclusion_proof,
+    MerkleTree,
+    consistency_path,
+    inclusion_path,
     leaf_hash,
     verify_consistency,
     verify_inclusion,
 )
 from service.audit.log import TreeHead
+from service.audit.nodes import TILE, MissingEntries, StoredSubtrees
 from service.audit.signing import tree_head_message
 
 PROOF_FORMAT = "chopmark-audit-proof/1"
-# Proofs that read the leaf hashes at once in one process (each holds them in memory, about 150
-# MB per million entries with a report's tree): more wait their turn.
-LEAF_PASSES = threading.BoundedSemaphore(2)
 
 
 class ProofError(ValueError):
@@ -108,9 +107,44 @@ def entry_proof(conn: psycopg.Connection, seq: int, tree_size: int | None = None
     head = head_at(conn, size, held)
     row = conn.execute("SELECT entry FROM audit_log WHERE seq = %s", (seq,)).fetchone()
     assert row is not None  # below the committed size
-    with LEAF_PASSES:
-        path = inclusion_proof(seq, leaf_hashes(conn, size))
-    return EntryProof(seq, bytes(row["entry"]), path, head)
+    tree = StoredSubtrees(conn, size)
+    proof = EntryProof(seq, bytes(row["entry"]), entry_path(tree, seq, head), head)
+    tree.write_back()
+    return proof
+
+
+def entry_path(tree: StoredSubtrees, seq: int, head: TreeHead) -> list[bytes]:
+    """Entry ``seq``'s audit path under ``head``, checked against its signed root."""
+    try:
+        path = inclusion_path(tree, seq, head.size)
+        leaf = tree.subtree(0, seq)  # from the tile the path read
+    except MissingEntries as exc:
+        raise ProofError(str(exc)) from None
+    if not verify_inclusion(seq, head.size, leaf, path, head.root):
+        raise ProofError(
+            f"the log's stored hashes do not make its signed root at {head.size} entries: run "
+            "chopmark audit verify"
+        )
+    return path
+
+
+def inclusion_paths(
+    conn: psycopg.Connection, seqs: Sequence[int], head: TreeHead
+) -> list[list[bytes]]:
+    """The audit paths of many entries under one head (a report's): from the stored nodes, the
+    tiles they read shared; or, when that would read about as many leaf hashes as the tree
+    holds (a tile of 256 an entry), from one pass over the leaves, whose memory is then bounded
+    by the entries' count (16 KB each)."""
+    if len(seqs) * TILE < head.size:
+        tree = StoredSubtrees(conn, head.size)
+        tree.prefetch(seqs)
+        paths = [entry_path(tree, seq, head) for seq in seqs]
+        tree.write_back()
+        return paths
+    whole = MerkleTree(leaf_hashes(conn, head.size))
+    if whole.root() != head.root:
+        raise ProofError(f"the log's leaves do not make its signed root at {head.size} entries")
+    return [whole.inclusion_proof(seq) for seq in seqs]
 
 
 @dataclass(frozen=True)
@@ -137,8 +171,17 @@ def consistency(conn: psycopg.Connection, first: int, second: int) -> Consistenc
     older, newer = head_at(conn, first, held), head_at(conn, second, held)
     path: list[bytes] = []
     if first < second:
-        with LEAF_PASSES:
-            path = consistency_proof(first, leaf_hashes(conn, second))
+        tree = StoredSubtrees(conn, second)
+        try:
+            path = consistency_path(tree, first, second)
+        except MissingEntries as exc:
+            raise ProofError(str(exc)) from None
+        if not verify_consistency(first, second, older.root, newer.root, path):
+            raise ProofError(
+                f"the log's stored hashes do not make its signed roots at {first} and {second}"
+                " entries: run chopmark audit verify"
+            )
+        tree.write_back()
     return Consistency(older, newer, path)
 
 

@@ -12,17 +12,14 @@ from typing import Any
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from provenance.merkle import MerkleTree
 from service.audit.log import TreeHead
 from service.audit.proofs import (
-    LEAF_PASSES,
     EntryProof,
-    ProofError,
     check_entry_in,
     check_signed,
     committed_size,
     head_at,
-    leaf_hashes,
+    inclusion_paths,
 )
 
 REPORT_FORMAT = "chopmark-audit-report/1"
@@ -84,18 +81,11 @@ def build_report(
     if size == 0:
         raise LookupError(f"the audit log holds no entry about {subject}")
     head = head_at(conn, size, size)
-    entries = []
-    if rows:
-        with LEAF_PASSES:
-            tree = MerkleTree(leaf_hashes(conn, size))  # one pass, then a few lookups a path
-            if tree.root() != head.root:
-                raise ProofError(f"the log's leaves do not make its signed root at {size} entries")
-            entries = [
-                EntryProof(
-                    int(r["seq"]), bytes(r["entry"]), tree.inclusion_proof(int(r["seq"])), head
-                )
-                for r in rows
-            ]
+    paths = inclusion_paths(conn, [int(r["seq"]) for r in rows], head)
+    entries = [
+        EntryProof(int(r["seq"]), bytes(r["entry"]), path, head)
+        for r, path in zip(rows, paths, strict=True)
+    ]
     return Report(
         subject, datetime.now(UTC), record_kind, record, head, entries, list(evidence or [])
     )

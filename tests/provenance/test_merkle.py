@@ -89,3 +89,42 @@ def test_a_kept_tree_gives_the_same_audit_paths_as_the_leaves_do() -> None:
         for i in range(n) if n < 200 else (0, 1, 511, 512, n - 2, n - 1):
             assert tree.inclusion_proof(i) == inclusion_proof(i, leaves), (n, i)
     assert MerkleTree([]).root() == root_from_leaf_hashes([])
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 255, 256, 257, 1000])
+def test_proofs_from_subtree_hashes_equal_those_from_the_leaves(n: int) -> None:
+    """``inclusion_path`` and ``consistency_path`` ask a ``Subtrees`` for complete subtrees
+    only, and give the proofs the leaf-list functions give, for any tree within the leaves."""
+    from provenance.merkle import MerkleTree, consistency_path, inclusion_path
+
+    hs = leaves(n)
+    asked: list[tuple[int, int]] = []
+
+    class Counted(MerkleTree):
+        def subtree(self, level: int, index: int) -> bytes:
+            asked.append((level, index))
+            assert (index + 1) << level <= n, "only complete subtrees are asked for"
+            return super().subtree(level, index)
+
+    tree = Counted(hs)
+    for size in sorted({1, n // 2 or 1, n - 1 or 1, n}):
+        for i in sorted({0, size // 3, size - 1}):
+            assert inclusion_path(tree, i, size) == inclusion_proof(i, hs[:size]), (size, i)
+        for m in sorted({1, size // 2 or 1, size}):
+            assert consistency_path(tree, m, size) == consistency_proof(m, hs[:size])
+    assert asked or n == 1
+
+
+def test_the_frontier_names_each_subtree_an_append_completes() -> None:
+    from provenance.merkle import MerkleTree
+
+    hs = leaves(300)
+    tree, frontier = MerkleTree(hs), Frontier()
+    completed: list[tuple[int, int, bytes]] = []
+    for leaf in hs:
+        frontier.append(leaf, completed)
+    assert len(completed) == 300 - bin(300).count("1")  # one per carry of a binary counter
+    assert {(lv, i) for lv, i, _ in completed} == {
+        (lv, i) for lv in range(1, 9) for i in range(300 >> lv)
+    }
+    assert all(tree.subtree(lv, i) == h for lv, i, h in completed)

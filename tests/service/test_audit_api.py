@@ -319,28 +319,3 @@ def test_a_pdf_lists_at_most_its_cap_of_entries_and_says_so() -> None:
     )
     assert f"The first {MAX_LISTED} of {MAX_LISTED + 20} entries" in text
     assert f" {MAX_LISTED - 1} " in text and f" {MAX_LISTED + 5} " not in text
-
-
-def test_proofs_beyond_two_at_once_wait_their_turn(runtime, checked) -> None:
-    import threading
-
-    from service.audit.proofs import LEAF_PASSES, entry_proof
-
-    done = threading.Event()
-
-    def prove() -> None:
-        with runtime.pool.connection() as conn:
-            entry_proof(conn, 0)
-        done.set()
-
-    LEAF_PASSES.acquire()
-    LEAF_PASSES.acquire()  # two proofs under way elsewhere
-    try:
-        worker = threading.Thread(target=prove)
-        worker.start()
-        assert not done.wait(0.5), "a third pass over the leaves did not wait"
-    finally:
-        LEAF_PASSES.release()
-        LEAF_PASSES.release()
-    assert done.wait(10)
-    worker.join()
