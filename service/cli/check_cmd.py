@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC
-from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
+import psycopg
 import typer
 from rich.table import Table
 
@@ -24,13 +24,16 @@ from service.cli.common import (
     console,
     err_console,
     fail,
-    print_page,
     runtime,
+    show_page,
     shown,
     time_window,
     unreadable,
     write_named_file,
 )
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 _STYLE = {"allow": "green", "review": "yellow", "block": "bold red"}
 
@@ -163,7 +166,6 @@ def checks_list(
 ) -> None:
     """Recorded checks, newest first (every key's, and the CLI's own): the review queue
     (--verdict review), one user's uploads, whether an image was checked before (--image)."""
-    from service.db.keyset import CursorError
     from service.moderation.listing import CheckFilter, list_checks
 
     wanted = tuple(dict.fromkeys(v.lower() for v in verdict or ()))
@@ -186,13 +188,12 @@ def checks_list(
         until=end,
         reviewed=reviewed,
     )
-    with runtime() as rt, rt.pool.connection() as conn:
-        try:
-            page = list_checks(conn, where, limit, cursor)
-        except CursorError as exc:
-            raise fail(f"--cursor: {exc}") from None
-    table = partial(_checks_table, page.checks)  # built only when shown
-    print_page("checks", page.checks, page.next_cursor, as_json=as_json, table=table)
+
+    def fetch(_rt: Runtime, conn: psycopg.Connection) -> tuple[list[dict[str, Any]], str | None]:
+        page = list_checks(conn, where, limit, cursor)
+        return page.checks, page.next_cursor
+
+    show_page("checks", fetch, _checks_table, as_json=as_json)
 
 
 def _checks_table(checks: list[dict[str, Any]]) -> Table:

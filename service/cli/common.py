@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import psycopg
 import typer
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -22,6 +23,7 @@ from rich.table import Table
 
 from service.api.text import written_out
 from service.audit.signing import AuditKeyError
+from service.db.keyset import CursorError
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -175,6 +177,26 @@ def print_page(
     console.print(table())
     if next_cursor is not None:
         console.print(f"more: --cursor {next_cursor}")
+
+
+def show_page(
+    kind: str,
+    fetch: Callable[[Runtime, psycopg.Connection], tuple[list[dict[str, Any]], str | None]],
+    table: Callable[[list[dict[str, Any]]], Table],
+    *,
+    as_json: bool,
+) -> None:
+    """Fetch one page of a listing (``fetch``: its items and the next cursor) and print it as
+    ``print_page`` does; a cursor not handed out, or a record the listing is about that does
+    not exist (a ``LookupError``), is one line and exit status 2."""
+    with runtime() as rt, rt.pool.connection() as conn:
+        try:
+            items, next_cursor = fetch(rt, conn)
+        except CursorError as exc:
+            raise fail(f"--cursor: {exc}") from None
+        except LookupError as exc:
+            raise fail(str(exc.args[0] if exc.args else exc)) from None
+    print_page(kind, items, next_cursor, as_json=as_json, table=lambda: table(items))
 
 
 def _json_value(value: object) -> str:

@@ -4,10 +4,10 @@ GET /v1/artists/{id}/events lists it."""
 from __future__ import annotations
 
 from datetime import UTC
-from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
+import psycopg
 import typer
 from rich.table import Table
 
@@ -17,12 +17,13 @@ from service.cli.common import (
     PageJsonOption,
     SinceOption,
     UntilOption,
-    fail,
-    print_page,
-    runtime,
+    show_page,
     shown,
     time_window,
 )
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 
 def _said(event: dict[str, Any]) -> str:
@@ -48,24 +49,19 @@ def artist_events(
     """Everything that touched an artist's works, newest first: registrations, licences,
     withdrawals, moderation matches, refused stamps, generations whose inputs matched (blocked
     img2img attempts among them)."""
-    from service.db.keyset import CursorError
     from service.registry.events import EventFilter, list_events
-    from service.registry.store import NotFound
 
     start, end = time_window(since, until)
     where = EventFilter(
         kinds=tuple(dict.fromkeys(kind or ())), artwork_id=artwork, since=start, until=end
     )
-    with runtime() as rt, rt.pool.connection() as conn:
-        try:
-            rt.registry.get_artist(conn, artist)
-            page = list_events(conn, artist, where, limit, cursor)
-        except NotFound as exc:
-            raise fail(str(exc)) from None
-        except CursorError as exc:
-            raise fail(f"--cursor: {exc}") from None
-    table = partial(_table, page.events)  # built only when shown
-    print_page("events", page.events, page.next_cursor, as_json=as_json, table=table)
+
+    def fetch(rt: Runtime, conn: psycopg.Connection) -> tuple[list[dict[str, Any]], str | None]:
+        rt.registry.get_artist(conn, artist)  # NotFound: one line
+        page = list_events(conn, artist, where, limit, cursor)
+        return page.events, page.next_cursor
+
+    show_page("events", fetch, _table, as_json=as_json)
 
 
 def _table(events: list[dict[str, Any]]) -> Table:

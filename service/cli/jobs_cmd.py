@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC
-from functools import partial
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
+import psycopg
 import typer
 from rich.table import Table
 
@@ -19,11 +19,14 @@ from service.cli.common import (
     SinceOption,
     UntilOption,
     fail,
-    print_page,
     runtime,
+    show_page,
     shown,
     time_window,
 )
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 STATUSES = ("queued", "running", "completed", "failed")
 jobs_app = typer.Typer(help="Moderation batch jobs.", no_args_is_help=True)
@@ -42,7 +45,6 @@ def jobs_list(
     as_json: PageJsonOption = False,
 ) -> None:
     """Batch jobs, newest first, with their items counted by status and by verdict."""
-    from service.db.keyset import CursorError
     from service.moderation.listing import JobFilter, list_jobs
 
     wanted = tuple(dict.fromkeys(s.lower() for s in status or ()))
@@ -51,13 +53,12 @@ def jobs_list(
         raise fail(f"--status: {shown(unknown[0])} is not one of {', '.join(STATUSES)}")
     start, end = time_window(since, until)
     where = JobFilter(statuses=wanted, since=start, until=end)
-    with runtime() as rt, rt.pool.connection() as conn:
-        try:
-            page = list_jobs(conn, where, limit, cursor)
-        except CursorError as exc:
-            raise fail(f"--cursor: {exc}") from None
-    table = partial(_table, page.jobs)  # built only when shown
-    print_page("jobs", page.jobs, page.next_cursor, as_json=as_json, table=table)
+
+    def fetch(_rt: Runtime, conn: psycopg.Connection) -> tuple[list[dict[str, Any]], str | None]:
+        page = list_jobs(conn, where, limit, cursor)
+        return page.jobs, page.next_cursor
+
+    show_page("jobs", fetch, _table, as_json=as_json)
 
 
 def _table(jobs: list[dict[str, Any]]) -> Table:

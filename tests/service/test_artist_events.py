@@ -215,6 +215,8 @@ def test_artists_events_command_prints_the_history_and_json(client, settings, hi
     for bad in ([ZERO], [history["a"], "--since", "soon"], [history["a"], "--cursor", "x"]):
         out = runner.invoke(app, ["events", *bad])
         assert out.exit_code == 2, (bad, out.output)
+    said = runner.invoke(app, ["events", ZERO]).output
+    assert f"no artist {ZERO}" in said and "Traceback" not in said
 
 
 def test_an_artists_claim_against_an_adapter_and_its_decision_are_among_their_events(
