@@ -20,6 +20,7 @@ from service.api.routes import (
     artists,
     artworks,
     audit,
+    claims,
     generations,
     health,
     keys,
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         moderation,
         moderation_records,
         audit,
+        claims,
     ):
         app.include_router(module.router)
     app.add_middleware(AnswerCutOffRequests)  # innermost: the others see its 503

@@ -79,6 +79,22 @@ def record_facts(kind: str | None, record: dict[str, Any] | None) -> list[tuple[
             for k in ("title", "artist_id", "status", "sha256", "created_at", "withdrawn_at")
         ]
         facts.append(("preferences", json.dumps(record.get("effective_preferences"))))
+    elif kind == "claim":
+        facts = [
+            (k.replace("_", " "), record.get(k))
+            for k in (
+                "status", "output_id", "output_origin", "output_sha256", "artist_id",
+                "artwork_id", "reason", "created_by", "created_at", "decided_by", "decided_at",
+                "decision_note",
+            )
+        ]
+        facts += [
+            ("found in the output", f"artwork {m['artwork_id']}: {m['decision']}, score"
+             f" {m['score']:.3f}")
+            for m in record.get("matches", [])
+        ]
+        if not record.get("matches"):
+            facts.append(("found in the output", "no work of the artist"))
     elif kind == "generation":
         params = record.get("parameters", {})
         model = record.get("model") or {}

@@ -1,8 +1,8 @@
 """Everything that touched an artist or their works, newest first: what the audit log holds
 about them (registrations, preference and licence changes, withdrawals, moderation matches,
 stamps refused, match decisions), every generation whose input matched one of their works
-(blocked img2img attempts among them, with the licence that let one through), and their claims
-against style adapters with the decisions on them.
+(blocked img2img attempts among them, with the licence that let one through), their claims
+against style adapters and against our outputs, with the decisions on them.
 
 Pages are cut by keyset ``(at, key)``: ``key`` orders events of the same instant and stays the
 same for an event, so a page never repeats or skips one while new events arrive."""
@@ -67,6 +67,11 @@ WITH subjects AS (
     WHERE c.artist_id = %(artist)s
       AND l.kind IN ('adapter.claim_filed', 'adapter.claim_decided')
       AND convert_from(l.entry, 'UTF8')::jsonb #>> '{data,claim_id}' = c.id::text
+    UNION ALL
+    SELECT l.created_at, 'audit:' || lpad(l.seq::text, 20, '0'), l.kind, c.artwork_id, l.seq,
+           l.entry, NULL
+    FROM claims c JOIN audit_log l ON l.subject = 'claim:' || c.id  -- by audit_log_subject
+    WHERE c.artist_id = %(artist)s
 )
 SELECT at, key, kind, artwork_id, audit_seq, entry, generation FROM ev
 """

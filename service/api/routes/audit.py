@@ -35,6 +35,7 @@ from service.audit.signing import public_key_pem
 from service.auth.scopes import Scope
 from service.genservice.records import GenerationStore
 from service.moderation.check import get_check
+from service.registry.claims import get_claim
 from service.registry.store import NotFound
 from service.runtime import Runtime
 
@@ -268,6 +269,16 @@ def _record(
         }
         found = _artwork_evidence(rt, conn, ident, "the registered work")
         return "artwork", record, [found] if found else []
+    if kind == "claim":
+        claim = get_claim(conn, uid)
+        if claim is None:
+            return None, None, []
+        evidence = [_blob_evidence(rt, claim["output_sha256"], "the output claimed against")]
+        evidence += [
+            _artwork_evidence(rt, conn, m["artwork_id"], f"the artist's work, {m['decision']}")
+            for m in claim["matches"][:2]
+        ]
+        return "claim", _jsonable(claim), [e for e in evidence if e is not None]
     if kind == "generation":
         row = GenerationStore(rt.pool, rt.audit, heartbeat=False).get(conn, uid)
         if row is None:
@@ -302,7 +313,8 @@ def read_report(
         Query(
             min_length=3,
             max_length=200,
-            description="moderation:ID, artwork:ID, generation:ID, or any subject of the log",
+            description="moderation:ID, artwork:ID, generation:ID, claim:ID, or any subject of "
+            "the log",
         ),
     ],
     format: Annotated[Literal["json", "pdf"], Query(description="json or pdf")] = "json",

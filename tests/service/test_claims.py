@@ -1,0 +1,222 @@
+"""An artist's claim that one of our outputs copies their work: filed with what the matcher sees
+of the output against their works, decided once by an admin, audited under ``claim:ID``, among
+the artist's events, shown as a picture and reported for legal review."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from service.audit.proofs import load_public_key
+from service.audit.report import check_report
+from tests.service.test_moderation import edited, register, stamp
+from tests.support import auth, encode, photo_like
+
+ZERO = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture
+def made(mclient, make_key):
+    """An output of ours (a platform's generation stamped here) that is an edited copy of a
+    picture artist A then registers; an unrelated output; artist B and their work."""
+    # Made before the artist registered the work: stamping refuses a copy of a registered work
+    # that denies reuse, so a claim is how such an output is disputed afterwards.
+    st = auth(make_key("stamp"))
+    copied, _ = stamp(mclient, st, Image.open(io.BytesIO(edited(7401))).convert("RGB"))
+    unrelated, _ = stamp(mclient, st, photo_like(7402))
+    reg = auth(make_key("registry"))
+    (work,) = register(mclient, reg, 7401)
+    artist_a = mclient.get(f"/v1/artworks/{work['id']}", headers=reg).json()["artist_id"]
+    r = mclient.post(
+        "/v1/artists", json={"display_name": "B", "email": "b@example.org"}, headers=reg
+    )
+    artist_b = r.json()["id"]
+    files = [("files", ("b.jpg", encode(photo_like(7403)), "image/jpeg"))]
+    r = mclient.post(f"/v1/artists/{artist_b}/artworks", files=files, headers=reg)
+    assert r.status_code == 201, r.text
+    (other_work,) = r.json()["artworks"]
+    return {
+        "reg": reg,
+        "admin": auth(make_key("admin")),
+        "work": work,
+        "a": artist_a,
+        "b": artist_b,
+        "other_work": other_work,
+        "copied": copied["id"],
+        "unrelated": unrelated["id"],
+    }
+
+
+def file(client, h, **body):
+    return client.post("/v1/claims", json=body, headers=h)
+
+
+def test_a_claim_keeps_what_the_matcher_sees_and_is_decided_once(mclient, runtime, made):
+    reg, admin = made["reg"], made["admin"]
+    r = file(
+        mclient,
+        reg,
+        output_id=made["copied"],
+        artist_id=made["a"],
+        artwork_id=made["work"]["id"],
+        reason="  my harbour painting, cropped and darkened  ",
+    )
+    assert r.status_code == 201, r.text
+    claim = r.json()
+    assert claim["status"] == "open" and claim["output_origin"] == "stamp"
+    assert claim["reason"] == "my harbour painting, cropped and darkened"
+    (found,) = claim["matches"]
+    assert found["artwork_id"] == made["work"]["id"] and found["decision"] == "copy"
+    assert found["evidence"]["fired"]
+    assert mclient.get(claim["url"], headers=reg).json() == claim
+    # The same claim again while it is open: 409, nothing new recorded.
+    again = file(
+        mclient,
+        reg,
+        output_id=made["copied"],
+        artist_id=made["a"],
+        artwork_id=made["work"]["id"],
+        reason="my harbour painting, cropped and darkened",
+    )
+    assert again.status_code == 409 and claim["id"] in again.json()["detail"]
+    # An unrelated output: filed, with nothing found in it.
+    r = file(mclient, reg, output_id=made["unrelated"], artist_id=made["a"], reason="mine too")
+    assert r.status_code == 201 and r.json()["matches"] == []
+    unrelated = r.json()
+
+    # Only an admin decides, and only once.
+    assert (
+        mclient.post(f"{claim['url']}/decision", json={"uphold": True}, headers=reg).status_code
+        == 403
+    )
+    r = mclient.post(
+        f"{claim['url']}/decision", json={"uphold": True, "note": "a plain copy"}, headers=admin
+    )
+    assert r.status_code == 200, r.text
+    decided = r.json()
+    assert decided["status"] == "upheld" and decided["decision_note"] == "a plain copy"
+    assert decided["decided_by"] and decided["decided_at"]
+    r = mclient.post(f"{claim['url']}/decision", json={"uphold": False}, headers=admin)
+    assert r.status_code == 409 and "upheld" in r.json()["detail"]
+    assert mclient.get(claim["url"], headers=reg).json()["status"] == "upheld"
+
+    # Lists: newest first, narrowed, a page at a time.
+    page = mclient.get("/v1/claims", headers=reg).json()
+    assert [c["id"] for c in page["claims"]] == [unrelated["id"], claim["id"]]
+    only = mclient.get("/v1/claims", params={"status": "upheld"}, headers=reg).json()
+    assert [c["id"] for c in only["claims"]] == [claim["id"]]
+    mine = mclient.get("/v1/claims", params={"artist_id": made["b"]}, headers=reg).json()
+    assert mine["claims"] == []
+    first = mclient.get("/v1/claims", params={"limit": 1}, headers=reg).json()
+    rest = mclient.get(
+        "/v1/claims", params={"limit": 1, "cursor": first["next_cursor"]}, headers=reg
+    ).json()
+    assert [c["id"] for c in first["claims"] + rest["claims"]] == [unrelated["id"], claim["id"]]
+    assert rest["next_cursor"] is None
+
+    # Audited under the claim's subject; the artist's events show both.
+    with runtime.pool.connection() as conn:
+        kinds = [
+            r["kind"]
+            for r in conn.execute(
+                "SELECT kind FROM audit_log WHERE subject = %s ORDER BY seq",
+                (f"claim:{claim['id']}",),
+            ).fetchall()
+        ]
+    assert kinds == ["claim.filed", "claim.decided"]
+    events = mclient.get(f"/v1/artists/{made['a']}/events", headers=reg).json()["events"]
+    said = [(e["kind"], e["data"].get("claim_id")) for e in events]
+    assert ("claim.decided", claim["id"]) in said and ("claim.filed", claim["id"]) in said
+    filed = next(
+        e for e in events if e["kind"] == "claim.filed" and e["data"]["claim_id"] == claim["id"]
+    )
+    assert filed["artwork_id"] == made["work"]["id"]
+    assert filed["data"]["matches"][0]["decision"] == "copy"
+
+
+def test_a_claims_picture_and_report(mclient, make_key, made):
+    from similarity.picture import GAP, PANEL
+
+    reg = made["reg"]
+    claim = file(
+        mclient, reg, output_id=made["copied"], artist_id=made["a"], reason="a copy"
+    ).json()
+    r = mclient.get(f"{claim['url']}/picture", headers=reg)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    picture = Image.open(io.BytesIO(r.content))
+    assert picture.width == 2 * PANEL + 3 * GAP, "the output beside the work found in it"
+    audit = auth(make_key("audit"))
+    subject = f"claim:{claim['id']}"
+    report = mclient.get("/v1/audit/report", params={"subject": subject}, headers=audit).json()
+    assert report["record_kind"] == "claim" and report["record"]["id"] == claim["id"]
+    contents = check_report(report, load_public_key(report["public_key"]))
+    assert [c["kind"] for c in contents] == ["claim.filed"]
+    r = mclient.get("/v1/audit/report", params={"subject": subject, "format": "pdf"}, headers=audit)
+    assert r.status_code == 200
+    from tests.service.test_audit_api import pdf_text
+
+    text, pictures = pdf_text(r.content)
+    assert "the output claimed against" in text and "copy, score" in text
+    assert pictures == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "said"),
+    [
+        ({"output_id": ZERO}, 404, "no output"),
+        ({"artist_id": ZERO}, 404, "no artist"),
+        ({"artwork_id": ZERO}, 404, "no artwork"),
+        ({"artwork_id": "other"}, 422, "not one of"),
+        ({"reason": "   "}, 422, "reason"),
+        ({"reason": "x" * 5001}, 422, "reason"),
+        ({"extra": 1}, 422, "extra"),
+    ],
+)
+def test_a_claim_that_cannot_be_filed_says_why_and_records_nothing(
+    mclient, runtime, made, body, code, said
+):
+    full = {"output_id": made["copied"], "artist_id": made["a"], "reason": "a copy", **body}
+    if full.get("artwork_id") == "other":
+        full["artwork_id"] = made["other_work"]["id"]  # registered by another artist
+    r = file(mclient, made["reg"], **full)
+    assert r.status_code == code and said in json.dumps(r.json()["detail"]), r.text
+    with runtime.pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM claims").fetchone()["n"] == 0
+        assert (
+            conn.execute(
+                "SELECT count(*) AS n FROM audit_log WHERE kind = 'claim.filed'"
+            ).fetchone()["n"]
+            == 0
+        )
+
+
+def test_missing_claims_and_bad_cursors(mclient, made):
+    reg, admin = made["reg"], made["admin"]
+    assert mclient.get(f"/v1/claims/{ZERO}", headers=reg).status_code == 404
+    assert mclient.get(f"/v1/claims/{ZERO}/picture", headers=reg).status_code == 404
+    r = mclient.post(f"/v1/claims/{ZERO}/decision", json={"uphold": True}, headers=admin)
+    assert r.status_code == 404
+    r = mclient.post(f"/v1/claims/{ZERO}/decision", json={"uphold": "yes"}, headers=admin)
+    assert r.status_code == 422
+    assert mclient.get("/v1/claims", params={"cursor": "x"}, headers=reg).status_code == 422
+    assert mclient.get("/v1/claims", params={"status": "maybe"}, headers=reg).status_code == 422
+
+
+def test_stamped_copy_is_found_whole_in_the_claims_picture(mclient, made):
+    """The picture's right-hand panel is the artist's work (not the output twice)."""
+    from similarity.picture import GAP, PANEL
+
+    claim = file(
+        mclient, made["reg"], output_id=made["copied"], artist_id=made["a"], reason="a copy"
+    ).json()
+    picture = Image.open(
+        io.BytesIO(mclient.get(f"{claim['url']}/picture", headers=made["reg"]).content)
+    )
+    from tests.service.test_moderation import _likeness
+
+    top = GAP
+    panel = picture.crop((2 * GAP + PANEL, top, 2 * GAP + 2 * PANEL, top + PANEL * 3 // 4))
+    assert _likeness(panel, photo_like(7401)) > _likeness(panel, photo_like(7403)) + 0.3
