@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
-from service.api.text import TITLE_MAX_CHARS, Name, OneLine, RequestModel, Title
+from service.api.text import TITLE_MAX_CHARS, FreeText, Name, OneLine, RequestModel, Title
 from service.registry.preferences import Preferences
 from service.registry.records import Artist, Artwork, License
 
@@ -214,3 +214,27 @@ class MatchResponse(BaseModel):
     matches: list[MatchPublic]
     index: IndexInfo
     timings_ms: dict[str, float]
+
+
+# ---- claims (against an adapter, or against an output of ours) -------------------------------
+
+CLAIM_REASON_MAX_CHARS = 5000
+
+
+def _said(v: str) -> str:
+    v = v.strip()
+    if not v:
+        raise ValueError("reason must say why (more than white space)")
+    return v
+
+
+ClaimReason = Annotated[
+    str, FreeText, Field(min_length=1, max_length=CLAIM_REASON_MAX_CHARS), AfterValidator(_said)
+]
+
+
+class ClaimDecision(RequestModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # "yes" is not a decision
+
+    uphold: bool
+    note: Annotated[str | None, FreeText] = Field(default=None, max_length=5000)

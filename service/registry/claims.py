@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 STATUSES = ("open", "upheld", "rejected")
-REASON_MAX_CHARS = 5000
 
 
 class ClaimInvalid(ValueError):

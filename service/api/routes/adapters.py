@@ -11,10 +11,10 @@ from uuid import UUID
 
 from fastapi import APIRouter, File, Form, HTTPException, UploadFile, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import AdminKey, RegistryKey, RuntimeDep, scope_doc
-from service.api.schemas import ErrorBody
+from service.api.schemas import ClaimDecision, ClaimReason, ErrorBody
 from service.api.text import FreeText, RequestModel
 from service.api.uploads import single_parts, upload_name
 from service.auth.scopes import Scope
@@ -60,22 +60,7 @@ class ClaimCreate(RequestModel):
     model_config = ConfigDict(extra="forbid")
 
     artist_id: UUID
-    reason: Annotated[str, FreeText] = Field(min_length=1, max_length=5000)
-
-    @field_validator("reason")
-    @classmethod
-    def _said(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("reason must say why (more than white space)")
-        return v
-
-
-class ClaimDecision(RequestModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # "yes" is not a decision
-
-    uphold: bool
-    note: Annotated[str | None, FreeText] = Field(default=None, max_length=5000)
+    reason: ClaimReason
 
 
 class ClaimPublic(BaseModel):

@@ -8,15 +8,14 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import AdminKey, ImageWorkDep, RegistryKey, RuntimeDep, scope_doc
 from service.api.lists import MAX_PAGE
-from service.api.schemas import ErrorBody
-from service.api.text import FreeText, RequestModel
+from service.api.schemas import ClaimDecision, ClaimReason, ErrorBody
+from service.api.text import RequestModel
 from service.auth.scopes import Scope
 from service.registry.claims import (
-    REASON_MAX_CHARS,
     ClaimFilter,
     ClaimInvalid,
     decide_claim,
@@ -40,22 +39,7 @@ class ClaimCreate(RequestModel):
     )
     artist_id: UUID
     artwork_id: UUID | None = Field(default=None, description="which of their works, if known")
-    reason: Annotated[str, FreeText] = Field(min_length=1, max_length=REASON_MAX_CHARS)
-
-    @field_validator("reason")
-    @classmethod
-    def _said(cls, v: str) -> str:
-        v = v.strip()
-        if not v:
-            raise ValueError("reason must say why (more than white space)")
-        return v
-
-
-class ClaimDecision(RequestModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # "yes" is not a decision
-
-    uphold: bool
-    note: Annotated[str | None, FreeText] = Field(default=None, max_length=5000)
+    reason: ClaimReason
 
 
 class ClaimMatch(BaseModel):
