@@ -28,9 +28,11 @@ from service.moderation.policy import (
     Policy,
     RegistryHit,
     SourceHit,
+    UpheldClaim,
     decide,
 )
 from service.moderation.reviews import reviews_of
+from service.registry.claims import upheld_against
 from service.registry.matching import ArtworkMatch, RegistryMatches, match_registry
 from service.stamping.own_manifest import own_manifest_output
 from service.stamping.resolve import (
@@ -80,6 +82,7 @@ class Inspection:
     timings: dict[str, float] = field(default_factory=dict)
     frames: int = 1
     frames_matched: tuple[int, ...] = (0,)
+    upheld_claims: tuple[UpheldClaim, ...] = ()  # against the outputs the pixels resolve to
 
 
 # ---- signals ------------------------------------------------------------------------------
@@ -164,6 +167,7 @@ def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspe
     timings["watermark"] = wm_time
     s = time.perf_counter()
     resolution = resolve_with_signals(rt, reading, signals, fp_matches=output_matches)
+    upheld = _upheld_claims(rt, resolution)
     timings["outputs"] += time.perf_counter() - s
     return Inspection(
         sha256=hashlib.sha256(data).hexdigest(),
@@ -183,6 +187,29 @@ def inspect_image(rt: Runtime, data: bytes, *, user: str | None = None) -> Inspe
         timings=timings,
         frames=decoded.frames,
         frames_matched=frames_matched,
+        upheld_claims=upheld,
+    )
+
+
+def _upheld_claims(rt: Runtime, res: Resolution) -> tuple[UpheldClaim, ...]:
+    """Upheld claims against any output the pixels may resolve to (one query, and only when
+    they resolve to one of ours)."""
+    ids = {o.record.id for o in res.outputs}
+    if res.watermark_record is not None and res.watermark_consistent:
+        ids.add(res.watermark_record.id)
+    if not ids:
+        return ()
+    with rt.pool.connection() as conn:
+        rows = upheld_against(conn, sorted(ids))
+    return tuple(
+        UpheldClaim(
+            str(r["id"]),
+            str(r["output_id"]),
+            str(r["artist_id"]),
+            str(r["artwork_id"]) if r["artwork_id"] else None,
+            r["decided_at"].isoformat(),
+        )
+        for r in rows
     )
 
 
@@ -305,6 +332,7 @@ def findings_of(ins: Inspection, policy: Policy) -> Findings:
             for m, rec in (ins.sources or [])
         ),
         user=ins.user,
+        upheld_claims=ins.upheld_claims,
     )
 
 

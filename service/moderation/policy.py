@@ -57,6 +57,8 @@ RULES: dict[str, str] = {
     "forged_watermark": "our watermark is present but names an output these pixels are not",
     "training_source_copy": "a copy of a training source",
     "training_source_similar": "similar to a training source",
+    "ours_claim_upheld": "one of our outputs (the one the pixels resolve to, or one they match "
+    "equally) against which an artist's claim that it copies their work was upheld",
 }
 DEFAULT_RULES: dict[str, Action] = {
     "registered_copy": "block",
@@ -70,6 +72,7 @@ DEFAULT_RULES: dict[str, Action] = {
     "forged_watermark": "allow",
     "training_source_copy": "allow",
     "training_source_similar": "allow",
+    "ours_claim_upheld": "block",
 }
 THRESHOLDS: dict[str, str] = {
     "registry_min_score": "registry matches scoring below this are reported but not acted on",
@@ -338,6 +341,8 @@ class Findings:
     # The generation our own manifest was issued for: set only when the manifest is Trusted and
     # its id is one we signed. A manifest that merely validates (any signer) is not ours.
     manifest_generation_id: str | None = None
+    # Upheld claims against the outputs the pixels resolve to (see ``claimed_outputs``).
+    upheld_claims: tuple[UpheldClaim, ...] = ()
 
     @property
     def manifest_intact(self) -> bool:
@@ -368,6 +373,17 @@ class Findings:
             return self.output_match[0]
         named = self.manifest_generation_id
         return named if named in self.matched_generation_ids else None
+
+
+@dataclass(frozen=True)
+class UpheldClaim:
+    """An artist's claim that one of our outputs copies their work, upheld by a person."""
+
+    claim_id: str
+    output_id: str
+    artist_id: str
+    artwork_id: str | None
+    decided_at: str
 
 
 @dataclass(frozen=True)
@@ -535,11 +551,34 @@ def _source_reasons(policy: Policy, f: Findings) -> list[Reason]:
     return out
 
 
+def _claim_reasons(policy: Policy, f: Findings) -> list[Reason]:
+    ours = {f.watermark_generation_id, *f.matched_generation_ids} - {None}
+    return [
+        Reason(
+            "claims",
+            "ours_claim_upheld",
+            policy.action("ours_claim_upheld"),
+            f"made through chopmark (generation {c.output_id}), and found to copy the work of "
+            f"artist {c.artist_id}: claim {c.claim_id} was upheld",
+            {
+                "claim_id": c.claim_id,
+                "output_id": c.output_id,
+                "artist_id": c.artist_id,
+                "artwork_id": c.artwork_id,
+                "decided_at": c.decided_at,
+            },
+        )
+        for c in f.upheld_claims
+        if c.output_id in ours
+    ]
+
+
 def decide(policy: Policy, findings: Findings) -> Decision:
     """Every finding the policy has a rule for becomes a reason; the verdict is the strictest."""
     reasons = [
         *_registry_reasons(policy, findings),
         *_provenance_reasons(policy, findings),
+        *_claim_reasons(policy, findings),
         *_source_reasons(policy, findings),
     ]
     if not reasons:

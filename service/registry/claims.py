@@ -171,6 +171,17 @@ def decide_claim(
     return found
 
 
+def upheld_against(conn: psycopg.Connection, output_ids: Sequence[UUID]) -> list[dict[str, Any]]:
+    """The upheld claims against any of these outputs, oldest decision first."""
+    if not output_ids:
+        return []
+    return conn.execute(
+        "SELECT id, output_id, artist_id, artwork_id, decided_at FROM claims"
+        " WHERE output_id = ANY(%s) AND status = 'upheld' ORDER BY decided_at, id",
+        (list(output_ids),),
+    ).fetchall()
+
+
 _SELECT = (
     "SELECT c.*, o.origin AS output_origin, o.sha256 AS output_sha256 FROM claims c"
     " JOIN outputs o ON o.id = c.output_id"

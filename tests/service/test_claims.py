@@ -26,7 +26,7 @@ def made(mclient, make_key):
     # that denies reuse, so a claim is how such an output is disputed afterwards.
     st = auth(make_key("stamp"))
     copied, _ = stamp(mclient, st, Image.open(io.BytesIO(edited(7401))).convert("RGB"))
-    unrelated, _ = stamp(mclient, st, photo_like(7402))
+    unrelated, unrelated_bytes = stamp(mclient, st, photo_like(7402))
     reg = auth(make_key("registry"))
     (work,) = register(mclient, reg, 7401)
     artist_a = mclient.get(f"/v1/artworks/{work['id']}", headers=reg).json()["artist_id"]
@@ -47,6 +47,8 @@ def made(mclient, make_key):
         "other_work": other_work,
         "copied": copied["id"],
         "unrelated": unrelated["id"],
+        "unrelated_bytes": unrelated_bytes,
+        "make_key": make_key,
     }
 
 
@@ -220,3 +222,37 @@ def test_stamped_copy_is_found_whole_in_the_claims_picture(mclient, made):
     top = GAP
     panel = picture.crop((2 * GAP + PANEL, top, 2 * GAP + 2 * PANEL, top + PANEL * 3 // 4))
     assert _likeness(panel, photo_like(7401)) > _likeness(panel, photo_like(7403)) + 0.3
+
+
+def test_copies_of_an_output_with_an_upheld_claim_are_blocked(mclient, made):
+    """A person upheld the claim though the matcher found nothing (their judgement stands): the
+    output's copies, even re-encoded without their manifest, are then blocked by the default
+    policy, the claim named; while it is open, or once rejected, nothing changes."""
+    reg, admin = made["reg"], made["admin"]
+    moderate_key = auth(made["make_key"]("moderate"))
+    stripped = encode(Image.open(io.BytesIO(made["unrelated_bytes"])).convert("RGB"), quality=92)
+
+    def verdict() -> tuple[str, list[dict]]:
+        r = mclient.post(
+            "/v1/moderation/check", files={"file": ("q.jpg", stripped)}, headers=moderate_key
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["verdict"], [x for x in r.json()["reasons"] if x["signal"] == "claims"]
+
+    assert verdict() == ("review", [])  # ours, without its manifest
+    rejected = file(mclient, reg, output_id=made["unrelated"], artist_id=made["b"], reason="no")
+    assert rejected.status_code == 201, rejected.text
+    mclient.post(f"{rejected.json()['url']}/decision", json={"uphold": False}, headers=admin)
+    claim = file(
+        mclient, reg, output_id=made["unrelated"], artist_id=made["a"], reason="my composition"
+    ).json()
+    assert claim["matches"] == [] and verdict() == ("review", [])  # open: nothing yet
+    r = mclient.post(f"{claim['url']}/decision", json={"uphold": True}, headers=admin)
+    assert r.status_code == 200, r.text
+    found, reasons = verdict()
+    assert found == "block"
+    (why,) = reasons
+    assert why["rule"] == "ours_claim_upheld" and why["action"] == "block"
+    assert why["evidence"]["claim_id"] == claim["id"]
+    assert why["evidence"]["output_id"] == made["unrelated"]
+    assert why["evidence"]["artist_id"] == made["a"]

@@ -51,8 +51,8 @@ Verdict = Literal["allow", "review", "block"]
 
 class ReasonPublic(BaseModel):
     signal: str = Field(
-        description="registry, c2pa, watermark, ai_generated, training_sources; none when nothing"
-        " was found (the one reason of a plain allow)"
+        description="registry, c2pa, watermark, ai_generated, claims, training_sources; none when"
+        " nothing was found (the one reason of a plain allow)"
     )
     rule: str | None = Field(description="the policy rule that applies (see /policy)")
     action: Verdict
