@@ -92,6 +92,27 @@ def evidence_picture(
     return canvas
 
 
+BAND_LINE = 17  # pixels from one line of a band to the next
+
+
+def banded(
+    body: Image.Image, title: str, lines: Sequence[str], colour: tuple[int, int, int]
+) -> Image.Image:
+    """``body`` under a band of ``colour`` holding ``title`` large and ``lines`` small (a
+    verdict and its reasons, a claim and its decision)."""
+    big = ImageFont.load_default(size=22)
+    small = ImageFont.load_default(size=13)
+    band = 2 * GAP + 28 + BAND_LINE * len(lines)
+    canvas = Image.new("RGB", (body.width, band + body.height), BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle([0, 0, canvas.width - 1, band - 1], fill=colour)
+    draw.text((GAP, GAP), title, fill=(255, 255, 255), font=big)
+    for n, line in enumerate(lines):
+        draw.text((GAP, GAP + 30 + n * BAND_LINE), line, fill=(255, 255, 255), font=small)
+    canvas.paste(body, (0, band))
+    return canvas
+
+
 def caption_lines(text: str, font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
                   width: int) -> list[str]:
     """The caption's lines, each line of ``text`` broken between its `` | ``-separated parts

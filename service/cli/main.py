@@ -13,6 +13,7 @@ from rich.table import Table
 
 from service.auth.keys import create_key, list_keys, revoke_key
 from service.cli.check_cmd import check, checks_app
+from service.cli.claims_cmd import claims_app
 from service.cli.common import (
     cli_actor,
     console,
@@ -62,6 +63,7 @@ app.command()(generate)
 app.command()(check)
 app.add_typer(checks_app, name="checks")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(claims_app, name="claims")
 
 
 @app.command()

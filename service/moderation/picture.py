@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
-from PIL import Image, ImageDraw, ImageFont
 
 from service.moderation.check import get_check
 from service.registry.store import NotFound
 from similarity import decode_image
 from similarity.matcher import Match
-from similarity.picture import BACKGROUND, GAP, EvidenceRow, evidence_picture
+from similarity.picture import EvidenceRow, banded, evidence_picture
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -30,7 +29,6 @@ VERDICT_COLOURS = {"block": (190, 30, 30), "review": (215, 130, 0), "allow": (40
 MAX_REGISTRY_ROWS = 3
 MAX_OTHER_ROWS = 2  # outputs of ours, training sources: each
 WRAP = 96  # characters a line in the band
-BAND_LINE = 17  # pixels a line
 
 
 class UploadNotKept(LookupError):
@@ -121,18 +119,8 @@ def moderation_picture(
     body = evidence_picture(
         decoded.image, rows, empty="nothing matched", query_size=(decoded.width, decoded.height)
     )
-    big = ImageFont.load_default(size=22)
-    small = ImageFont.load_default(size=13)
-    lines = _band_lines(report, gone)
-    band = 2 * GAP + 28 + BAND_LINE * len(lines)
-    canvas = Image.new("RGB", (body.width, band + body.height), BACKGROUND)
     colour = VERDICT_COLOURS.get(report["verdict"], (90, 90, 90))
-    draw = ImageDraw.Draw(canvas)
-    draw.rectangle([0, 0, canvas.width - 1, band - 1], fill=colour)
-    draw.text((GAP, GAP), report["verdict"].upper(), fill=(255, 255, 255), font=big)
-    for n, line in enumerate(lines):
-        draw.text((GAP, GAP + 30 + n * BAND_LINE), line, fill=(255, 255, 255), font=small)
-    canvas.paste(body, (0, band))
+    canvas = banded(body, report["verdict"].upper(), _band_lines(report, gone), colour)
     out = io.BytesIO()
     canvas.save(out, "PNG", compress_level=6)
     return out.getvalue()

@@ -12,7 +12,9 @@ from PIL import Image
 
 from service.audit.proofs import load_public_key
 from service.audit.report import check_report
-from tests.service.test_moderation import edited, register, stamp
+from service.registry.picture import CLAIM_COLOURS
+from tests.service.test_audit_api import pdf_text
+from tests.service.test_moderation import _band_height, _likeness, edited, register, stamp
 from tests.support import auth, encode, photo_like
 
 ZERO = "00000000-0000-0000-0000-000000000000"
@@ -150,16 +152,20 @@ def test_a_claims_picture_and_report(mclient, make_key, made):
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     picture = Image.open(io.BytesIO(r.content))
     assert picture.width == 2 * PANEL + 3 * GAP, "the output beside the work found in it"
+    assert picture.convert("RGB").getpixel((2, 2)) == CLAIM_COLOURS["open"]
+    r = mclient.post(f"{claim['url']}/decision", json={"uphold": False}, headers=made["admin"])
+    assert r.status_code == 200
+    decided = Image.open(io.BytesIO(mclient.get(f"{claim['url']}/picture", headers=reg).content))
+    assert decided.convert("RGB").getpixel((2, 2)) == CLAIM_COLOURS["rejected"]
+    assert decided.height > picture.height, "the decision is a line more in the band"
     audit = auth(make_key("audit"))
     subject = f"claim:{claim['id']}"
     report = mclient.get("/v1/audit/report", params={"subject": subject}, headers=audit).json()
     assert report["record_kind"] == "claim" and report["record"]["id"] == claim["id"]
     contents = check_report(report, load_public_key(report["public_key"]))
-    assert [c["kind"] for c in contents] == ["claim.filed"]
+    assert [c["kind"] for c in contents] == ["claim.filed", "claim.decided"]
     r = mclient.get("/v1/audit/report", params={"subject": subject, "format": "pdf"}, headers=audit)
     assert r.status_code == 200
-    from tests.service.test_audit_api import pdf_text
-
     text, pictures = pdf_text(r.content)
     assert "the output claimed against" in text and "copy, score" in text
     assert pictures == 2
@@ -217,9 +223,9 @@ def test_stamped_copy_is_found_whole_in_the_claims_picture(mclient, made):
     picture = Image.open(
         io.BytesIO(mclient.get(f"{claim['url']}/picture", headers=made["reg"]).content)
     )
-    from tests.service.test_moderation import _likeness
-
-    top = GAP
+    band = _band_height(picture, CLAIM_COLOURS["open"])
+    assert band > 40, "the claim's band over the rows"
+    top = band + GAP
     panel = picture.crop((2 * GAP + PANEL, top, 2 * GAP + 2 * PANEL, top + PANEL * 3 // 4))
     assert _likeness(panel, photo_like(7401)) > _likeness(panel, photo_like(7403)) + 0.3
 
@@ -256,3 +262,48 @@ def test_copies_of_an_output_with_an_upheld_claim_are_blocked(mclient, made):
     assert why["evidence"]["claim_id"] == claim["id"]
     assert why["evidence"]["output_id"] == made["unrelated"]
     assert why["evidence"]["artist_id"] == made["a"]
+
+
+def test_the_claims_commands_file_list_show_and_decide(mclient, made, cli):
+    filed = cli(
+        "claims",
+        "file",
+        "--output",
+        made["copied"],
+        "--artist",
+        made["a"],
+        "--reason",
+        "my harbour, cropped",
+    )
+    claim = json.loads(filed.stdout)
+    assert claim["status"] == "open" and claim["matches"][0]["decision"] == "copy"
+    listed = json.loads(cli("claims", "list", "--status", "open", "--json").stdout)["claims"]
+    assert [c["id"] for c in listed] == [claim["id"]]
+    assert claim["id"] in cli("claims", "list", "--artist", made["a"]).stdout
+    again = cli(
+        "claims",
+        "file",
+        "--output",
+        made["copied"],
+        "--artist",
+        made["a"],
+        "--reason",
+        "my harbour, cropped",
+        ok=False,
+    )
+    assert again.returncode == 2 and "open already" in again.stderr
+    done = cli("claims", "decide", claim["id"], "--uphold", "--note", "a copy")
+    assert "upheld" in done.stdout
+    shown = json.loads(cli("claims", "show", claim["id"]).stdout)
+    assert shown["status"] == "upheld" and shown["decision_note"] == "a copy"
+    assert shown["decided_by"].startswith("cli:")
+    for bad in (
+        ["decide", claim["id"], "--reject"],  # decided already
+        ["show", ZERO],
+        ["list", "--status", "maybe"],
+        ["list", "--cursor", "x"],
+        ["file", "--output", ZERO, "--artist", made["a"], "--reason", "r"],
+        ["file", "--output", made["copied"], "--artist", made["a"], "--reason", "   "],
+    ):
+        out = cli("claims", *bad, ok=False)
+        assert out.returncode == 2 and out.stderr.strip() and "Traceback" not in out.stderr, bad
