@@ -68,8 +68,9 @@ def claim_picture(rt: Runtime, claim: dict[str, Any]) -> bytes:
     )
     out = io.BytesIO()
     lines = [
-        f"claim {claim['id']} | output {claim['output_id']} ({claim['output_origin']}) | "
-        f"artist {claim['artist_id']}",
+        f"claim {claim['id']}",
+        f"against output {claim['output_id']} ({claim['output_origin']})",
+        f"by artist {claim['artist_id']}",
         *textwrap.wrap(f"reason: {claim['reason']}", 96, max_lines=3),
     ]
     if claim["status"] != "open":
