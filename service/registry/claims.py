@@ -85,21 +85,18 @@ def file_claim(
     rt.registry.get_artist(conn, artist_id)
     if artwork_id is not None and rt.registry.get_artwork(conn, artwork_id).artist_id != artist_id:
         raise ClaimInvalid(f"artwork {artwork_id} is not one of artist {artist_id}'s works")
+    # The same claim twice while it is open (a retried request) would only wait for the same
+    # decision; another reason or another work is another claim. Asked before the matching
+    # (a retry costs no match) and again under the lock (two at once: one is recorded).
+    same = (output_id, artist_id, artwork_id, reason)
+    _refuse_if_open(conn, *same)
     conn.commit()  # no transaction held open while the output is matched
     matches = output_matches(rt, output.sha256, artist_id)
     claim_id = uuid4()
     with conn.transaction():
         lock_for_change(conn)  # the audit lock first, always (see lock_for_change)
-        # The same claim twice while it is open (a retried request) would only wait for the
-        # same decision; another reason or another work is another claim.
         lock_name(conn, f"claim:{output_id}:{artist_id}")
-        same = conn.execute(
-            "SELECT id FROM claims WHERE output_id = %s AND artist_id = %s AND status = 'open'"
-            " AND artwork_id IS NOT DISTINCT FROM %s AND reason = %s",
-            (output_id, artist_id, artwork_id, reason),
-        ).fetchone()
-        if same is not None:
-            raise Conflict(f"this claim is open already ({same['id']}); it awaits a decision")
+        _refuse_if_open(conn, *same)
         conn.execute(
             "INSERT INTO claims (id, output_id, artist_id, artwork_id, reason, matches,"
             " created_by) VALUES (%s, %s, %s, %s, %s, %s, %s)",
@@ -125,6 +122,22 @@ def file_claim(
     found = get_claim(conn, claim_id)
     assert found is not None
     return found
+
+
+def _refuse_if_open(
+    conn: psycopg.Connection,
+    output_id: UUID,
+    artist_id: UUID,
+    artwork_id: UUID | None,
+    reason: str,
+) -> None:
+    same = conn.execute(
+        "SELECT id FROM claims WHERE output_id = %s AND artist_id = %s AND status = 'open'"
+        " AND artwork_id IS NOT DISTINCT FROM %s AND reason = %s",
+        (output_id, artist_id, artwork_id, reason),
+    ).fetchone()
+    if same is not None:
+        raise Conflict(f"this claim is open already ({same['id']}); it awaits a decision")
 
 
 def decide_claim(

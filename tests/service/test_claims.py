@@ -307,3 +307,20 @@ def test_the_claims_commands_file_list_show_and_decide(mclient, made, cli):
     ):
         out = cli("claims", *bad, ok=False)
         assert out.returncode == 2 and out.stderr.strip() and "Traceback" not in out.stderr, bad
+
+
+def test_a_retried_claim_is_refused_before_any_matching(mclient, made, monkeypatch):
+    from service.registry import claims
+
+    calls: list[str] = []
+    real = claims.output_matches
+
+    def counted(rt, sha256, artist_id):
+        calls.append(sha256)
+        return real(rt, sha256, artist_id)
+
+    monkeypatch.setattr(claims, "output_matches", counted)
+    body = {"output_id": made["copied"], "artist_id": made["a"], "reason": "mine"}
+    assert file(mclient, made["reg"], **body).status_code == 201
+    assert file(mclient, made["reg"], **body).status_code == 409
+    assert len(calls) == 1, "the retry was refused before the output was matched again"
