@@ -50,20 +50,18 @@ PATHS = 1000  # entries of one report: a work copied a thousand times
 _MIGRATION = Path(service.__file__).parent / "migrations" / "0013_audit_nodes.sql"
 
 
-def _fill(conn: psycopg.Connection, size: int) -> tuple[list[bytes], float]:
-    """N entries, then their nodes as migration 0013 computes them; returns the leaf hashes
-    and the time the nodes took (s). The heads a proof reads (the last entry's row, and the
-    middle one's for the consistency proof) hold the roots computed here."""
-    leaves = [hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(size)]
-    heads = {size - 1: root_from_leaf_hashes(leaves), size // 2 - 1: None}
-    heads[size // 2 - 1] = root_from_leaf_hashes(leaves[: size // 2])
+def _fill(conn: psycopg.Connection, size: int, root: bytes, half_root: bytes) -> float:
+    """N entries (leaf ``i`` hashes ``int8send(i)``), then their nodes as migration 0013
+    computes them; returns the time the nodes took (s). The heads a proof reads (the last
+    entry's row, and the middle one's for the consistency proof) hold ``root`` and
+    ``half_root``, the roots of all and of the first half of those leaves."""
     conn.execute("TRUNCATE audit_log, audit_nodes")
     conn.execute(
         "INSERT INTO audit_log (seq, created_at, kind, actor, subject, entry, leaf_hash,"
         " root_hash, signature) SELECT i, now(), 'bench.entry', 'bench', NULL, '\\x7b7d',"
         " sha256(int8send(i)), CASE i WHEN %s THEN %s::bytea WHEN %s THEN %s::bytea"
         " ELSE '\\x00' END, '\\x00' FROM generate_series(0, %s) i",
-        (size - 1, heads[size - 1], size // 2 - 1, heads[size // 2 - 1], size - 1),
+        (size - 1, root, size // 2 - 1, half_root, size - 1),
     )
     conn.execute("UPDATE audit_state SET size = %s", (size,))
     conn.commit()
@@ -71,7 +69,7 @@ def _fill(conn: psycopg.Connection, size: int) -> tuple[list[bytes], float]:
     t = time.perf_counter()
     conn.execute(sql[sql.index("DO $$") :])  # type: ignore[arg-type]
     conn.commit()
-    return leaves, time.perf_counter() - t
+    return time.perf_counter() - t
 
 
 def _timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
@@ -86,12 +84,13 @@ def _timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
 
 def _row(conn: psycopg.Connection, size: int, repeats: int) -> str:
     """One size: every proof from the stored nodes and from all the leaves, each checked."""
-    leaves, fill_s = _fill(conn, size)
+    leaves = [hashlib.sha256(i.to_bytes(8, "big")).digest() for i in range(size)]
+    root = root_from_leaf_hashes(leaves)
+    half_root = root_from_leaf_hashes(leaves[: size // 2])
+    fill_s = _fill(conn, size, root, half_root)
     leaf_hashes(conn, size)  # warm: every measure then reads from PostgreSQL's cache
     floor, stored = _timed(lambda: leaf_hashes(conn, size), repeats)
     assert stored == leaves
-    root = root_from_leaf_hashes(leaves)
-    half_root = root_from_leaf_hashes(leaves[: size // 2])
     seq, half = size // 3, size // 2
 
     old_inc, old_path = _timed(lambda: inclusion_proof(seq, leaf_hashes(conn, size)), repeats)

@@ -20,10 +20,12 @@ from service.cli.common import (
     PageJsonOption,
     SinceOption,
     UntilOption,
+    chosen,
     cli_actor,
     console,
     err_console,
     fail,
+    free_text_option,
     runtime,
     show_page,
     shown,
@@ -168,10 +170,7 @@ def checks_list(
     (--verdict review), one user's uploads, whether an image was checked before (--image)."""
     from service.moderation.listing import CheckFilter, list_checks
 
-    wanted = tuple(dict.fromkeys(v.lower() for v in verdict or ()))
-    unknown = [v for v in wanted if v not in _STYLE]
-    if unknown:
-        raise fail(f"--verdict: {shown(unknown[0])} is not allow, review or block")
+    wanted = chosen(verdict, _STYLE, "--verdict", "allow, review or block")
     start, end = time_window(since, until)
     digest = None
     if image is not None:
@@ -224,7 +223,7 @@ def checks_review(
 ) -> None:
     """Record a person's decision on a check (a review verdict looked at, a block appealed); the
     latest stands; audited as moderation.reviewed."""
-    from service.api.text import FREE_TEXT_MESSAGE, free_text, name_text
+    from service.api.text import name_text
     from service.moderation.reviews import (
         DECISIONS,
         NOTE_MAX_CHARS,
@@ -241,13 +240,7 @@ def checks_review(
         raise fail(f"--reviewer: {exc}") from None
     if len(who) > REVIEWER_MAX_CHARS:
         raise fail(f"--reviewer: at most {REVIEWER_MAX_CHARS} characters")
-    if note is not None:
-        try:
-            free_text(note)  # NUL among the controls refused
-        except ValueError:
-            raise fail(f"--note: {FREE_TEXT_MESSAGE}") from None
-        if len(note) > NOTE_MAX_CHARS:
-            raise fail(f"--note: at most {NOTE_MAX_CHARS} characters")
+    free_text_option(note, "--note", NOTE_MAX_CHARS)
     with runtime() as rt, rt.pool.connection() as conn:
         review = add_review(
             rt,

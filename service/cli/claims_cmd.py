@@ -16,9 +16,11 @@ from service.cli.common import (
     CursorOption,
     LimitOption,
     PageJsonOption,
+    chosen,
     cli_actor,
     console,
     fail,
+    free_text_option,
     runtime,
     show_page,
     shown,
@@ -31,16 +33,6 @@ STATUSES = ("open", "upheld", "rejected")
 claims_app = typer.Typer(
     help="Artists' claims that our outputs copy their works.", no_args_is_help=True
 )
-
-
-def _text(value: str, option: str) -> str:
-    from service.api.text import FREE_TEXT_MESSAGE, free_text
-
-    try:
-        free_text(value)
-    except ValueError:
-        raise fail(f"{option}: {FREE_TEXT_MESSAGE}") from None
-    return value
 
 
 @claims_app.command("file")
@@ -56,9 +48,9 @@ def claims_file(
     from service.registry.claims import ClaimInvalid, file_claim
     from service.registry.store import Conflict
 
-    said = _text(reason, "--reason").strip()
-    if not said or len(said) > CLAIM_REASON_MAX_CHARS:
-        raise fail(f"--reason: 1 to {CLAIM_REASON_MAX_CHARS} characters, not only white space")
+    said = (free_text_option(reason, "--reason", CLAIM_REASON_MAX_CHARS) or "").strip()
+    if not said:
+        raise fail("--reason: say why (more than white space)")
     with runtime(indexes=True) as rt, rt.pool.connection() as conn:
         try:
             claim = file_claim(
@@ -89,10 +81,7 @@ def claims_list(
     """Claims newest first: the queue of open ones (--status open), one artist's, one output's."""
     from service.registry.claims import ClaimFilter, list_claims
 
-    wanted = tuple(dict.fromkeys(s.lower() for s in status or ()))
-    unknown = [s for s in wanted if s not in STATUSES]
-    if unknown:
-        raise fail(f"--status: {shown(unknown[0])} is not open, upheld or rejected")
+    wanted = chosen(status, STATUSES, "--status", "open, upheld or rejected")
     where = ClaimFilter(artist_id=artist, output_id=output, statuses=wanted)
 
     def fetch(_rt: Runtime, conn: psycopg.Connection) -> tuple[list[dict[str, Any]], str | None]:
@@ -147,9 +136,7 @@ def claims_decide(
     from service.registry.claims import decide_claim
     from service.registry.store import Conflict
 
-    said = _text(note, "--note") if note is not None else None
-    if said is not None and len(said) > 5000:
-        raise fail("--note: at most 5000 characters")
+    said = free_text_option(note, "--note", 5000)
     with runtime() as rt, rt.pool.connection() as conn:
         try:
             claim = decide_claim(rt, conn, claim_id, actor=cli_actor(), uphold=uphold, note=said)

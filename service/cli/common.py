@@ -7,7 +7,7 @@ import logging
 import re
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from service.api.text import written_out
+from service.api.text import FREE_TEXT_MESSAGE, free_text, written_out
 from service.audit.signing import AuditKeyError
 from service.db.keyset import CursorError
 from service.runtime import Runtime
@@ -177,6 +177,32 @@ def print_page(
     console.print(table())
     if next_cursor is not None:
         console.print(f"more: --cursor {next_cursor}")
+
+
+def chosen(
+    values: list[str] | None, allowed: Collection[str], option: str, what: str
+) -> tuple[str, ...]:
+    """A repeatable option's values, lower-cased, each once; one not ``allowed`` is one line
+    (``option``: VALUE is not ``what``) and exit status 2."""
+    wanted = tuple(dict.fromkeys(v.lower() for v in values or ()))
+    unknown = [v for v in wanted if v not in allowed]
+    if unknown:
+        raise fail(f"{option}: {shown(unknown[0])} is not {what}")
+    return wanted
+
+
+def free_text_option(value: str | None, option: str, max_chars: int) -> str | None:
+    """A note or a reason given on the command line, checked as the API checks it: no control
+    characters but line breaks and tabs (NUL among them), at most ``max_chars``."""
+    if value is None:
+        return None
+    try:
+        free_text(value)
+    except ValueError:
+        raise fail(f"{option}: {FREE_TEXT_MESSAGE}") from None
+    if len(value) > max_chars:
+        raise fail(f"{option}: at most {max_chars} characters")
+    return value
 
 
 def show_page(

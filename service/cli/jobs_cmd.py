@@ -18,6 +18,7 @@ from service.cli.common import (
     PageJsonOption,
     SinceOption,
     UntilOption,
+    chosen,
     fail,
     runtime,
     show_page,
@@ -47,10 +48,7 @@ def jobs_list(
     """Batch jobs, newest first, with their items counted by status and by verdict."""
     from service.moderation.listing import JobFilter, list_jobs
 
-    wanted = tuple(dict.fromkeys(s.lower() for s in status or ()))
-    unknown = [s for s in wanted if s not in STATUSES]
-    if unknown:
-        raise fail(f"--status: {shown(unknown[0])} is not one of {', '.join(STATUSES)}")
+    wanted = chosen(status, STATUSES, "--status", f"one of {', '.join(STATUSES)}")
     start, end = time_window(since, until)
     where = JobFilter(statuses=wanted, since=start, until=end)
 

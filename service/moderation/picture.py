@@ -17,9 +17,8 @@ from uuid import UUID
 import psycopg
 
 from service.moderation.check import get_check
-from service.registry.store import NotFound
+from service.registry.picture import stored_artwork_rows, stored_match
 from similarity import decode_image
-from similarity.matcher import Match
 from similarity.picture import EvidenceRow, banded, evidence_picture
 
 if TYPE_CHECKING:
@@ -35,32 +34,11 @@ class UploadNotKept(LookupError):
     """The check is recorded, but its upload is not in the store (not kept, or removed)."""
 
 
-def _match(entry: dict[str, Any]) -> Match:
-    # The index id is not drawn; the decision, score and evidence are.
-    return Match(0, float(entry["score"]), entry["decision"], entry.get("evidence") or {})
-
-
 def _rows(
     rt: Runtime, conn: psycopg.Connection, report: dict[str, Any]
 ) -> tuple[list[EvidenceRow], list[str]]:
     """The evidence rows, and a line for each match whose picture is no longer kept."""
-    rows: list[EvidenceRow] = []
-    gone: list[str] = []
-    registry = sorted(
-        report["registry"]["matches"], key=lambda m: (m["decision"] != "copy", -m["score"])
-    )
-    for m in registry[:MAX_REGISTRY_ROWS]:
-        title = f"artwork {m['artwork_id']}" + (f' "{m["title"]}"' if m.get("title") else "")
-        try:
-            work = rt.registry.get_artwork(conn, UUID(m["artwork_id"]))
-        except NotFound:
-            gone.append(f"{title}: no longer registered")
-            continue
-        if not rt.blobs.exists(work.sha256):
-            gone.append(f"{title}: its picture is no longer kept")
-            continue
-        reference = decode_image(rt.blobs.get(work.sha256), rt.decode_limits).image
-        rows.append(EvidenceRow(reference, _match(m), title))
+    rows, gone = stored_artwork_rows(rt, conn, report["registry"]["matches"], MAX_REGISTRY_ROWS)
     outputs = [o for o in report["provenance"]["outputs"] if o.get("decision")]
     for o in outputs[:MAX_OTHER_ROWS]:
         title = f"our output {o['generation_id']}"
@@ -68,7 +46,7 @@ def _rows(
             gone.append(f"{title}: its picture is not kept")
             continue
         reference = decode_image(rt.blobs.get(o["sha256"]), rt.decode_limits).image
-        rows.append(EvidenceRow(reference, _match(o), title))
+        rows.append(EvidenceRow(reference, stored_match(o), title))
     sources = [m for m in report["training_sources"].get("matches", []) if m.get("source_id")]
     for m in sources[:MAX_OTHER_ROWS]:
         title = f"training source {m['source_id']} ({m['dataset']})"
@@ -76,7 +54,7 @@ def _rows(
             gone.append(f"{title}: its thumbnail is not kept")
             continue
         thumbnail = decode_image(rt.thumbnails.get(m["sha256"]), rt.decode_limits).image
-        rows.append(EvidenceRow(thumbnail, _match(m), title))
+        rows.append(EvidenceRow(thumbnail, stored_match(m), title))
     return rows, gone
 
 

@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from service.registry.matching import RegistryMatches
+from service.registry.store import NotFound
 from similarity import DecodedImage, decode_image
 from similarity.matcher import Match
 from similarity.picture import EvidenceRow, banded, evidence_picture
 
 if TYPE_CHECKING:
+    import psycopg
+
     from service.runtime import Runtime
 
 MAX_ROWS = 4
@@ -34,6 +37,36 @@ def registry_rows(
     return rows
 
 
+def stored_match(entry: dict[str, Any]) -> Match:
+    """A match as a stored report or claim keeps it (the index id is not drawn; the decision,
+    score and evidence are)."""
+    return Match(0, float(entry["score"]), entry["decision"], entry.get("evidence") or {})
+
+
+def stored_artwork_rows(
+    rt: Runtime, conn: psycopg.Connection, matches: list[dict[str, Any]], limit: int
+) -> tuple[list[EvidenceRow], list[str]]:
+    """Evidence rows for registry matches as stored (``artwork_id``, ``title``, ``decision``,
+    ``score``, ``evidence``), copies first, at most ``limit``; and a line for each whose work is
+    no longer registered or whose picture is no longer kept."""
+    rows: list[EvidenceRow] = []
+    gone: list[str] = []
+    ranked = sorted(matches, key=lambda m: (m["decision"] != "copy", -m["score"]))
+    for m in ranked[:limit]:
+        title = f"artwork {m['artwork_id']}" + (f' "{m["title"]}"' if m.get("title") else "")
+        try:
+            work = rt.registry.get_artwork(conn, UUID(m["artwork_id"]))
+        except NotFound:
+            gone.append(f"{title}: no longer registered")
+            continue
+        if not rt.blobs.exists(work.sha256):
+            gone.append(f"{title}: its picture is no longer kept")
+            continue
+        reference = decode_image(rt.blobs.get(work.sha256), rt.decode_limits).image
+        rows.append(EvidenceRow(reference, stored_match(m), title))
+    return rows, gone
+
+
 def registry_match_picture(rt: Runtime, decoded: DecodedImage, result: RegistryMatches) -> bytes:
     """PNG bytes: the query beside each matched artwork (:func:`registry_rows`)."""
     out = io.BytesIO()
@@ -49,17 +82,8 @@ def claim_picture(rt: Runtime, claim: dict[str, Any]) -> bytes:
     beside each of the artist's works the matcher found in it when the claim was filed (copies
     first), with the fitted outline; the output alone when it found none."""
     output = decode_image(rt.blobs.get(claim["output_sha256"]), rt.decode_limits)
-    ranked = sorted(claim["matches"], key=lambda m: (m["decision"] != "copy", -m["score"]))
-    rows = []
-    for m in ranked[:MAX_ROWS]:
-        with rt.pool.connection() as conn:
-            work = rt.registry.get_artwork(conn, UUID(m["artwork_id"]))
-        if not rt.blobs.exists(work.sha256):
-            continue
-        reference = decode_image(rt.blobs.get(work.sha256), rt.decode_limits).image
-        title = f"artwork {work.id}" + (f' "{work.title}"' if work.title else "")
-        match = Match(0, float(m["score"]), m["decision"], m["evidence"] or {})  # id not drawn
-        rows.append(EvidenceRow(reference, match, title))
+    with rt.pool.connection() as conn:
+        rows, gone = stored_artwork_rows(rt, conn, claim["matches"], MAX_ROWS)
     body = evidence_picture(
         output.image,
         rows,
@@ -72,6 +96,7 @@ def claim_picture(rt: Runtime, claim: dict[str, Any]) -> bytes:
         f"against output {claim['output_id']} ({claim['output_origin']})",
         f"by artist {claim['artist_id']}",
         *textwrap.wrap(f"reason: {claim['reason']}", 96, max_lines=3),
+        *gone,
     ]
     if claim["status"] != "open":
         note = f": {claim['decision_note']}" if claim["decision_note"] else ""

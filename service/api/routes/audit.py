@@ -283,9 +283,8 @@ def _record(
         row = GenerationStore(rt.pool, rt.audit, heartbeat=False).get(conn, uid)
         if row is None:
             return None, None, []
-        png = _thumbnail_png(rt.blobs.get(row["output_sha256"])) if row["output_sha256"] else None
-        evidence = [Evidence("the stamped output", png)] if png else []
-        return "generation", _jsonable(public_view(row)), evidence
+        found = _blob_evidence(rt, row["output_sha256"], "the stamped output")
+        return "generation", _jsonable(public_view(row)), [found] if found else []
     return None, None, []
 
 
