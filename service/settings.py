@@ -96,6 +96,24 @@ class Settings(BaseSettings):
         description="days a kept upload stays; `chopmark storage gc` removes older ones",
     )
 
+    portal_signup: Literal["open", "invite"] = Field(
+        default="open",
+        description="open: anyone may sign up as an artist in the portal; invite: only through "
+        "a link from `chopmark artists invite`",
+    )
+    portal_url: str | None = Field(
+        default=None,
+        description="the address artists reach the service at, for invitation links; unset: "
+        "http://HOST:PORT",
+    )
+    portal_session_hours: int = Field(
+        default=336, ge=1, le=24 * 365, description="how long a portal login lasts"
+    )
+    portal_secure_cookies: bool | None = Field(
+        default=None,
+        description="send the portal's login cookie over HTTPS only; unset: in production",
+    )
+
     clip_checkpoint: Path | None = None
     clip_model: str = "ViT-B-32"
 
@@ -133,6 +151,12 @@ class Settings(BaseSettings):
                 "CHOPMARK_SIGNING_CHAIN and CHOPMARK_SIGNING_KEY go together: name both or neither"
             )
         return self
+
+    @property
+    def portal_cookie_secure(self) -> bool:
+        if self.portal_secure_cookies is None:
+            return self.environment == "production"
+        return self.portal_secure_cookies
 
     @cached_property
     def data_path(self) -> Path:

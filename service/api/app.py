@@ -36,6 +36,7 @@ from service.api.shutdown import chain_stop_signals
 from service.api.worker_lifetime import end_with_parent
 from service.genservice import GenerationService
 from service.moderation.jobs import start_worker
+from service.portal.mount import install_portal
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
 
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         claims,
     ):
         app.include_router(module.router)
+    install_portal(app)
     app.add_middleware(AnswerCutOffRequests)  # innermost: the others see its 503
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

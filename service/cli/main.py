@@ -32,6 +32,7 @@ from service.cli.events_cmd import artist_events
 from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
 from service.cli.jobs_cmd import jobs_app
+from service.cli.portal_cmd import artists_invite
 from service.cli.proof_cmds import audit_check_proof, audit_proof, audit_report
 from service.cli.provenance_cmds import credentials_app, verify
 from service.cli.storage_cmds import storage_app
@@ -49,6 +50,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(artists_app, name="artists")
 artists_app.command("events")(artist_events)
+artists_app.command("invite")(artists_invite)
 app.add_typer(audit_app, name="audit")
 audit_app.command("proof")(audit_proof)
 audit_app.command("check-proof")(audit_check_proof)

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from service.api.deps import ImageWorkDep, RegistryKey, RuntimeDep, scope_doc
-from service.api.errors import rejection_status
+from service.api.registration import register_uploads
 from service.api.schemas import (
     ArtworkPage,
     ArtworkPublic,
@@ -20,14 +20,11 @@ from service.api.schemas import (
     RegistrationResult,
     Rejected,
 )
-from service.api.see_through import run_to_completion
 from service.api.text import TITLE_MAX_CHARS, StorableText, Title
-from service.api.uploads import single_parts, upload_name
+from service.api.uploads import single_parts
 from service.auth.scopes import Scope
 from service.db.keyset import CursorError, decode_cursor, encode_cursor
-from service.registry.ingest import PreparedImage, insert, prepare, store_files
 from service.registry.preferences import parse_preferences
-from similarity import ImageRejected
 
 router = APIRouter(tags=["registry"])
 _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody}}
@@ -68,45 +65,21 @@ async def register_artworks(
 
     await run_in_threadpool(artist_exists)
 
-    prepared: list[PreparedImage] = []
-    rejected: list[Rejected] = []
-    statuses: list[int] = []
-    limits = rt.decode_limits
-    for upload in files:
-        data = await upload.read(rt.settings.max_upload_bytes + 1)
-        try:
-            prepared.append(await image_work.run(prepare, data, upload_name(upload), limits))
-        except ImageRejected as exc:
-            rejected.append(Rejected(filename=upload_name(upload), reason=str(exc)))
-            statuses.append(rejection_status(exc))
-    if not prepared:
-        worst = max(set(statuses), key=statuses.count) if statuses else 400
+    done = await register_uploads(rt, image_work, key.actor, artist_id, files, title, prefs)
+    rejected = [Rejected(filename=name, reason=why) for name, why in done.rejected]
+    if not done.stored:
         return JSONResponse(
             {
                 "detail": "no file could be registered: "
                 + "; ".join(f"{r.filename}: {r.reason}" for r in rejected),
                 "rejected": [r.model_dump() for r in rejected],
             },
-            status_code=worst,
+            status_code=done.worst_status,
         )
-
-    def store_all() -> list[RegisteredArtwork]:
-        # Every file first: a full or read-only data folder refuses the request before any
-        # artwork is recorded (not after some of them were).
-        for item in prepared:
-            store_files(rt.blobs, rt.thumbnails, item)
-        out = []
-        with rt.pool.connection() as conn:
-            for item in prepared:
-                art, created = insert(conn, rt.registry, key.actor, artist_id, item, title, prefs)
-                out.append(
-                    RegisteredArtwork(**ArtworkPublic.of(art).model_dump(), duplicate=not created)
-                )
-        return out
-
-    # Storing is seen through if the stop grace runs out meanwhile: answered with what it stored.
-    stored = await run_to_completion(store_all)
-    await run_to_completion(rt.banks["artwork"].catch_up)
+    stored = [
+        RegisteredArtwork(**ArtworkPublic.of(art).model_dump(), duplicate=not created)
+        for art, created in done.stored
+    ]
     return RegistrationResult(artworks=stored, rejected=rejected)
 
 

@@ -1,0 +1,203 @@
+"""Portal pages of what touched an artist's works, and of their claims against our outputs
+(filing one, following the decision, its picture). Portal login needed."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import psycopg
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import ValidationError
+
+from service.api.deps import ImageWorkDep, RuntimeDep
+from service.api.schemas import ClaimReason
+from service.api.text import RequestModel
+from service.db.keyset import CursorError
+from service.portal.accounts import actor_for
+from service.portal.event_text import describe
+from service.portal.render import after_post, page
+from service.portal.sessions import LoggedIn, PortalSession, PostedForm
+from service.portal.works_pages import PortalNotFound
+from service.registry.claims import ClaimFilter, ClaimInvalid, file_claim, get_claim, list_claims
+from service.registry.events import EventFilter, list_events
+from service.registry.picture import claim_picture
+from service.registry.store import Conflict, NotFound
+from service.runtime import Runtime
+
+router = APIRouter(prefix="/portal", include_in_schema=False)
+
+
+class ClaimForm(RequestModel):
+    """The claim form, checked as the API checks a claim."""
+
+    output_id: UUID
+    artwork_id: UUID | None = None
+    reason: ClaimReason
+
+
+PAGE = 50
+# The kinds an artist may narrow the activity page to, with their names on the page.
+KINDS = {
+    "moderation.matched": "moderation matches",
+    "generation.input_matched": "generations from your works",
+    "stamp.refused": "refused stamps",
+    "license.granted": "licences granted",
+    "license.revoked": "licences revoked",
+    "artwork.registered": "registrations",
+    "artwork.updated": "changes",
+    "artwork.withdrawn": "withdrawals",
+    "claim.filed": "claims filed",
+    "claim.decided": "claim decisions",
+}
+
+
+@router.get("/events", response_class=HTMLResponse)
+def events_page(
+    request: Request,
+    rt: RuntimeDep,
+    session: LoggedIn,
+    kind: Annotated[str | None, Query(max_length=64)] = None,
+    artwork: UUID | None = None,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
+) -> HTMLResponse:
+    if kind and kind not in KINDS:
+        return page(request, "error.html", session, 422, error=f"unknown kind of event {kind!r}")
+    where = EventFilter(kinds=(kind,) if kind else (), artwork_id=artwork)
+    try:
+        with rt.pool.connection() as conn:
+            found = list_events(conn, session.artist_id, where, PAGE, cursor)
+            titles = _titles(conn, session.artist_id, found.events)
+    except CursorError as exc:
+        return page(request, "error.html", session, 422, error=str(exc))
+    return page(
+        request,
+        "events.html",
+        session,
+        events=[{**e, "said": describe(e["kind"], e["data"])} for e in found.events],
+        titles=titles,
+        kinds=KINDS,
+        kind=kind,
+        artwork=artwork,
+        next_cursor=found.next_cursor,
+    )
+
+
+def _titles(
+    conn: psycopg.Connection, artist_id: UUID, events: list[dict[str, Any]]
+) -> dict[UUID, str]:
+    ids = {e["artwork_id"] for e in events if e["artwork_id"] is not None}
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "SELECT id, coalesce(title, original_filename, left(sha256, 12)) AS name FROM artworks"
+        " WHERE artist_id = %s AND id = ANY(%s)",
+        (artist_id, list(ids)),
+    ).fetchall()
+    return {r["id"]: r["name"] for r in rows}
+
+
+@router.get("/claims", response_class=HTMLResponse)
+def claims_page(
+    request: Request,
+    rt: RuntimeDep,
+    session: LoggedIn,
+    cursor: Annotated[str | None, Query(max_length=300)] = None,
+    output: UUID | None = None,
+) -> HTMLResponse:
+    return _claims(request, rt, session, cursor, {"output_id": str(output or "")})
+
+
+def _claims(
+    request: Request,
+    rt: Runtime,
+    session: PortalSession,
+    cursor: str | None,
+    form: dict[str, str],
+    status_code: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
+    try:
+        with rt.pool.connection() as conn:
+            found = list_claims(conn, ClaimFilter(artist_id=session.artist_id), PAGE, cursor)
+            works = rt.registry.list_artworks(conn, session.artist_id, 500, None, False)
+    except CursorError as exc:
+        return page(request, "error.html", session, 422, error=str(exc))
+    return page(
+        request,
+        "claims.html",
+        session,
+        status_code,
+        claims=found.claims,
+        next_cursor=found.next_cursor,
+        works=works,
+        form=form,
+        error=error,
+    )
+
+
+@router.post("/claims", response_class=HTMLResponse)
+async def file_claim_page(
+    request: Request, rt: RuntimeDep, image_work: ImageWorkDep, session: PostedForm
+) -> Response:
+    fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    form = {k: fields.get(k, "") for k in ("output_id", "artwork_id", "reason")}
+    try:
+        body = ClaimForm.model_validate(
+            {
+                "output_id": form["output_id"].strip(),
+                "artwork_id": form["artwork_id"] or None,
+                "reason": form["reason"],
+            }
+        )
+    except ValidationError as exc:
+        return _claims(request, rt, session, None, form, 422, _said(exc))
+
+    def work() -> dict[str, Any]:
+        with rt.pool.connection() as conn:
+            return file_claim(
+                rt,
+                conn,
+                actor=actor_for(session.artist_id),
+                output_id=body.output_id,
+                artist_id=session.artist_id,
+                artwork_id=body.artwork_id,
+                reason=body.reason,
+            )
+
+    try:
+        await image_work.run(work)
+    except NotFound as exc:
+        return _claims(request, rt, session, None, form, 404, str(exc))
+    except ClaimInvalid as exc:
+        return _claims(request, rt, session, None, form, 422, str(exc))
+    except Conflict as exc:
+        return _claims(request, rt, session, None, form, 409, str(exc))
+    return after_post("/portal/claims", "claim-filed")
+
+
+def _said(exc: ValidationError) -> str:
+    labels = {"output_id": "output id", "artwork_id": "work", "reason": "reason"}
+    parts = []
+    for err in exc.errors():
+        where = str(err["loc"][0]) if err["loc"] else "form"
+        parts.append(f"{labels.get(where, where)}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+@router.get("/claims/{claim_id}/picture")
+async def claim_picture_page(
+    claim_id: UUID, rt: RuntimeDep, image_work: ImageWorkDep, session: LoggedIn
+) -> Response:
+    def work() -> bytes | None:
+        with rt.pool.connection() as conn:
+            found = get_claim(conn, claim_id)
+        if found is None or found["artist_id"] != session.artist_id:
+            return None
+        return claim_picture(rt, found)
+
+    png = await image_work.run(work)
+    if png is None:
+        raise PortalNotFound(f"you have no claim {claim_id}")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})

@@ -1,0 +1,204 @@
+"""Portal pages anyone may open: sign up, log in, accept an invitation; and logging out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from fastapi import APIRouter, Form, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from service.api.deps import RuntimeDep
+from service.api.schemas import ArtistCreate
+from service.portal.accounts import (
+    InviteInvalid,
+    LockedOut,
+    LoginFailed,
+    accept_invite,
+    invited_artist,
+    log_in,
+    sign_up,
+)
+from service.portal.passwords import MAX_LENGTH, WeakPassword
+from service.portal.render import after_post, page
+from service.portal.sessions import (
+    COOKIE,
+    FormRefused,
+    MaybeLoggedIn,
+    PostedForm,
+    end_session,
+    start_session,
+)
+from service.registry.store import Conflict
+from service.runtime import Runtime
+
+router = APIRouter(prefix="/portal", include_in_schema=False)
+
+Password = Annotated[str, Form(max_length=MAX_LENGTH + 1)]
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a portal path: never another site (an open redirect)."""
+    if not target:
+        return "/portal/works"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/portal/") or "\\" in target:
+        return "/portal/works"
+    return target
+
+
+def same_origin(request: Request) -> None:
+    """Forms posted before a login carry no session token: a post from another site (its
+    Origin header names that site) is refused instead."""
+    origin = request.headers.get("origin")
+    if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
+        raise FormRefused("this form was posted from another site")
+
+
+def _logged_in(rt: Runtime, artist_id: UUID, location: str) -> RedirectResponse:
+    with rt.pool.connection() as conn:
+        token = start_session(conn, artist_id, rt.settings.portal_session_hours)
+    response = after_post(location)
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=rt.settings.portal_session_hours * 3600,
+        httponly=True,
+        samesite="lax",
+        secure=rt.settings.portal_cookie_secure,
+        path="/portal",
+    )
+    return response
+
+
+@router.get("")
+def portal_home(session: MaybeLoggedIn) -> RedirectResponse:
+    return after_post("/portal/works" if session else "/portal/login")
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, session: MaybeLoggedIn, next: str | None = None) -> HTMLResponse:
+    return page(request, "login.html", session, next=_safe_next(next), email="")
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request,
+    rt: RuntimeDep,
+    email: Annotated[str, Form(max_length=320)],
+    password: Password,
+    next: Annotated[str | None, Form()] = None,
+) -> Response:
+    same_origin(request)
+
+    def attempt() -> RedirectResponse:
+        with rt.pool.connection() as conn:
+            artist_id = log_in(conn, email, password)
+        return _logged_in(rt, artist_id, _safe_next(next))
+
+    try:
+        return await run_in_threadpool(attempt)
+    except (LoginFailed, LockedOut) as exc:
+        status = 429 if isinstance(exc, LockedOut) else 401
+        return page(
+            request, "login.html", None, status, error=str(exc), next=_safe_next(next), email=email
+        )
+
+
+@router.get("/signup", response_class=HTMLResponse)
+def signup_page(request: Request, rt: RuntimeDep, session: MaybeLoggedIn) -> HTMLResponse:
+    return page(request, "signup.html", session, open=rt.settings.portal_signup == "open")
+
+
+@router.post("/signup", response_class=HTMLResponse)
+async def signup(
+    request: Request,
+    rt: RuntimeDep,
+    display_name: Annotated[str, Form(max_length=400)],
+    email: Annotated[str, Form(max_length=400)],
+    password: Password,
+    password_again: Password,
+) -> Response:
+    same_origin(request)
+    if rt.settings.portal_signup != "open":
+        return page(request, "signup.html", None, 403, open=False)
+    again = {"display_name": display_name, "email": email}
+
+    def refuse(status: int, why: str) -> HTMLResponse:
+        return page(request, "signup.html", None, status, open=True, error=why, **again)
+
+    try:
+        who = ArtistCreate(display_name=display_name, email=email)
+    except ValidationError as exc:
+        return refuse(422, "; ".join(_plain(e) for e in exc.errors()))
+    if password != password_again:
+        return refuse(422, "the two passwords differ")
+
+    def create() -> RedirectResponse:
+        with rt.pool.connection() as conn:
+            artist = sign_up(conn, rt.registry, who.display_name, str(who.email), password)
+        return _logged_in(rt, artist.id, "/portal/works?done=signed-up")
+
+    try:
+        return await run_in_threadpool(create)
+    except WeakPassword as exc:
+        return refuse(422, str(exc))
+    except Conflict:
+        return refuse(
+            409,
+            "an artist with this e-mail address is registered already: log in, or ask the "
+            "platform for an invitation link if your works were registered for you",
+        )
+
+
+def _plain(err: dict) -> str:
+    field = ".".join(str(p) for p in err["loc"]) or "form"
+    label = {"display_name": "name", "email": "e-mail address"}.get(field, field)
+    return f"{label}: {err['msg'].removeprefix('Value error, ')}"
+
+
+@router.post("/logout")
+def logout(request: Request, rt: RuntimeDep, session: PostedForm) -> RedirectResponse:
+    with rt.pool.connection() as conn:
+        end_session(conn, request.cookies[COOKIE])
+    response = after_post("/portal/login", "logged-out")
+    response.delete_cookie(COOKIE, path="/portal")
+    return response
+
+
+@router.get("/invite/{token}", response_class=HTMLResponse)
+def invite_page(request: Request, token: str, rt: RuntimeDep) -> HTMLResponse:
+    with rt.pool.connection() as conn:
+        try:
+            artist = rt.registry.get_artist(conn, invited_artist(conn, token))
+        except InviteInvalid as exc:
+            return page(request, "invite.html", None, 404, error=str(exc), artist=None)
+    return page(request, "invite.html", None, artist=artist, token=token)
+
+
+@router.post("/invite/{token}", response_class=HTMLResponse)
+async def invite_accept(
+    request: Request, token: str, rt: RuntimeDep, password: Password, password_again: Password
+) -> Response:
+    same_origin(request)
+
+    def accept() -> RedirectResponse:
+        with rt.pool.connection() as conn:
+            accept_invite(conn, token, password)
+        return after_post("/portal/login", "password-set")
+
+    if password != password_again:
+        error, status = "the two passwords differ", 422
+    else:
+        try:
+            return await run_in_threadpool(accept)
+        except WeakPassword as exc:
+            error, status = str(exc), 422
+        except InviteInvalid as exc:
+            return page(request, "invite.html", None, 404, error=str(exc), artist=None)
+    with rt.pool.connection() as conn:
+        artist = rt.registry.get_artist(conn, invited_artist(conn, token))
+    return page(request, "invite.html", None, status, error=error, artist=artist, token=token)
