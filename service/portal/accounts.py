@@ -14,7 +14,7 @@ import psycopg
 from service.db.transactions import lock_name
 from service.portal.passwords import check_strength, decoy_hash, hash_password, verify_password
 from service.registry.records import Artist
-from service.registry.store import Conflict, NotFound, RegistryStore
+from service.registry.store import RegistryStore
 
 FAILED_LOGINS_BEFORE_LOCK = 5
 LOCK_MINUTES = 15
@@ -167,16 +167,33 @@ def accept_invite(conn: psycopg.Connection, token: str, password: str) -> UUID:
     return artist_id
 
 
-__all__ = [
-    "Conflict",
-    "InviteInvalid",
-    "LockedOut",
-    "LoginFailed",
-    "NotFound",
-    "accept_invite",
-    "actor_for",
-    "create_invite",
-    "invited_artist",
-    "log_in",
-    "sign_up",
-]
+
+
+def change_password(conn: psycopg.Connection, artist_id: UUID, current: str, new: str) -> None:
+    """Replace the password, given the current one; ends the artist's other sessions. Raises
+    ``LoginFailed`` for a wrong current password, ``WeakPassword`` for a weak new one."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT p.password_hash, a.email FROM portal_accounts p"
+            " JOIN artists a ON a.id = p.artist_id WHERE p.artist_id = %s FOR UPDATE OF p",
+            (artist_id,),
+        ).fetchone()
+        if row is None or not verify_password(current, row["password_hash"]):
+            raise LoginFailed("the current password is wrong")
+        check_strength(new, email=row["email"])
+        conn.execute(
+            "UPDATE portal_accounts SET password_hash = %s, updated_at = now()"
+            " WHERE artist_id = %s",
+            (hash_password(new), artist_id),
+        )
+
+
+def end_other_sessions(conn: psycopg.Connection, artist_id: UUID, keep: str) -> int:
+    """End every live session of the artist but the one whose token is ``keep``."""
+    ended = conn.execute(
+        "UPDATE portal_sessions SET ended_at = now() WHERE artist_id = %s AND ended_at IS NULL"
+        " AND token_hash <> %s",
+        (artist_id, token_hash(keep)),
+    ).rowcount
+    conn.commit()
+    return ended

@@ -8,14 +8,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from service.portal import activity_pages, auth_pages, works_pages
+from service.portal import account_pages, activity_pages, auth_pages, works_pages
 from service.portal.render import STATIC_DIR, page
 from service.portal.sessions import FormRefused, LoginRequired, PortalSession, current_session
 from service.portal.works_pages import PortalNotFound
 
 
 def install_portal(app: FastAPI) -> None:
-    for module in (auth_pages, works_pages, activity_pages):
+    for module in (auth_pages, works_pages, activity_pages, account_pages):
         app.include_router(module.router)
     app.mount("/portal/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
 

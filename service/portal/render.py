@@ -77,4 +77,6 @@ NOTICES = {
     "licence-granted": "The licence is granted.",
     "licence-revoked": "The licence is revoked.",
     "claim-filed": "Your claim is filed; the platform will decide on it.",
+    "password-changed": "Your password is changed; your logins elsewhere are ended.",
+    "sessions-ended": "Your logins in other browsers are ended.",
 }

@@ -243,6 +243,7 @@ PAGES = [
     "/portal/events",
     "/portal/claims",
     f"/portal/claims/{ZERO}/picture",
+    "/portal/account",
 ]
 FORMS = [
     "/portal/works",
@@ -253,6 +254,8 @@ FORMS = [
     "/portal/defaults",
     "/portal/claims",
     "/portal/logout",
+    "/portal/account/password",
+    "/portal/account/sessions/end",
 ]
 OPEN = {
     ("GET", "/portal"),
@@ -267,11 +270,11 @@ OPEN = {
 
 def test_every_portal_route_is_in_the_refusal_tests():
     """A page added without a line in PAGES or FORMS (so without a refusal test) fails here."""
-    from service.portal import activity_pages, auth_pages, works_pages
+    from service.portal import account_pages, activity_pages, auth_pages, works_pages
 
     listed = {("GET", re.sub(ZERO, "{x}", p)) for p in PAGES}
     listed |= {("POST", re.sub(ZERO, "{x}", p)) for p in FORMS}
-    for module in (auth_pages, works_pages, activity_pages):
+    for module in (auth_pages, works_pages, activity_pages, account_pages):
         for route in module.router.routes:
             for method in route.methods - {"HEAD"}:
                 if (method, route.path) in OPEN:
@@ -378,6 +381,18 @@ def test_a_refused_upload_says_why_and_registers_nothing(
     r = upload(client, token, *files, **fields)
     assert r.status_code == status
     assert said in r.text
+    assert count(runtime, "SELECT count(*) FROM artworks") == 0
+
+
+def test_an_upload_over_the_request_limit_gets_a_page_and_registers_nothing(
+    client, runtime, settings
+):
+    token = sign_up(client)
+    big = b"\xff" * (settings.max_request_bytes + 1)
+    r = upload(client, token, ("huge.jpg", big, "image/jpeg"))
+    assert r.status_code == 413
+    assert r.headers["content-type"].startswith("text/html")
+    assert "too large" in r.text and "/portal/works" in r.text
     assert count(runtime, "SELECT count(*) FROM artworks") == 0
 
 
@@ -647,3 +662,55 @@ def test_the_portal_answers_json_clients_nothing_about_itself(client):
     spec = client.get("/openapi.json").json()
     assert not [p for p in spec["paths"] if p.startswith("/portal")]
     assert json.loads(client.get("/healthz").text)
+
+
+# --- the account ---
+
+
+def test_changing_the_password_ends_the_other_logins(client, settings, runtime):
+    from service.api.app import create_app
+
+    token = sign_up(client)
+    with TestClient(create_app(settings, runtime=runtime)) as elsewhere:
+        r = elsewhere.post("/portal/login", data={"email": "mei@example.org", "password": PASSWORD})
+        assert r.status_code == 200 and "Your works" in r.text
+        assert "logged in 2 times" in client.get("/portal/account").text
+
+        new = "a brand new passphrase"
+        for form, status, said in (
+            (
+                {"current": "not my password", "password": new, "password_again": new},
+                403,
+                "the current password is wrong",
+            ),
+            (
+                {"current": PASSWORD, "password": "short", "password_again": "short"},
+                422,
+                "at least 10",
+            ),
+            ({"current": PASSWORD, "password": new, "password_again": new + "!"}, 422, "differ"),
+        ):
+            r = post(client, "/portal/account/password", token, **form)
+            assert r.status_code == status and said in r.text
+        assert elsewhere.get("/portal/works", follow_redirects=False).status_code == 200
+
+        r = post(
+            client,
+            "/portal/account/password",
+            token,
+            current=PASSWORD,
+            password=new,
+            password_again=new,
+        )
+        assert r.status_code == 303 and r.headers["location"].endswith("done=password-changed")
+        assert elsewhere.get("/portal/works", follow_redirects=False).status_code == 303
+        assert client.get("/portal/works", follow_redirects=False).status_code == 200
+        r = elsewhere.post("/portal/login", data={"email": "mei@example.org", "password": PASSWORD})
+        assert r.status_code == 401
+        r = elsewhere.post("/portal/login", data={"email": "mei@example.org", "password": new})
+        assert r.status_code == 200 and "Your works" in r.text
+
+        r = post(client, "/portal/account/sessions/end", token)
+        assert r.status_code == 303
+        assert elsewhere.get("/portal/works", follow_redirects=False).status_code == 303
+        assert "logged in 1 time " in client.get("/portal/account").text

@@ -1,0 +1,69 @@
+"""The portal's account page: the artist's name and address, and a password change (which ends
+the artist's logins in other browsers). Portal login needed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, Response
+
+from service.api.deps import RuntimeDep
+from service.portal.accounts import LoginFailed, change_password, end_other_sessions
+from service.portal.passwords import MAX_LENGTH, WeakPassword
+from service.portal.render import after_post, page
+from service.portal.sessions import COOKIE, LoggedIn, PortalSession, PostedForm
+from service.runtime import Runtime
+
+router = APIRouter(prefix="/portal", include_in_schema=False)
+
+
+def _account(
+    request: Request,
+    rt: Runtime,
+    session: PortalSession,
+    status: int = 200,
+    error: str | None = None,
+) -> HTMLResponse:
+    with rt.pool.connection() as conn:
+        artist = rt.registry.get_artist(conn, session.artist_id)
+        live = conn.execute(
+            "SELECT count(*) FROM portal_sessions WHERE artist_id = %s AND ended_at IS NULL"
+            " AND expires_at > now()",
+            (session.artist_id,),
+        ).fetchone()["count"]
+    return page(request, "account.html", session, status, artist=artist, live=live, error=error)
+
+
+@router.get("/account", response_class=HTMLResponse)
+def account_page(request: Request, rt: RuntimeDep, session: LoggedIn) -> HTMLResponse:
+    return _account(request, rt, session)
+
+
+@router.post("/account/password", response_class=HTMLResponse)
+async def new_password(request: Request, rt: RuntimeDep, session: PostedForm) -> Response:
+    form = await request.form()
+    current, new, again = (
+        str(form.get(k) or "")[: MAX_LENGTH + 1] for k in ("current", "password", "password_again")
+    )
+    if new != again:
+        return _account(request, rt, session, 422, "the two new passwords differ")
+
+    def change() -> None:
+        with rt.pool.connection() as conn:
+            change_password(conn, session.artist_id, current, new)
+            end_other_sessions(conn, session.artist_id, request.cookies[COOKIE])
+
+    try:
+        await run_in_threadpool(change)
+    except LoginFailed as exc:
+        return _account(request, rt, session, 403, str(exc))
+    except WeakPassword as exc:
+        return _account(request, rt, session, 422, str(exc))
+    return after_post("/portal/account", "password-changed")
+
+
+@router.post("/account/sessions/end")
+def end_sessions(request: Request, rt: RuntimeDep, session: PostedForm) -> Response:
+    with rt.pool.connection() as conn:
+        end_other_sessions(conn, session.artist_id, request.cookies[COOKIE])
+    return after_post("/portal/account", "sessions-ended")
