@@ -167,8 +167,6 @@ def accept_invite(conn: psycopg.Connection, token: str, password: str) -> UUID:
     return artist_id
 
 
-
-
 def change_password(conn: psycopg.Connection, artist_id: UUID, current: str, new: str) -> None:
     """Replace the password, given the current one; ends the artist's other sessions. Raises
     ``LoginFailed`` for a wrong current password, ``WeakPassword`` for a weak new one."""

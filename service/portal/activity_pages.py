@@ -8,13 +8,15 @@ from uuid import UUID
 
 import psycopg
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from service.api.deps import ImageWorkDep, RuntimeDep
 from service.api.schemas import ClaimReason
-from service.api.text import RequestModel
+from service.api.text import OneLine, RequestModel
 from service.db.keyset import CursorError
+from service.genservice.service import adapter_store
 from service.portal.accounts import actor_for
 from service.portal.event_text import describe
 from service.portal.render import after_post, page
@@ -37,6 +39,11 @@ class ClaimForm(RequestModel):
     reason: ClaimReason
 
 
+class AdapterClaimForm(RequestModel):
+    adapter: Annotated[str, OneLine] = Field(min_length=1, max_length=200)
+    reason: ClaimReason
+
+
 PAGE = 50
 # The kinds an artist may narrow the activity page to, with their names on the page.
 KINDS = {
@@ -50,6 +57,8 @@ KINDS = {
     "artwork.withdrawn": "withdrawals",
     "claim.filed": "claims filed",
     "claim.decided": "claim decisions",
+    "adapter.claim_filed": "adapter claims filed",
+    "adapter.claim_decided": "adapter claim decisions",
 }
 
 
@@ -122,6 +131,12 @@ def _claims(
         with rt.pool.connection() as conn:
             found = list_claims(conn, ClaimFilter(artist_id=session.artist_id), PAGE, cursor)
             works = rt.registry.list_artworks(conn, session.artist_id, 500, None, False)
+            adapter_claims = conn.execute(
+                "SELECT c.*, a.name AS adapter_name, a.status AS adapter_status"
+                " FROM adapter_claims c JOIN adapters a ON a.id = c.adapter_id"
+                " WHERE c.artist_id = %s ORDER BY c.created_at DESC, c.id DESC LIMIT 200",
+                (session.artist_id,),
+            ).fetchall()
     except CursorError as exc:
         return page(request, "error.html", session, 422, error=str(exc))
     return page(
@@ -132,6 +147,7 @@ def _claims(
         claims=found.claims,
         next_cursor=found.next_cursor,
         works=works,
+        adapter_claims=adapter_claims,
         form=form,
         error=error,
     )
@@ -177,8 +193,41 @@ async def file_claim_page(
     return after_post("/portal/claims", "claim-filed")
 
 
+@router.post("/claims/adapter", response_class=HTMLResponse)
+async def file_adapter_claim(request: Request, rt: RuntimeDep, session: PostedForm) -> Response:
+    """An artist's claim that a style adapter (LoRA) imitates their style."""
+    fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    form = {k: fields.get(k, "") for k in ("adapter", "adapter_reason")}
+    try:
+        body = AdapterClaimForm.model_validate(
+            {"adapter": form["adapter"].strip(), "reason": form["adapter_reason"]}
+        )
+    except ValidationError as exc:
+        return _claims(request, rt, session, None, form, 422, _said(exc))
+
+    def work() -> None:
+        with rt.pool.connection() as conn:
+            adapter_store(rt).file_claim(
+                conn, actor_for(session.artist_id), body.adapter, session.artist_id, body.reason
+            )
+
+    try:
+        await run_in_threadpool(work)
+    except NotFound as exc:
+        return _claims(request, rt, session, None, form, 404, str(exc))
+    except Conflict:
+        why = "you have this claim open on that adapter already; it awaits a decision"
+        return _claims(request, rt, session, None, form, 409, why)
+    return after_post("/portal/claims", "claim-filed")
+
+
 def _said(exc: ValidationError) -> str:
-    labels = {"output_id": "output id", "artwork_id": "work", "reason": "reason"}
+    labels = {
+        "output_id": "output id",
+        "artwork_id": "work",
+        "reason": "reason",
+        "adapter": "adapter",
+    }
     parts = []
     for err in exc.errors():
         where = str(err["loc"][0]) if err["loc"] else "form"

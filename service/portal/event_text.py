@@ -52,8 +52,13 @@ def describe(kind: str, data: dict[str, Any]) -> str:
         return f"You filed a claim against output {get('output_id')}."
     if kind == "claim.decided":
         return f"Your claim was {get('decision') or 'decided'}."
-    if kind.startswith("adapter."):
-        return f"Adapter claim: {kind.split('.', 1)[1].replace('_', ' ')}."
+    if kind == "adapter.claim_filed":
+        return f"You claimed that the style adapter {get('adapter')} imitates your style."
+    if kind == "adapter.claim_decided":
+        blocked = ": the adapter is blocked" if get("decision") == "upheld" else ""
+        return (
+            f"Your claim against the style adapter {get('adapter')} was {get('decision')}{blocked}."
+        )
     return kind
 
 

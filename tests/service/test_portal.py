@@ -20,6 +20,10 @@ from tests.service.portal_support import (
     post,
     sign_up,
 )
+from tests.service.test_generations import (  # noqa: F401 (tiny_runner is a fixture)
+    _register_lora,
+    tiny_runner,
+)
 from tests.service.test_moderation import edited, stamp
 from tests.support import auth, encode, photo_like
 
@@ -253,6 +257,7 @@ FORMS = [
     f"/portal/works/{ZERO}/licenses/{ZERO}/revoke",
     "/portal/defaults",
     "/portal/claims",
+    "/portal/claims/adapter",
     "/portal/logout",
     "/portal/account/password",
     "/portal/account/sessions/end",
@@ -609,6 +614,55 @@ def test_filing_a_claim_and_seeing_its_picture(mclient, runtime, make_key, setti
     page = client.get("/portal/claims").text
     assert "upheld" in page and "plainly a copy" in page
     assert "Your claim was upheld" in client.get("/portal/events").text
+
+
+def test_claiming_that_a_style_adapter_imitates_the_artist(
+    client,
+    runtime,
+    make_key,
+    tiny_runner,  # noqa: F811
+    tmp_path,
+):
+    admin = auth(make_key("admin"))
+    _register_lora(client, admin, tiny_runner, tmp_path, "copycat", 9)
+    token = sign_up(client)
+    for form, status, said in (
+        ({"adapter": "no-such", "adapter_reason": "mine"}, 404, "no adapter named"),
+        ({"adapter": "copycat", "adapter_reason": ""}, 422, "reason"),
+        ({"adapter": "copy\ncat", "adapter_reason": "mine"}, 422, "adapter"),
+    ):
+        r = post(client, "/portal/claims/adapter", token, **form)
+        assert r.status_code == status and said in r.text, form
+    r = post(
+        client,
+        "/portal/claims/adapter",
+        token,
+        adapter="copycat",
+        adapter_reason="trained on my portfolio",
+    )
+    assert r.status_code == 303
+    r = post(
+        client,
+        "/portal/claims/adapter",
+        token,
+        adapter="copycat",
+        adapter_reason="trained on my portfolio",
+    )
+    assert r.status_code == 409 and "awaits a decision" in r.text
+    (claim,) = client.get("/v1/adapters/copycat/claims", headers=admin).json()
+    assert claim["artist_id"] == str(artist_id_of(runtime, "mei@example.org"))
+    page = client.get("/portal/claims").text
+    assert "copycat" in page and "trained on my portfolio" in page and ">open<" in page
+    r = client.post(
+        f"/v1/adapters/copycat/claims/{claim['id']}/decision",
+        json={"uphold": True, "note": "the samples match"},
+        headers=admin,
+    )
+    assert r.status_code == 200
+    page = client.get("/portal/claims").text
+    assert ">upheld<" in page and "the samples match" in page and ">blocked<" in page
+    said = client.get("/portal/events?kind=adapter.claim_decided").text
+    assert "Your claim against the style adapter copycat was upheld: the adapter is blocked" in said
 
 
 # --- invitations ---
