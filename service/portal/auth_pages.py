@@ -52,9 +52,16 @@ def _safe_next(target: str | None) -> str:
 
 def same_origin(request: Request) -> None:
     """Forms posted before a login carry no session token: a post from another site (its
-    Origin header names that site) is refused instead."""
+    Origin header names that site, neither this request's host nor ``CHOPMARK_PORTAL_URL``'s,
+    for a proxy that changes the host) is refused instead."""
     origin = request.headers.get("origin")
-    if origin and origin != "null" and urlsplit(origin).netloc != request.url.netloc:
+    if not origin or origin == "null":
+        return
+    ours = {request.url.netloc}
+    portal_url = request.app.state.runtime.settings.portal_url
+    if portal_url:
+        ours.add(urlsplit(portal_url).netloc)
+    if urlsplit(origin).netloc not in ours:
         raise FormRefused("this form was posted from another site")
 
 

@@ -237,6 +237,30 @@ def test_a_form_posted_from_another_site_is_refused(client, runtime):
     assert count(runtime, "SELECT count(*) FROM artists") == 0
 
 
+def test_the_portal_url_is_an_origin_of_ours_behind_a_proxy(settings, database_url):
+    """A proxy that hands the service another host: the portal's public address still posts."""
+    from service.api.app import create_app
+    from service.runtime import Runtime
+
+    proxied = settings.model_copy(update={"portal_url": "https://art.example.org"})
+    rt = Runtime.open(proxied)
+    try:
+        with TestClient(create_app(proxied, runtime=rt)) as c:
+            data = {
+                "display_name": "Mei",
+                "email": "mei@example.org",
+                "password": PASSWORD,
+                "password_again": PASSWORD,
+            }
+            for origin, status in (("https://evil.example", 403), ("https://art.example.org", 303)):
+                r = c.post(
+                    "/portal/signup", data=data, headers={"Origin": origin}, follow_redirects=False
+                )
+                assert r.status_code == status, origin
+    finally:
+        rt.close()
+
+
 # --- refusals: every page and every form -------------------------------------------------------
 
 PAGES = [
