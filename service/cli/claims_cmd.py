@@ -16,6 +16,8 @@ from service.cli.common import (
     CursorOption,
     LimitOption,
     PageJsonOption,
+    SinceOption,
+    UntilOption,
     chosen,
     cli_actor,
     console,
@@ -24,6 +26,7 @@ from service.cli.common import (
     runtime,
     show_page,
     shown,
+    time_window,
 )
 
 if TYPE_CHECKING:
@@ -74,15 +77,21 @@ def claims_list(
     status: Annotated[
         list[str] | None, typer.Option(help="open, upheld or rejected (repeatable)")
     ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     limit: LimitOption = 50,
     cursor: CursorOption = None,
     as_json: PageJsonOption = False,
 ) -> None:
-    """Claims newest first: the queue of open ones (--status open), one artist's, one output's."""
+    """Claims newest first: the queue of open ones (--status open), one artist's, one output's,
+    those filed in a time window."""
     from service.registry.claims import ClaimFilter, list_claims
 
     wanted = chosen(status, STATUSES, "--status", "open, upheld or rejected")
-    where = ClaimFilter(artist_id=artist, output_id=output, statuses=wanted)
+    start, end = time_window(since, until)
+    where = ClaimFilter(
+        artist_id=artist, output_id=output, statuses=wanted, since=start, until=end
+    )
 
     def fetch(_rt: Runtime, conn: psycopg.Connection) -> tuple[list[dict[str, Any]], str | None]:
         page = list_claims(conn, where, limit, cursor)

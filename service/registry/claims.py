@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
@@ -39,6 +40,8 @@ class ClaimFilter:
     artist_id: UUID | None = None
     output_id: UUID | None = None
     statuses: Sequence[str] = ()
+    since: datetime | None = None  # filed at or after
+    until: datetime | None = None  # filed before
 
 
 @dataclass(frozen=True)
@@ -214,6 +217,10 @@ def list_claims(
     cond.equal("c.artist_id", where.artist_id)
     cond.equal("c.output_id", where.output_id)
     cond.any_of("c.status", where.statuses)
+    if where.since is not None:
+        cond.add("c.created_at >= %s", where.since)
+    if where.until is not None:
+        cond.add("c.created_at < %s", where.until)
     if cursor is not None:
         at, key = decode_cursor_key(cursor)
         try:

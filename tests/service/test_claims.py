@@ -120,6 +120,12 @@ def test_a_claim_keeps_what_the_matcher_sees_and_is_decided_once(mclient, runtim
     ).json()
     assert [c["id"] for c in first["claims"] + rest["claims"]] == [unrelated["id"], claim["id"]]
     assert rest["next_cursor"] is None
+    # ... and by when they were filed: the second claim's time splits them
+    split = unrelated["created_at"]
+    after = mclient.get("/v1/claims", params={"since": split}, headers=reg).json()
+    before = mclient.get("/v1/claims", params={"until": split}, headers=reg).json()
+    assert [c["id"] for c in after["claims"]] == [unrelated["id"]]
+    assert [c["id"] for c in before["claims"]] == [claim["id"]]
 
     # Audited under the claim's subject; the artist's events show both.
     with runtime.pool.connection() as conn:
@@ -211,6 +217,9 @@ def test_missing_claims_and_bad_cursors(mclient, made):
     assert r.status_code == 422
     assert mclient.get("/v1/claims", params={"cursor": "x"}, headers=reg).status_code == 422
     assert mclient.get("/v1/claims", params={"status": "maybe"}, headers=reg).status_code == 422
+    backwards = {"since": "2026-01-02", "until": "2026-01-01"}
+    r = mclient.get("/v1/claims", params=backwards, headers=reg)
+    assert r.status_code == 422 and "since must be before until" in r.json()["detail"]
 
 
 def test_stamped_copy_is_found_whole_in_the_claims_picture(mclient, made):
@@ -280,6 +289,11 @@ def test_the_claims_commands_file_list_show_and_decide(mclient, made, cli):
     listed = json.loads(cli("claims", "list", "--status", "open", "--json").stdout)["claims"]
     assert [c["id"] for c in listed] == [claim["id"]]
     assert claim["id"] in cli("claims", "list", "--artist", made["a"]).stdout
+    later = cli("claims", "list", "--since", claim["created_at"], "--json").stdout
+    assert [c["id"] for c in json.loads(later)["claims"]] == [claim["id"]]
+    assert json.loads(cli("claims", "list", "--until", claim["created_at"], "--json").stdout)[
+        "claims"
+    ] == []
     again = cli(
         "claims",
         "file",
@@ -301,6 +315,7 @@ def test_the_claims_commands_file_list_show_and_decide(mclient, made, cli):
         ["decide", claim["id"], "--reject"],  # decided already
         ["show", ZERO],
         ["list", "--status", "maybe"],
+        ["list", "--since", "soon"],
         ["list", "--cursor", "x"],
         ["file", "--output", ZERO, "--artist", made["a"], "--reason", "r"],
         ["file", "--output", made["copied"], "--artist", made["a"], "--reason", "   "],

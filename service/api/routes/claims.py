@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.deps import AdminKey, ImageWorkDep, RegistryKey, RuntimeDep, scope_doc
-from service.api.lists import MAX_PAGE
+from service.api.lists import PageDep
 from service.api.schemas import ClaimDecision, ClaimReason, ErrorBody
 from service.api.text import RequestModel
 from service.auth.scopes import Scope
@@ -115,26 +115,29 @@ async def create_claim(
     response_model=ClaimList,
     responses={**_ERRORS, 422: {"model": ErrorBody}},
     openapi_extra=scope_doc(Scope.registry),
-    summary="Claims newest first, by cursor, narrowed by artist, output and status "
-    "(scope: registry)",
+    summary="Claims newest first, by cursor, narrowed by artist, output, status and when they "
+    "were filed (since, until) (scope: registry)",
 )
 def read_claims(
     rt: RuntimeDep,
     key: RegistryKey,
+    page: PageDep,
     artist_id: UUID | None = None,
     output_id: UUID | None = None,
     claim_status: Annotated[
         list[Status] | None, Query(alias="status", description="repeat for more than one")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> dict[str, Any]:
     where = ClaimFilter(
-        artist_id=artist_id, output_id=output_id, statuses=tuple(dict.fromkeys(claim_status or ()))
+        artist_id=artist_id,
+        output_id=output_id,
+        statuses=tuple(dict.fromkeys(claim_status or ())),
+        since=page.since,
+        until=page.until,
     )
     with rt.pool.connection() as conn:
-        page = list_claims(conn, where, limit, cursor)
-    return {"claims": page.claims, "next_cursor": page.next_cursor}
+        found = list_claims(conn, where, page.limit, page.cursor)
+    return {"claims": found.claims, "next_cursor": found.next_cursor}
 
 
 @router.get(
