@@ -41,9 +41,10 @@ class EventPage:
 # of their works; ``key`` is unique and sorts events of the same instant.
 _EVENTS = """
 WITH subjects AS (
-    SELECT 'artist:' || %(artist)s AS subject
+    SELECT 'artist:' || %(artist)s AS subject WHERE %(artwork)s::uuid IS NULL
     UNION ALL
-    SELECT 'artwork:' || a.id FROM artworks a WHERE a.artist_id = %(artist)s
+    SELECT 'artwork:' || a.id FROM artworks a
+    WHERE a.artist_id = %(artist)s AND (%(artwork)s::uuid IS NULL OR a.id = %(artwork)s)
 ), ev AS (
     SELECT l.created_at AS at, 'audit:' || lpad(l.seq::text, 20, '0') AS key, l.kind,
            CASE WHEN l.subject LIKE 'artwork:%%' THEN substr(l.subject, 9)::uuid END
@@ -59,19 +60,19 @@ WITH subjects AS (
                'license_id', m.license_id, 'status', g.status, 'mode', g.mode,
                'user', g.platform_user)
     FROM generation_matches m JOIN generations g ON g.id = m.generation_id
-    WHERE m.artist_id = %(artist)s
+    WHERE m.artist_id = %(artist)s AND (%(artwork)s::uuid IS NULL OR m.artwork_id = %(artwork)s)
     UNION ALL
     SELECT l.created_at, 'audit:' || lpad(l.seq::text, 20, '0'), l.kind, NULL, l.seq, l.entry,
            NULL
     FROM adapter_claims c JOIN audit_log l ON l.subject = 'adapter:' || c.adapter_id
-    WHERE c.artist_id = %(artist)s
+    WHERE c.artist_id = %(artist)s AND %(artwork)s::uuid IS NULL
       AND l.kind IN ('adapter.claim_filed', 'adapter.claim_decided')
       AND convert_from(l.entry, 'UTF8')::jsonb #>> '{data,claim_id}' = c.id::text
     UNION ALL
     SELECT l.created_at, 'audit:' || lpad(l.seq::text, 20, '0'), l.kind, c.artwork_id, l.seq,
            l.entry, NULL
     FROM claims c JOIN audit_log l ON l.subject = 'claim:' || c.id  -- by audit_log_subject
-    WHERE c.artist_id = %(artist)s
+    WHERE c.artist_id = %(artist)s AND (%(artwork)s::uuid IS NULL OR c.artwork_id = %(artwork)s)
 )
 SELECT at, key, kind, artwork_id, audit_seq, entry, generation FROM ev
 """
@@ -86,14 +87,17 @@ def list_events(
 ) -> EventPage:
     """Up to ``limit`` events newest first, after ``cursor``; raises ``CursorError`` for a
     cursor not handed out here."""
-    args: dict[str, Any] = {"artist": artist_id, "generation_kind": GENERATION_MATCHED}
+    # One work's events are read from that work's rows alone (the portal's work page), not
+    # picked out of all of the artist's (bench/artist_events.py).
+    args: dict[str, Any] = {
+        "artist": artist_id,
+        "generation_kind": GENERATION_MATCHED,
+        "artwork": where.artwork_id,
+    }
     terms: list[str] = []
     if where.kinds:
         terms.append("kind = ANY(%(kinds)s)")
         args["kinds"] = list(where.kinds)
-    if where.artwork_id is not None:
-        terms.append("artwork_id = %(artwork)s")
-        args["artwork"] = where.artwork_id
     if where.since is not None:
         terms.append("at >= %(since)s")
         args["since"] = where.since

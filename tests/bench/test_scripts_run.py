@@ -123,3 +123,11 @@ def test_audit_proofs_runs(tmp_path: Path) -> None:
 def test_moderation_lists_runs(tmp_path: Path) -> None:
     table = _report("moderation_lists.py", "--checks", "2000", "--repeats", "1", cwd=tmp_path)
     assert "| the review queue (verdict=review, reviewed=false) |" in table
+
+
+def test_artist_events_runs(tmp_path: Path) -> None:
+    table = _report(
+        "artist_events.py", "--works", "200", "--events", "3", "--repeats", "1", cwd=tmp_path
+    )
+    assert "| ... one work's newest 20 (the portal's work page) |" in table
+    assert "| 3 |" in table  # that work's three events
