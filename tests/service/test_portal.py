@@ -339,6 +339,24 @@ def test_forms_without_the_sessions_token_are_refused(client, runtime, path):
     assert client.get("/portal/works").status_code == 200  # still logged in
 
 
+def test_a_malformed_or_unknown_address_gets_a_page(client):
+    sign_up(client)
+    for path, status, said in (
+        ("/portal/works/not-a-uuid", 422, "artwork_id"),
+        ("/portal/events?artwork=xyz", 422, "artwork"),
+        ("/portal/nothing-here", 404, "Not Found"),
+    ):
+        r = client.get(path)
+        assert r.status_code == status, path
+        assert r.headers["content-type"].startswith("text/html"), path
+        assert said in r.text and "That did not work" in r.text, path
+    r = client.put("/portal/works")
+    assert r.status_code == 405 and r.headers["content-type"].startswith("text/html")
+    # the API keeps its JSON
+    r = client.get("/v1/artworks/not-a-uuid")
+    assert r.status_code in (401, 422) and r.headers["content-type"] == "application/json"
+
+
 def test_pages_carry_a_strict_content_security_policy(client):
     r = client.get("/portal/login")
     assert "default-src 'none'" in r.headers["content-security-policy"]
