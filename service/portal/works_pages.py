@@ -79,7 +79,9 @@ def works_page(
         return page(request, "error.html", session, 422, error=str(exc))
     with rt.pool.connection() as conn:
         artist = rt.registry.get_artist(conn, session.artist_id)
-        rows = rt.registry.list_artworks(conn, session.artist_id, PAGE + 1, after, withdrawn)
+        rows = rt.registry.list_artworks(
+            conn, session.artist_id, PAGE + 1, after, withdrawn, newest_first=True
+        )
     works, more = rows[:PAGE], len(rows) > PAGE
     return page(
         request,

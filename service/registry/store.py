@@ -191,6 +191,7 @@ class RegistryStore:
         limit: int,
         after: tuple[datetime, UUID] | None,
         include_withdrawn: bool,
+        newest_first: bool = False,
     ) -> list[Artwork]:
         self.get_artist(conn, artist_id)
         clauses = ["w.artist_id = %s"]
@@ -198,11 +199,12 @@ class RegistryStore:
         if not include_withdrawn:
             clauses.append("w.status = 'active'")
         if after is not None:
-            clauses.append("(w.created_at, w.id) > (%s, %s)")
+            clauses.append(f"(w.created_at, w.id) {'<' if newest_first else '>'} (%s, %s)")
             params.extend(after)
         params.append(limit)
+        order = "w.created_at DESC, w.id DESC" if newest_first else "w.created_at, w.id"
         rows = conn.execute(
-            f"{_ARTWORK_SELECT} WHERE {' AND '.join(clauses)} ORDER BY w.created_at, w.id LIMIT %s",
+            f"{_ARTWORK_SELECT} WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT %s",
             params,
         ).fetchall()
         return [Artwork.from_row(r) for r in rows]

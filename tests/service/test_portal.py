@@ -443,6 +443,23 @@ def test_an_upload_over_the_request_limit_gets_a_page_and_registers_nothing(
     assert count(runtime, "SELECT count(*) FROM artworks") == 0
 
 
+def test_works_are_listed_newest_first_a_page_at_a_time(client, runtime, monkeypatch):
+    from service.portal import works_pages
+
+    monkeypatch.setattr(works_pages, "PAGE", 2)
+    token = sign_up(client)
+    for seed in (561, 562, 563):
+        assert upload(client, token, jpeg(seed)).status_code == 201
+    ids = [str(r["id"]) for r in _works(runtime)]  # oldest first
+    first = client.get("/portal/works").text
+    shown = re.findall(r'href="/portal/works/([0-9a-f-]{36})"', first)
+    assert shown == [ids[2], ids[1]]
+    (older,) = re.findall(r'href="(/portal/works\?cursor=[^"]+)"', first)
+    second = client.get(older.replace("&amp;", "&")).text
+    assert re.findall(r'href="/portal/works/([0-9a-f-]{36})"', second) == [ids[0]]
+    assert "Older works" not in second
+
+
 def test_another_artists_work_is_not_found(client, settings, runtime):
     from service.api.app import create_app
 
