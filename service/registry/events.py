@@ -37,45 +37,34 @@ class EventPage:
     next_cursor: str | None
 
 
-# Audit entries about the artist or one of their works, and generation inputs that matched one
-# of their works; ``key`` is unique and sorts events of the same instant.
-_EVENTS = """
-WITH subjects AS (
-    SELECT 'artist:' || %(artist)s AS subject WHERE %(artwork)s::uuid IS NULL
-    UNION ALL
-    SELECT 'artwork:' || a.id FROM artworks a
-    WHERE a.artist_id = %(artist)s AND (%(artwork)s::uuid IS NULL OR a.id = %(artwork)s)
-), ev AS (
-    SELECT l.created_at AS at, 'audit:' || lpad(l.seq::text, 20, '0') AS key, l.kind,
-           CASE WHEN l.subject LIKE 'artwork:%%' THEN substr(l.subject, 9)::uuid END
-               AS artwork_id,
-           l.seq AS audit_seq, l.entry, NULL::jsonb AS generation
-    FROM subjects s JOIN audit_log l ON l.subject = s.subject  -- by audit_log_subject
-    UNION ALL
-    SELECT g.created_at, 'generation:' || m.generation_id || ':' || m.input_role || ':'
-           || m.artwork_id, %(generation_kind)s, m.artwork_id, NULL, NULL,
-           jsonb_build_object(
-               'generation_id', m.generation_id, 'input_role', m.input_role,
-               'outcome', m.outcome, 'decision', m.decision, 'score', m.score,
-               'license_id', m.license_id, 'status', g.status, 'mode', g.mode,
-               'user', g.platform_user)
-    FROM generation_matches m JOIN generations g ON g.id = m.generation_id
-    WHERE m.artist_id = %(artist)s AND (%(artwork)s::uuid IS NULL OR m.artwork_id = %(artwork)s)
-    UNION ALL
-    SELECT l.created_at, 'audit:' || lpad(l.seq::text, 20, '0'), l.kind, NULL, l.seq, l.entry,
-           NULL
-    FROM adapter_claims c JOIN audit_log l ON l.subject = 'adapter:' || c.adapter_id
-    WHERE c.artist_id = %(artist)s AND %(artwork)s::uuid IS NULL
-      AND l.kind IN ('adapter.claim_filed', 'adapter.claim_decided')
-      AND convert_from(l.entry, 'UTF8')::jsonb #>> '{data,claim_id}' = c.id::text
-    UNION ALL
-    SELECT l.created_at, 'audit:' || lpad(l.seq::text, 20, '0'), l.kind, c.artwork_id, l.seq,
-           l.entry, NULL
-    FROM claims c JOIN audit_log l ON l.subject = 'claim:' || c.id  -- by audit_log_subject
-    WHERE c.artist_id = %(artist)s AND (%(artwork)s::uuid IS NULL OR c.artwork_id = %(artwork)s)
-)
-SELECT at, key, kind, artwork_id, audit_seq, entry, generation FROM ev
+# The audit log's entries about the artist, one of their works or one of their claims, through
+# ``artist_audit`` (migration 0016): a page reads its own entries by index, however many the
+# artist has. ``key`` is unique and sorts events of the same instant ('audit:' keys before
+# 'generation:' ones, audit keys in log order).
+_AUDIT = """
+SELECT l.created_at AS at, 'audit:' || lpad(l.seq::text, 20, '0') AS key, l.kind,
+       x.artwork_id, l.seq AS audit_seq, l.entry, NULL::jsonb AS generation
+FROM artist_audit x JOIN audit_log l ON l.seq = x.seq
+WHERE x.artist_id = %(artist)s{terms}
+ORDER BY x.at DESC, x.seq DESC LIMIT %(limit)s
 """
+
+# Generations whose input (init, mask or control image) matched one of the artist's works.
+_GENERATIONS = """
+SELECT g.created_at AS at,
+       'generation:' || m.generation_id || ':' || m.input_role || ':' || m.artwork_id AS key,
+       %(generation_kind)s AS kind, m.artwork_id, NULL::bigint AS audit_seq, NULL::bytea AS entry,
+       jsonb_build_object(
+           'generation_id', m.generation_id, 'input_role', m.input_role,
+           'outcome', m.outcome, 'decision', m.decision, 'score', m.score,
+           'license_id', m.license_id, 'status', g.status, 'mode', g.mode,
+           'user', g.platform_user) AS generation
+FROM generation_matches m JOIN generations g ON g.id = m.generation_id
+WHERE m.artist_id = %(artist)s{terms}
+ORDER BY 1 DESC, 2 DESC LIMIT %(limit)s
+"""
+
+_LAST_SEQ = 2**63 - 1  # after every audit key of an instant: a cursor at a generation event
 
 
 def list_events(
@@ -87,29 +76,46 @@ def list_events(
 ) -> EventPage:
     """Up to ``limit`` events newest first, after ``cursor``; raises ``CursorError`` for a
     cursor not handed out here."""
-    # One work's events are read from that work's rows alone (the portal's work page), not
-    # picked out of all of the artist's (bench/artist_events.py).
     args: dict[str, Any] = {
         "artist": artist_id,
         "generation_kind": GENERATION_MATCHED,
         "artwork": where.artwork_id,
+        "kinds": list(where.kinds),
+        "since": where.since,
+        "until": where.until,
+        "limit": limit + 1,
     }
-    terms: list[str] = []
-    if where.kinds:
-        terms.append("kind = ANY(%(kinds)s)")
-        args["kinds"] = list(where.kinds)
+    audit, generations = [], []
+    if where.artwork_id is not None:
+        audit.append("x.artwork_id = %(artwork)s")
+        generations.append("m.artwork_id = %(artwork)s")
+    if len(where.kinds) == 1:  # an equality reads the kind's own index in order
+        audit.append("x.kind = %(kind)s")
+        args["kind"] = where.kinds[0]
+    elif where.kinds:
+        audit.append("x.kind = ANY(%(kinds)s)")
     if where.since is not None:
-        terms.append("at >= %(since)s")
-        args["since"] = where.since
+        audit.append("x.at >= %(since)s")
+        generations.append("g.created_at >= %(since)s")
     if where.until is not None:
-        terms.append("at < %(until)s")
-        args["until"] = where.until
+        audit.append("x.at < %(until)s")
+        generations.append("g.created_at < %(until)s")
     if cursor is not None:
-        terms.append("(at, key) < (%(after_at)s, %(after_key)s)")
-        args["after_at"], args["after_key"] = decode_event_cursor(cursor)
-    sql = _EVENTS + (" WHERE " + " AND ".join(terms) if terms else "")
-    sql += " ORDER BY at DESC, key DESC LIMIT %(limit)s"
-    args["limit"] = limit + 1
+        at, key = decode_event_cursor(cursor)
+        after_seq = int(key.removeprefix("audit:")) if key.startswith("audit:") else _LAST_SEQ
+        args.update(after_at=at, after_key=key, after_seq=after_seq)
+        audit.append("(x.at, x.seq) < (%(after_at)s, %(after_seq)s)")
+        generations.append(
+            "(g.created_at, 'generation:' || m.generation_id || ':' || m.input_role || ':'"
+            " || m.artwork_id) < (%(after_at)s, %(after_key)s)"
+        )
+    parts = []
+    if not where.kinds or set(where.kinds) - {GENERATION_MATCHED}:
+        parts.append(_AUDIT.format(terms="".join(f" AND {t}" for t in audit)))
+    if not where.kinds or GENERATION_MATCHED in where.kinds:
+        parts.append(_GENERATIONS.format(terms="".join(f" AND {t}" for t in generations)))
+    union = " UNION ALL ".join(f"({p})" for p in parts)
+    sql = f"SELECT * FROM ({union}) ev ORDER BY at DESC, key DESC LIMIT %(limit)s"
     rows = conn.execute(sql, args).fetchall()  # type: ignore[arg-type]
     page, more = rows[:limit], len(rows) > limit
     nxt = encode_cursor(page[-1]["at"], page[-1]["key"]) if more else None

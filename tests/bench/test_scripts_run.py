@@ -131,3 +131,4 @@ def test_artist_events_runs(tmp_path: Path) -> None:
     )
     assert "| ... one work's newest 20 (the portal's work page) |" in table
     assert "| 3 |" in table  # that work's three events
+    assert "| with the trigger |" in table and "Migration 0016's fill" in table

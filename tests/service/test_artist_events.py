@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -248,3 +250,49 @@ def test_an_artists_claim_against_an_adapter_and_its_decision_are_among_their_ev
     assert got[1]["data"]["reason"] == "trained on my portfolio"
     assert got[0]["data"]["decision"] == "upheld" and got[0]["artwork_id"] is None
     assert [e["kind"] for e in events(client, reg, bo)["events"]] == ["artist.created"]
+
+
+def _indexed(runtime) -> list[dict]:
+    with runtime.pool.connection() as conn:
+        return conn.execute("SELECT * FROM artist_audit ORDER BY seq").fetchall()
+
+
+def test_the_migration_indexes_the_entries_logged_before_it(client, runtime, history):
+    """Migration 0016 fills ``artist_audit`` for an existing log as the trigger fills it for
+    new entries: the same rows, and the same pages."""
+    import service
+
+    made = _indexed(runtime)
+    reg = history["reg"]
+    before = events(client, reg, history["a"])
+    assert {r["artist_id"] for r in made} == {UUID(history["a"]), UUID(history["b"])}
+    assert len([r for r in made if str(r["artist_id"]) == history["a"]]) == len(
+        [e for e in before["events"] if e["audit_seq"] is not None]
+    )
+    sql = (Path(service.__file__).parent / "migrations" / "0016_artist_audit.sql").read_text()
+    fill = sql[sql.index("-- The entries logged before") : sql.index("CREATE INDEX artist_audit")]
+    with runtime.pool.connection() as conn, conn.transaction():
+        conn.execute("DELETE FROM artist_audit")
+        conn.execute(fill)
+    assert _indexed(runtime) == made
+    assert events(client, reg, history["a"]) == before
+
+
+def test_an_entry_about_nothing_of_an_artist_is_logged_and_not_indexed(runtime):
+    """The trigger reads a subject's id only when well formed: an odd subject never stops an
+    append."""
+    odd = [
+        ("artwork.updated", "artwork:not-an-id"),
+        ("artwork.updated", "artwork:" + "-" * 36),
+        ("artist.created", f"artist:{ZERO}"),  # well formed, no such artist
+        ("adapter.claim_filed", f"adapter:{ZERO}"),  # no claim_id in its data
+        ("key.created", "key:7"),
+        ("storage.collected", None),
+    ]
+    with runtime.pool.connection() as conn, conn.transaction():
+        for kind, subject in odd:
+            runtime.audit.append(conn, kind, "test", subject, {"claim_id": "x'; --"})
+    with runtime.pool.connection() as conn:
+        logged = conn.execute("SELECT count(*) FROM audit_log WHERE actor = 'test'").fetchone()
+    assert logged["count"] == len(odd)
+    assert _indexed(runtime) == []
