@@ -19,12 +19,17 @@ from service.db.keyset import CursorError
 from service.genservice.service import adapter_store
 from service.portal.accounts import actor_for
 from service.portal.event_text import describe
-from service.portal.render import after_post, page
+from service.portal.render import after_post, form_problems, page
 from service.portal.sessions import LoggedIn, PortalSession, PostedForm
 from service.portal.works_pages import PortalNotFound
-from service.registry.claims import ClaimFilter, ClaimInvalid, file_claim, get_claim, list_claims
+from service.registry.claims import (
+    ClaimFilter,
+    ClaimInvalid,
+    drawn_claim,
+    file_claim,
+    list_claims,
+)
 from service.registry.events import EventFilter, list_events
-from service.registry.picture import claim_picture
 from service.registry.store import Conflict, NotFound
 from service.runtime import Runtime
 
@@ -37,6 +42,9 @@ class ClaimForm(RequestModel):
     output_id: UUID
     artwork_id: UUID | None = None
     reason: ClaimReason
+
+
+_CLAIM_FIELDS = {"output_id": "output id", "artwork_id": "work", "adapter": "adapter"}
 
 
 class AdapterClaimForm(RequestModel):
@@ -168,7 +176,7 @@ async def file_claim_page(
             }
         )
     except ValidationError as exc:
-        return _claims(request, rt, session, None, form, 422, _said(exc))
+        return _claims(request, rt, session, None, form, 422, form_problems(exc, _CLAIM_FIELDS))
 
     def work() -> dict[str, Any]:
         with rt.pool.connection() as conn:
@@ -203,7 +211,7 @@ async def file_adapter_claim(request: Request, rt: RuntimeDep, session: PostedFo
             {"adapter": form["adapter"].strip(), "reason": form["adapter_reason"]}
         )
     except ValidationError as exc:
-        return _claims(request, rt, session, None, form, 422, _said(exc))
+        return _claims(request, rt, session, None, form, 422, form_problems(exc, _CLAIM_FIELDS))
 
     def work() -> None:
         with rt.pool.connection() as conn:
@@ -221,32 +229,11 @@ async def file_adapter_claim(request: Request, rt: RuntimeDep, session: PostedFo
     return after_post("/portal/claims", "claim-filed")
 
 
-def _said(exc: ValidationError) -> str:
-    labels = {
-        "output_id": "output id",
-        "artwork_id": "work",
-        "reason": "reason",
-        "adapter": "adapter",
-    }
-    parts = []
-    for err in exc.errors():
-        where = str(err["loc"][0]) if err["loc"] else "form"
-        parts.append(f"{labels.get(where, where)}: {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 @router.get("/claims/{claim_id}/picture")
 async def claim_picture_page(
     claim_id: UUID, rt: RuntimeDep, image_work: ImageWorkDep, session: LoggedIn
 ) -> Response:
-    def work() -> bytes | None:
-        with rt.pool.connection() as conn:
-            found = get_claim(conn, claim_id)
-        if found is None or found["artist_id"] != session.artist_id:
-            return None
-        return claim_picture(rt, found)
-
-    png = await image_work.run(work)
+    png = await image_work.run(drawn_claim, rt, claim_id, session.artist_id)
     if png is None:
         raise PortalNotFound(f"you have no claim {claim_id}")
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, no-store"})

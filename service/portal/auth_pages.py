@@ -23,7 +23,7 @@ from service.portal.accounts import (
     sign_up,
 )
 from service.portal.passwords import MAX_LENGTH, WeakPassword
-from service.portal.render import after_post, page
+from service.portal.render import after_post, form_problems, page
 from service.portal.sessions import (
     COOKIE,
     FormRefused,
@@ -140,7 +140,7 @@ async def signup(
     try:
         who = ArtistCreate(display_name=display_name, email=email)
     except ValidationError as exc:
-        return refuse(422, "; ".join(_plain(e) for e in exc.errors()))
+        return refuse(422, form_problems(exc, {"display_name": "name", "email": "e-mail address"}))
     if password != password_again:
         return refuse(422, "the two passwords differ")
 
@@ -159,12 +159,6 @@ async def signup(
             "an artist with this e-mail address is registered already: log in, or ask the "
             "platform for an invitation link if your works were registered for you",
         )
-
-
-def _plain(err: dict) -> str:
-    field = ".".join(str(p) for p in err["loc"]) or "form"
-    label = {"display_name": "name", "email": "e-mail address"}.get(field, field)
-    return f"{label}: {err['msg'].removeprefix('Value error, ')}"
 
 
 @router.post("/logout")

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from service.portal.sessions import PortalSession
 
@@ -54,6 +55,16 @@ def page(
     )
     response.headers.update(SECURITY_HEADERS)
     return response
+
+
+def form_problems(exc: ValidationError, labels: dict[str, str]) -> str:
+    """What is wrong with a form, field by field, in the words of the page (``labels`` names
+    the fields as the form shows them), without echoing what was typed."""
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "form"
+        parts.append(f"{labels.get(field, field)}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
 
 
 def after_post(location: str, done: str | None = None) -> RedirectResponse:

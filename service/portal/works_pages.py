@@ -21,7 +21,7 @@ from service.api.text import clean_title
 from service.db.keyset import CursorError, decode_cursor, encode_cursor
 from service.portal.accounts import actor_for
 from service.portal.event_text import describe
-from service.portal.render import after_post, page
+from service.portal.render import after_post, form_problems, page
 from service.portal.sessions import LoggedIn, PortalSession, PostedForm
 from service.registry.events import EventFilter, list_events
 from service.registry.preferences import SYSTEM_DEFAULT, USES, effective
@@ -228,7 +228,13 @@ async def grant_licence(
             expires_at=expires,
         )
     except ValidationError as exc:
-        return page(request, "error.html", session, 422, error=_said(exc))
+        return page(
+            request,
+            "error.html",
+            session,
+            422,
+            error=form_problems(exc, {"grantee": "platform user", "scopes": "uses"}),
+        )
     except ValueError as exc:
         return page(request, "error.html", session, 422, error=str(exc))
     with rt.pool.connection() as conn:
@@ -242,15 +248,6 @@ async def grant_licence(
             body.expires_at,
         )
     return after_post(f"/portal/works/{artwork_id}", "licence-granted")
-
-
-def _said(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"][:1]) or "form"
-        label = {"grantee": "platform user", "scopes": "uses"}.get(where, where)
-        parts.append(f"{label}: {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
 
 
 @router.post("/works/{artwork_id}/licenses/{license_id}/revoke")

@@ -204,6 +204,18 @@ _SELECT = (
 )
 
 
+def drawn_claim(rt: Runtime, claim_id: UUID, artist_id: UUID | None = None) -> bytes | None:
+    """The claim's picture (``picture.claim_picture``); None for no such claim, or for one of
+    another artist than ``artist_id`` when that is given."""
+    from service.registry.picture import claim_picture
+
+    with rt.pool.connection() as conn:
+        found = get_claim(conn, claim_id)
+    if found is None or (artist_id is not None and found["artist_id"] != artist_id):
+        return None
+    return claim_picture(rt, found)
+
+
 def get_claim(conn: psycopg.Connection, claim_id: UUID) -> dict[str, Any] | None:
     row = conn.execute(_SELECT + " WHERE c.id = %s", (claim_id,)).fetchone()
     return _public(row) if row else None

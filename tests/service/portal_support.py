@@ -3,8 +3,38 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 PASSWORD = "correct horse battery"
+
+
+def signup_form(**changes: str) -> dict[str, str]:
+    """The sign-up form as an artist fills it in, with ``changes``."""
+    return {
+        "display_name": "Mei Lin",
+        "email": "mei@example.org",
+        "password": PASSWORD,
+        "password_again": PASSWORD,
+        **changes,
+    }
+
+
+@contextmanager
+def portal_with(settings, **changes) -> Iterator[tuple]:
+    """A test client of the service with settings changed, and its runtime."""
+    from fastapi.testclient import TestClient
+
+    from service.api.app import create_app
+    from service.runtime import Runtime
+
+    changed = settings.model_copy(update=changes)
+    rt = Runtime.open(changed)
+    try:
+        with TestClient(create_app(changed, runtime=rt)) as client:
+            yield client, rt
+    finally:
+        rt.close()
 
 
 def csrf_of(html: str) -> str:
@@ -17,14 +47,7 @@ def sign_up(client, name: str = "Mei Lin", email: str = "mei@example.org") -> st
     """Sign up through the form; the client holds the login cookie after. Returns the page's
     CSRF token."""
     r = client.post(
-        "/portal/signup",
-        data={
-            "display_name": name,
-            "email": email,
-            "password": PASSWORD,
-            "password_again": PASSWORD,
-        },
-        follow_redirects=False,
+        "/portal/signup", data=signup_form(display_name=name, email=email), follow_redirects=False
     )
     assert r.status_code == 303, r.text
     assert r.headers["location"] == "/portal/works?done=signed-up"

@@ -17,8 +17,10 @@ from tests.service.portal_support import (
     PASSWORD,
     artist_id_of,
     csrf_of,
+    portal_with,
     post,
     sign_up,
+    signup_form,
 )
 from tests.service.test_generations import (  # noqa: F401 (tiny_runner is a fixture)
     _register_lora,
@@ -94,14 +96,7 @@ def test_sign_up_creates_the_artist_logs_in_and_audits_it(client, runtime):
     ],
 )
 def test_a_refused_sign_up_says_why_and_creates_nothing(client, runtime, form, status, said):
-    data = {
-        "display_name": "Mei",
-        "email": "mei@example.org",
-        "password": PASSWORD,
-        "password_again": PASSWORD,
-        **form,
-    }
-    r = client.post("/portal/signup", data=data, follow_redirects=False)
+    r = client.post("/portal/signup", data=signup_form(**form), follow_redirects=False)
     assert r.status_code == status
     assert said in r.text
     assert count(runtime, "SELECT count(*) FROM artists") == 0
@@ -115,42 +110,18 @@ def test_an_address_already_registered_is_refused_with_the_way_in(client, runtim
         "/v1/artists", json={"display_name": "Mei", "email": "Mei@Example.org"}, headers=reg
     )
     assert r.status_code == 201
-    r = client.post(
-        "/portal/signup",
-        data={
-            "display_name": "Someone",
-            "email": "mei@example.org",
-            "password": PASSWORD,
-            "password_again": PASSWORD,
-        },
-    )
+    r = client.post("/portal/signup", data=signup_form(display_name="Someone"))
     assert r.status_code == 409
     assert "invitation link" in r.text
     assert count(runtime, "SELECT count(*) FROM artists") == 1
 
 
 def test_sign_up_by_invitation_only_refuses_the_form(settings, database_url):
-    from service.api.app import create_app
-    from service.runtime import Runtime
-
-    closed = settings.model_copy(update={"portal_signup": "invite"})
-    rt = Runtime.open(closed)
-    try:
-        with TestClient(create_app(closed, runtime=rt)) as c:
-            assert "by invitation" in c.get("/portal/signup").text
-            r = c.post(
-                "/portal/signup",
-                data={
-                    "display_name": "Mei",
-                    "email": "mei@example.org",
-                    "password": PASSWORD,
-                    "password_again": PASSWORD,
-                },
-            )
+    with portal_with(settings, portal_signup="invite") as (c, rt):
+        assert "by invitation" in c.get("/portal/signup").text
+        r = c.post("/portal/signup", data=signup_form())
         assert r.status_code == 403
         assert count(rt, "SELECT count(*) FROM artists") == 0
-    finally:
-        rt.close()
 
 
 def test_login_logout_and_a_wrong_password(client):
@@ -224,14 +195,7 @@ def test_login_never_redirects_off_the_portal(client):
 
 def test_a_form_posted_from_another_site_is_refused(client, runtime):
     r = client.post(
-        "/portal/signup",
-        data={
-            "display_name": "Mei",
-            "email": "mei@example.org",
-            "password": PASSWORD,
-            "password_again": PASSWORD,
-        },
-        headers={"Origin": "https://evil.example"},
+        "/portal/signup", data=signup_form(), headers={"Origin": "https://evil.example"}
     )
     assert r.status_code == 403
     assert count(runtime, "SELECT count(*) FROM artists") == 0
@@ -239,26 +203,15 @@ def test_a_form_posted_from_another_site_is_refused(client, runtime):
 
 def test_the_portal_url_is_an_origin_of_ours_behind_a_proxy(settings, database_url):
     """A proxy that hands the service another host: the portal's public address still posts."""
-    from service.api.app import create_app
-    from service.runtime import Runtime
-
-    proxied = settings.model_copy(update={"portal_url": "https://art.example.org"})
-    rt = Runtime.open(proxied)
-    try:
-        with TestClient(create_app(proxied, runtime=rt)) as c:
-            data = {
-                "display_name": "Mei",
-                "email": "mei@example.org",
-                "password": PASSWORD,
-                "password_again": PASSWORD,
-            }
-            for origin, status in (("https://evil.example", 403), ("https://art.example.org", 303)):
-                r = c.post(
-                    "/portal/signup", data=data, headers={"Origin": origin}, follow_redirects=False
-                )
-                assert r.status_code == status, origin
-    finally:
-        rt.close()
+    with portal_with(settings, portal_url="https://art.example.org") as (c, _):
+        for origin, status in (("https://evil.example", 403), ("https://art.example.org", 303)):
+            r = c.post(
+                "/portal/signup",
+                data=signup_form(),
+                headers={"Origin": origin},
+                follow_redirects=False,
+            )
+            assert r.status_code == status, origin
 
 
 # --- refusals: every page and every form -------------------------------------------------------

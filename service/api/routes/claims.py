@@ -19,11 +19,11 @@ from service.registry.claims import (
     ClaimFilter,
     ClaimInvalid,
     decide_claim,
+    drawn_claim,
     file_claim,
     get_claim,
     list_claims,
 )
-from service.registry.picture import claim_picture
 
 router = APIRouter(prefix="/v1/claims", tags=["claims"])
 _ERRORS = {401: {"model": ErrorBody}, 403: {"model": ErrorBody}}
@@ -170,12 +170,7 @@ def read_claim(claim_id: UUID, rt: RuntimeDep, key: RegistryKey) -> dict[str, An
 async def read_claim_picture(
     claim_id: UUID, rt: RuntimeDep, image_work: ImageWorkDep, key: RegistryKey
 ) -> Response:
-    def work() -> bytes | None:
-        with rt.pool.connection() as conn:
-            found = get_claim(conn, claim_id)
-        return None if found is None else claim_picture(rt, found)
-
-    png = await image_work.run(work)
+    png = await image_work.run(drawn_claim, rt, claim_id)
     if png is None:
         raise HTTPException(404, f"no claim {claim_id}")
     return Response(png, media_type="image/png")
