@@ -645,21 +645,10 @@ def test_claiming_that_a_style_adapter_imitates_the_artist(
     ):
         r = post(client, "/portal/claims/adapter", token, **form)
         assert r.status_code == status and said in r.text, form
-    r = post(
-        client,
-        "/portal/claims/adapter",
-        token,
-        adapter="copycat",
-        adapter_reason="trained on my portfolio",
-    )
+    claim_form = {"adapter": "copycat", "adapter_reason": "trained on my portfolio"}
+    r = post(client, "/portal/claims/adapter", token, **claim_form)
     assert r.status_code == 303
-    r = post(
-        client,
-        "/portal/claims/adapter",
-        token,
-        adapter="copycat",
-        adapter_reason="trained on my portfolio",
-    )
+    r = post(client, "/portal/claims/adapter", token, **claim_form)  # the same, still open
     assert r.status_code == 409 and "awaits a decision" in r.text
     (claim,) = client.get("/v1/adapters/copycat/claims", headers=admin).json()
     assert claim["artist_id"] == str(artist_id_of(runtime, "mei@example.org"))
