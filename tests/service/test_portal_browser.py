@@ -67,6 +67,16 @@ def browser_page():
             browser.close()
 
 
+def go(page, target) -> None:
+    """Click a link or a form's button (a selector or a locator) and wait for the page it leads
+    to: a click returns before the navigation it starts has loaded."""
+    with page.expect_navigation():
+        if isinstance(target, str):
+            page.click(target)
+        else:
+            target.click()
+
+
 def _loaded(page, selector: str) -> list[int]:
     """Natural widths of the images the selector finds: 0 for one that did not load."""
     return page.eval_on_selector_all(selector, "els => els.map(e => e.naturalWidth)")
@@ -83,49 +93,49 @@ def test_an_artist_uses_the_portal_in_a_browser(served, browser_page, tmp_path):
     # A visitor is sent to the login page, and from there to sign up.
     page.goto(f"{served}/portal/works")
     assert "/portal/login" in page.url
-    page.click("text=Sign up as an artist")
+    go(page, "text=Sign up as an artist")
     page.fill("input[name=display_name]", "Mei Lin")
     page.fill("input[name=email]", "mei@example.org")
     page.fill("input[name=password]", PASSWORD)
     page.fill("input[name=password_again]", PASSWORD)
-    page.click("button:has-text('Create my account')")
+    go(page, "button:has-text('Create my account')")
     assert page.url.startswith(f"{served}/portal/works")
     assert "Welcome" in page.inner_text(".notice")
 
     # Two works at once, img2img allowed for them; their thumbnails show.
     page.set_input_files("input[name=files]", files)
     page.select_option("select[name=img2img]", "allow")
-    page.click("button:has-text('Register')")
+    go(page, "button:has-text('Register')")
     assert "2 registered" in page.inner_text("main")
     widths = _loaded(page, ".work img")
     assert len(widths) == 2 and all(w > 0 for w in widths)
-    page.click("a:has-text('Back to your works')")
+    go(page, "a:has-text('Back to your works')")
     assert all(w > 0 for w in _loaded(page, ".work img"))
     assert page.locator(".work .badge.allow", has_text="img2img").count() == 2
 
     # One work: allow training, grant a licence, revoke it.
-    page.click("text=study-601.jpg")
+    go(page, "text=study-601.jpg")
     page.select_option("select[name=training]", "allow")
-    page.click("button:has-text('Save')")
+    go(page, "button:has-text('Save')")
     assert "Your choices are saved" in page.inner_text(".notice")
     assert page.locator(".badge.allow", has_text="training").count() == 1
     page.fill("input[name=grantee]", "platform-user-7")
-    page.click("button:has-text('Grant licence')")
+    go(page, "button:has-text('Grant licence')")
     assert "The licence is granted" in page.inner_text(".notice")
     row = page.locator("table.licences tr", has_text="platform-user-7")
     assert "active" in row.inner_text()
-    row.locator("button:has-text('Revoke')").click()
+    go(page, row.locator("button:has-text('Revoke')"))
     assert "revoked" in page.locator("table.licences tr", has_text="platform-user-7").inner_text()
 
     # The activity page lists what happened, newest first.
-    page.click("nav >> text=Activity")
+    go(page, "nav >> text=Activity")
     rows = page.locator("table.events tbody tr").all_inner_texts()
     assert "revoked" in rows[0]
     assert any("Licence granted to platform-user-7" in r for r in rows)
     assert sum("Registered" in r for r in rows) == 2
 
     # Logging out ends the session: the works page sends the browser to the login page again.
-    page.click("button:has-text('Log out')")
+    go(page, "button:has-text('Log out')")
     assert "You are logged out" in page.inner_text(".notice")
     page.goto(f"{served}/portal/works")
     assert "/portal/login" in page.url
