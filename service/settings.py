@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         description="days a kept upload stays; `chopmark storage gc` removes older ones",
     )
 
+    forwarded_allow_ips: str | None = Field(
+        default=None,
+        description="addresses of proxies whose X-Forwarded-For and -Proto are trusted (comma "
+        "separated, * for any); unset: uvicorn's default, 127.0.0.1",
+    )
     portal_signup: Literal["open", "invite"] = Field(
         default="open",
         description="open: anyone may sign up as an artist in the portal; invite: only through "

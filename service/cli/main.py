@@ -121,6 +121,7 @@ def serve(
             port=port or settings.port,
             workers=processes,
             timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             log_level="info",
             log_config=serve_log_config(),
         )

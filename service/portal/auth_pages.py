@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from service.api.deps import RuntimeDep
 from service.api.schemas import ArtistCreate
+from service.portal import throttle
 from service.portal.accounts import (
     InviteInvalid,
     LockedOut,
@@ -22,7 +23,7 @@ from service.portal.accounts import (
     log_in,
     sign_up,
 )
-from service.portal.passwords import MAX_LENGTH, WeakPassword
+from service.portal.passwords import MAX_LENGTH, WeakPassword, check_strength
 from service.portal.render import after_post, form_problems, page
 from service.portal.sessions import (
     COOKIE,
@@ -32,6 +33,7 @@ from service.portal.sessions import (
     end_session,
     start_session,
 )
+from service.portal.throttle import Throttled, client_of
 from service.registry.store import Conflict
 from service.runtime import Runtime
 
@@ -100,16 +102,22 @@ async def login(
     next: Annotated[str | None, Form()] = None,
 ) -> Response:
     same_origin(request)
+    client = client_of(request.client)
 
     def attempt() -> RedirectResponse:
         with rt.pool.connection() as conn:
-            artist_id = log_in(conn, email, password)
+            throttle.check(conn, client, "login_failed")
+            try:
+                artist_id = log_in(conn, email, password)
+            except LoginFailed:
+                throttle.record(conn, client, "login_failed")
+                raise
         return _logged_in(rt, artist_id, _safe_next(next))
 
     try:
         return await run_in_threadpool(attempt)
-    except (LoginFailed, LockedOut) as exc:
-        status = 429 if isinstance(exc, LockedOut) else 401
+    except (LoginFailed, LockedOut, Throttled) as exc:
+        status = 401 if isinstance(exc, LoginFailed) else 429
         return page(
             request, "login.html", None, status, error=str(exc), next=_safe_next(next), email=email
         )
@@ -144,13 +152,20 @@ async def signup(
     if password != password_again:
         return refuse(422, "the two passwords differ")
 
+    client = client_of(request.client)
+
     def create() -> RedirectResponse:
+        check_strength(password, email=str(who.email))  # a weak password is not an attempt
         with rt.pool.connection() as conn:
+            throttle.check(conn, client, "signup")
+            throttle.record(conn, client, "signup")  # a refused address counts too
             artist = sign_up(conn, rt.registry, who.display_name, str(who.email), password)
         return _logged_in(rt, artist.id, "/portal/works?done=signed-up")
 
     try:
         return await run_in_threadpool(create)
+    except Throttled as exc:
+        return refuse(429, str(exc))
     except WeakPassword as exc:
         return refuse(422, str(exc))
     except Conflict:

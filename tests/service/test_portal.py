@@ -180,6 +180,39 @@ def test_repeated_failures_lock_the_login_even_with_the_right_password(client):
     assert "chopmark_portal" not in client.cookies
 
 
+def test_one_address_makes_only_so_many_sign_ups(client, runtime, monkeypatch):
+    from service.portal import throttle
+
+    monkeypatch.setitem(throttle.LIMITS, "signup", throttle.Limit(2, 60))
+    r = client.post("/portal/signup", data=signup_form(password="short", password_again="short"))
+    assert r.status_code == 422  # a weak password is not an attempt
+    for n in (1, 2):
+        client.cookies.clear()
+        r = client.post(
+            "/portal/signup", data=signup_form(email=f"a{n}@example.org"), follow_redirects=False
+        )
+        assert r.status_code == 303
+    client.cookies.clear()
+    r = client.post("/portal/signup", data=signup_form(email="a3@example.org"))
+    assert r.status_code == 429 and "too many sign-ups from your address" in r.text
+    assert count(runtime, "SELECT count(*) FROM artists") == 2
+
+
+def test_one_address_guesses_only_so_many_passwords_across_accounts(client, monkeypatch):
+    from service.portal import throttle
+
+    monkeypatch.setitem(throttle.LIMITS, "login_failed", throttle.Limit(3, 15))
+    for email in ("a@example.org", "b@example.org"):
+        sign_up(client, email.split("@")[0], email)
+    client.cookies.clear()
+    for email in ("a@example.org", "b@example.org", "a@example.org"):  # below each one's lock
+        r = client.post("/portal/login", data={"email": email, "password": "guess guess guess"})
+        assert r.status_code == 401
+    r = client.post("/portal/login", data={"email": "b@example.org", "password": PASSWORD})
+    assert r.status_code == 429 and "too many failed logins from your address" in r.text
+    assert "chopmark_portal" not in client.cookies
+
+
 def test_login_never_redirects_off_the_portal(client):
     sign_up(client)
     client.cookies.clear()
