@@ -14,7 +14,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.db.keyset import CursorError
-from service.portal import account_pages, activity_pages, auth_pages, works_pages
+from service.portal import (
+    account_pages,
+    activity_pages,
+    auth_pages,
+    report_pages,
+    works_pages,
+)
 from service.portal.render import STATIC_DIR, page
 from service.portal.sessions import FormRefused, LoginRequired, PortalSession, current_session
 from service.portal.works_pages import PortalNotFound
@@ -22,7 +28,7 @@ from service.registry.store import Conflict, NotFound
 
 
 def install_portal(app: FastAPI) -> None:
-    for module in (auth_pages, works_pages, activity_pages, account_pages):
+    for module in (auth_pages, works_pages, activity_pages, account_pages, report_pages):
         app.include_router(module.router)
     app.mount("/portal/static", StaticFiles(directory=STATIC_DIR), name="portal-static")
 

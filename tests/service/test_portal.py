@@ -22,6 +22,7 @@ from tests.service.portal_support import (
     sign_up,
     signup_form,
 )
+from tests.service.test_audit_api import pdf_text
 from tests.service.test_generations import (  # noqa: F401 (tiny_runner is a fixture)
     _register_lora,
     tiny_runner,
@@ -258,6 +259,8 @@ PAGES = [
     "/portal/claims",
     f"/portal/claims/{ZERO}/picture",
     "/portal/account",
+    f"/portal/works/{ZERO}/report.pdf",
+    f"/portal/claims/{ZERO}/report.pdf",
 ]
 FORMS = [
     "/portal/works",
@@ -285,11 +288,17 @@ OPEN = {
 
 def test_every_portal_route_is_in_the_refusal_tests():
     """A page added without a line in PAGES or FORMS (so without a refusal test) fails here."""
-    from service.portal import account_pages, activity_pages, auth_pages, works_pages
+    from service.portal import (
+        account_pages,
+        activity_pages,
+        auth_pages,
+        report_pages,
+        works_pages,
+    )
 
     listed = {("GET", re.sub(ZERO, "{x}", p)) for p in PAGES}
     listed |= {("POST", re.sub(ZERO, "{x}", p)) for p in FORMS}
-    for module in (auth_pages, works_pages, activity_pages, account_pages):
+    for module in (auth_pages, works_pages, activity_pages, account_pages, report_pages):
         for route in module.router.routes:
             for method in route.methods - {"HEAD"}:
                 if (method, route.path) in OPEN:
@@ -464,6 +473,8 @@ def test_another_artists_work_is_not_found(client, settings, runtime):
             other, f"/portal/works/{work}/licenses", other_token, grantee="u", scopes="img2img"
         )
         assert r.status_code == 404
+        r = other.get(f"/portal/works/{work}/report.pdf")
+        assert r.status_code == 404 and "you have no work" in r.text
     assert _works(runtime)[0]["status"] == "active"
     assert count(runtime, "SELECT count(*) FROM licenses") == 0
 
@@ -539,6 +550,19 @@ def test_choices_licences_and_withdrawal_through_the_work_page(client, runtime, 
     assert "Withdrawn" in client.get(f"/portal/works/{work}").text
     assert f"/portal/works/{work}" not in client.get("/portal/works").text
     assert f"/portal/works/{work}" in client.get("/portal/works?withdrawn=true").text
+    # the work's record for the artist: every change, each with its proof
+    r = client.get(f"/portal/works/{work}/report.pdf")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+    text, pictures = pdf_text(r.content)
+    for said in (
+        "artwork.registered",
+        "artwork.updated",
+        "license.granted",
+        "license.revoked",
+        "artwork.withdrawn",
+    ):
+        assert said in text, said
+    assert pictures >= 1
     actors = set(
         audit_actors(runtime, "artwork.updated") + audit_actors(runtime, "artwork.withdrawn")
     )
@@ -648,6 +672,7 @@ def test_filing_a_claim_and_seeing_its_picture(mclient, runtime, make_key, setti
     with TestClient(create_app(settings, runtime=runtime)) as other:
         sign_up(other, "Other", "other@example.org")
         assert other.get(f"/portal/claims/{claim}/picture").status_code == 404
+        assert other.get(f"/portal/claims/{claim}/report.pdf").status_code == 404
         assert claim not in other.get("/portal/claims").text
 
     r = client.post(
@@ -658,6 +683,10 @@ def test_filing_a_claim_and_seeing_its_picture(mclient, runtime, make_key, setti
     assert r.status_code == 200
     page = client.get("/portal/claims").text
     assert "upheld" in page and "plainly a copy" in page
+    assert f"/portal/claims/{claim}/report.pdf" in page
+    text, pictures = pdf_text(client.get(f"/portal/claims/{claim}/report.pdf").content)
+    assert "claim.filed" in text and "claim.decided" in text and "plainly a copy" in text
+    assert pictures >= 2  # the output and the work found in it
     assert "Your claim was upheld" in client.get("/portal/events").text
 
 
