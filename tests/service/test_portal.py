@@ -611,7 +611,9 @@ def test_activity_shows_what_touched_the_works(mclient, runtime, make_key):
     assert "verdict block" in page
     assert "Licence granted to u-9 for img2img" in page
     assert "Registered as “Lighthouse”" in page
-    assert f'<a href="/portal/works/{work}">Lighthouse</a>' in page
+    link = re.search(rf'<a href="/portal/works/{work}" class="work-link">(.*?)</a>', page)
+    assert link and "Lighthouse" in link.group(1)
+    assert f'src="/portal/works/{work}/thumbnail"' in link.group(1)  # the work, to look at
     only = client.get("/portal/events?kind=moderation.matched").text
     assert "copies this work" in only and "Licence granted" not in only
     assert client.get("/portal/events?kind=nonsense").status_code == 422
