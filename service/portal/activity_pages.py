@@ -11,8 +11,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, Response
 from pydantic import Field, ValidationError
+from starlette.datastructures import UploadFile
 
 from service.api.deps import ImageWorkDep, RuntimeDep
+from service.api.errors import rejection_status
 from service.api.schemas import ClaimReason
 from service.api.text import OneLine, RequestModel
 from service.db.keyset import CursorError
@@ -32,16 +34,23 @@ from service.registry.claims import (
 from service.registry.events import EventFilter, list_events
 from service.registry.store import Conflict, NotFound
 from service.runtime import Runtime
+from service.stamping.resolve import output_of_image
+from similarity import ImageRejected
 
 router = APIRouter(prefix="/portal", include_in_schema=False)
 
 
 class ClaimForm(RequestModel):
-    """The claim form, checked as the API checks a claim."""
+    """The claim form, checked as the API checks a claim; the output named by its id, or by the
+    picture the artist found (traced to it by watermark or fingerprints)."""
 
-    output_id: UUID
+    output_id: UUID | None = None
     artwork_id: UUID | None = None
     reason: ClaimReason
+
+
+class NotOurs(LookupError):
+    pass
 
 
 _CLAIM_FIELDS = {"output_id": "output id", "artwork_id": "work", "adapter": "adapter"}
@@ -165,26 +174,42 @@ def _claims(
 async def file_claim_page(
     request: Request, rt: RuntimeDep, image_work: ImageWorkDep, session: PostedForm
 ) -> Response:
-    fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    raw = await request.form()
+    fields = {k: v for k, v in raw.items() if isinstance(v, str)}
     form = {k: fields.get(k, "") for k in ("output_id", "artwork_id", "reason")}
+    found = raw.get("image")
+    image = found if isinstance(found, UploadFile) and (found.filename or found.size) else None
     try:
         body = ClaimForm.model_validate(
             {
-                "output_id": form["output_id"].strip(),
+                "output_id": form["output_id"].strip() or None,
                 "artwork_id": form["artwork_id"] or None,
                 "reason": form["reason"],
             }
         )
     except ValidationError as exc:
         return _claims(request, rt, session, None, form, 422, form_problems(exc, _CLAIM_FIELDS))
+    if body.output_id is None and image is None:
+        why = "name the output by its id, or give the picture you found"
+        return _claims(request, rt, session, None, form, 422, why)
+    data = await image.read(rt.settings.max_upload_bytes + 1) if image is not None else b""
 
     def work() -> dict[str, Any]:
+        output_id = body.output_id
+        if output_id is None:
+            record = output_of_image(rt, data)
+            if record is None:
+                raise NotOurs(
+                    "this picture is none of our outputs (no watermark of ours, no fingerprint "
+                    "match with them): a claim here is against a picture made through this service"
+                )
+            output_id = record.id
         with rt.pool.connection() as conn:
             return file_claim(
                 rt,
                 conn,
                 actor=actor_for(session.artist_id),
-                output_id=body.output_id,
+                output_id=output_id,
                 artist_id=session.artist_id,
                 artwork_id=body.artwork_id,
                 reason=body.reason,
@@ -192,7 +217,9 @@ async def file_claim_page(
 
     try:
         await image_work.run(work)
-    except NotFound as exc:
+    except ImageRejected as exc:
+        return _claims(request, rt, session, None, form, rejection_status(exc), str(exc))
+    except (NotFound, NotOurs) as exc:
         return _claims(request, rt, session, None, form, 404, str(exc))
     except ClaimInvalid as exc:
         return _claims(request, rt, session, None, form, 422, str(exc))

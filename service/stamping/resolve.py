@@ -103,3 +103,14 @@ def resolve_image(rt: Runtime, decoded: DecodedImage, *, limit: int = 10) -> Res
     """Blocking: watermark detection, fingerprint matching over our outputs, cross-check."""
     reading, _ = read_watermark(rt, decoded)
     return resolve_with_signals(rt, reading, compute_signals(decoded), limit=limit)
+
+
+def output_of_image(rt: Runtime, data: bytes) -> OutputRecord | None:
+    """Blocking: the output of ours an image is (its watermark cross-checked by fingerprint, or
+    its fingerprints alone: a copy stripped of its metadata, re-encoded or edited), the closest
+    first; None when it is none of ours. Raises ``ImageRejected`` for bytes that are no usable
+    image."""
+    from similarity import decode_for_matching
+
+    best = resolve_image(rt, decode_for_matching(data, rt.decode_limits), limit=1).best
+    return best.record if best is not None else None

@@ -730,6 +730,39 @@ def test_claiming_that_a_style_adapter_imitates_the_artist(
     assert "Your claim against the style adapter copycat was upheld: the adapter is blocked" in said
 
 
+def test_a_claim_names_the_output_by_the_picture_the_artist_found(mclient, runtime, make_key):
+    """An artist has a copy of one of our outputs, stripped of its metadata and re-encoded, but
+    not its id: the picture leads to the output."""
+    client = mclient
+    st = auth(make_key("stamp"))
+    copied, stamped = stamp(client, st, Image.open(io.BytesIO(edited(571))).convert("RGB"))
+    found = encode(Image.open(io.BytesIO(stamped)).convert("RGB"), quality=80)  # no manifest
+    token = sign_up(client)
+    upload(client, token, jpeg(571), title="Quarry")
+
+    def claim(files: dict, **fields):
+        return client.post(
+            "/portal/claims",
+            data={"csrf": token, "reason": "my quarry, cropped and darkened", **fields},
+            files=files,
+            follow_redirects=False,
+        )
+
+    r = claim({"image": ("found.jpg", encode(photo_like(572)), "image/jpeg")})
+    assert r.status_code == 404 and "none of our outputs" in r.text
+    r = claim({"image": ("notes.txt", b"not a picture", "text/plain")})
+    assert r.status_code == 415
+    r = client.post("/portal/claims", data={"csrf": token, "reason": "mine"})
+    assert r.status_code == 422 and "give the picture you found" in r.text
+    assert count(runtime, "SELECT count(*) FROM claims") == 0
+
+    r = claim({"image": ("found.jpg", found, "image/jpeg")})
+    assert r.status_code == 303, r.text[-400:]
+    (filed,) = client.get("/v1/claims", headers=auth(make_key("registry"))).json()["claims"]
+    assert filed["output_id"] == copied["id"]
+    assert [m["decision"] for m in filed["matches"]] == ["copy"]
+
+
 # --- invitations ---
 
 
