@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from service.auth.keys import create_key, list_keys, revoke_key
+from service.cli.artists_list_cmd import artists_list
 from service.cli.check_cmd import check, checks_app
 from service.cli.claims_cmd import claims_app
 from service.cli.common import (
@@ -51,6 +52,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(artists_app, name="artists")
 artists_app.command("events")(artist_events)
 artists_app.command("invite")(artists_invite)
+artists_app.command("list")(artists_list)
 app.add_typer(audit_app, name="audit")
 audit_app.command("proof")(audit_proof)
 audit_app.command("check-proof")(audit_check_proof)

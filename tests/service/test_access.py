@@ -9,6 +9,7 @@ from tests.support import auth
 # Every route that needs a key, with the scope it needs and a minimal request.
 PROTECTED = [
     ("post", "/v1/artists", "registry", {"json": {"display_name": "A", "email": "a@example.org"}}),
+    ("get", "/v1/artists", "registry", {}),
     ("get", "/v1/artists/00000000-0000-0000-0000-000000000000", "registry", {}),
     (
         "patch",

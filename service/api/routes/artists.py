@@ -1,5 +1,5 @@
-"""Artists: create, read, change default preferences, list what touched their works. Scope:
-``registry``."""
+"""Artists: create, list, read, change default preferences, list what touched their works.
+Scope: ``registry``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field, StringConstraints
 
 from service.api.deps import RegistryKey, RuntimeDep, scope_doc
-from service.api.lists import PageDep
+from service.api.lists import MAX_PAGE, PageDep
 from service.api.schemas import ArtistCreate, ArtistPublic, ArtistUpdate, ErrorBody
 from service.auth.scopes import Scope
+from service.registry.artists_list import list_artists
 from service.registry.events import GENERATION_MATCHED, EventFilter, list_events
 
 router = APIRouter(prefix="/v1/artists", tags=["registry"])
@@ -34,6 +35,41 @@ def create_artist(body: ArtistCreate, rt: RuntimeDep, key: RegistryKey) -> Artis
             conn, key.actor, body.display_name, body.email, body.default_preferences.explicit()
         )
     return ArtistPublic.of(artist)
+
+
+class ArtistListed(ArtistPublic):
+    works: int = Field(description="their works not withdrawn")
+    portal_login: bool = Field(description="they can log in to the artist portal")
+
+
+class ArtistList(BaseModel):
+    artists: list[ArtistListed] = Field(description="oldest first")
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null at the end")
+
+
+@router.get(
+    "",
+    response_model=ArtistList,
+    responses={**_ERRORS, 422: {"model": ErrorBody}},
+    openapi_extra=scope_doc(Scope.registry),
+    summary="Artists a page at a time, or the one with an e-mail address (the one a 409 from "
+    "POST /v1/artists said is registered), with their works and whether they have a portal "
+    "login (scope: registry)",
+)
+def list_all_artists(
+    rt: RuntimeDep,
+    key: RegistryKey,
+    email: Annotated[
+        str | None, Query(max_length=320, description="exactly this address, any case")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> ArtistList:
+    with rt.pool.connection() as conn:
+        found = list_artists(conn, email=email, limit=limit, cursor=cursor)
+    return ArtistList(
+        artists=[ArtistListed(**a) for a in found.artists], next_cursor=found.next_cursor
+    )
 
 
 @router.get(
