@@ -55,9 +55,10 @@ def _safe_next(target: str | None) -> str:
 def same_origin(request: Request) -> None:
     """Forms posted before a login carry no session token: a post from another site (its
     Origin header names that site, neither this request's host nor ``CHOPMARK_PORTAL_URL``'s,
-    for a proxy that changes the host) is refused instead."""
+    for a proxy that changes the host; or ``null``, as from a sandboxed frame) is refused
+    instead."""
     origin = request.headers.get("origin")
-    if not origin or origin == "null":
+    if not origin:  # not sent by a browser's form post: nothing to go by
         return
     ours = {request.url.netloc}
     portal_url = request.app.state.runtime.settings.portal_url
