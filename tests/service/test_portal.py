@@ -454,6 +454,15 @@ def test_works_are_listed_newest_first_a_page_at_a_time(client, runtime, monkeyp
     assert "Older works" not in second
 
 
+def test_text_from_artists_is_shown_not_obeyed(client, runtime):
+    token = sign_up(client, '<img src=x onerror="alert(1)">', "mei@example.org")
+    r = upload(client, token, jpeg(581), title="<script>alert('t')</script>")
+    assert r.status_code == 201
+    for page in (client.get("/portal/works").text, r.text):
+        assert "<script>alert" not in page and "&lt;script&gt;alert(" in page
+        assert '<img src=x onerror' not in page
+
+
 def test_another_artists_work_is_not_found(client, settings, runtime):
     from service.api.app import create_app
 
