@@ -50,7 +50,8 @@ BEGIN
     INSERT INTO artist_audit (seq, artist_id, artwork_id, at, kind)
     SELECT NEW.seq, a.artist_id, a.artwork_id, NEW.created_at, NEW.kind
     FROM audit_artist(NEW.subject, NEW.kind, NEW.entry) a
-    WHERE a.artist_id IS NOT NULL;
+    WHERE a.artist_id IS NOT NULL
+    ON CONFLICT (seq) DO NOTHING;  -- a data-only restore brings both tables' rows
     RETURN NULL;
 END $$;
 
