@@ -42,11 +42,15 @@ def account_page(request: Request, rt: RuntimeDep, session: LoggedIn) -> HTMLRes
 @router.post("/account/password", response_class=HTMLResponse)
 async def new_password(request: Request, rt: RuntimeDep, session: PostedForm) -> Response:
     form = await request.form()
+
+    async def refuse(status: int, why: str) -> HTMLResponse:
+        return await run_in_threadpool(_account, request, rt, session, status, why)
+
     current, new, again = (
         str(form.get(k) or "")[: MAX_LENGTH + 1] for k in ("current", "password", "password_again")
     )
     if new != again:
-        return _account(request, rt, session, 422, "the two new passwords differ")
+        return await refuse(422, "the two new passwords differ")
 
     def change() -> None:
         with rt.pool.connection() as conn:
@@ -56,9 +60,9 @@ async def new_password(request: Request, rt: RuntimeDep, session: PostedForm) ->
     try:
         await run_in_threadpool(change)
     except LoginFailed as exc:
-        return _account(request, rt, session, 403, str(exc))
+        return await refuse(403, str(exc))
     except WeakPassword as exc:
-        return _account(request, rt, session, 422, str(exc))
+        return await refuse(422, str(exc))
     return after_post("/portal/account", "password-changed")
 
 

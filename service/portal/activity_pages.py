@@ -177,6 +177,10 @@ async def file_claim_page(
     raw = await request.form()
     fields = {k: v for k, v in raw.items() if isinstance(v, str)}
     form = {k: fields.get(k, "") for k in ("output_id", "artwork_id", "reason")}
+
+    async def refuse(status: int, why: str) -> HTMLResponse:
+        return await run_in_threadpool(_claims, request, rt, session, None, form, status, why)
+
     found = raw.get("image")
     image = found if isinstance(found, UploadFile) and (found.filename or found.size) else None
     try:
@@ -188,10 +192,10 @@ async def file_claim_page(
             }
         )
     except ValidationError as exc:
-        return _claims(request, rt, session, None, form, 422, form_problems(exc, _CLAIM_FIELDS))
+        return await refuse(422, form_problems(exc, _CLAIM_FIELDS))
     if body.output_id is None and image is None:
         why = "name the output by its id, or give the picture you found"
-        return _claims(request, rt, session, None, form, 422, why)
+        return await refuse(422, why)
     data = await image.read(rt.settings.max_upload_bytes + 1) if image is not None else b""
 
     def work() -> dict[str, Any]:
@@ -218,13 +222,13 @@ async def file_claim_page(
     try:
         await image_work.run(work)
     except ImageRejected as exc:
-        return _claims(request, rt, session, None, form, rejection_status(exc), str(exc))
+        return await refuse(rejection_status(exc), str(exc))
     except (NotFound, NotOurs) as exc:
-        return _claims(request, rt, session, None, form, 404, str(exc))
+        return await refuse(404, str(exc))
     except ClaimInvalid as exc:
-        return _claims(request, rt, session, None, form, 422, str(exc))
+        return await refuse(422, str(exc))
     except Conflict as exc:
-        return _claims(request, rt, session, None, form, 409, str(exc))
+        return await refuse(409, str(exc))
     return after_post("/portal/claims", "claim-filed")
 
 
@@ -233,12 +237,16 @@ async def file_adapter_claim(request: Request, rt: RuntimeDep, session: PostedFo
     """An artist's claim that a style adapter (LoRA) imitates their style."""
     fields = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     form = {k: fields.get(k, "") for k in ("adapter", "adapter_reason")}
+
+    async def refuse(status: int, why: str) -> HTMLResponse:
+        return await run_in_threadpool(_claims, request, rt, session, None, form, status, why)
+
     try:
         body = AdapterClaimForm.model_validate(
             {"adapter": form["adapter"].strip(), "reason": form["adapter_reason"]}
         )
     except ValidationError as exc:
-        return _claims(request, rt, session, None, form, 422, form_problems(exc, _CLAIM_FIELDS))
+        return await refuse(422, form_problems(exc, _CLAIM_FIELDS))
 
     def work() -> None:
         with rt.pool.connection() as conn:
@@ -249,10 +257,10 @@ async def file_adapter_claim(request: Request, rt: RuntimeDep, session: PostedFo
     try:
         await run_in_threadpool(work)
     except NotFound as exc:
-        return _claims(request, rt, session, None, form, 404, str(exc))
+        return await refuse(404, str(exc))
     except Conflict:
         why = "you have this claim open on that adapter already; it awaits a decision"
-        return _claims(request, rt, session, None, form, 409, why)
+        return await refuse(409, why)
     return after_post("/portal/claims", "claim-filed")
 
 

@@ -34,6 +34,7 @@ from service.portal.sessions import (
     start_session,
 )
 from service.portal.throttle import Throttled, client_of
+from service.registry.records import Artist
 from service.registry.store import Conflict
 from service.runtime import Runtime
 
@@ -216,6 +217,10 @@ async def invite_accept(
             error, status = str(exc), 422
         except InviteInvalid as exc:
             return page(request, "invite.html", None, 404, error=str(exc), artist=None)
-    with rt.pool.connection() as conn:
-        artist = rt.registry.get_artist(conn, invited_artist(conn, token))
+
+    def invited() -> Artist:
+        with rt.pool.connection() as conn:
+            return rt.registry.get_artist(conn, invited_artist(conn, token))
+
+    artist = await run_in_threadpool(invited)
     return page(request, "invite.html", None, status, error=error, artist=artist, token=token)
