@@ -72,7 +72,9 @@ def works_page(
     session: LoggedIn,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     withdrawn: bool = False,
+    q: Annotated[str | None, Query(max_length=200, description="in the title or file name")] = None,
 ) -> HTMLResponse:
+    q = (q or "").strip() or None
     try:
         after = decode_cursor(cursor) if cursor else None
     except CursorError as exc:
@@ -80,7 +82,7 @@ def works_page(
     with rt.pool.connection() as conn:
         artist = rt.registry.get_artist(conn, session.artist_id)
         rows = rt.registry.list_artworks(
-            conn, session.artist_id, PAGE + 1, after, withdrawn, newest_first=True
+            conn, session.artist_id, PAGE + 1, after, withdrawn, newest_first=True, named=q
         )
     works, more = rows[:PAGE], len(rows) > PAGE
     return page(
@@ -91,6 +93,7 @@ def works_page(
         defaults=effective(None, artist.default_preferences),
         next_cursor=encode_cursor(works[-1].created_at, works[-1].id) if more else None,
         withdrawn=withdrawn,
+        q=q,
         max_files=rt.settings.max_files_per_request,
         max_mb=rt.settings.max_upload_bytes // (1024 * 1024),
     )

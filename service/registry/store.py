@@ -192,12 +192,20 @@ class RegistryStore:
         after: tuple[datetime, UUID] | None,
         include_withdrawn: bool,
         newest_first: bool = False,
+        named: str | None = None,
     ) -> list[Artwork]:
+        """A page of the artist's works; ``named``: only those whose title or file name holds
+        it (any case)."""
         self.get_artist(conn, artist_id)
         clauses = ["w.artist_id = %s"]
         params: list[Any] = [artist_id]
         if not include_withdrawn:
             clauses.append("w.status = 'active'")
+        if named:
+            escaped = named.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            pattern = f"%{escaped}%"
+            clauses.append("(w.title ILIKE %s OR w.original_filename ILIKE %s)")
+            params.extend([pattern, pattern])
         if after is not None:
             clauses.append(f"(w.created_at, w.id) {'<' if newest_first else '>'} (%s, %s)")
             params.extend(after)

@@ -454,6 +454,26 @@ def test_works_are_listed_newest_first_a_page_at_a_time(client, runtime, monkeyp
     assert "Older works" not in second
 
 
+def test_works_are_found_by_title_or_file_name(client, runtime):
+    token = sign_up(client)
+    upload(client, token, jpeg(591), title="Harbour at dawn")
+    upload(client, token, jpeg(592), title="100% harbour_b")
+    upload(client, token, jpeg(593))  # no title: work-593.jpg
+    ids = {r["title"] or r["original_filename"]: str(r["id"]) for r in _works(runtime)}
+
+    def found(q: str) -> set[str]:
+        page = client.get("/portal/works", params={"q": q}).text
+        return set(re.findall(r'href="/portal/works/([0-9a-f-]{36})"', page))
+
+    assert found("HARBOUR") == {ids["Harbour at dawn"], ids["100% harbour_b"]}
+    assert found("work-593") == {ids["work-593.jpg"]}
+    assert found("100%") == {ids["100% harbour_b"]}  # % and _ are letters here
+    assert found("r_b") == {ids["100% harbour_b"]}
+    assert found("__") == set()
+    assert "No work's title or file name holds" in client.get("/portal/works?q=zzz").text
+    assert len(found("")) == 3  # an empty search is the whole list
+
+
 def test_text_from_artists_is_shown_not_obeyed(client, runtime):
     token = sign_up(client, '<img src=x onerror="alert(1)">', "mei@example.org")
     r = upload(client, token, jpeg(581), title="<script>alert('t')</script>")
