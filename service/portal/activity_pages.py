@@ -196,7 +196,10 @@ async def file_claim_page(
     if body.output_id is None and image is None:
         why = "name the output by its id, or give the picture you found"
         return await refuse(422, why)
-    data = await image.read(rt.settings.max_upload_bytes + 1) if image is not None else b""
+    # The picture is read only to trace the output when no id names it.
+    data = b""
+    if body.output_id is None and image is not None:
+        data = await image.read(rt.settings.max_upload_bytes + 1)
 
     def work() -> dict[str, Any]:
         output_id = body.output_id

@@ -48,8 +48,8 @@ async def claim_report(
 ) -> Response:
     def work() -> bytes:
         with rt.pool.connection() as conn:
-            found = get_claim(conn, claim_id)
-        if found is None or found["artist_id"] != session.artist_id:
+            found = get_claim(conn, claim_id, session.artist_id)
+        if found is None:
             raise PortalNotFound(f"you have no claim {claim_id}")
         return make_report(rt, f"claim:{claim_id}", "pdf")
 

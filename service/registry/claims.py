@@ -210,15 +210,19 @@ def drawn_claim(rt: Runtime, claim_id: UUID, artist_id: UUID | None = None) -> b
     from service.registry.picture import claim_picture
 
     with rt.pool.connection() as conn:
-        found = get_claim(conn, claim_id)
-    if found is None or (artist_id is not None and found["artist_id"] != artist_id):
-        return None
-    return claim_picture(rt, found)
+        found = get_claim(conn, claim_id, artist_id)
+    return None if found is None else claim_picture(rt, found)
 
 
-def get_claim(conn: psycopg.Connection, claim_id: UUID) -> dict[str, Any] | None:
+def get_claim(
+    conn: psycopg.Connection, claim_id: UUID, artist_id: UUID | None = None
+) -> dict[str, Any] | None:
+    """The claim; None for no such claim, or for one of another artist than ``artist_id`` when
+    that is given."""
     row = conn.execute(_SELECT + " WHERE c.id = %s", (claim_id,)).fetchone()
-    return _public(row) if row else None
+    if row is None or (artist_id is not None and row["artist_id"] != artist_id):
+        return None
+    return _public(row)
 
 
 def list_claims(

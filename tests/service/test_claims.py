@@ -274,16 +274,8 @@ def test_copies_of_an_output_with_an_upheld_claim_are_blocked(mclient, made):
 
 
 def test_the_claims_commands_file_list_show_and_decide(mclient, made, cli):
-    filed = cli(
-        "claims",
-        "file",
-        "--output",
-        made["copied"],
-        "--artist",
-        made["a"],
-        "--reason",
-        "my harbour, cropped",
-    )
+    filing = ("claims", "file", "--output", made["copied"], "--artist", made["a"])
+    filed = cli(*filing, "--reason", "my harbour, cropped")
     claim = json.loads(filed.stdout)
     assert claim["status"] == "open" and claim["matches"][0]["decision"] == "copy"
     listed = json.loads(cli("claims", "list", "--status", "open", "--json").stdout)["claims"]
@@ -294,17 +286,7 @@ def test_the_claims_commands_file_list_show_and_decide(mclient, made, cli):
     assert json.loads(cli("claims", "list", "--until", claim["created_at"], "--json").stdout)[
         "claims"
     ] == []
-    again = cli(
-        "claims",
-        "file",
-        "--output",
-        made["copied"],
-        "--artist",
-        made["a"],
-        "--reason",
-        "my harbour, cropped",
-        ok=False,
-    )
+    again = cli(*filing, "--reason", "my harbour, cropped", ok=False)
     assert again.returncode == 2 and "open already" in again.stderr
     done = cli("claims", "decide", claim["id"], "--uphold", "--note", "a copy")
     assert "upheld" in done.stdout
