@@ -21,6 +21,7 @@ from service.api.routes import (
     artworks,
     audit,
     claims,
+    disputes,
     generations,
     health,
     keys,
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         moderation_records,
         audit,
         claims,
+        disputes,
     ):
         app.include_router(module.router)
     install_portal(app)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from typing import Any
 from uuid import UUID
 
 from starlette.datastructures import UploadFile
@@ -11,10 +13,14 @@ from service.api.errors import rejection_status
 from service.api.image_work import ImageWork
 from service.api.see_through import run_to_completion
 from service.api.uploads import upload_name
+from service.indexing.bank import IndexNotReady
+from service.registry.disputes import open_disputes
 from service.registry.ingest import PreparedImage, insert, prepare, store_files
 from service.registry.records import Artwork
 from service.runtime import Runtime
 from similarity import ImageRejected
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -22,6 +28,7 @@ class Registered:
     stored: list[tuple[Artwork, bool]] = field(default_factory=list)  # (artwork, created)
     rejected: list[tuple[str | None, str]] = field(default_factory=list)  # (filename, reason)
     statuses: list[int] = field(default_factory=list)  # the 4xx of each rejection
+    disputes: list[dict[str, Any]] = field(default_factory=list)  # open, over the stored works
 
     @property
     def worst_status(self) -> int:
@@ -41,7 +48,9 @@ async def register_uploads(
     preferences: dict[str, str],
 ) -> Registered:
     """Decode and fingerprint each upload off the event loop; store the files of all those that
-    pass, then record them. Files that fail are named with the reason and change nothing."""
+    pass, then record them. Files that fail are named with the reason and change nothing. A
+    new work that copies another artist's registered work opens a dispute
+    (`service.registry.disputes`): both stay registered."""
     out = Registered()
     prepared: list[PreparedImage] = []
     for upload in uploads:
@@ -70,4 +79,9 @@ async def register_uploads(
     # Storing is seen through if the stop grace runs out meanwhile: answered with what it stored.
     out.stored = await run_to_completion(store_all)
     await run_to_completion(rt.banks["artwork"].catch_up)
+    new = [art.id for art, created in out.stored if created]
+    try:
+        out.disputes = await run_to_completion(open_disputes, rt, actor, new)
+    except IndexNotReady as exc:  # the works stand; `chopmark disputes scan` finds them later
+        log.warning("registered works were not checked against other artists' works: %s", exc)
     return out

@@ -116,9 +116,61 @@ class Rejected(BaseModel):
     reason: str
 
 
+class DisputeSide(BaseModel):
+    artwork_id: UUID
+    artist_id: UUID
+    title: str | None
+    status: Literal["active", "withdrawn"]
+    registered_at: datetime
+
+
+class DisputeMatch(BaseModel):
+    decision: Literal["copy", "similar"]
+    score: float
+    evidence: dict[str, Any]
+
+
+class DisputePublic(BaseModel):
+    id: UUID
+    status: Literal["open", "upheld", "dismissed"]
+    earlier: DisputeSide = Field(description="the work registered first")
+    later: DisputeSide = Field(description="the work registered later, which copies it")
+    match: DisputeMatch = Field(
+        description="the matcher's view of the later work against the earlier one, when the "
+        "dispute was opened"
+    )
+    withdrawn_artwork_id: UUID | None = Field(description="upheld: the work withdrawn")
+    decision_note: str | None
+    decided_by: str | None
+    decided_at: datetime | None
+    created_by: str
+    created_at: datetime
+    url: str
+
+
+class DisputeList(BaseModel):
+    disputes: list[DisputePublic] = Field(description="newest first")
+    next_cursor: str | None
+
+
+class DisputeDecision(RequestModel):
+    model_config = ConfigDict(extra="forbid")
+
+    withdraw: UUID | None = Field(
+        description="the work to withdraw (either side: upheld); null lets both stand "
+        "(dismissed)"
+    )
+    note: Annotated[str | None, FreeText] = Field(default=None, max_length=5000)
+
+
 class RegistrationResult(BaseModel):
     artworks: list[RegisteredArtwork]
     rejected: list[Rejected]
+    disputes: list[DisputePublic] = Field(
+        default_factory=list,
+        description="ownership disputes these new works are in: each copies a work another "
+        "artist registered (both stay registered until a person decides; see /v1/disputes)",
+    )
 
 
 class ArtworkPage(BaseModel):

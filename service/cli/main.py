@@ -29,6 +29,7 @@ from service.cli.common import (
     shown,
     write_named_file,
 )
+from service.cli.disputes_cmd import disputes_app
 from service.cli.events_cmd import artist_events
 from service.cli.fingerprint_cmds import fingerprints_app
 from service.cli.generation_cmds import adapters_app, generate, sources_app
@@ -68,6 +69,7 @@ app.command()(check)
 app.add_typer(checks_app, name="checks")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(claims_app, name="claims")
+app.add_typer(disputes_app, name="disputes")
 
 
 @app.command()
@@ -279,13 +281,23 @@ def register(
             raise typer.Exit(1) from None
     for path, reason in out.rejected:
         err_console.print(f"[yellow]rejected[/yellow] {shown(path)}: {shown(reason)}")
+    for d in out.disputes:
+        later, earlier = d["later"], d["earlier"]
+        err_console.print(
+            f"[yellow]disputed[/yellow] artwork {later['artwork_id']} copies artwork"
+            f" {earlier['artwork_id']} of artist {earlier['artist_id']}, registered first:"
+            f" dispute {d['id']} awaits a decision (chopmark disputes decide)"
+        )
     console.print(
         f"created {len(out.created)}, duplicate {len(out.duplicates)}, rejected {len(out.rejected)}"
+        + (f", disputed {len(out.disputes)}" if out.disputes else "")
     )
     if out.interrupted:
         err_console.print(
             "interrupted: the files counted above are stored; run the same command again for"
-            " the rest (what is stored already comes back as duplicate)"
+            " the rest (what is stored already comes back as duplicate), then"
+            f" `chopmark disputes scan --artist {artist}` to check them against other artists'"
+            " works"
         )
         raise typer.Exit(INTERRUPTED_EXIT)
     if out.rejected and not (out.created or out.duplicates):

@@ -115,4 +115,36 @@ def register_paths(
                 else:
                     (outcome.created if created else outcome.duplicates).append(art)
             progress.advance(task)
+    if outcome.created and not outcome.interrupted:
+        outcome.disputes = check_against_others(
+            rt, actor, [a.id for a in outcome.created], show_progress
+        )
     return outcome
+
+
+def check_against_others(
+    rt: Runtime, actor: str, artwork_ids: list[UUID], show_progress: bool = True
+) -> list[dict]:
+    """New works matched against the registry, as the API's registration does: a copy of
+    another artist's work opens a dispute (`service.registry.disputes`). Loads the artwork
+    index (from its snapshot) for it, and leaves a fresh snapshot behind."""
+    from service.registry.disputes import open_disputes
+
+    bank = rt.banks["artwork"]
+    if bank.status().loaded:
+        bank.catch_up()
+    else:
+        bank.load()
+    progress = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not show_progress,
+    )
+    with progress:
+        task = progress.add_task("checking against other artists' works", total=len(artwork_ids))
+        found = open_disputes(rt, actor, artwork_ids, lambda n: progress.advance(task, n))
+    if bank.changes_since_snapshot:
+        bank.snapshot()
+    return found

@@ -108,3 +108,54 @@ def claim_picture(rt: Runtime, claim: dict[str, Any]) -> bytes:
     title = f"CLAIM {claim['status'].upper()}"
     banded(body, title, lines, CLAIM_COLOURS[claim["status"]]).save(out, "PNG", compress_level=6)
     return out.getvalue()
+
+
+DISPUTE_COLOURS = {"open": (150, 100, 20), "upheld": (190, 30, 30), "dismissed": (40, 140, 60)}
+
+
+def dispute_picture(rt: Runtime, dispute: dict[str, Any]) -> bytes:
+    """PNG bytes: a band with the dispute and its decision, over the work registered later
+    beside the one registered first, with the matcher's fitted outline (as matched when the
+    dispute was opened)."""
+    later, earlier = dispute["later"], dispute["earlier"]
+    with rt.pool.connection() as conn:
+        later_work = rt.registry.get_artwork(conn, later["artwork_id"])
+        rows, gone = stored_artwork_rows(
+            rt, conn, [{**dispute["match"], "artwork_id": str(earlier["artwork_id"]),
+                        "title": earlier["title"]}], 1
+        )
+    query = decode_image(rt.blobs.get(later_work.sha256), rt.decode_limits)
+    body = evidence_picture(query.image, rows, query_size=(query.width, query.height))
+
+    def side(which: str, work: dict[str, Any]) -> str:
+        title = f' "{work["title"]}"' if work["title"] else ""
+        return (
+            f"{which}: artwork {work['artwork_id']}{title} of artist {work['artist_id']},"
+            f" registered {str(work['registered_at'])[:19]} ({work['status']})"
+        )
+
+    lines = [
+        f"dispute {dispute['id']}",
+        *textwrap.wrap(side("left, registered later", later), 110, max_lines=2),
+        *textwrap.wrap(side("right, registered first", earlier), 110, max_lines=2),
+        *gone,
+    ]
+    if dispute["status"] != "open":
+        outcome = (
+            "both stand"
+            if dispute["withdrawn_artwork_id"] is None
+            else f"artwork {dispute['withdrawn_artwork_id']} withdrawn"
+        )
+        note = f": {dispute['decision_note']}" if dispute["decision_note"] else ""
+        lines += textwrap.wrap(
+            f"{dispute['status']} by {dispute['decided_by']} at"
+            f" {str(dispute['decided_at'])[:19]}, {outcome}{note}",
+            110,
+            max_lines=3,
+        )
+    out = io.BytesIO()
+    title = f"OWNERSHIP DISPUTE {dispute['status'].upper()}"
+    banded(body, title, lines, DISPUTE_COLOURS[dispute["status"]]).save(
+        out, "PNG", compress_level=6
+    )
+    return out.getvalue()

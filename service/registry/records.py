@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from service.registry.preferences import effective
@@ -105,3 +106,4 @@ class RegistrationOutcome:
     duplicates: list[Artwork] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False  # stopped by Ctrl-C: the files not counted above were not stored
+    disputes: list[dict[str, Any]] = field(default_factory=list)  # open, over the new works

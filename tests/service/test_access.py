@@ -129,6 +129,15 @@ PROTECTED = [
     ("get", "/v1/claims", "registry", {}),
     ("get", "/v1/claims/00000000-0000-0000-0000-000000000000", "registry", {}),
     ("get", "/v1/claims/00000000-0000-0000-0000-000000000000/picture", "registry", {}),
+    ("get", "/v1/disputes", "registry", {}),
+    ("get", "/v1/disputes/00000000-0000-0000-0000-000000000000", "registry", {}),
+    ("get", "/v1/disputes/00000000-0000-0000-0000-000000000000/picture", "registry", {}),
+    (
+        "post",
+        "/v1/disputes/00000000-0000-0000-0000-000000000000/decision",
+        "admin",
+        {"json": {"withdraw": None}},
+    ),
     (
         "post",
         "/v1/claims/00000000-0000-0000-0000-000000000000/decision",

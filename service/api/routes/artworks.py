@@ -15,6 +15,7 @@ from service.api.schemas import (
     ArtworkPage,
     ArtworkPublic,
     ArtworkUpdate,
+    DisputePublic,
     ErrorBody,
     RegisteredArtwork,
     RegistrationResult,
@@ -80,7 +81,11 @@ async def register_artworks(
         RegisteredArtwork(**ArtworkPublic.of(art).model_dump(), duplicate=not created)
         for art, created in done.stored
     ]
-    return RegistrationResult(artworks=stored, rejected=rejected)
+    return RegistrationResult(
+        artworks=stored,
+        rejected=rejected,
+        disputes=[DisputePublic.model_validate(d) for d in done.disputes],
+    )
 
 
 @router.get(
