@@ -84,4 +84,11 @@ async def register_uploads(
         out.disputes = await run_to_completion(open_disputes, rt, actor, new)
     except IndexNotReady as exc:  # the works stand; `chopmark disputes scan` finds them later
         log.warning("registered works were not checked against other artists' works: %s", exc)
+    except Exception:  # registered all the same: the check must not undo a registration
+        log.exception(
+            "registered works %s were not checked against other artists' works; run"
+            " `chopmark disputes scan --artist %s`",
+            [str(i) for i in new],
+            artist_id,
+        )
     return out

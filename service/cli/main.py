@@ -292,6 +292,11 @@ def register(
         f"created {len(out.created)}, duplicate {len(out.duplicates)}, rejected {len(out.rejected)}"
         + (f", disputed {len(out.disputes)}" if out.disputes else "")
     )
+    if out.unchecked:
+        err_console.print(
+            "[yellow]warning:[/yellow] the new works were not checked against other artists'"
+            f" works (the reason is above); run `chopmark disputes scan --artist {artist}`"
+        )
     if out.interrupted:
         err_console.print(
             "interrupted: the files counted above are stored; run the same command again for"

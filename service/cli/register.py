@@ -116,9 +116,13 @@ def register_paths(
                     (outcome.created if created else outcome.duplicates).append(art)
             progress.advance(task)
     if outcome.created and not outcome.interrupted:
-        outcome.disputes = check_against_others(
-            rt, actor, [a.id for a in outcome.created], show_progress
-        )
+        try:
+            outcome.disputes = check_against_others(
+                rt, actor, [a.id for a in outcome.created], show_progress
+            )
+        except Exception as exc:  # the works are registered: say so, and how to check them
+            log.warning("the new works were not checked against other artists' works: %s", exc)
+            outcome.unchecked = True
     return outcome
 
 

@@ -72,6 +72,8 @@ KINDS = {
     "artwork.registered": "registrations",
     "artwork.updated": "changes",
     "artwork.withdrawn": "withdrawals",
+    "artwork.disputed": "ownership disputes",
+    "artwork.dispute_decided": "dispute decisions",
     "claim.filed": "claims filed",
     "claim.decided": "claim decisions",
     "adapter.claim_filed": "adapter claims filed",

@@ -30,6 +30,32 @@ def describe(kind: str, data: dict[str, Any]) -> str:
         return "Title or choices changed."
     if kind == "artwork.reinstated":
         return "Registered again after a withdrawal: it matches again."
+    if kind == "artwork.disputed":
+        if get("role") == "later":
+            return (
+                "Another artist registered a matching picture before you. An operator will decide"
+                " whose work it is; until then both registrations stand, and reusing the picture"
+                " needs the permission of both."
+            )
+        return (
+            "Another artist registered a copy of this work after you. An operator will decide"
+            " whose work it is; until then both registrations stand, and reusing the picture"
+            " still needs your permission."
+        )
+    if kind == "artwork.dispute_decided":
+        note = f" The operator noted: {get('note')}" if get("note") else ""
+        withdrawn = get("withdrawn_artwork_id")
+        if withdrawn is None:
+            return "The dispute over this picture was settled: both registrations stand." + note
+        if withdrawn == get("other_artwork_id"):
+            return (
+                "The dispute over this picture was decided for you: the other registration was"
+                " withdrawn." + note
+            )
+        return (
+            "The dispute over this picture was decided against this registration: it was"
+            " withdrawn." + note
+        )
     if kind == "license.granted":
         return f"Licence granted to {get('grantee')} for {', '.join(get('scopes') or [])}."
     if kind == "license.revoked":

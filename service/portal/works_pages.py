@@ -23,6 +23,7 @@ from service.portal.accounts import actor_for
 from service.portal.event_text import describe
 from service.portal.render import after_post, form_problems, page
 from service.portal.sessions import LoggedIn, PortalSession, PostedForm
+from service.registry.disputes import disputes_of_artwork
 from service.registry.events import EventFilter, list_events
 from service.registry.preferences import SYSTEM_DEFAULT, USES, effective
 from service.registry.records import Artwork
@@ -131,6 +132,7 @@ async def upload_works(
         201 if done.stored else done.worst_status,
         stored=done.stored,
         rejected=done.rejected,
+        disputed={d[side]["artwork_id"] for d in done.disputes for side in ("later", "earlier")},
         error=None if done.stored else "no file could be registered",
     )
 
@@ -144,6 +146,7 @@ def work_page(
         art = own_artwork(rt, conn, session, artwork_id)
         licences = rt.registry.list_licenses(conn, artwork_id)
         events = list_events(conn, session.artist_id, EventFilter(artwork_id=artwork_id), 20)
+        disputes = disputes_of_artwork(conn, artwork_id)
     return page(
         request,
         "work.html",
@@ -153,6 +156,7 @@ def work_page(
         licences=[(lic, lic.active_at(now)) for lic in licences],
         events=[{**e, "said": describe(e["kind"], e["data"])} for e in events.events],
         more_events=events.next_cursor is not None,
+        disputes=disputes,
         uses=USES,
     )
 

@@ -9,10 +9,11 @@ the later registration (`open_disputes`), decided once by someone with an admin 
 artist with two accounts, a picture licensed to both). A dismissed pair is not raised again; a
 pair whose dispute was upheld is, if the withdrawn work is registered again.
 
-The later work's stored fingerprints are matched against the registry as a query: a copy
-(re-encoded, resized, cropped, recoloured) of another artist's active work opens a dispute; a
-merely similar work does not. Each opening and decision is appended to the audit log under both
-works (``artwork.disputed``, ``artwork.dispute_decided``), so both artists' events show it.
+The new work is matched against the registry as a moderation check's upload is (its kept
+original decoded, the query's signals: mirrored, turned, pictures within it): a copy of another
+artist's active work opens a dispute; a merely similar work does not. Each opening and
+decision is appended to the audit log under both works (``artwork.disputed``,
+``artwork.dispute_decided``), so both artists' events show it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from service.audit.log import lock_for_change
 from service.db.keyset import CursorError, Where, decode_cursor_key, encode_cursor
 from service.db.transactions import lock_name
 from service.registry.store import Conflict, NotFound
-from similarity import ImageSignals, Match
+from similarity import ImageSignals, Match, compute_signals, decode_for_matching
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -73,18 +74,21 @@ def open_disputes(
     actor: str,
     artwork_ids: Sequence[UUID],
     advance: Callable[[int], object] | None = None,
+    *,
+    query_signals: bool = True,
 ) -> list[dict[str, Any]]:
     """For each of these works (registered just now, the artwork index caught up with them):
-    its stored fingerprints matched against the registry; a copy of another artist's active
-    work opens a dispute between the two. Blocking (one registry match a work; ``advance(n)``
-    is called as works are done). Returns the disputes these works are in that are open now,
-    opened here or before."""
+    its picture matched against the registry (with a query's signals, or with its stored
+    fingerprints alone: cheaper, but blind to mirrored copies, ``query_signals=False``); a copy
+    of another artist's active work opens a dispute between the two. Blocking (one registry
+    match a work; ``advance(n)`` is called as works are done). Returns the disputes these
+    works are in that are open now, opened here or before."""
     opened: list[UUID] = []
     with rt.pool.connection() as conn:
         for start in range(0, len(artwork_ids), _BATCH):
             batch = artwork_ids[start : start + _BATCH]
             with conn.transaction():
-                works = _registered(conn, batch)
+                works = _registered(rt, conn, batch, query_signals)
             for work in works:
                 opened += _check(rt, conn, actor, work)
             if advance is not None:
@@ -136,29 +140,32 @@ def _check(rt: Runtime, conn: psycopg.Connection, actor: str, work: _Registered)
     return found
 
 
-def _registered(conn: psycopg.Connection, artwork_ids: Sequence[UUID]) -> list[_Registered]:
+def _registered(
+    rt: Runtime, conn: psycopg.Connection, artwork_ids: Sequence[UUID], query: bool
+) -> list[_Registered]:
+    """The active works among ``artwork_ids`` with their signals: as a query computes them
+    from the kept original (``query``), or as stored."""
     rows = conn.execute(
-        "SELECT w.id, w.artist_id, w.created_at, f.id AS fid, f.pdq, f.pdq_quality, f.dense,"
-        " f.local_features FROM artworks w JOIN fingerprints f ON f.id = w.fingerprint_id"
+        "SELECT w.id, w.artist_id, w.created_at, w.sha256, f.id AS fid, f.pdq, f.pdq_quality,"
+        " f.dense, f.local_features FROM artworks w JOIN fingerprints f ON f.id = w.fingerprint_id"
         " WHERE w.id = ANY(%s) AND w.status = 'active' ORDER BY w.created_at, w.id",
         (list(artwork_ids),),
     ).fetchall()
-    return [
-        _Registered(
-            r["id"],
-            r["artist_id"],
-            r["created_at"],
-            r["fid"],
-            ImageSignals.from_packed(
-                {
-                    "pdq": r["pdq"],
-                    "pdq_quality": r["pdq_quality"],
-                    "dense": r["dense"],
-                    "local": r["local_features"],
-                }
-            ),
+
+    def signals(r: dict[str, Any]) -> ImageSignals:
+        if query and rt.blobs.exists(r["sha256"]):  # (originals are kept; stored ones else)
+            return compute_signals(decode_for_matching(rt.blobs.get(r["sha256"]), rt.decode_limits))
+        return ImageSignals.from_packed(
+            {
+                "pdq": r["pdq"],
+                "pdq_quality": r["pdq_quality"],
+                "dense": r["dense"],
+                "local": r["local_features"],
+            }
         )
-        for r in rows
+
+    return [
+        _Registered(r["id"], r["artist_id"], r["created_at"], r["fid"], signals(r)) for r in rows
     ]
 
 

@@ -107,3 +107,4 @@ class RegistrationOutcome:
     rejected: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False  # stopped by Ctrl-C: the files not counted above were not stored
     disputes: list[dict[str, Any]] = field(default_factory=list)  # open, over the new works
+    unchecked: bool = False  # the new works could not be checked against other artists' works

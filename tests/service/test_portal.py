@@ -894,3 +894,48 @@ def test_changing_the_password_ends_the_other_logins(client, settings, runtime):
         assert r.status_code == 303
         assert elsewhere.get("/portal/works", follow_redirects=False).status_code == 303
         assert "logged in 1 time " in client.get("/portal/account").text
+
+
+def test_a_copy_of_another_artists_work_is_registered_as_disputed_and_settled(
+    client, runtime, make_key
+):
+    reg = auth(make_key("registry"))
+    first = client.post(
+        "/v1/artists", json={"display_name": "Alma", "email": "alma@example.org"}, headers=reg
+    ).json()["id"]
+    files = [("files", ("harbour.jpg", encode(photo_like(8501)), "image/jpeg"))]
+    r = client.post(f"/v1/artists/{first}/artworks", files=files, headers=reg)
+    assert r.status_code == 201, r.text
+    original = r.json()["artworks"][0]["id"]
+
+    token = sign_up(client)
+    r = upload(client, token, ("copy.jpg", edited(8501), "image/jpeg"), jpeg(8502))
+    assert r.status_code == 201, r.text
+    assert "2 registered" in r.text
+    assert r.text.count('class="badge disputed"') == 1
+    assert "match a picture another artist registered before you" in r.text
+    mine = artist_id_of(runtime, "mei@example.org")
+    works = client.get(f"/v1/artists/{mine}/artworks", headers=reg).json()["artworks"]
+    copy = next(w["id"] for w in works if w["original_filename"] == "copy.jpg")
+    own = next(w["id"] for w in works if w["original_filename"] != "copy.jpg")
+    (dispute,) = client.get("/v1/disputes", headers=reg).json()["disputes"]
+
+    page = client.get(f"/portal/works/{copy}").text
+    assert "Ownership dispute" in page and "before you registered this one" in page
+    assert dispute["id"] in page and "the permission of both of you" in page
+    assert first not in page and original not in page  # the other artist stays unnamed
+    assert "dispute" not in client.get(f"/portal/works/{own}").text.lower()
+    events = client.get("/portal/events", params={"kind": "artwork.disputed"}).text
+    assert "Another artist registered a matching picture before you" in events
+
+    r = client.post(
+        f"/v1/disputes/{dispute['id']}/decision",
+        json={"withdraw": copy, "note": "<b>Alma</b> showed the layered file"},
+        headers=auth(make_key("admin")),
+    )
+    assert r.status_code == 200, r.text
+    page = client.get(f"/portal/works/{copy}").text
+    assert "Settled dispute" in page and "this registration was withdrawn" in page
+    assert "&lt;b&gt;Alma&lt;/b&gt; showed the layered file" in page and "<b>Alma" not in page
+    events = client.get("/portal/events", params={"kind": "artwork.dispute_decided"}).text
+    assert "decided against this registration: it was withdrawn" in events

@@ -235,3 +235,26 @@ def test_a_real_deadlock_answers_409_retry_and_keeps_nothing(runtime, client, ma
         assert conn.execute("SELECT size FROM audit_state").fetchone()["size"] == before
     again = client.patch(f"/v1/artworks/{work['id']}", json={"title": "X"}, headers=h)
     assert again.status_code == 200 and again.json()["title"] == "X"
+
+
+def test_one_picture_registered_at_once_by_two_artists_opens_one_dispute(client, make_key):
+    """Each registration checks against the other's once its own is in the index; whichever
+    sees the other first opens the dispute, and the other finds it open: one, never two."""
+    h = auth(make_key("registry"))
+    a, b = new_artist(client, h, "ana@example.org"), new_artist(client, h, "bo@example.org")
+    for trial in range(3):
+        data = encode(photo_like(960 + trial))
+        answers, errors = all_at_once(
+            [lambda who=who, d=data: upload(client, h, who["id"], d) for who in (a, b)] * 2
+        )
+        assert not errors, errors
+        assert sorted(r.status_code for r in answers) == [201] * 4, [r.text for r in answers]
+        works = {r.json()["artworks"][0]["id"] for r in answers}
+        assert len(works) == 2  # one work each artist
+        listed = client.get("/v1/disputes", params={"status": "open"}, headers=h).json()
+        mine = [
+            d
+            for d in listed["disputes"]
+            if {d["earlier"]["artwork_id"], d["later"]["artwork_id"]} == works
+        ]
+        assert len(mine) == 1, listed
