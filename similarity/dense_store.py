@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -48,7 +49,10 @@ class DenseStoreConfig:
     flat_max: int = 50_000
     projected_dim: int = 64
     pq_subquantizers: int = 64  # one 4-bit code per projected dimension: 32 bytes a vector
-    nprobe: int = 4
+    # Lists searched: search effort, not structure, so a snapshot is searched with this code's
+    # (`from_saved`). 16 finds 91.7% of edited copies among 1M works against 85.4% with 4, for
+    # 1.8 ms more a match (bench/results/match_recall_at_scale.md).
+    nprobe: int = 16
     min_lists: int = 32
     max_lists: int = 1024
     train_points_per_list: int = 40
@@ -56,6 +60,12 @@ class DenseStoreConfig:
     seed: int = 1234
     add_chunk: int = 262_144
     split_min: int = 200_000  # vectors below which a search is too short to share with a helper
+
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> DenseStoreConfig:
+        """A saved store's configuration: its structure as saved, this code's search effort."""
+        return cls(**{**saved, "nprobe": cls.nprobe})
 
 
 class DenseStore:
@@ -193,7 +203,7 @@ class DenseStore:
     @classmethod
     def load(cls, folder: Path, name: str = "dense") -> DenseStore:
         meta = json.loads((folder / f"{name}.json").read_text())
-        store = cls(int(meta["dim"]), DenseStoreConfig(**meta["config"]))
+        store = cls(int(meta["dim"]), DenseStoreConfig.from_saved(meta["config"]))
         store.flat = faiss.read_index(str(folder / f"{name}_flat.faiss"))
         ivf_path = folder / f"{name}_ivf.faiss"
         if ivf_path.exists():

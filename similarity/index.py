@@ -273,7 +273,7 @@ class MatchIndex:
             pdq_radius=int(meta["pdq_radius"]),
             pdq_quality_min=int(meta["pdq_quality_min"]),
             pdq=HashStoreConfig(**meta["pdq"]),
-            dense=DenseStoreConfig(**meta["dense"]),
+            dense=DenseStoreConfig.from_saved(meta["dense"]),
         )
         index = cls(config)
         index._pdq = HashStore.load(folder)

@@ -10,6 +10,7 @@ import numpy as np
 from similarity import IndexConfig, MatchIndex
 from similarity.dense import DIM
 from similarity.dense_store import DenseStore, DenseStoreConfig
+from similarity.index import VIEW_SLOTS
 
 
 def _unit(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -91,3 +92,32 @@ def test_hash_store_moves_to_ivf_and_keeps_near_duplicates() -> None:
     assert hits == [(1234, 20)]
     store.remove(np.array([1234]))
     assert store.within(np.packbits(bits)[None, :], 31)[0] == []
+
+
+def test_a_snapshot_keeps_its_structure_and_is_searched_with_this_codes_effort(
+    tmp_path: Path,
+) -> None:
+    """The lists a search probes are effort, not structure: a snapshot saved with fewer is
+    searched with as many as this code's default (more probed lists find more near ones)."""
+    rng = np.random.default_rng(3)
+    config = IndexConfig(dense=DenseStoreConfig(flat_max=500, min_lists=64, max_lists=64, nprobe=1))
+    index = MatchIndex(config)
+    n = 3000
+    views = np.stack([_unit(rng, 3) for _ in range(n)])
+    hashes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    index.add_packed(np.arange(n), pdq=hashes, pdq_quality=np.full(n, 90), dense=views)
+    assert index._dense.ivf is not None and index._dense.ivf.nprobe == 1
+    index.save(tmp_path / "snap")
+    loaded = MatchIndex.load(tmp_path / "snap")
+    dense = loaded._dense
+    assert dense.ivf is not None and dense.ivf.nprobe == DenseStoreConfig().nprobe > 1
+    assert dense.config.nprobe == loaded.config.dense.nprobe == DenseStoreConfig().nprobe
+    assert (dense.config.min_lists, dense.config.max_lists, dense.config.flat_max) == (64, 64, 500)
+    assert dense.ivf.nlist == index._dense.ivf.nlist
+    # More lists probed: the nearest stored view of noisy queries is found more often.
+    queries = views[:200, 0] + 0.08 * rng.standard_normal((200, DIM)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    want = np.arange(200) * VIEW_SLOTS  # each work's first view
+    _, one = index._dense.search(queries, 1)
+    _, many = dense.search(queries, 1)
+    assert (many[:, 0] == want).sum() > (one[:, 0] == want).sum()
