@@ -83,6 +83,8 @@ def open_disputes(
     of another artist's active work opens a dispute between the two. Blocking (one registry
     match a work; ``advance(n)`` is called as works are done). Returns the disputes these
     works are in that are open now, opened here or before."""
+    if not artwork_ids:
+        return []
     opened: list[UUID] = []
     with rt.pool.connection() as conn:
         for start in range(0, len(artwork_ids), _BATCH):
