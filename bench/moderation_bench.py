@@ -7,11 +7,12 @@ with local features) and a few are stamped as our outputs; the artwork index als
 ``--works`` synthetic works loaded from a snapshot, so every search runs over the full index:
 random PDQ hashes, dense views near those of 20 distractor images (a real view plus Gaussian
 noise, clipped, normalised; as ``bench/match_speed.py`` makes them), and the local features of
-a distractor, served from memory in place of Postgres rows (1M rows of local features would not
-fit this machine); distractor images are never queried. The synthetic snapshot is built once
-and cached in ``--cache`` (hard-linked into each run). ``--outputs N`` puts N synthetic
-entries of the same kind into the index of our outputs too, as on a platform that has made many;
-the stamped real images are the only outputs with rows in Postgres.
+a distractor and their own dense views (float16, as the rows store them), served from memory in
+place of Postgres rows (1M rows of local features would not fit this machine); distractor
+images are never queried. The synthetic snapshot and the dense views are built once and cached
+in ``--cache`` (the snapshot hard-linked into each run, the views memory-mapped). ``--outputs N``
+puts N synthetic entries of the same kind into the index of our outputs too, as on a platform
+that has made many; the stamped real images are the only outputs with rows in Postgres.
 
 Queries mix edited copies of registered works (blocked), unregistered images (allowed) and
 stamped outputs stripped of their metadata (review). For each query, in turn: the decode floor
@@ -43,6 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -67,13 +69,14 @@ CHUNK = 200_000  # the first chunk trains the IVF; later chunks never trigger a 
 DISTRACTORS = 20  # images whose descriptors seed the synthetic works; never queried
 
 
-def build_synthetic(n: int, folder: Path, base_views: np.ndarray, seed: int = 7) -> None:
-    """A MatchIndex snapshot of ``n`` synthetic works, written to ``folder``: random PDQ hashes,
-    dense views near real ones (a real view plus Gaussian noise, clipped, normalised)."""
+def synthetic_chunks(
+    n: int, base_views: np.ndarray, seed: int = 7
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """``n`` synthetic works, ``CHUNK`` at a time, always drawn the same way: (ids, PDQ hashes,
+    PDQ qualities, dense views (m, views, DIM)). Random hashes; each view a real one plus
+    Gaussian noise, clipped, normalised."""
     rng = np.random.default_rng(seed)
-    index = MatchIndex()
     views = len(dense_mod.VIEWS)
-    t0 = time.perf_counter()
     for start in range(0, n, CHUNK):
         m = min(CHUNK, n - start)
         ids = np.arange(SYNTHETIC_BASE_ID + start, SYNTHETIC_BASE_ID + start + m, dtype=np.int64)
@@ -82,14 +85,43 @@ def build_synthetic(n: int, folder: Path, base_views: np.ndarray, seed: int = 7)
         base = base_views[rng.integers(0, len(base_views), m * views)]
         dense = np.clip(base + rng.normal(0, 0.05, base.shape).astype(np.float32), 0, None)
         dense /= np.linalg.norm(dense, axis=1, keepdims=True) + 1e-6
-        index.add_packed(
-            ids, pdq=pdq, pdq_quality=quality, dense=dense.reshape(m, views, dense_mod.DIM)
-        )
-        print(f"  synthetic works: {start + m:,} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        yield ids, pdq, quality, dense.reshape(m, views, dense_mod.DIM)
+
+
+def build_synthetic(n: int, folder: Path, base_views: np.ndarray) -> None:
+    """A MatchIndex snapshot of the ``n`` synthetic works (``synthetic_chunks``), written to
+    ``folder``."""
+    index = MatchIndex()
+    t0 = time.perf_counter()
+    for ids, pdq, quality, dense in synthetic_chunks(n, base_views):
+        index.add_packed(ids, pdq=pdq, pdq_quality=quality, dense=dense)
+        done = int(ids[-1] - SYNTHETIC_BASE_ID + 1)
+        print(f"  synthetic works: {done:,} ({time.perf_counter() - t0:.0f} s)", flush=True)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     index.save(tmp)
     tmp.rename(folder)
+
+
+def synthetic_dense(cache: Path, n: int, tag: str, base_views: np.ndarray) -> np.ndarray:
+    """The dense views of the ``n`` synthetic works as stored (float16, (n, views, DIM)),
+    memory-mapped from ``cache``, drawn once: what the database's rows would hold, for
+    ranking an approximate index's candidates again (``serve_synthetic_rows``)."""
+    from numpy.lib.format import open_memmap
+
+    path = cache / f"synthetic-{n}-{SIGNALS_VERSION}-{tag}.dense.npy"
+    if not path.exists():
+        print(f"drawing the dense views of {n:,} synthetic works into {path} (once)")
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npy")
+        out = open_memmap(tmp, "w+", np.float16, (n, len(dense_mod.VIEWS), dense_mod.DIM))
+        for ids, _pdq, _quality, dense in synthetic_chunks(n, base_views):
+            start = int(ids[0] - SYNTHETIC_BASE_ID)
+            out[start : start + len(ids)] = dense
+        out.flush()
+        del out
+        tmp.rename(path)
+    return np.load(path, mmap_mode="r")
 
 
 def synthetic_snapshot(cache: Path, n: int, tag: str, base_views: np.ndarray) -> Path:
@@ -113,20 +145,31 @@ def usable(folder: Path) -> bool:
     return True
 
 
-def serve_synthetic_local_features(bank: object, pool: list[bytes]) -> None:
-    """Give every synthetic work the local features of a distractor image, as if its row were in
-    Postgres; real works are still read from Postgres."""
-    from_db = bank._lookup_local  # type: ignore[attr-defined]
+def serve_synthetic_rows(bank: object, pool: list[bytes], dense: np.ndarray | None) -> None:
+    """Answer for the synthetic works as if their rows were in Postgres: the local features of
+    a distractor image each, and (``dense``, from ``synthetic_dense``) their stored dense
+    views; real works are still read from Postgres."""
+    local_from_db = bank._lookup_local  # type: ignore[attr-defined]
+    dense_from_db = bank._lookup_dense  # type: ignore[attr-defined]
 
-    def lookup(ids: list[int], versions: dict[int, str] | None = None) -> dict[int, bytes]:
-        found = dict(from_db([i for i in ids if i < SYNTHETIC_BASE_ID], versions))
+    def local(ids: list[int], versions: dict[int, str] | None = None) -> dict[int, bytes]:
+        found = dict(local_from_db([i for i in ids if i < SYNTHETIC_BASE_ID], versions))
         synthetic = [i for i in ids if i >= SYNTHETIC_BASE_ID]
         found.update({i: pool[i % len(pool)] for i in synthetic})
         if versions is not None:
             versions.update(dict.fromkeys(synthetic, SIGNALS_VERSION))
         return found
 
-    bank._lookup_local = lookup  # type: ignore[attr-defined]
+    def views(ids: list[int]) -> dict[int, np.ndarray]:
+        found = dict(dense_from_db([i for i in ids if i < SYNTHETIC_BASE_ID]))
+        if dense is not None:
+            found.update(
+                {i: dense[i - SYNTHETIC_BASE_ID] for i in ids if i >= SYNTHETIC_BASE_ID}
+            )
+        return found
+
+    bank._lookup_local = local  # type: ignore[attr-defined]
+    bank._lookup_dense = views  # type: ignore[attr-defined]
 
 
 def link_snapshot(
@@ -205,6 +248,10 @@ def main() -> None:
     base_views = np.concatenate([s.dense_views for s in pool])
     cached = synthetic_snapshot(args.cache, args.works, tag, base_views)
     cached_outputs = synthetic_snapshot(args.cache, args.outputs, tag, base_views)
+    works_dense = synthetic_dense(args.cache, args.works, tag, base_views) if args.works else None
+    outputs_dense = (
+        synthetic_dense(args.cache, args.outputs, tag, base_views) if args.outputs else None
+    )
 
     from service.api.routes.stamps import StampMetadata, to_facts
     from service.registry.ingest import insert, prepare, store_files
@@ -236,8 +283,8 @@ def main() -> None:
         if args.outputs:
             link_snapshot(cached_outputs, settings.index_dir, db_id, args.outputs, bank="output")
         rt.load_indexes()
-        serve_synthetic_local_features(rt.banks["artwork"], [s.local for s in pool])
-        serve_synthetic_local_features(rt.banks["output"], [s.local for s in pool])
+        serve_synthetic_rows(rt.banks["artwork"], [s.local for s in pool], works_dense)
+        serve_synthetic_rows(rt.banks["output"], [s.local for s in pool], outputs_dense)
         meta = StampMetadata(generator="BenchDiffusion", model_name="bench-model")
         stamped = []
         for f in stamp_files:

@@ -75,7 +75,8 @@ def main() -> None:
         DISTRACTORS,
         jpeg,
         link_snapshot,
-        serve_synthetic_local_features,
+        serve_synthetic_rows,
+        synthetic_dense,
         synthetic_snapshot,
     )
 
@@ -92,9 +93,9 @@ def main() -> None:
 
     pool = [compute_signals(decode_image(f.read_bytes()), for_query=False) for f in pool_files]
     tag = hashlib.sha256("|".join(f.name for f in pool_files).encode()).hexdigest()[:8]
-    cached = synthetic_snapshot(
-        args.cache, args.works, tag, np.concatenate([s.dense_views for s in pool])
-    )
+    base_views = np.concatenate([s.dense_views for s in pool])
+    cached = synthetic_snapshot(args.cache, args.works, tag, base_views)
+    crowd_dense = synthetic_dense(args.cache, args.works, tag, base_views)
 
     from service.registry.disputes import open_disputes
     from service.registry.ingest import insert, prepare, store_files
@@ -125,7 +126,7 @@ def main() -> None:
             link_snapshot(cached, settings.index_dir, db_id, args.works)
         bank = rt.banks["artwork"]
         bank.load()
-        serve_synthetic_local_features(bank, [s.local for s in pool])
+        serve_synthetic_rows(bank, [s.local for s in pool], crowd_dense)
         size = bank.status().size
         if size < args.works:
             raise SystemExit(f"the synthetic snapshot was not loaded ({size:,} works)")

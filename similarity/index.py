@@ -11,7 +11,7 @@ Searches may run concurrently; writes take an exclusive lock.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -207,14 +207,17 @@ class MatchIndex:
             for wid, (d, qi) in sorted(best.items(), key=lambda kv: kv[1][0])
         ]
 
+    @property
+    def approximate(self) -> bool:
+        """Whether dense searches run on approximate (quantised) vectors: their distances and
+        order are then worth working out again from the stored ones (`exact_dense`)."""
+        return self._dense.ivf is not None and self._dense.ivf.ntotal > 0
+
     def _start_dense(self, query: ImageSignals, k: int) -> Callable[[], list[Candidate]]:
         """Begin the dense search; the returned call finishes it (see `DenseStore.start_search`)."""
         if not self._dense.ntotal or k <= 0:
             return list
-        views = query.dense_query if query.dense_query is not None else query.dense[None, :]
-        rows = _query_rows(len(views))
-        perms = dense_mod.dihedral_permutations()
-        variants = np.stack([views[qview][perms[op]] for qview, op in rows])
+        rows, variants = dense_query_variants(query)
         finish = self._dense.start_search(variants, k * 2)
         return lambda: self._dense_hits(rows, *finish(), k)
 
@@ -303,6 +306,41 @@ def _query_rows(n_views: int) -> list[tuple[int, int]]:
     rows = [(0, op) for op in range(8)]
     rows += [(qview, op) for qview in range(1, n_views) for op in TURNED_OPS]
     return rows
+
+
+def dense_query_variants(query: ImageSignals) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """The rows a dense search asks with: (query view, dihedral op) of each, and the vectors."""
+    views = query.dense_query if query.dense_query is not None else query.dense[None, :]
+    rows = _query_rows(len(views))
+    perms = dense_mod.dihedral_permutations()
+    return rows, np.stack([views[qview][perms[op]] for qview, op in rows]).astype(np.float32)
+
+
+def exact_dense(
+    query: ImageSignals, found: Sequence[Candidate], vectors: Mapping[int, np.ndarray], k: int
+) -> list[Candidate]:
+    """Dense candidates ranked again by their stored vectors (``vectors``: each work's views,
+    (n, DIM)), at most ``k``: the distance and the variant that hit as an exact search would
+    give them. A candidate with no stored vectors (withdrawn since the index last caught up) is
+    left out."""
+    rows, variants = dense_query_variants(query)
+    ranked = []
+    for c in found:
+        stored = vectors.get(c.id)
+        if stored is None or not len(stored):
+            continue
+        sims = variants @ np.asarray(stored, np.float32).T  # (rows, views)
+        row, view = np.unravel_index(int(np.argmax(sims)), sims.shape)
+        ranked.append(
+            Candidate(
+                id=c.id,
+                signal="dense",
+                distance=round(1.0 - float(sims[row, view]), 6),
+                variant=_dense_variant_name(*rows[int(row)], int(view)),
+            )
+        )
+    ranked.sort(key=lambda c: (c.distance, c.id))
+    return ranked[:k]
 
 
 def _dense_variant_name(qview: int, op: int, view: int) -> str:

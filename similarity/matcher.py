@@ -28,8 +28,10 @@ from functools import partial
 from itertools import pairwise
 from typing import Generic, Literal, Protocol, TypeVar
 
+import numpy as np
+
 from similarity import dense as dense_mod
-from similarity.index import Candidate, MatchIndex
+from similarity.index import Candidate, MatchIndex, exact_dense
 from similarity.lines import Fit, LineMap, fitted_overlaps, padding_trimmed
 from similarity.local import NO_MATCH, LocalFeatures, Verification, extra_of, verify
 from similarity.signals import SIGNALS_VERSION, ImageSignals
@@ -43,6 +45,13 @@ class LocalFeatureLookup(Protocol):
     """Fetches the packed `local` column of registered works; unknown ids are left out."""
 
     def __call__(self, ids: Sequence[int]) -> Mapping[int, bytes]: ...
+
+
+class DenseLookup(Protocol):
+    """Fetches the stored dense views of registered works, (views, DIM) each; unknown or
+    withdrawn ids are left out."""
+
+    def __call__(self, ids: Sequence[int]) -> Mapping[int, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -76,6 +85,11 @@ class Thresholds:
     dense_verify_max: float = 0.03
     dense_verify_ratio: float = 0.8
     dense_reference_rank: int = 12
+    # In an approximate index (at scale), this many nearest works by the quantised vectors are
+    # ranked again by their stored ones before the above apply: quantisation reorders near
+    # works, and a crowd of a million pushes the right one out of the first few
+    # (bench/results/match_recall_at_scale.md).
+    dense_rerank: int = 48
     # A line drawing is a copy of a work when its strokes and the work's edges lie on each other
     # this far beyond chance (`similarity.lines.overlap`) and the descriptors of the two are
     # at most `lines_descriptor_max` apart; the `lines_candidates` works with the nearest
@@ -109,17 +123,19 @@ def match(
     thresholds: Thresholds = Thresholds(),
     limit: int = 10,
     parts: bool = True,
+    dense_lookup: DenseLookup | None = None,
 ) -> list[Match]:
     """Registered works that `query` (or, with `parts`, a picture embedded in it) copies or
-    resembles, best first, at most `limit`."""
-    results = {m.id: m for m in _match_whole(query, index, lookup, thresholds)}
+    resembles, best first, at most `limit`. With `dense_lookup`, an approximate index's dense
+    candidates are ranked again by their stored vectors (`Thresholds.dense_rerank`)."""
+    results = {m.id: m for m in _match_whole(query, index, lookup, thresholds, dense_lookup)}
     if query.strokes is not None:
         _keep_stronger(results, _match_lines(query.strokes, index, lookup, thresholds))
     for part in query.parts if parts else ():
         _keep_stronger(results, (
             Match(m.id, m.score, m.decision,
                   {**m.evidence, "region": list(part.box), "region_kind": part.kind})
-            for m in _match_whole(part.signals, index, lookup, thresholds)
+            for m in _match_whole(part.signals, index, lookup, thresholds, dense_lookup)
         ))
     ordered = sorted(results.values(), key=lambda m: (m.decision != "copy", -m.score, m.id))
     return ordered[:limit]
@@ -157,10 +173,21 @@ def _keep_stronger(results: dict[int, Match], found: Iterable[Match]) -> None:
 
 
 def _match_whole(
-    query: ImageSignals, index: MatchIndex, lookup: LocalFeatureLookup, t: Thresholds
+    query: ImageSignals,
+    index: MatchIndex,
+    lookup: LocalFeatureLookup,
+    t: Thresholds,
+    dense_lookup: DenseLookup | None = None,
 ) -> list[Match]:
     """Every registered work that the picture of `query` as a whole copies or resembles."""
-    found = index.candidates(query, k=max(t.dense_candidates, t.dense_reference_rank))
+    k = max(t.dense_candidates, t.dense_reference_rank)
+    if dense_lookup is not None and index.approximate and t.dense_rerank > k:
+        wide = index.candidates(query, k=t.dense_rerank)
+        near = [c for c in wide if c.signal == "dense"]
+        vectors = dense_lookup([c.id for c in near]) if near else {}
+        found = [c for c in wide if c.signal != "dense"] + exact_dense(query, near, vectors, k)
+    else:
+        found = index.candidates(query, k=k)
     dense = [c for c in found if c.signal == "dense"]
     reference = (
         dense[t.dense_reference_rank - 1].distance

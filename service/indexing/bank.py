@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
@@ -35,6 +36,7 @@ from similarity import (
     match,
 )
 from similarity.matcher import verify_against
+from similarity.signals import LINES_VIEW, unpack_dense
 
 log = logging.getLogger(__name__)
 
@@ -268,12 +270,30 @@ class BankIndex:
             versions.update((int(i), str(v)) for i, _, v in rows)
         return {int(i): bytes(b) for i, b, _ in rows}
 
+    def _lookup_dense(self, ids: Sequence[int]) -> Mapping[int, np.ndarray]:
+        """The stored dense views of ``ids`` (active rows only), to rank an approximate
+        index's candidates again."""
+        if not ids:
+            return {}
+        with self.pool.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(
+                "SELECT id, dense FROM fingerprints WHERE id = ANY(%s) AND active", (list(ids),)
+            )
+            rows = cur.fetchall()
+        return {int(i): unpack_dense(d)[:LINES_VIEW] for i, d in rows}
+
     def match(self, query: ImageSignals, limit: int = 10) -> list[Match]:
         index = self._index
         if index is None:
             raise IndexNotReady(f"the {self.bank} index is not loaded yet")
         versions: dict[int, str] = {}
-        found = match(query, index, lambda ids: self._lookup_local(ids, versions), limit=limit)
+        found = match(
+            query,
+            index,
+            lambda ids: self._lookup_local(ids, versions),
+            limit=limit,
+            dense_lookup=lambda ids: self._lookup_dense(ids),
+        )
         return self._with_stored_versions(found, versions)
 
     def verify(self, query: ImageSignals, fingerprint_id: int) -> Match | None:
