@@ -22,7 +22,6 @@ against an index holding the real works alone (exact: nothing to rank again).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import tempfile
 import time
@@ -36,7 +35,6 @@ from similarity import (
     MatchIndex,
     compute_signals,
     decode_for_matching,
-    decode_image,
     match,
 )
 from similarity.dense_store import DenseStoreConfig
@@ -60,32 +58,11 @@ def main() -> None:
     probes = [int(n) for n in args.nprobe.split(",")]
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from match_quality import SAME_WORK
-    from moderation_bench import (
-        DISTRACTORS,
-        jpeg,
-        link_snapshot,
-        serve_synthetic_rows,
-        synthetic_dense,
-        synthetic_snapshot,
-    )
+    from moderation_bench import Crowd, jpeg
 
-    twins = {name for group in SAME_WORK for name in group}
-    files = sorted(
-        p
-        for p in args.images.iterdir()
-        if p.suffix.lower() in (".jpg", ".jpeg") and p.name not in twins
-    )
-    np.random.default_rng(11).shuffle(files)
-    pool_files, files = files[:DISTRACTORS], files[DISTRACTORS:]
-    reg_files = files[: args.registered]
-    free_files = files[args.registered : args.registered + args.free]
-
-    pool = [compute_signals(decode_image(f.read_bytes()), for_query=False) for f in pool_files]
-    tag = hashlib.sha256("|".join(f.name for f in pool_files).encode()).hexdigest()[:8]
-    base_views = np.concatenate([s.dense_views for s in pool])
-    cached = synthetic_snapshot(args.cache, args.works, tag, base_views)
-    crowd_dense = synthetic_dense(args.cache, args.works, tag, base_views)
+    crowd_files = Crowd.of(args.images, args.works, args.cache)
+    reg_files = crowd_files.files[: args.registered]
+    free_files = crowd_files.files[args.registered : args.registered + args.free]
 
     from service.registry.ingest import insert, prepare, store_files
     from service.runtime import Runtime
@@ -109,13 +86,8 @@ def main() -> None:
                 assert art.fingerprint_id is not None
                 ids[f.name] = art.fingerprint_id
                 stored[art.fingerprint_id] = ImageSignals.from_packed(item.signals.pack())
-            db_id = conn.execute(
-                "SELECT system_identifier::text AS id FROM pg_control_system()"
-            ).fetchone()["id"]
-        link_snapshot(cached, settings.index_dir, db_id, args.works)
+        crowd_files.join(rt, args.works)
         bank = rt.banks["artwork"]
-        bank.load()
-        serve_synthetic_rows(bank, [s.local for s in pool], crowd_dense)
         crowd = bank._index
         lookup = bank._lookup_local
         stored_views = bank._lookup_dense

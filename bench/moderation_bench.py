@@ -46,8 +46,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -57,12 +58,16 @@ from service.moderation.check import run_check
 from service.moderation.policy import Policy
 from similarity import (
     SIGNALS_VERSION,
+    ImageSignals,
     MatchIndex,
     compute_signals,
     decode_for_matching,
     decode_image,
 )
 from similarity import dense as dense_mod
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
 
 SYNTHETIC_BASE_ID = 1_000_000_000
 CHUNK = 200_000  # the first chunk trains the IVF; later chunks never trigger a retrain
@@ -184,6 +189,52 @@ def link_snapshot(
     cp = Checkpoint(bank, 0, n, SIGNALS_VERSION, database_id, time.time())
     (target / "checkpoint.json").write_text(json.dumps(asdict(cp)))
     (bank_dir / "CURRENT").write_text(target.name)
+
+
+@dataclass
+class Crowd:
+    """The evaluation images as the scale benches split them (the distractors whose signals seed
+    the synthetic works, then the rest, shuffled alike in every bench), and the synthetic works
+    themselves: the cached snapshot and their stored dense views."""
+
+    files: list[Path]  # never distractors: for registering and querying
+    pool: list[ImageSignals]  # the distractors' stored signals
+    snapshot: Path
+    dense: np.ndarray | None
+
+    @classmethod
+    def of(cls, images: Path, n: int, cache: Path) -> Crowd:
+        from match_quality import SAME_WORK  # files in the folder that show the same work
+
+        twins = {name for group in SAME_WORK for name in group}
+        files = sorted(
+            p
+            for p in images.iterdir()
+            if p.suffix.lower() in (".jpg", ".jpeg") and p.name not in twins
+        )
+        np.random.default_rng(11).shuffle(files)
+        pool_files = files[:DISTRACTORS]
+        pool = [compute_signals(decode_image(f.read_bytes()), for_query=False) for f in pool_files]
+        tag = hashlib.sha256("|".join(f.name for f in pool_files).encode()).hexdigest()[:8]
+        base_views = np.concatenate([s.dense_views for s in pool])
+        snapshot = synthetic_snapshot(cache, n, tag, base_views)
+        dense = synthetic_dense(cache, n, tag, base_views) if n else None
+        return cls(files[DISTRACTORS:], pool, snapshot, dense)
+
+    def join(self, rt: Runtime, n: int, bank: str = "artwork") -> None:
+        """Load ``bank`` with the ``n`` synthetic works beside what the database holds, their
+        rows served from memory (``serve_synthetic_rows``); raises SystemExit if they did not
+        load."""
+        with rt.pool.connection() as conn:
+            db_id = conn.execute(
+                "SELECT system_identifier::text AS id FROM pg_control_system()"
+            ).fetchone()["id"]
+        if n:
+            link_snapshot(self.snapshot, rt.settings.index_dir, db_id, n, bank)
+        rt.banks[bank].load()
+        serve_synthetic_rows(rt.banks[bank], [s.local for s in self.pool], self.dense)
+        if rt.banks[bank].status().size < n:
+            raise SystemExit(f"the synthetic snapshot of {bank} was not loaded")
 
 
 def jpeg(img: Image.Image, quality: int = 90) -> bytes:

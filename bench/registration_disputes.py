@@ -18,7 +18,6 @@ work it copies, and whether an unregistered image opened any.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import statistics
 import sys
 import tempfile
@@ -28,7 +27,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from similarity import compute_signals, decode_image
 from similarity.edits import EDITS_BY_NAME
 
 EDITS = (
@@ -70,32 +68,11 @@ def main() -> None:
     edits = [EDITS_BY_NAME[name] for name in args.edits.split(",")]
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from match_quality import SAME_WORK
-    from moderation_bench import (
-        DISTRACTORS,
-        jpeg,
-        link_snapshot,
-        serve_synthetic_rows,
-        synthetic_dense,
-        synthetic_snapshot,
-    )
+    from moderation_bench import Crowd, jpeg
 
-    twins = {name for group in SAME_WORK for name in group}
-    files = sorted(
-        p
-        for p in args.images.iterdir()
-        if p.suffix.lower() in (".jpg", ".jpeg") and p.name not in twins
-    )
-    np.random.default_rng(11).shuffle(files)
-    pool_files, files = files[:DISTRACTORS], files[DISTRACTORS:]
-    reg_files = files[: args.registered]
-    free_files = files[args.registered : args.registered + args.free]
-
-    pool = [compute_signals(decode_image(f.read_bytes()), for_query=False) for f in pool_files]
-    tag = hashlib.sha256("|".join(f.name for f in pool_files).encode()).hexdigest()[:8]
-    base_views = np.concatenate([s.dense_views for s in pool])
-    cached = synthetic_snapshot(args.cache, args.works, tag, base_views)
-    crowd_dense = synthetic_dense(args.cache, args.works, tag, base_views)
+    crowd = Crowd.of(args.images, args.works, args.cache)
+    reg_files = crowd.files[: args.registered]
+    free_files = crowd.files[args.registered : args.registered + args.free]
 
     from service.registry.disputes import open_disputes
     from service.registry.ingest import insert, prepare, store_files
@@ -119,17 +96,9 @@ def main() -> None:
                 with conn.transaction():
                     art, _ = insert(conn, rt.registry, "bench", a.id, item, None, {})
                 originals[f.name] = art.id
-            db_id = conn.execute(
-                "SELECT system_identifier::text AS id FROM pg_control_system()"
-            ).fetchone()["id"]
-        if args.works:
-            link_snapshot(cached, settings.index_dir, db_id, args.works)
+        crowd.join(rt, args.works)
         bank = rt.banks["artwork"]
-        bank.load()
-        serve_synthetic_rows(bank, [s.local for s in pool], crowd_dense)
         size = bank.status().size
-        if size < args.works:
-            raise SystemExit(f"the synthetic snapshot was not loaded ({size:,} works)")
         print(f"setup: {size:,} works in the artwork index ({time.perf_counter() - t0:.0f} s)")
 
         rng = np.random.default_rng(5)

@@ -28,7 +28,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from service.audit.log import lock_for_change
-from service.db.keyset import CursorError, Where, decode_cursor_key, encode_cursor
+from service.db.keyset import Where, decode_cursor, encode_cursor
 from service.db.transactions import lock_name
 from service.registry.store import Conflict, NotFound
 from similarity import ImageSignals, Match, compute_signals, decode_for_matching
@@ -328,7 +328,8 @@ def get_dispute(
 def list_disputes(
     conn: psycopg.Connection, where: DisputeFilter, limit: int, cursor: str | None = None
 ) -> DisputePage:
-    """Disputes newest first, by keyset cursor; raises ``CursorError`` for a foreign cursor."""
+    """Disputes newest first, by keyset cursor; raises ``service.db.keyset.CursorError`` for a
+    foreign cursor."""
     cond = Where()
     if where.artist_id is not None:
         cond.add("(d.artist_id = %s OR d.earlier_artist_id = %s)", where.artist_id, where.artist_id)
@@ -339,12 +340,7 @@ def list_disputes(
     cond.any_of("d.status", where.statuses)
     cond.window("d.created_at", where.since, where.until)
     if cursor is not None:
-        at, key = decode_cursor_key(cursor)
-        try:
-            after = UUID(key)
-        except ValueError:
-            raise CursorError("cursor is not one this API handed out") from None
-        cond.add("(d.created_at, d.id) < (%s, %s)", at, after)
+        cond.add("(d.created_at, d.id) < (%s, %s)", *decode_cursor(cursor))
     rows = conn.execute(
         _SELECT + cond.sql() + " ORDER BY d.created_at DESC, d.id DESC LIMIT %s",
         [*cond.args, limit + 1],
