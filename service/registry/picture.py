@@ -111,6 +111,7 @@ def claim_picture(rt: Runtime, claim: dict[str, Any]) -> bytes:
 
 
 DISPUTE_COLOURS = {"open": (150, 100, 20), "upheld": (190, 30, 30), "dismissed": (40, 140, 60)}
+_DISPUTE_WRAP = 88  # characters a band line holds across two panels
 
 
 def dispute_picture(rt: Runtime, dispute: dict[str, Any]) -> bytes:
@@ -136,8 +137,8 @@ def dispute_picture(rt: Runtime, dispute: dict[str, Any]) -> bytes:
 
     lines = [
         f"dispute {dispute['id']}",
-        *textwrap.wrap(side("left, registered later", later), 110, max_lines=2),
-        *textwrap.wrap(side("right, registered first", earlier), 110, max_lines=2),
+        *textwrap.wrap(side("left, registered later", later), _DISPUTE_WRAP, max_lines=2),
+        *textwrap.wrap(side("right, registered first", earlier), _DISPUTE_WRAP, max_lines=2),
         *gone,
     ]
     if dispute["status"] != "open":
@@ -150,7 +151,7 @@ def dispute_picture(rt: Runtime, dispute: dict[str, Any]) -> bytes:
         lines += textwrap.wrap(
             f"{dispute['status']} by {dispute['decided_by']} at"
             f" {str(dispute['decided_at'])[:19]}, {outcome}{note}",
-            110,
+            _DISPUTE_WRAP,
             max_lines=3,
         )
     out = io.BytesIO()
