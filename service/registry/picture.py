@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 MAX_ROWS = 4
+BAND_WRAP = 88  # characters a band line holds across two panels
 CLAIM_COLOURS = {"open": (90, 90, 120), "upheld": (190, 30, 30), "rejected": (40, 140, 60)}
 
 
@@ -95,14 +96,14 @@ def claim_picture(rt: Runtime, claim: dict[str, Any]) -> bytes:
         f"claim {claim['id']}",
         f"against output {claim['output_id']} ({claim['output_origin']})",
         f"by artist {claim['artist_id']}",
-        *textwrap.wrap(f"reason: {claim['reason']}", 96, max_lines=3),
+        *textwrap.wrap(f"reason: {claim['reason']}", BAND_WRAP, max_lines=3),
         *gone,
     ]
     if claim["status"] != "open":
         note = f": {claim['decision_note']}" if claim["decision_note"] else ""
         lines += textwrap.wrap(
             f"{claim['status']} by {claim['decided_by']} at {str(claim['decided_at'])[:19]}{note}",
-            96,
+            BAND_WRAP,
             max_lines=3,
         )
     title = f"CLAIM {claim['status'].upper()}"
@@ -111,7 +112,6 @@ def claim_picture(rt: Runtime, claim: dict[str, Any]) -> bytes:
 
 
 DISPUTE_COLOURS = {"open": (150, 100, 20), "upheld": (190, 30, 30), "dismissed": (40, 140, 60)}
-_DISPUTE_WRAP = 88  # characters a band line holds across two panels
 
 
 def dispute_picture(rt: Runtime, dispute: dict[str, Any]) -> bytes:
@@ -137,8 +137,8 @@ def dispute_picture(rt: Runtime, dispute: dict[str, Any]) -> bytes:
 
     lines = [
         f"dispute {dispute['id']}",
-        *textwrap.wrap(side("left, registered later", later), _DISPUTE_WRAP, max_lines=2),
-        *textwrap.wrap(side("right, registered first", earlier), _DISPUTE_WRAP, max_lines=2),
+        *textwrap.wrap(side("left, registered later", later), BAND_WRAP, max_lines=2),
+        *textwrap.wrap(side("right, registered first", earlier), BAND_WRAP, max_lines=2),
         *gone,
     ]
     if dispute["status"] != "open":
@@ -151,7 +151,7 @@ def dispute_picture(rt: Runtime, dispute: dict[str, Any]) -> bytes:
         lines += textwrap.wrap(
             f"{dispute['status']} by {dispute['decided_by']} at"
             f" {str(dispute['decided_at'])[:19]}, {outcome}{note}",
-            _DISPUTE_WRAP,
+            BAND_WRAP,
             max_lines=3,
         )
     out = io.BytesIO()
