@@ -132,8 +132,11 @@ def main() -> None:
             run(alone, True)
         rows.append(("real works alone (no crowd)", *run(alone, True)))
         default = DenseStoreConfig().nprobe
+        if dense.ivf is None:  # below the approximate index's size: one exact search
+            rows.append((f"{len(crowd):,} works (exact search)", *run(crowd, True)))
+            probes = []
         for n in probes:
-            assert dense.ivf is not None, "the 1M dense index is not an IVF index"
+            assert dense.ivf is not None
             dense.ivf.nprobe = n
             for again in (False, True):
                 label = (

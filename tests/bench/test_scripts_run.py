@@ -62,6 +62,28 @@ def test_moderation_bench_runs(tmp_path: Path) -> None:
     assert "moderation check, in-process" in table
 
 
+def test_registration_disputes_runs(tmp_path: Path) -> None:
+    images = _photos(tmp_path / "images", 28, 920)
+    table = _report(
+        "registration_disputes.py",
+        *("--images", str(images), "--works", "2000", "--registered", "4", "--free", "2"),
+        *("--edits", "jpeg_50,crop_80", "--cache", str(tmp_path / "cache")),
+        cwd=tmp_path,
+    )
+    assert "the dispute check" in table and "| unregistered image | 2 |" in table
+
+
+def test_match_recall_at_scale_runs(tmp_path: Path) -> None:
+    images = _photos(tmp_path / "images", 26, 940)
+    table = _report(
+        "match_recall_at_scale.py",
+        *("--images", str(images), "--works", "2000", "--registered", "3", "--free", "2"),
+        *("--edits", "jpeg_50,crop_80", "--cache", str(tmp_path / "cache")),
+        cwd=tmp_path,
+    )
+    assert "real works alone (no crowd)" in table and "2,003 works (exact search)" in table
+
+
 def test_load_moderation_runs(tmp_path: Path) -> None:
     images = _photos(tmp_path / "images", 6, 950)
     table = _report(
