@@ -254,6 +254,11 @@ class MatchPublic(BaseModel):
     licensed: bool | None = Field(
         default=None, description="when a user was named: holds a live img2img licence"
     )
+    dispute_id: UUID | None = Field(
+        default=None,
+        description="an open ownership dispute over this work (GET /v1/disputes/{id}): another "
+        "artist registered a copy of it, or it copies another artist's work",
+    )
     evidence: dict[str, Any]
 
 

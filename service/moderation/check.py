@@ -8,7 +8,7 @@ import hashlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
@@ -33,7 +33,7 @@ from service.moderation.policy import (
 )
 from service.moderation.reviews import reviews_of
 from service.registry.claims import upheld_against
-from service.registry.matching import ArtworkMatch, RegistryMatches, match_registry
+from service.registry.matching import RegistryMatches, match_registry
 from service.stamping.own_manifest import own_manifest_output
 from service.stamping.resolve import (
     Resolution,
@@ -247,7 +247,7 @@ def _match_later_frames(
         for m in match_registry(rt, signals, limit=MATCH_LIMIT, grantee=user).matches:
             held = works.get(m.artwork.id)
             if held is None or stronger(m.match, held.match):
-                works[m.artwork.id] = ArtworkMatch(m.artwork, _in_frame(m.match, index), m.license)
+                works[m.artwork.id] = replace(m, match=_in_frame(m.match, index))
         if found is not None:
             for sm, rec in _match_sources(rt, signals)[0] or []:
                 if sm.id not in found or stronger(sm, found[sm.id][0]):

@@ -350,6 +350,25 @@ def list_disputes(
     return DisputePage([_public(r) for r in page], nxt)
 
 
+def open_dispute_over(conn: psycopg.Connection, artwork_ids: Sequence[UUID]) -> dict[UUID, UUID]:
+    """The open dispute each of these works is in (the latest opened, when more than one), by
+    work; works in none are left out."""
+    if not artwork_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT id, artwork_id, earlier_artwork_id FROM disputes WHERE status = 'open'"
+        " AND (artwork_id = ANY(%s) OR earlier_artwork_id = ANY(%s)) ORDER BY created_at, id",
+        (list(artwork_ids), list(artwork_ids)),
+    ).fetchall()
+    wanted = set(artwork_ids)
+    found: dict[UUID, UUID] = {}
+    for r in rows:
+        for work in (r["artwork_id"], r["earlier_artwork_id"]):
+            if work in wanted:
+                found[work] = r["id"]
+    return found
+
+
 def disputes_of_artwork(conn: psycopg.Connection, artwork_id: UUID) -> list[dict[str, Any]]:
     """Every dispute the work is in, newest first."""
     rows = conn.execute(

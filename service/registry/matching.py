@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
+from service.registry.disputes import open_dispute_over
 from service.registry.records import Artwork, License
 from service.runtime import Runtime
 from similarity import ImageSignals, Match
@@ -16,6 +18,7 @@ class ArtworkMatch:
     artwork: Artwork
     match: Match
     license: License | None = None
+    dispute_id: UUID | None = None  # an open ownership dispute over the work
 
 
 @dataclass(frozen=True)
@@ -42,8 +45,9 @@ def match_registry(
         by_fp = rt.registry.artworks_by_fingerprint(
             conn, [m.id for m in raw], grantee or None, license_scope
         )
+        disputed = open_dispute_over(conn, [work.id for work, _ in by_fp.values()])
     out = [
-        ArtworkMatch(by_fp[m.id][0], m, by_fp[m.id][1])
+        ArtworkMatch(by_fp[m.id][0], m, by_fp[m.id][1], disputed.get(by_fp[m.id][0].id))
         for m in raw
         if m.id in by_fp and by_fp[m.id][0].status == "active"
     ]

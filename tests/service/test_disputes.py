@@ -135,6 +135,26 @@ def test_a_dispute_does_not_let_the_later_registrant_license_the_earlier_work(mc
     assert pair["original"]["id"] in reasons
 
 
+def test_matches_and_moderation_name_the_open_dispute_over_a_matched_work(mclient, pair):
+    reg, admin = pair["reg"], pair["admin"]
+    (dispute,) = pair["registered"]["disputes"]
+    r = mclient.post("/v1/matches", files={"file": ("q.jpg", edited(8101))}, headers=reg)
+    found = {m["artwork_id"]: m["dispute_id"] for m in r.json()["matches"]}
+    assert found == {pair["original"]["id"]: dispute["id"], pair["copy"]["id"]: dispute["id"]}
+    r = mclient.post("/v1/matches", files={"file": ("q.jpg", edited(8102))}, headers=reg)
+    assert [m["dispute_id"] for m in r.json()["matches"]] == [None]  # B's own work
+    mod = auth(pair["make_key"]("moderate"))
+    check = moderate(mclient, mod, edited(8101))
+    assert {m["dispute_id"] for m in check["registry"]["matches"]} == {dispute["id"]}
+    # Settled: no longer named.
+    r = mclient.post(
+        f"/v1/disputes/{dispute['id']}/decision", json={"withdraw": None}, headers=admin
+    )
+    assert r.status_code == 200, r.text
+    r = mclient.post("/v1/matches", files={"file": ("q.jpg", edited(8101))}, headers=reg)
+    assert {m["dispute_id"] for m in r.json()["matches"]} == {None}
+
+
 def test_registering_ones_own_edits_or_a_merely_similar_picture_opens_nothing(mclient, make_key):
     reg = auth(make_key("registry"))
     a, b = artist(mclient, reg, "Alma"), artist(mclient, reg, "Bruno")

@@ -33,6 +33,7 @@ def to_public(result: RegistryMatches, with_licence: bool) -> list[MatchPublic]:
             title=m.artwork.title,
             preferences=m.artwork.effective_preferences,
             licensed=(m.license is not None) if with_licence else None,
+            dispute_id=m.dispute_id,
             evidence=m.match.evidence,
         )
         for m in result.matches
