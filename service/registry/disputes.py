@@ -86,23 +86,23 @@ def open_disputes(
     if not artwork_ids:
         return []
     opened: list[UUID] = []
-    with rt.pool.connection() as conn:
-        for start in range(0, len(artwork_ids), _BATCH):
-            batch = artwork_ids[start : start + _BATCH]
-            with conn.transaction():
-                works = _registered(rt, conn, batch, query_signals)
-            for work in works:
-                opened += _check(rt, conn, actor, work)
-            if advance is not None:
-                advance(len(batch))
-        if not opened:
-            return []
-        with conn.transaction():
-            rows = conn.execute(
-                _SELECT + " WHERE d.id = ANY(%s) ORDER BY d.created_at, d.id",
-                (list(dict.fromkeys(opened)),),
-            ).fetchall()
-    return [_public(r) for r in rows]
+    for start in range(0, len(artwork_ids), _BATCH):
+        batch = artwork_ids[start : start + _BATCH]
+        with rt.pool.connection() as conn, conn.transaction():
+            rows = _registered_rows(conn, batch)
+        # No connection is held while a work is decoded and matched (matching takes its own).
+        for row in rows:
+            opened += _check(rt, actor, _registered(rt, row, query_signals))
+        if advance is not None:
+            advance(len(batch))
+    if not opened:
+        return []
+    with rt.pool.connection() as conn, conn.transaction():
+        found = conn.execute(
+            _SELECT + " WHERE d.id = ANY(%s) ORDER BY d.created_at, d.id",
+            (list(dict.fromkeys(opened)),),
+        ).fetchall()
+    return [_public(r) for r in found]
 
 
 def active_artworks(
@@ -119,7 +119,7 @@ def active_artworks(
     return [r["id"] for r in rows]
 
 
-def _check(rt: Runtime, conn: psycopg.Connection, actor: str, work: _Registered) -> list[UUID]:
+def _check(rt: Runtime, actor: str, work: _Registered) -> list[UUID]:
     """The disputes of one work: opened now, or open already."""
     copies = {
         m.id: m
@@ -128,36 +128,38 @@ def _check(rt: Runtime, conn: psycopg.Connection, actor: str, work: _Registered)
     }
     if not copies:
         return []
-    with conn.transaction():
-        others = rt.registry.artworks_by_fingerprint(conn, list(copies))
     found = []
-    for fid, (other, _licence) in others.items():
-        if other.artist_id == work.artist_id or other.status != "active":
-            continue
-        dispute_id = _open(
-            rt, conn, actor, work, other.id, other.artist_id, other.created_at, copies[fid]
-        )
-        if dispute_id is not None:
-            found.append(dispute_id)
+    with rt.pool.connection() as conn:
+        with conn.transaction():
+            others = rt.registry.artworks_by_fingerprint(conn, list(copies))
+        for fid, (other, _licence) in others.items():
+            if other.artist_id == work.artist_id or other.status != "active":
+                continue
+            dispute_id = _open(
+                rt, conn, actor, work, other.id, other.artist_id, other.created_at, copies[fid]
+            )
+            if dispute_id is not None:
+                found.append(dispute_id)
     return found
 
 
-def _registered(
-    rt: Runtime, conn: psycopg.Connection, artwork_ids: Sequence[UUID], query: bool
-) -> list[_Registered]:
-    """The active works among ``artwork_ids`` with their signals: as a query computes them
-    from the kept original (``query``), or as stored."""
-    rows = conn.execute(
+def _registered_rows(conn: psycopg.Connection, artwork_ids: Sequence[UUID]) -> list[dict[str, Any]]:
+    """The active works among ``artwork_ids``, with their stored fingerprints, oldest first."""
+    return conn.execute(
         "SELECT w.id, w.artist_id, w.created_at, w.sha256, f.id AS fid, f.pdq, f.pdq_quality,"
         " f.dense, f.local_features FROM artworks w JOIN fingerprints f ON f.id = w.fingerprint_id"
         " WHERE w.id = ANY(%s) AND w.status = 'active' ORDER BY w.created_at, w.id",
         (list(artwork_ids),),
     ).fetchall()
 
-    def signals(r: dict[str, Any]) -> ImageSignals:
-        if query and rt.blobs.exists(r["sha256"]):  # (originals are kept; stored ones else)
-            return compute_signals(decode_for_matching(rt.blobs.get(r["sha256"]), rt.decode_limits))
-        return ImageSignals.from_packed(
+
+def _registered(rt: Runtime, r: dict[str, Any], query: bool) -> _Registered:
+    """A work with its signals: as a query computes them from the kept original (``query``;
+    the stored ones when the original is not kept), or as stored."""
+    if query and rt.blobs.exists(r["sha256"]):
+        signals = compute_signals(decode_for_matching(rt.blobs.get(r["sha256"]), rt.decode_limits))
+    else:
+        signals = ImageSignals.from_packed(
             {
                 "pdq": r["pdq"],
                 "pdq_quality": r["pdq_quality"],
@@ -165,10 +167,7 @@ def _registered(
                 "local": r["local_features"],
             }
         )
-
-    return [
-        _Registered(r["id"], r["artist_id"], r["created_at"], r["fid"], signals(r)) for r in rows
-    ]
+    return _Registered(r["id"], r["artist_id"], r["created_at"], r["fid"], signals)
 
 
 def _open(
