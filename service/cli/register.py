@@ -65,13 +65,7 @@ def register_paths(
     with rt.pool.connection() as conn:
         rt.registry.get_artist(conn, artist_id)
     workers = workers or usable_cpus()
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not show_progress,
-    )
+    progress = _bar(show_progress)
     with (
         progress,
         worker_pool(workers, len(files)) as pool,  # spawned: forking one with a pool is unsafe
@@ -139,16 +133,21 @@ def check_against_others(
         bank.catch_up()
     else:
         bank.load()
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        disable=not show_progress,
-    )
+    progress = _bar(show_progress)
     with progress:
         task = progress.add_task("checking against other artists' works", total=len(artwork_ids))
         found = open_disputes(rt, actor, artwork_ids, lambda n: progress.advance(task, n))
     if bank.changes_since_snapshot:
         bank.snapshot()
     return found
+
+
+def _bar(show: bool) -> Progress:
+    """A progress bar with the count done and the time left (nothing shown unless ``show``)."""
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not show,
+    )

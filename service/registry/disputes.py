@@ -89,7 +89,7 @@ def open_disputes(
     for start in range(0, len(artwork_ids), _BATCH):
         batch = artwork_ids[start : start + _BATCH]
         with rt.pool.connection() as conn, conn.transaction():
-            rows = _registered_rows(conn, batch)
+            rows = _registered_rows(conn, batch, stored=not query_signals)
         # No connection is held while a work is decoded and matched (matching takes its own).
         for row in rows:
             opened += _check(rt, actor, _registered(rt, row, query_signals))
@@ -143,11 +143,19 @@ def _check(rt: Runtime, actor: str, work: _Registered) -> list[UUID]:
     return found
 
 
-def _registered_rows(conn: psycopg.Connection, artwork_ids: Sequence[UUID]) -> list[dict[str, Any]]:
-    """The active works among ``artwork_ids``, with their stored fingerprints, oldest first."""
+_FINGERPRINTS = "f.pdq, f.pdq_quality, f.dense, f.local_features"
+
+
+def _registered_rows(
+    conn: psycopg.Connection, artwork_ids: Sequence[UUID], stored: bool
+) -> list[dict[str, Any]]:
+    """The active works among ``artwork_ids``, oldest first, with their stored fingerprints
+    when they are the query (``stored``)."""
+    columns = f", {_FINGERPRINTS}" if stored else ""
     return conn.execute(
-        "SELECT w.id, w.artist_id, w.created_at, w.sha256, f.id AS fid, f.pdq, f.pdq_quality,"
-        " f.dense, f.local_features FROM artworks w JOIN fingerprints f ON f.id = w.fingerprint_id"
+        "SELECT w.id, w.artist_id, w.created_at, w.sha256, f.id AS fid"
+        + columns
+        + " FROM artworks w JOIN fingerprints f ON f.id = w.fingerprint_id"
         " WHERE w.id = ANY(%s) AND w.status = 'active' ORDER BY w.created_at, w.id",
         (list(artwork_ids),),
     ).fetchall()
@@ -159,6 +167,14 @@ def _registered(rt: Runtime, r: dict[str, Any], query: bool) -> _Registered:
     if query and rt.blobs.exists(r["sha256"]):
         signals = compute_signals(decode_for_matching(rt.blobs.get(r["sha256"]), rt.decode_limits))
     else:
+        if "pdq" not in r:  # the original is gone: its stored fingerprints after all
+            with rt.pool.connection() as conn, conn.transaction():
+                r = (
+                    conn.execute(
+                        f"SELECT {_FINGERPRINTS} FROM fingerprints f WHERE f.id = %s", (r["fid"],)
+                    ).fetchone()
+                    | r
+                )
         signals = ImageSignals.from_packed(
             {
                 "pdq": r["pdq"],
@@ -212,35 +228,24 @@ def _open(
                 actor,
             ),
         )
-        common = {
-            "dispute_id": str(dispute_id),
-            "decision": match.decision,
-            "score": round(match.score, 4),
-        }
-        rt.audit.append(
-            conn,
-            "artwork.disputed",
-            actor,
-            f"artwork:{later}",
-            {
-                **common,
-                "role": "later",
-                "other_artwork_id": str(earlier),
-                "other_artist_id": str(earlier_artist),
-            },
-        )
-        rt.audit.append(
-            conn,
-            "artwork.disputed",
-            actor,
-            f"artwork:{earlier}",
-            {
-                **common,
-                "role": "earlier",
-                "other_artwork_id": str(later),
-                "other_artist_id": str(later_artist),
-            },
-        )
+        for subject, other, other_artist, role in (
+            (later, earlier, earlier_artist, "later"),
+            (earlier, later, later_artist, "earlier"),
+        ):
+            rt.audit.append(
+                conn,
+                "artwork.disputed",
+                actor,
+                f"artwork:{subject}",
+                {
+                    "dispute_id": str(dispute_id),
+                    "decision": match.decision,
+                    "score": round(match.score, 4),
+                    "role": role,
+                    "other_artwork_id": str(other),
+                    "other_artist_id": str(other_artist),
+                },
+            )
     return dispute_id
 
 
