@@ -54,11 +54,10 @@ def claims_file(
     said = (free_text_option(reason, "--reason", CLAIM_REASON_MAX_CHARS) or "").strip()
     if not said:
         raise fail("--reason: say why (more than white space)")
-    with runtime(indexes=True) as rt, rt.pool.connection() as conn:
+    with runtime(indexes=True) as rt:
         try:
             claim = file_claim(
                 rt,
-                conn,
                 actor=cli_actor(),
                 output_id=output,
                 artist_id=artist,

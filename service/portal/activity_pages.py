@@ -213,16 +213,14 @@ async def file_claim_page(
                     "match with them): a claim here is against a picture made through this service"
                 )
             output_id = record.id
-        with rt.pool.connection() as conn:
-            return file_claim(
-                rt,
-                conn,
-                actor=actor_for(session.artist_id),
-                output_id=output_id,
-                artist_id=session.artist_id,
-                artwork_id=body.artwork_id,
-                reason=body.reason,
-            )
+        return file_claim(
+            rt,
+            actor=actor_for(session.artist_id),
+            output_id=output_id,
+            artist_id=session.artist_id,
+            artwork_id=body.artwork_id,
+            reason=body.reason,
+        )
 
     try:
         await image_work.run(work)

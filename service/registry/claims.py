@@ -70,7 +70,6 @@ def output_matches(rt: Runtime, sha256: str, artist_id: UUID) -> list[dict[str, 
 
 def file_claim(
     rt: Runtime,
-    conn: psycopg.Connection,
     *,
     actor: str,
     output_id: UUID,
@@ -81,21 +80,45 @@ def file_claim(
     """Record a claim with the matcher's view of the output against the artist's works.
 
     Raises ``NotFound`` (no such output, artist or artwork), ``ClaimInvalid`` (the artwork is
-    another artist's) or ``Conflict`` (the same claim is open already)."""
-    output = rt.outputs.get(conn, output_id)
-    if output is None:
-        raise NotFound(f"no output {output_id}")
-    rt.registry.get_artist(conn, artist_id)
-    if artwork_id is not None and rt.registry.get_artwork(conn, artwork_id).artist_id != artist_id:
-        raise ClaimInvalid(f"artwork {artwork_id} is not one of artist {artist_id}'s works")
+    another artist's) or ``Conflict`` (the same claim is open already).
+
+    Takes its connections from the pool itself and holds none while the output is matched
+    (matching takes its own): as many claims at once as the pool has connections would
+    otherwise each hold one and wait for a second."""
     # The same claim twice while it is open (a retried request) would only wait for the same
     # decision; another reason or another work is another claim. Asked before the matching
     # (a retry costs no match) and again under the lock (two at once: one is recorded).
     same = (output_id, artist_id, artwork_id, reason)
-    _refuse_if_open(conn, *same)
-    conn.commit()  # no transaction held open while the output is matched
+    with rt.pool.connection() as conn:
+        output = rt.outputs.get(conn, output_id)
+        if output is None:
+            raise NotFound(f"no output {output_id}")
+        rt.registry.get_artist(conn, artist_id)
+        if (
+            artwork_id is not None
+            and rt.registry.get_artwork(conn, artwork_id).artist_id != artist_id
+        ):
+            raise ClaimInvalid(f"artwork {artwork_id} is not one of artist {artist_id}'s works")
+        _refuse_if_open(conn, *same)
     matches = output_matches(rt, output.sha256, artist_id)
     claim_id = uuid4()
+    with rt.pool.connection() as conn:
+        _record_claim(rt, conn, claim_id, same, output.sha256, matches, actor)
+        found = get_claim(conn, claim_id)
+    assert found is not None
+    return found
+
+
+def _record_claim(
+    rt: Runtime,
+    conn: psycopg.Connection,
+    claim_id: UUID,
+    same: tuple[UUID, UUID, UUID | None, str],
+    output_sha256: str,
+    matches: list[dict[str, Any]],
+    actor: str,
+) -> None:
+    output_id, artist_id, artwork_id, reason = same
     with conn.transaction():
         lock_for_change(conn)  # the audit lock first, always (see lock_for_change)
         lock_name(conn, f"claim:{output_id}:{artist_id}")
@@ -113,7 +136,7 @@ def file_claim(
             {
                 "claim_id": str(claim_id),
                 "output_id": str(output_id),
-                "output_sha256": output.sha256,
+                "output_sha256": output_sha256,
                 "artist_id": str(artist_id),
                 "artwork_id": str(artwork_id) if artwork_id else None,
                 "reason": reason,
@@ -122,9 +145,6 @@ def file_claim(
                 ],
             },
         )
-    found = get_claim(conn, claim_id)
-    assert found is not None
-    return found
 
 
 def _refuse_if_open(

@@ -321,3 +321,20 @@ def test_a_retried_claim_is_refused_before_any_matching(mclient, made, monkeypat
     assert file(mclient, made["reg"], **body).status_code == 201
     assert file(mclient, made["reg"], **body).status_code == 409
     assert len(calls) == 1, "the retry was refused before the output was matched again"
+
+
+def test_a_claim_is_filed_with_one_connection_free(mclient, runtime, made):
+    """No connection is held while the output is matched (matching takes its own): with one
+    connection left in the pool, a claim is filed, not answered 503 after the pool's wait."""
+    pool = runtime.pool
+    stats = pool.get_stats()
+    in_use = stats["pool_size"] - stats["pool_available"]
+    taken = [pool.getconn() for _ in range(pool.max_size - in_use - 1)]
+    try:
+        body = {"output_id": made["copied"], "artist_id": made["a"], "reason": "mine"}
+        r = file(mclient, made["reg"], **body)
+        assert r.status_code == 201, r.text
+        assert r.json()["matches"][0]["decision"] == "copy"
+    finally:
+        for conn in taken:
+            pool.putconn(conn)

@@ -93,16 +93,14 @@ async def create_claim(
     body: ClaimCreate, rt: RuntimeDep, image_work: ImageWorkDep, key: RegistryKey
 ) -> dict[str, Any]:
     def work() -> dict[str, Any]:
-        with rt.pool.connection() as conn:
-            return file_claim(
-                rt,
-                conn,
-                actor=key.actor,
-                output_id=body.output_id,
-                artist_id=body.artist_id,
-                artwork_id=body.artwork_id,
-                reason=body.reason,
-            )
+        return file_claim(
+            rt,
+            actor=key.actor,
+            output_id=body.output_id,
+            artist_id=body.artist_id,
+            artwork_id=body.artwork_id,
+            reason=body.reason,
+        )
 
     try:
         return await image_work.run(work)
