@@ -36,7 +36,8 @@ class Settings(BaseSettings):
     index_refresh_seconds: float = Field(default=2.0, ge=0.05)  # 0 would poll without pause
     index_stale_seconds: float = Field(default=30.0, gt=0)
     index_snapshot_every: int = Field(default=1000, ge=1)
-    db_pool_max: int = Field(default=10, ge=2)  # the index refresher holds one
+    # at least moderation_workers + 2 (each batch worker holds one while it checks an item)
+    db_pool_max: int = Field(default=10, ge=2)
 
     signing_chain: Path | None = Field(
         default=None, description="PEM chain, leaf first, no root; unset: a development CA"
@@ -150,6 +151,13 @@ class Settings(BaseSettings):
                 f"CHOPMARK_INDEX_STALE_SECONDS ({self.index_stale_seconds}) must be more than"
                 f" CHOPMARK_INDEX_REFRESH_SECONDS ({self.index_refresh_seconds}), or every index"
                 " reads as stale between two refreshes"
+            )
+        if self.db_pool_max < self.moderation_workers + 2:
+            raise ValueError(
+                f"CHOPMARK_DB_POOL_MAX ({self.db_pool_max}) must be at least"
+                f" CHOPMARK_MODERATION_WORKERS + 2 ({self.moderation_workers + 2}): each batch"
+                " worker holds a connection while it checks an item, and the checks' own"
+                " queries and the requests need connections beside them"
             )
         if (self.signing_chain is None) != (self.signing_key is None):
             raise ValueError(

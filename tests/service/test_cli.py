@@ -157,6 +157,10 @@ def test_register_refuses_unknown_artist_and_bad_preferences(cli, tmp_path):
         ({"CHOPMARK_GENERATION_LEASE_SECONDS": "inf"}, "CHOPMARK_GENERATION_LEASE_SECONDS"),
         ({"CHOPMARK_MAX_REQUEST_BYTES": "10"}, "CHOPMARK_MAX_REQUEST_BYTES (10) is below"),
         ({"CHOPMARK_INDEX_STALE_SECONDS": "1"}, "CHOPMARK_INDEX_STALE_SECONDS (1.0) must be more"),
+        (
+            {"CHOPMARK_MODERATION_WORKERS": "9"},
+            "CHOPMARK_DB_POOL_MAX (10) must be at least CHOPMARK_MODERATION_WORKERS + 2 (11)",
+        ),
         ({"CHOPMARK_DATABASE_URL": "nothing"}, "the database cannot be used"),
         (
             {"CHOPMARK_ENVIRONMENT": "production", "CHOPMARK_DATABASE_URL": "postgresql://db/x"},
@@ -211,6 +215,10 @@ def test_commands_refuse_a_damaged_audit_key_and_bad_settings_in_one_line(
         key.write_bytes(kept)
     for env, says in (
         ({"CHOPMARK_PORT": "0"}, "CHOPMARK_PORT"),
+        (
+            {"CHOPMARK_MODERATION_WORKERS": "9"},
+            "CHOPMARK_DB_POOL_MAX (10) must be at least CHOPMARK_MODERATION_WORKERS + 2 (11)",
+        ),
         ({"CHOPMARK_DATABASE_URL": "nothing"}, "the database cannot be used"),
     ):
         proc = chopmark(
