@@ -1,11 +1,13 @@
-"""Helpers shared by tests: synthetic images, request headers, calls started together."""
+"""Helpers shared by tests: synthetic images, request headers, calls started together, a pool
+held busy."""
 
 from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -76,3 +78,18 @@ def encode(image: Image.Image, fmt: str = "JPEG", **kw: object) -> bytes:
         kw.setdefault("quality", 90)
     image.save(out, format=fmt, **kw)
     return out.getvalue()
+
+
+@contextmanager
+def one_connection_left(pool: Any) -> Iterator[None]:
+    """While open, every connection of ``pool`` (a psycopg ``ConnectionPool``) but one is held,
+    as busy requests would hold them: work that holds a connection while it waits for another
+    then fails (after the pool's wait) instead of finishing."""
+    stats = pool.get_stats()
+    in_use = stats["pool_size"] - stats["pool_available"]
+    taken = [pool.getconn() for _ in range(pool.max_size - in_use - 1)]
+    try:
+        yield
+    finally:
+        for conn in taken:
+            pool.putconn(conn)

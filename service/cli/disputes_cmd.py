@@ -135,10 +135,10 @@ def disputes_decide(
     if (withdraw is None) == (not both_stand):
         raise fail("say --withdraw ARTWORK or --both-stand (one of them)")
     said = free_text_option(note, "--note", 5000)
-    with runtime() as rt, rt.pool.connection() as conn:
+    with runtime() as rt:
         try:
             decided = decide_dispute(
-                rt, conn, dispute_id, actor=cli_actor(), withdraw=withdraw, note=said
+                rt, dispute_id, actor=cli_actor(), withdraw=withdraw, note=said
             )
         except (LookupError, Conflict, DisputeInvalid) as exc:
             raise fail(str(exc.args[0] if exc.args else exc)) from None

@@ -251,7 +251,6 @@ def _open(
 
 def decide_dispute(
     rt: Runtime,
-    conn: psycopg.Connection,
     dispute_id: UUID,
     *,
     actor: str,
@@ -261,8 +260,9 @@ def decide_dispute(
     """Decide an open dispute, once: ``withdraw`` names the work to withdraw (upheld), None lets
     both stand (dismissed). Raises ``NotFound``, ``Conflict`` (decided already) or
     ``DisputeInvalid`` (a work outside the dispute). A loaded artwork index catches up before
-    this returns, so a withdrawn work no longer matches."""
-    with conn.transaction():
+    this returns, so a withdrawn work no longer matches; no connection is held meanwhile (the
+    catch-up takes its own)."""
+    with rt.pool.connection() as conn, conn.transaction():
         lock_for_change(conn)
         row = conn.execute(
             "SELECT * FROM disputes WHERE id = %s FOR NO KEY UPDATE", (dispute_id,)
@@ -303,7 +303,8 @@ def decide_dispute(
             )
     if withdraw is not None and rt.banks["artwork"].status().loaded:
         rt.banks["artwork"].catch_up()  # (a server's refresher applies it too)
-    found = get_dispute(conn, dispute_id)
+    with rt.pool.connection() as conn:
+        found = get_dispute(conn, dispute_id)
     assert found is not None
     return found
 

@@ -15,7 +15,7 @@ from service.audit.report import check_report
 from service.registry.picture import CLAIM_COLOURS
 from tests.service.test_audit_api import pdf_text
 from tests.service.test_moderation import _band_height, _likeness, edited, register, stamp
-from tests.support import auth, encode, photo_like
+from tests.support import auth, encode, one_connection_left, photo_like
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 
@@ -326,15 +326,8 @@ def test_a_retried_claim_is_refused_before_any_matching(mclient, made, monkeypat
 def test_a_claim_is_filed_with_one_connection_free(mclient, runtime, made):
     """No connection is held while the output is matched (matching takes its own): with one
     connection left in the pool, a claim is filed, not answered 503 after the pool's wait."""
-    pool = runtime.pool
-    stats = pool.get_stats()
-    in_use = stats["pool_size"] - stats["pool_available"]
-    taken = [pool.getconn() for _ in range(pool.max_size - in_use - 1)]
-    try:
-        body = {"output_id": made["copied"], "artist_id": made["a"], "reason": "mine"}
+    body = {"output_id": made["copied"], "artist_id": made["a"], "reason": "mine"}
+    with one_connection_left(runtime.pool):
         r = file(mclient, made["reg"], **body)
-        assert r.status_code == 201, r.text
-        assert r.json()["matches"][0]["decision"] == "copy"
-    finally:
-        for conn in taken:
-            pool.putconn(conn)
+    assert r.status_code == 201, r.text
+    assert r.json()["matches"][0]["decision"] == "copy"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from service.registry.picture import DISPUTE_COLOURS
 from tests.service.test_moderation import _band_height, _likeness, edited, moderate
-from tests.support import auth, encode, photo_like
+from tests.support import auth, encode, one_connection_left, photo_like
 
 ZERO = "00000000-0000-0000-0000-000000000000"
 
@@ -218,6 +218,28 @@ def test_upholding_withdraws_the_named_work_once(mclient, pair):
     (reopened,) = again["disputes"]
     assert reopened["id"] != dispute["id"] and reopened["status"] == "open"
     assert reopened["later"]["artwork_id"] == pair["copy"]["id"]
+
+
+def test_a_decision_withdraws_from_the_index_with_one_connection_free(
+    mclient, runtime, pair, caplog
+):
+    """The artwork index catches up after a withdrawal with no connection held (it takes its
+    own): with one connection left in the pool it catches up before the answer, rather than
+    giving up after the pool's wait and leaving the withdrawn work matching until the next
+    refresh."""
+    (dispute,) = pair["registered"]["disputes"]
+    with one_connection_left(runtime.pool), caplog.at_level("WARNING"):
+        r = mclient.post(
+            f"/v1/disputes/{dispute['id']}/decision",
+            json={"withdraw": pair["copy"]["id"]},
+            headers=pair["admin"],
+        )
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "upheld" and r.json()["later"]["status"] == "withdrawn"
+    assert not [rec for rec in caplog.records if "did not catch up" in rec.getMessage()]
+    r = pair["reg"]
+    found = mclient.post("/v1/matches", files={"file": ("q.jpg", edited(8101))}, headers=r)
+    assert [m["artwork_id"] for m in found.json()["matches"]] == [pair["original"]["id"]]
 
 
 def test_dismissing_lets_both_stand_and_the_pair_is_not_raised_again(mclient, pair):

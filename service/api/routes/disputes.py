@@ -112,10 +112,9 @@ async def decide(
     dispute_id: UUID, body: DisputeDecision, rt: RuntimeDep, key: AdminKey
 ) -> dict[str, Any]:
     def work() -> dict[str, Any]:
-        with rt.pool.connection() as conn:
-            return decide_dispute(
-                rt, conn, dispute_id, actor=key.actor, withdraw=body.withdraw, note=body.note
-            )
+        return decide_dispute(
+            rt, dispute_id, actor=key.actor, withdraw=body.withdraw, note=body.note
+        )
 
     try:
         return await run_in_threadpool(work)
