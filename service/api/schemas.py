@@ -6,7 +6,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from service.api.text import TITLE_MAX_CHARS, FreeText, Name, OneLine, RequestModel, Title
 from service.registry.preferences import Preferences
@@ -40,9 +48,19 @@ class ArtistCreate(RequestModel):
 
 
 class ArtistUpdate(RequestModel):
+    """What to change; a field left out stays as it is (at least one is needed)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    default_preferences: Preferences
+    display_name: Annotated[str, Name] | None = Field(default=None, min_length=1, max_length=200)
+    email: EmailStr | None = None
+    default_preferences: Preferences | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ArtistUpdate:
+        if self.display_name is None and self.email is None and self.default_preferences is None:
+            raise ValueError("say what to change: display_name, email or default_preferences")
+        return self
 
 
 class ArtistPublic(BaseModel):

@@ -167,6 +167,16 @@ def accept_invite(conn: psycopg.Connection, token: str, password: str) -> UUID:
     return artist_id
 
 
+def check_current_password(conn: psycopg.Connection, artist_id: UUID, current: str) -> None:
+    """Raise ``LoginFailed`` unless ``current`` is the artist's password (asked before a change
+    of the address one logs in with)."""
+    row = conn.execute(
+        "SELECT password_hash FROM portal_accounts WHERE artist_id = %s", (artist_id,)
+    ).fetchone()
+    if row is None or not verify_password(current, row["password_hash"]):
+        raise LoginFailed("the current password is wrong")
+
+
 def change_password(conn: psycopg.Connection, artist_id: UUID, current: str, new: str) -> None:
     """Replace the password, given the current one; ends the artist's other sessions. Raises
     ``LoginFailed`` for a wrong current password, ``WeakPassword`` for a weak new one."""

@@ -19,6 +19,13 @@ def describe(kind: str, data: dict[str, Any]) -> str:
         return "Your artist account was created."
     if kind == "artist.preferences_changed":
         return f"Your default choices changed to {_choices(get('default_preferences'))}."
+    if kind == "artist.profile_changed":
+        said = []
+        if "display_name" in data:
+            said.append(f"Your name changed to “{get('display_name')}”.")
+        if get("email_changed"):
+            said.append("Your e-mail address changed.")
+        return " ".join(said) or "Your account changed."
     if kind == "artwork.registered":
         title = get("title")
         return "Registered" + (f" as “{title}”." if title else ".")

@@ -88,6 +88,7 @@ NOTICES = {
     "licence-granted": "The licence is granted.",
     "licence-revoked": "The licence is revoked.",
     "claim-filed": "Your claim is filed; the platform will decide on it.",
+    "profile-changed": "Your name and e-mail address are saved.",
     "password-changed": "Your password is changed; your logins elsewhere are ended.",
     "sessions-ended": "Your logins in other browsers are ended.",
 }

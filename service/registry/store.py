@@ -84,6 +84,54 @@ class RegistryStore:
             )
         return artist
 
+    def update_artist_profile(
+        self,
+        conn: psycopg.Connection,
+        actor: str,
+        artist_id: UUID,
+        *,
+        display_name: str | None = None,
+        email: str | None = None,
+    ) -> Artist:
+        """Change the artist's name and/or e-mail address (None: as it is). Raises ``NotFound``
+        and ``Conflict`` (the address is another artist's). Audited as
+        ``artist.profile_changed`` with the name before and after; an address is said to have
+        changed, not written into the log (as at ``artist.created``)."""
+        with conn.transaction():
+            if email is not None:
+                # The address's lock before the log's, as create_artist takes them: an artist
+                # signing up with the address meanwhile waits, then sees it taken (or the
+                # other way round), and neither waits on the other in a circle.
+                lock_name(conn, f"artist-email:{email.lower()}")
+            lock_for_change(conn)  # then the audit lock, before the row (see lock_for_change)
+            before = conn.execute(
+                "SELECT display_name, email FROM artists WHERE id = %s FOR NO KEY UPDATE",
+                (artist_id,),
+            ).fetchone()
+            if before is None:
+                raise NotFound(f"no artist {artist_id}")
+            name = before["display_name"] if display_name is None else display_name
+            address = before["email"] if email is None else email
+            renamed = name != before["display_name"]
+            readdressed = address != before["email"]
+            if not (renamed or readdressed):
+                return self.get_artist(conn, artist_id)
+            if readdressed and conn.execute(
+                "SELECT 1 FROM artists WHERE lower(email) = lower(%s) AND id <> %s",
+                (address, artist_id),
+            ).fetchone():
+                raise Conflict(f"an artist with email {address} is already registered")
+            row = conn.execute(
+                "UPDATE artists SET display_name = %s, email = %s, updated_at = now()"
+                " WHERE id = %s RETURNING *",
+                (name, address, artist_id),
+            ).fetchone()
+            said: dict[str, object] = {"email_changed": readdressed}
+            if renamed:
+                said |= {"before": {"display_name": before["display_name"]}, "display_name": name}
+            self.audit.append(conn, "artist.profile_changed", actor, f"artist:{artist_id}", said)
+        return Artist.from_row(row)  # type: ignore[arg-type]
+
     def get_artist(self, conn: psycopg.Connection, artist_id: UUID) -> Artist:
         row = conn.execute("SELECT * FROM artists WHERE id = %s", (artist_id,)).fetchone()
         if row is None:

@@ -271,6 +271,7 @@ FORMS = [
     "/portal/claims",
     "/portal/claims/adapter",
     "/portal/logout",
+    "/portal/account/profile",
     "/portal/account/password",
     "/portal/account/sessions/end",
 ]
@@ -939,3 +940,59 @@ def test_a_copy_of_another_artists_work_is_registered_as_disputed_and_settled(
     assert "&lt;b&gt;Alma&lt;/b&gt; showed the layered file" in page and "<b>Alma" not in page
     events = client.get("/portal/events", params={"kind": "artwork.dispute_decided"}).text
     assert "decided against this registration: it was withdrawn" in events
+
+
+def test_the_artist_changes_their_name_and_with_the_password_their_address(
+    client, runtime, make_key
+):
+    reg = auth(make_key("registry"))
+    r = client.post(
+        "/v1/artists", json={"display_name": "Ana", "email": "ana@example.org"}, headers=reg
+    )
+    assert r.status_code == 201
+    token = sign_up(client)
+    me = artist_id_of(runtime, "mei@example.org")
+    before = count(runtime, "SELECT count(*) FROM audit_log")
+
+    # The name alone needs no password.
+    same = {"display_name": "Mei L.", "email": "mei@example.org"}
+    r = post(client, "/portal/account/profile", token, **same)
+    assert r.status_code == 303 and r.headers["location"].endswith("done=profile-changed")
+    page = client.get(r.headers["location"]).text
+    assert "<strong>Mei L.</strong>" in page and "are saved" in page
+    assert client.get(f"/v1/artists/{me}", headers=reg).json()["display_name"] == "Mei L."
+    assert audit_actors(runtime, "artist.profile_changed") == [f"portal:artist:{me}"]
+    assert "Your name changed to “Mei L.”" in client.get("/portal/events").text
+
+    # A new address needs the current password; refused, nothing changes and what was typed
+    # stays in the form.
+    for form, status, said in (
+        ({"email": "mei.l@example.org"}, 403, "the current password is wrong"),
+        ({"email": "mei.l@example.org", "current": "not it"}, 403, "the current password is wrong"),
+        ({"email": "ana@example.org", "current": PASSWORD}, 409, "another artist"),
+        ({"email": "not an address", "current": PASSWORD}, 422, "e-mail address"),
+        ({"email": "mei.l@example.org", "display_name": "  "}, 422, "name"),
+    ):
+        r = post(client, "/portal/account/profile", token, **{"display_name": "Mei", **form})
+        assert r.status_code == status and said in r.text, (form, r.text)
+        assert f'value="{form["email"]}"' in r.text
+    assert count(runtime, "SELECT count(*) FROM audit_log") == before + 1
+    assert client.get(f"/v1/artists/{me}", headers=reg).json()["email"] == "mei@example.org"
+
+    r = post(
+        client,
+        "/portal/account/profile",
+        token,
+        display_name="Mei L.",
+        email="mei.l@example.org",
+        current=PASSWORD,
+    )
+    assert r.status_code == 303
+    assert client.get(f"/v1/artists/{me}", headers=reg).json()["email"] == "mei.l@example.org"
+    assert "Your e-mail address changed." in client.get("/portal/events").text
+    # The new address is the login now, the old one is not.
+    post(client, "/portal/logout", token)
+    r = client.post("/portal/login", data={"email": "mei@example.org", "password": PASSWORD})
+    assert r.status_code == 401
+    r = client.post("/portal/login", data={"email": "mei.l@example.org", "password": PASSWORD})
+    assert r.status_code == 200 and "Your works" in r.text

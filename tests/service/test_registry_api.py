@@ -109,6 +109,65 @@ def test_preferences_resolve_artwork_then_artist_then_deny(client, make_key, pho
     assert bad.status_code == 422
 
 
+def test_an_artists_name_and_address_change_all_or_nothing_and_audited(client, runtime, make_key):
+    h = auth(make_key("registry"))
+    artist = new_artist(client, h)
+    other = new_artist(client, h, email="ana@example.org")
+    url = f"/v1/artists/{artist['id']}"
+
+    def entries() -> list[dict]:
+        with runtime.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT convert_from(entry, 'UTF8')::jsonb -> 'data' AS data FROM audit_log"
+                " WHERE kind = 'artist.profile_changed' AND subject = %s ORDER BY seq",
+                (f"artist:{artist['id']}",),
+            ).fetchall()
+        return [r["data"] for r in rows]
+
+    r = client.patch(url, json={"display_name": "  Mei L.  "}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["display_name"] == "Mei L." and r.json()["email"] == "mei@example.org"
+    assert entries() == [
+        {"before": {"display_name": "Mei Lin"}, "display_name": "Mei L.", "email_changed": False}
+    ]
+    # Another artist's address (in any case): 409, and the name sent beside it is not taken
+    # either, nor the preferences.
+    r = client.patch(
+        url,
+        json={
+            "display_name": "Someone",
+            "email": "ANA@example.org",
+            "default_preferences": {"style": "allow"},
+        },
+        headers=h,
+    )
+    assert r.status_code == 409 and "already registered" in r.json()["detail"]
+    now = client.get(url, headers=h).json()
+    assert now["display_name"] == "Mei L." and now["default_preferences"] == {}
+    assert len(entries()) == 1
+    # A new address and preferences together; the address is not written into the log.
+    both = {"email": "mei.l@example.org", "default_preferences": {"style": "allow"}}
+    r = client.patch(url, json=both, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["email"] == "mei.l@example.org"
+    assert r.json()["default_preferences"] == {"style": "allow"}
+    assert entries()[-1] == {"email_changed": True}
+    assert "mei.l@example.org" not in json.dumps(entries())
+    # The old address is free again; the same values again change and log nothing.
+    assert new_artist(client, h, email="mei@example.org")["email"] == "mei@example.org"
+    r = client.patch(url, json={"display_name": "Mei L.", "email": "mei.l@example.org"}, headers=h)
+    assert r.status_code == 200 and len(entries()) == 2
+    # Bad input: nothing to change, a blank name, a malformed address, an unknown field.
+    for body in ({}, {"display_name": "   "}, {"email": "not an address"}, {"name": "x"}):
+        r = client.patch(url, json=body, headers=h)
+        assert r.status_code == 422, body
+    assert client.patch(
+        "/v1/artists/00000000-0000-0000-0000-000000000000", json={"display_name": "X"}, headers=h
+    ).status_code == 404
+    assert client.get(f"/v1/artists/{other['id']}", headers=h).json()["display_name"] == "Mei Lin"
+    assert len(entries()) == 2
+
+
 def test_listing_is_paginated_and_withdrawal_keeps_the_record(client, make_key, photo):
     h = auth(make_key("registry"))
     artist = new_artist(client, h)

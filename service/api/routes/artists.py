@@ -87,21 +87,30 @@ def get_artist(artist_id: UUID, rt: RuntimeDep, key: RegistryKey) -> ArtistPubli
 @router.patch(
     "/{artist_id}",
     response_model=ArtistPublic,
-    responses=_ERRORS,
+    responses={**_ERRORS, 409: {"model": ErrorBody}, 422: {"model": ErrorBody}},
     openapi_extra=scope_doc(Scope.registry),
-    summary="Change an artist's default preferences (scope: registry)",
+    summary="Change an artist's name, e-mail address or default preferences; a field left "
+    "out stays as it is; all or nothing (scope: registry)",
 )
 def update_artist(
     artist_id: UUID, body: ArtistUpdate, rt: RuntimeDep, key: RegistryKey
 ) -> ArtistPublic:
-    with rt.pool.connection() as conn:
-        artist = rt.registry.update_artist_defaults(
+    with rt.pool.connection() as conn, conn.transaction():  # a refused address changes nothing
+        artist = rt.registry.update_artist_profile(
             conn,
             key.actor,
             artist_id,
-            body.default_preferences.explicit(),
-            clear=body.default_preferences.cleared(),
+            display_name=body.display_name,
+            email=str(body.email) if body.email is not None else None,
         )
+        if body.default_preferences is not None:
+            artist = rt.registry.update_artist_defaults(
+                conn,
+                key.actor,
+                artist_id,
+                body.default_preferences.explicit(),
+                clear=body.default_preferences.cleared(),
+            )
     return ArtistPublic.of(artist)
 
 
