@@ -246,6 +246,43 @@ def artists_create(
     print(artist.id)
 
 
+@artists_app.command("update")
+def artists_update(
+    artist: Annotated[UUID, typer.Argument(help="the artist's id")],
+    name: Annotated[str | None, typer.Option(help="a new display name")] = None,
+    email: Annotated[str | None, typer.Option(help="a new e-mail address")] = None,
+) -> None:
+    """Change an artist's name and/or e-mail address, as PATCH /v1/artists/{id} does (audited;
+    an address another artist has is refused)."""
+    from pydantic import ValidationError
+
+    from service.api.schemas import ArtistUpdate
+    from service.registry.store import Conflict, NotFound
+
+    try:
+        checked = ArtistUpdate.model_validate(
+            {k: v for k, v in (("display_name", name), ("email", email)) if v is not None}
+        )
+    except ValidationError as exc:
+        said = field_problems(exc).replace("display_name", "--name").replace("email", "--email")
+        if name is None and email is None:
+            said = "say --name, --email or both"
+        raise fail(said) from None
+    with runtime() as rt, rt.pool.connection() as conn:
+        try:
+            changed = rt.registry.update_artist_profile(
+                conn,
+                cli_actor(),
+                artist,
+                display_name=checked.display_name,
+                email=str(checked.email) if checked.email is not None else None,
+            )
+        except (Conflict, NotFound) as exc:
+            err_console.print(f"[red]error:[/red] {shown(exc)}")
+            raise typer.Exit(1) from None
+    console.print(f"artist {changed.id}: {shown(changed.display_name)} <{shown(changed.email)}>")
+
+
 @app.command()
 def register(
     paths: Annotated[list[Path], typer.Argument(help="image files and folders")],

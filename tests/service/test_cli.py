@@ -109,6 +109,35 @@ def test_artists_create_stores_the_address_alone_as_the_api_does(cli, runtime):
         ]
 
 
+def test_artists_update_changes_the_name_and_address_as_the_api_does(cli, runtime):
+    rob = cli("artists", "create", "--name", "Rob", "--email", "rob@example.org").stdout.strip()
+    cli("artists", "create", "--name", "Sue", "--email", "sue@example.org")
+    out = cli("artists", "update", rob, "--name", " Robin ", "--email", "Robin <robin@EXAMPLE.org>")
+    assert out.stdout.strip().endswith("Robin <robin@example.org>"), out.stdout
+    for args, status, said in (
+        ((), 2, "say --name, --email or both"),
+        (("--email", "nope"), 2, "--email"),
+        (("--name", "  "), 2, "--name"),
+        (("--email", "SUE@example.org"), 1, "already registered"),
+        (("--name", "X"), 2, "invalid"),
+    ):
+        who = "not-an-id" if said == "invalid" else rob
+        bad = cli("artists", "update", who, *args, ok=False)
+        assert bad.returncode == status and said in bad.stderr.lower(), (args, bad.stderr)
+    gone = cli("artists", "update", "00000000-0000-0000-0000-000000000000", "--name", "X", ok=False)
+    assert gone.returncode == 1 and "no artist" in gone.stderr
+    with runtime.pool.connection() as conn:
+        rows = conn.execute("SELECT display_name, email FROM artists ORDER BY email").fetchall()
+        kinds = conn.execute(
+            "SELECT count(*) AS n FROM audit_log WHERE kind = 'artist.profile_changed'"
+        ).fetchone()["n"]
+    assert [(r["display_name"], r["email"]) for r in rows] == [
+        ("Robin", "robin@example.org"),
+        ("Sue", "sue@example.org"),
+    ]
+    assert kinds == 1
+
+
 def test_audit_head_kept_then_verified_against(cli, tmp_path: Path):
     cli("artists", "create", "--name", "Hu", "--email", "hu@example.org")
     head = json.loads(cli("audit", "head").stdout)
