@@ -131,7 +131,9 @@ def synthetic_dense(cache: Path, n: int, tag: str, base_views: np.ndarray) -> np
 
 def synthetic_snapshot(cache: Path, n: int, tag: str, base_views: np.ndarray) -> Path:
     """The cached snapshot of ``n`` synthetic works, built once (nothing when ``n`` is 0)."""
-    cached = cache / f"synthetic-{n}-{SIGNALS_VERSION}-{tag}"
+    # Named for the index's structure too: a snapshot is searched as it was built, so one built
+    # by other code (codes of whole vectors, say) would measure that code's index.
+    cached = cache / f"synthetic-{n}-{SIGNALS_VERSION}-{tag}-{index_structure()}"
     if n and cached.exists() and not usable(cached):
         print(f"{cached} was written by another index format: rebuilding it")
         shutil.rmtree(cached)
@@ -140,6 +142,15 @@ def synthetic_snapshot(cache: Path, n: int, tag: str, base_views: np.ndarray) ->
         cached.parent.mkdir(parents=True, exist_ok=True)
         build_synthetic(n, cached, base_views)
     return cached
+
+
+def index_structure() -> str:
+    """A short tag of the index structure this code builds (search effort left out)."""
+    from similarity.index import IndexConfig
+
+    shape = asdict(IndexConfig())
+    shape["dense"].pop("nprobe", None)
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:6]
 
 
 def usable(folder: Path) -> bool:

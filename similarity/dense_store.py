@@ -3,18 +3,18 @@
 New vectors land in an exact flat index. When that outgrows `flat_max`, its content and all later
 vectors go to an inverted-file index over a lower-dimensional projection (the leading
 eigenvectors of the vectors' second-moment matrix, so inner products stay comparable with the
-exact part), coded with 4-bit product quantisation scanned with SIMD ("fast scan"): 32 bytes
-a vector (one 4-bit code per projected dimension), tens of thousands of codes per query in a
-few milliseconds. Coarser settings (48 dimensions, two dimensions per code) lost about a fifth
-of the true matches at retrieval in the quality benchmark; 96 dimensions recovered a little
-more than 64 but tripled the build time.
+exact part), each vector's offset from its list's centroid coded with 4-bit product
+quantisation scanned with SIMD ("fast scan"): 32 bytes a vector (one 4-bit code per projected
+dimension), tens of thousands of codes per query in a few milliseconds. Coarser settings (48
+dimensions, two dimensions per code) lost about a fifth of the true matches at retrieval in the
+quality benchmark; 96 dimensions recovered a little more than 64 but tripled the build time.
 
-Lists: about 2 x sqrt(vectors), at most 1024; four are probed per query row. At 1M works (6M
-vectors) a list holds about 6000 codes. Earlier settings: 256 lists with three probed (a list
-then held 23000 codes at 1M works; 7.2 ms of candidate search), then 1024 lists with six probed
-(4.4 ms). Four probes retrieved all 100 edited copies of registered images among 1M works
-(synthetic distractors near real descriptors, `bench/match_speed.py` notes), as six did; the
-approximate-index quality benchmark (`bench/results/match_quality_ivf.md`) gives its recall.
+Lists: about 2 x sqrt(vectors), at most 1024; 16 are probed per query row (`nprobe`). At 1M
+works (6M vectors) a list holds about 6000 codes. Earlier settings: 256 lists with three probed
+(a list then held 23000 codes at 1M works; 7.2 ms of candidate search), then 1024 lists with six
+probed (4.4 ms), then four. The approximate-index quality benchmark
+(`bench/results/match_quality_ivf.md`) and the recall benchmark at 1M
+(`bench/results/match_recall_at_scale.md`) give their recall.
 
 The IVF is trained once, on the vectors present when it is created. `needs_rebuild` turns true
 once the collection has grown `rebuild_growth` times since then; rebuilding from the stored rows
@@ -49,6 +49,13 @@ class DenseStoreConfig:
     flat_max: int = 50_000
     projected_dim: int = 64
     pq_subquantizers: int = 64  # one 4-bit code per projected dimension: 32 bytes a vector
+    # The codes describe each vector's offset from its list's centroid, not the vector itself:
+    # the offsets spread far less, so the same 32 bytes order near works far better. Among 1M
+    # works the right one was beyond the 48 nearest by codes of whole vectors for 11 of 240
+    # edited copies, by codes of offsets for 6, at the same search time
+    # (bench/results/match_recall_at_scale.md). Stores saved before this field existed hold
+    # codes of whole vectors (`from_saved`).
+    residual: bool = True
     # Lists searched: search effort, not structure, so a snapshot is searched with this code's
     # (`from_saved`). 16 finds 91.7% of edited copies among 1M works against 85.4% with 4, for
     # 1.8 ms more a match (bench/results/match_recall_at_scale.md).
@@ -65,7 +72,7 @@ class DenseStoreConfig:
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> DenseStoreConfig:
         """A saved store's configuration: its structure as saved, this code's search effort."""
-        return cls(**{**saved, "nprobe": cls.nprobe})
+        return cls(**{"residual": False, **saved, "nprobe": cls.nprobe})
 
 
 class DenseStore:
@@ -132,7 +139,7 @@ class DenseStore:
         ivf = faiss.IndexIVFPQFastScan(
             faiss.IndexFlatIP(d), d, nlist, c.pq_subquantizers, 4, faiss.METRIC_INNER_PRODUCT
         )
-        ivf.by_residual = False
+        ivf.by_residual = c.residual
         ivf.cp.seed = c.seed
         ivf.cp.niter = 10
         ivf.cp.min_points_per_centroid = 1

@@ -121,3 +121,56 @@ def test_a_snapshot_keeps_its_structure_and_is_searched_with_this_codes_effort(
     _, one = index._dense.search(queries, 1)
     _, many = dense.search(queries, 1)
     assert (many[:, 0] == want).sum() > (one[:, 0] == want).sum()
+
+
+def _clustered(rng: np.random.Generator, n: int, clusters: int, spread: float) -> np.ndarray:
+    """Unit vectors near ``clusters`` centres, as descriptors of pictures gather by kind."""
+    centres = _unit(rng, clusters)
+    x = centres[rng.integers(0, clusters, n)] + spread * _unit(rng, n)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_codes_of_offsets_from_the_centroid_rank_near_vectors_better() -> None:
+    """Codes of each vector's offset from its list's centroid order near vectors better than
+    codes of the whole vectors, in the same 32 bytes (every list probed: quantisation alone)."""
+    rng = np.random.default_rng(4)
+    data = _clustered(rng, 6000, 32, 0.35)
+    ids = np.arange(len(data), dtype=np.int64)
+    picked = rng.choice(len(data), 300, replace=False)
+    queries = data[picked] + 0.02 * _unit(rng, 300)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    found = {}
+    for residual in (False, True):
+        config = DenseStoreConfig(flat_max=1000, min_lists=32, max_lists=32, nprobe=32,
+                                  residual=residual)
+        store = DenseStore(DIM, config)
+        store.add(ids, data)
+        assert store.ivf is not None and store.ivf.by_residual is residual
+        _, top = store.search(queries, 1)
+        found[residual] = int((top[:, 0] == picked).sum())
+    assert found[True] > found[False] + 60, found  # 273 against 149 of 300 when written
+
+
+def test_a_store_saved_before_offsets_were_coded_loads_as_it_was(tmp_path: Path) -> None:
+    """A snapshot whose configuration does not say `residual` holds codes of whole vectors: it
+    is searched as such, and keeps saying so when saved again."""
+    import json
+
+    rng = np.random.default_rng(5)
+    data = _unit(rng, 3000)
+    old = DenseStore(DIM, DenseStoreConfig(flat_max=500, min_lists=16, max_lists=16,
+                                           residual=False))
+    old.add(np.arange(3000, dtype=np.int64), data)
+    old.save(tmp_path)
+    meta = json.loads((tmp_path / "dense.json").read_text())
+    del meta["config"]["residual"]  # as written before the field existed
+    (tmp_path / "dense.json").write_text(json.dumps(meta))
+    loaded = DenseStore.load(tmp_path)
+    assert loaded.config.residual is False and loaded.ivf is not None
+    assert loaded.ivf.by_residual is False
+    _, top = loaded.search(data[[7, 2900]], 1)
+    assert list(top[:, 0]) == [7, 2900]
+    loaded.save(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "dense.json").read_text())
+    assert again["config"]["residual"] is False
+    assert DenseStore(DIM).config.residual is True
