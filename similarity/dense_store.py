@@ -69,6 +69,15 @@ class DenseStoreConfig:
     split_min: int = 200_000  # vectors below which a search is too short to share with a helper
 
 
+    def codes_like(self, other: DenseStoreConfig) -> bool:
+        """Whether a store built with ``other`` codes its vectors as one built with this
+        configuration does (what a search can find, not how hard it looks)."""
+        return (self.projected_dim, self.pq_subquantizers, self.residual) == (
+            other.projected_dim,
+            other.pq_subquantizers,
+            other.residual,
+        )
+
     @classmethod
     def from_saved(cls, saved: dict[str, Any]) -> DenseStoreConfig:
         """A saved store's configuration: its structure as saved, this code's search effort."""

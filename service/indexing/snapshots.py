@@ -18,6 +18,7 @@ from pathlib import Path
 
 from service.atomic_files import write_atomically
 from similarity import SIGNALS_VERSION, MatchIndex
+from similarity.dense_store import DenseStoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,16 @@ def load_snapshot(root: Path, bank: str) -> tuple[MatchIndex, Checkpoint] | None
                 SIGNALS_VERSION,
             )
             return None
-        return MatchIndex.load(folder), checkpoint
+        index = MatchIndex.load(folder)
+        if not index.config.dense.codes_like(DenseStoreConfig()):  # an upgrade too
+            log.info(
+                "not loading the %s index snapshot: its approximate index codes vectors as an"
+                " earlier release did (this release finds more copies among many works);"
+                " building the index from the database",
+                bank,
+            )
+            return None
+        return index, checkpoint
     # Whatever a damaged file raises (faiss: RuntimeError; numpy on an empty file: EOFError;
     # a torn checkpoint: ValueError...), the database still holds everything.
     except Exception as exc:

@@ -119,6 +119,45 @@ def test_a_snapshot_of_another_signals_version_is_passed_over_as_an_upgrade(tmp_
     assert "building the index from the database" in record.getMessage()
 
 
+def test_a_snapshot_whose_codes_an_earlier_release_made_is_passed_over(
+    runtime, client, make_key, photo, caplog
+):
+    """A snapshot written before the dense codes described offsets from the centroids (its
+    configuration does not say `residual`) is not loaded: the bank is built from the database,
+    and its new snapshot says how it codes."""
+    import json
+    import logging
+
+    from service.indexing.bank import BankIndex
+
+    h = auth(make_key("registry"))
+    artist = client.post(
+        "/v1/artists", json={"display_name": "Ty", "email": "ty@example.org"}, headers=h
+    ).json()["id"]
+    _register(client, h, artist, photo(83))
+    bank = runtime.banks["artwork"]
+    bank.snapshot()
+    bank_dir = bank.snapshot_root / "artwork"
+    folder = bank_dir / (bank_dir / "CURRENT").read_text()
+    for name in ("index.json", "dense.json", "lines.json"):
+        meta = json.loads((folder / name).read_text())
+        for config in (meta.get("dense"), meta.get("config")):
+            if config is not None:
+                config.pop("residual")
+        (folder / name).write_text(json.dumps(meta))
+    assert MatchIndex.load(folder).config.dense.residual is False  # readable as it was
+
+    fresh = BankIndex("artwork", runtime.pool, bank.snapshot_root)
+    with caplog.at_level(logging.INFO, logger="service.indexing.snapshots"):
+        fresh.load()
+    assert fresh.status().size == 1 and "database" in fresh.status().loaded_from
+    said = [r.getMessage() for r in caplog.records if "snapshot" in r.getMessage()]
+    assert any("as an earlier release did" in m for m in said), said
+    assert all(r.levelno == logging.INFO for r in caplog.records if "snapshot" in r.getMessage())
+    now = bank_dir / (bank_dir / "CURRENT").read_text()
+    assert json.loads((now / "index.json").read_text())["dense"]["residual"] is True
+
+
 def _register(client, h, artist: str, data: bytes) -> str:
     files = [("files", ("w.jpg", data, "image/jpeg"))]
     r = client.post(f"/v1/artists/{artist}/artworks", files=files, headers=h)
