@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--registered", type=int, default=40)
     ap.add_argument("--free", type=int, default=40, help="never-registered images queried")
     ap.add_argument("--edits", default=",".join(EDITS))
-    ap.add_argument("--nprobe", default="4,16,24", help="lists the dense search probes")
+    ap.add_argument("--nprobe", default="4,16,24,48", help="lists the dense search probes")
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "chopmark-bench")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()

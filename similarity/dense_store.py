@@ -9,7 +9,7 @@ dimension), tens of thousands of codes per query in a few milliseconds. Coarser 
 dimensions, two dimensions per code) lost about a fifth of the true matches at retrieval in the
 quality benchmark; 96 dimensions recovered a little more than 64 but tripled the build time.
 
-Lists: about 2 x sqrt(vectors), at most 1024; 16 are probed per query row (`nprobe`). At 1M
+Lists: about 2 x sqrt(vectors), at most 1024; 24 are probed per query row (`nprobe`). At 1M
 works (6M vectors) a list holds about 6000 codes. Earlier settings: 256 lists with three probed
 (a list then held 23000 codes at 1M works; 7.2 ms of candidate search), then 1024 lists with six
 probed (4.4 ms), then four. The approximate-index quality benchmark
@@ -57,9 +57,11 @@ class DenseStoreConfig:
     # codes of whole vectors (`from_saved`).
     residual: bool = True
     # Lists searched: search effort, not structure, so a snapshot is searched with this code's
-    # (`from_saved`). 16 finds 91.7% of edited copies among 1M works against 85.4% with 4, for
-    # 1.8 ms more a match (bench/results/match_recall_at_scale.md).
-    nprobe: int = 16
+    # (`from_saved`). Among 1M works, with the 48 nearest ranked again by their stored vectors
+    # (bench/results/match_recall_at_scale.md): 24 lists find 237 of 240 edited copies, 16 find
+    # 234 for about 0.5 ms less a match, 48 find 238 (as many as among the real works alone)
+    # for about 1.5 ms more.
+    nprobe: int = 24
     min_lists: int = 32
     max_lists: int = 1024
     train_points_per_list: int = 40
@@ -153,7 +155,7 @@ class DenseStore:
         ivf.cp.niter = 10
         ivf.cp.min_points_per_centroid = 1
         ivf.train(projected)
-        ivf.nprobe = c.nprobe
+        ivf.nprobe = min(c.nprobe, nlist)  # more than there are: missing lists, wrong answers
         self.ivf = ivf
         self.trained_on = total
 
@@ -224,7 +226,7 @@ class DenseStore:
         ivf_path = folder / f"{name}_ivf.faiss"
         if ivf_path.exists():
             store.ivf = faiss.read_index(str(ivf_path))
-            store.ivf.nprobe = store.config.nprobe
+            store.ivf.nprobe = min(store.config.nprobe, store.ivf.nlist)
             store.projection = np.load(folder / f"{name}_projection.npy")
         store.trained_on = int(meta["trained_on"])
         return store

@@ -174,3 +174,18 @@ def test_a_store_saved_before_offsets_were_coded_loads_as_it_was(tmp_path: Path)
     again = json.loads((tmp_path / "again" / "dense.json").read_text())
     assert again["config"]["residual"] is False
     assert DenseStore(DIM).config.residual is True
+
+
+def test_a_store_with_fewer_lists_than_it_would_probe_searches_them_all(tmp_path: Path) -> None:
+    """Probing more lists than the index has means probing every list: built or loaded, a
+    store of 16 lists configured to probe more still finds each stored vector."""
+    rng = np.random.default_rng(6)
+    data = _unit(rng, 6000)
+    store = DenseStore(DIM, DenseStoreConfig(flat_max=1000, min_lists=16, max_lists=16,
+                                             nprobe=DenseStoreConfig().nprobe + 8))
+    store.add(np.arange(6000, dtype=np.int64), data)
+    assert store.ivf is not None and store.ivf.nlist == 16 and store.ivf.nprobe == 16
+    store.save(tmp_path)
+    for searched in (store, DenseStore.load(tmp_path)):
+        _, top = searched.search(data[:100], 1)
+        assert (top[:, 0] == np.arange(100)).all()
