@@ -75,7 +75,9 @@ class Runtime:
             watermarker=default_watermarker(),
             outputs=OutputStore(audit),
         )
-        rt.banks = {b: BankIndex(b, pool, settings.index_dir) for b in BANKS}
+        rt.banks = {
+            b: BankIndex(b, pool, settings.index_dir, settings.index_nprobe) for b in BANKS
+        }
         return rt
 
     @property

@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     index_refresh_seconds: float = Field(default=2.0, ge=0.05)  # 0 would poll without pause
     index_stale_seconds: float = Field(default=30.0, gt=0)
     index_snapshot_every: int = Field(default=1000, ge=1)
+    index_nprobe: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description="inverted lists a dense search probes once an index is approximate (above "
+        "50,000 works): more find more heavily edited copies among many works, for more CPU",
+    )
     # at least moderation_workers + 2 (each batch worker holds one while it checks an item)
     db_pool_max: int = Field(default=10, ge=2)
 

@@ -9,7 +9,7 @@ dimension), tens of thousands of codes per query in a few milliseconds. Coarser 
 dimensions, two dimensions per code) lost about a fifth of the true matches at retrieval in the
 quality benchmark; 96 dimensions recovered a little more than 64 but tripled the build time.
 
-Lists: about 2 x sqrt(vectors), at most 1024; 24 are probed per query row (`nprobe`). At 1M
+Lists: about 2 x sqrt(vectors), at most 1024; 16 are probed per query row (`nprobe`). At 1M
 works (6M vectors) a list holds about 6000 codes. Earlier settings: 256 lists with three probed
 (a list then held 23000 codes at 1M works; 7.2 ms of candidate search), then 1024 lists with six
 probed (4.4 ms), then four. The approximate-index quality benchmark
@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +57,12 @@ class DenseStoreConfig:
     # codes of whole vectors (`from_saved`).
     residual: bool = True
     # Lists searched: search effort, not structure, so a snapshot is searched with this code's
-    # (`from_saved`). Among 1M works, with the 48 nearest ranked again by their stored vectors
-    # (bench/results/match_recall_at_scale.md): 24 lists find 237 of 240 edited copies, 16 find
-    # 234 for about 0.5 ms less a match, 48 find 238 (as many as among the real works alone)
-    # for about 1.5 ms more.
-    nprobe: int = 24
+    # (`from_saved`), or as the service is told (`CHOPMARK_INDEX_NPROBE`, `set_nprobe`). Among
+    # 1M works, with the 48 nearest ranked again by their stored vectors
+    # (bench/results/match_recall_at_scale.md): 16 lists find 234 of 240 edited copies, 24 find
+    # 237 for about 0.5 ms more a match, 48 find 238 (as many as among the real works alone)
+    # for about 1.5 ms more than 24.
+    nprobe: int = 16
     min_lists: int = 32
     max_lists: int = 1024
     train_points_per_list: int = 40
@@ -100,6 +101,14 @@ class DenseStore:
     @property
     def ntotal(self) -> int:
         return int(self.flat.ntotal) + (int(self.ivf.ntotal) if self.ivf is not None else 0)
+
+    def set_nprobe(self, nprobe: int) -> None:
+        """Probe ``nprobe`` lists from now on (never more than the index has)."""
+        if nprobe < 1:
+            raise ValueError(f"nprobe must be 1 or more, not {nprobe}")
+        self.config = replace(self.config, nprobe=nprobe)
+        if self.ivf is not None:
+            self.ivf.nprobe = min(nprobe, self.ivf.nlist)
 
     @property
     def needs_rebuild(self) -> bool:

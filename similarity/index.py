@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -71,6 +71,14 @@ class MatchIndex:
         self._dense = DenseStore(dense_mod.DIM, self.config.dense)
         self._lines = DenseStore(dense_mod.DIM, self.config.dense)
         self._ids: set[int] = set()
+
+    def set_nprobe(self, nprobe: int) -> None:
+        """Search effort of the approximate dense indexes (the pictures' and the edge maps'):
+        lists probed per query row, from now on and in an IVF created later."""
+        with self._lock.write():
+            self._dense.set_nprobe(nprobe)
+            self._lines.set_nprobe(nprobe)
+            self.config = replace(self.config, dense=self._dense.config)
 
     # ---- writing -------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from similarity import (
     MatchIndex,
     match,
 )
+from similarity.dense_store import DenseStoreConfig
 from similarity.matcher import verify_against
 from similarity.signals import LINES_VIEW, unpack_dense
 
@@ -57,10 +58,17 @@ class BankStatus:
 
 
 class BankIndex:
-    def __init__(self, bank: str, pool: ConnectionPool, snapshot_root: Path) -> None:
+    def __init__(
+        self,
+        bank: str,
+        pool: ConnectionPool,
+        snapshot_root: Path,
+        nprobe: int = DenseStoreConfig.nprobe,
+    ) -> None:
         self.bank = bank
         self.pool = pool
         self.snapshot_root = snapshot_root
+        self.nprobe = nprobe  # lists a dense search probes (CHOPMARK_INDEX_NPROBE)
         self._index: MatchIndex | None = None
         self._lock = threading.RLock()
         self._change_seq = 0
@@ -90,6 +98,7 @@ class BankIndex:
                 and cp.database_id in (self._database_id, self._database_id.split(":")[0])
                 and cp.change_seq <= top
             ):
+                index.set_nprobe(self.nprobe)  # effort as configured, not as saved
                 with self._lock:
                     self._index, self._change_seq = index, cp.change_seq
                     self._loaded_from = f"snapshot at change {cp.change_seq}"
@@ -105,8 +114,9 @@ class BankIndex:
     def _build(self) -> None:
         """Everything active, from the database alone; built aside and swapped in whole, so
         matches meanwhile use the index as it was rather than a half-built one."""
-        fresh = BankIndex(self.bank, self.pool, self.snapshot_root)
+        fresh = BankIndex(self.bank, self.pool, self.snapshot_root, self.nprobe)
         fresh._database_id, fresh._index = self._database_id, MatchIndex()
+        fresh._index.set_nprobe(self.nprobe)
         fresh.refresh(active_only=True, check_history=False)
         with self._lock:
             self._index, self._change_seq = fresh._index, fresh._change_seq

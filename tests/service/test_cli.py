@@ -183,6 +183,7 @@ def test_register_refuses_unknown_artist_and_bad_preferences(cli, tmp_path):
         ({"CHOPMARK_TRUST_ANCHORS": "notjson"}, "CHOPMARK_TRUST_ANCHORS"),
         ({"CHOPMARK_SIGNING_CHAIN": "/nowhere/chain.pem"}, "name both or neither"),
         ({"CHOPMARK_INDEX_REFRESH_SECONDS": "inf"}, "CHOPMARK_INDEX_REFRESH_SECONDS"),
+        ({"CHOPMARK_INDEX_NPROBE": "0"}, "CHOPMARK_INDEX_NPROBE"),
         ({"CHOPMARK_GENERATION_LEASE_SECONDS": "inf"}, "CHOPMARK_GENERATION_LEASE_SECONDS"),
         ({"CHOPMARK_MAX_REQUEST_BYTES": "10"}, "CHOPMARK_MAX_REQUEST_BYTES (10) is below"),
         ({"CHOPMARK_INDEX_STALE_SECONDS": "1"}, "CHOPMARK_INDEX_STALE_SECONDS (1.0) must be more"),

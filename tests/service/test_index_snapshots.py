@@ -158,6 +158,28 @@ def test_a_snapshot_whose_codes_an_earlier_release_made_is_passed_over(
     assert json.loads((now / "index.json").read_text())["dense"]["residual"] is True
 
 
+def test_banks_search_with_the_configured_effort_built_or_loaded(settings, runtime, photo):
+    """CHOPMARK_INDEX_NPROBE reaches every bank; an index built from the database and one
+    loaded from a snapshot saved with another effort both search with it."""
+    from service.indexing.bank import BankIndex
+    from service.runtime import Runtime
+
+    rt = Runtime.open(settings.model_copy(update={"index_nprobe": 7}))
+    try:
+        assert {bank.nprobe for bank in rt.banks.values()} == {7}
+    finally:
+        rt.close()
+    built = BankIndex("artwork", runtime.pool, settings.index_dir, nprobe=7)
+    built.load()
+    assert "database" in built.status().loaded_from
+    assert built._index.config.dense.nprobe == built._index._dense.config.nprobe == 7
+    built.snapshot()
+    loaded = BankIndex("artwork", runtime.pool, settings.index_dir, nprobe=9)
+    loaded.load()
+    assert "snapshot" in loaded.status().loaded_from
+    assert loaded._index.config.dense.nprobe == loaded._index._lines.config.nprobe == 9
+
+
 def _register(client, h, artist: str, data: bytes) -> str:
     files = [("files", ("w.jpg", data, "image/jpeg"))]
     r = client.post(f"/v1/artists/{artist}/artworks", files=files, headers=h)

@@ -189,3 +189,25 @@ def test_a_store_with_fewer_lists_than_it_would_probe_searches_them_all(tmp_path
     for searched in (store, DenseStore.load(tmp_path)):
         _, top = searched.search(data[:100], 1)
         assert (top[:, 0] == np.arange(100)).all()
+
+
+def test_search_effort_is_set_on_the_index_and_on_an_ivf_made_later() -> None:
+    """`set_nprobe` (the service's CHOPMARK_INDEX_NPROBE) reaches both dense stores, an IVF
+    created after it, and never probes more lists than there are."""
+    import pytest
+
+    rng = np.random.default_rng(7)
+    index = MatchIndex(IndexConfig(dense=DenseStoreConfig(flat_max=1500, min_lists=16,
+                                                          max_lists=16)))
+    index.set_nprobe(5)
+    assert index._dense.ivf is None and index.config.dense.nprobe == 5
+    n = 1000
+    views = np.stack([_unit(rng, 3) for _ in range(n)])
+    hashes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    index.add_packed(np.arange(n), pdq=hashes, pdq_quality=np.full(n, 90), dense=views)
+    dense = index._dense
+    assert dense.ivf is not None and dense.ivf.nprobe == 5 and index._lines.config.nprobe == 5
+    index.set_nprobe(40)
+    assert dense.ivf.nprobe == 16 and index.config.dense.nprobe == dense.config.nprobe == 40
+    with pytest.raises(ValueError, match="1 or more"):
+        index.set_nprobe(0)
