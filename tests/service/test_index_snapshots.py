@@ -130,13 +130,7 @@ def test_a_snapshot_whose_codes_an_earlier_release_made_is_passed_over(
 
     from service.indexing.bank import BankIndex
 
-    h = auth(make_key("registry"))
-    artist = client.post(
-        "/v1/artists", json={"display_name": "Ty", "email": "ty@example.org"}, headers=h
-    ).json()["id"]
-    _register(client, h, artist, photo(83))
-    bank = runtime.banks["artwork"]
-    bank.snapshot()
+    bank = _one_work_snapshotted(runtime, client, make_key, photo(83))
     bank_dir = bank.snapshot_root / "artwork"
     folder = bank_dir / (bank_dir / "CURRENT").read_text()
     for name in ("index.json", "dense.json", "lines.json"):
@@ -187,6 +181,18 @@ def _register(client, h, artist: str, data: bytes) -> str:
     return r.json()["artworks"][0]["id"]
 
 
+def _one_work_snapshotted(runtime, client, make_key, data: bytes):
+    """The artwork bank after one work was registered and a snapshot of it written."""
+    h = auth(make_key("registry"))
+    artist = client.post(
+        "/v1/artists", json={"display_name": "Ivo", "email": "ivo@example.org"}, headers=h
+    ).json()["id"]
+    _register(client, h, artist, data)
+    bank = runtime.banks["artwork"]
+    bank.snapshot()
+    return bank
+
+
 def _matched(client, h, data: bytes) -> set[str]:
     r = client.post("/v1/matches", files={"file": ("q.jpg", data, "image/jpeg")}, headers=h)
     assert r.status_code == 200, r.text
@@ -233,13 +239,7 @@ def test_an_index_of_another_timeline_is_not_trusted(runtime, client, make_key, 
 
     from service.indexing.bank import BankIndex
 
-    h = auth(make_key("registry"))
-    artist = client.post(
-        "/v1/artists", json={"display_name": "Ivo", "email": "ivo@example.org"}, headers=h
-    ).json()["id"]
-    _register(client, h, artist, photo(94))
-    bank = runtime.banks["artwork"]
-    bank.snapshot()
+    bank = _one_work_snapshotted(runtime, client, make_key, photo(94))
     system, timeline = bank._database_id.split(":")
     assert system and timeline.isdigit()
 
