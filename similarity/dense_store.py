@@ -51,10 +51,9 @@ class DenseStoreConfig:
     pq_subquantizers: int = 64  # one 4-bit code per projected dimension: 32 bytes a vector
     # The codes describe each vector's offset from its list's centroid, not the vector itself:
     # the offsets spread far less, so the same 32 bytes order near works far better. Among 1M
-    # works the right one was beyond the 48 nearest by codes of whole vectors for 11 of 240
-    # edited copies, by codes of offsets for 6, at the same search time
-    # (bench/results/match_recall_at_scale.md). Stores saved before this field existed hold
-    # codes of whole vectors (`from_saved`).
+    # works, 234 of 240 edited copies found against 229 with codes of whole vectors, at the
+    # same search time (bench/results/match_recall_at_scale.md). Stores saved before this
+    # field existed hold codes of whole vectors (`from_saved`).
     residual: bool = True
     # Lists searched: search effort, not structure, so a snapshot is searched with this code's
     # (`from_saved`), or as the service is told (`CHOPMARK_INDEX_NPROBE`, `set_nprobe`). Among
