@@ -58,31 +58,18 @@ def main() -> None:
     probes = [int(n) for n in args.nprobe.split(",")]
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from moderation_bench import Crowd, jpeg
+    from moderation_bench import Crowd, bench_runtime, jpeg, register_files
 
     crowd_files = Crowd.of(args.images, args.works, args.cache)
     reg_files = crowd_files.files[: args.registered]
     free_files = crowd_files.files[args.registered : args.registered + args.free]
 
-    from service.registry.ingest import insert, prepare, store_files
-    from service.runtime import Runtime
-    from service.settings import Settings
-
-    root = Path(tempfile.mkdtemp(prefix="chopmark-recallbench-"))
-    settings = Settings(
-        data_dir=root / "data", index_refresh_seconds=3600, index_stale_seconds=7200
-    )
-    rt = Runtime.open(settings)
-    try:
+    with bench_runtime("chopmark-recallbench-") as rt:
         ids: dict[str, int] = {}
         stored: dict[int, ImageSignals] = {}
         with rt.pool.connection() as conn:
             artist = rt.registry.create_artist(conn, "bench", "A", "a@example.org", {})
-            for f in reg_files:
-                item = prepare(f.read_bytes(), f.name, rt.decode_limits)
-                store_files(rt.blobs, rt.thumbnails, item)
-                with conn.transaction():
-                    art, _ = insert(conn, rt.registry, "bench", artist.id, item, None, {})
+            for f, art, item in register_files(rt, conn, artist.id, reg_files):
                 assert art.fingerprint_id is not None
                 ids[f.name] = art.fingerprint_id
                 stored[art.fingerprint_id] = ImageSignals.from_packed(item.signals.pack())
@@ -146,8 +133,6 @@ def main() -> None:
                 )
                 rows.append((label, *run(crowd, again)))
             print(f"  nprobe {n} done", flush=True)
-    finally:
-        rt.close()
 
     names = [e.name for e in edits]
     per = len(reg_files)

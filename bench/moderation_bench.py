@@ -44,8 +44,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +68,12 @@ from similarity import (
 from similarity import dense as dense_mod
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
+    import psycopg
+
+    from service.registry.ingest import PreparedImage
+    from service.registry.records import Artwork
     from service.runtime import Runtime
 
 SYNTHETIC_BASE_ID = 1_000_000_000
@@ -248,6 +255,42 @@ class Crowd:
             raise SystemExit(f"the synthetic snapshot of {bank} was not loaded")
 
 
+@contextmanager
+def bench_runtime(prefix: str) -> Iterator[Runtime]:
+    """The service's runtime on a fresh data folder (embedded PostgreSQL) whose indexes are
+    neither refreshed nor called stale during a run (both after hours); removed after."""
+    from service.runtime import Runtime
+    from service.settings import Settings
+
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    rt = Runtime.open(
+        Settings(data_dir=root / "data", index_refresh_seconds=3600, index_stale_seconds=7200)
+    )
+    try:
+        yield rt
+    finally:
+        rt.close()  # stops the embedded database too
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def register_files(
+    rt: Runtime, conn: psycopg.Connection, artist_id: UUID, files: Sequence[Path]
+) -> list[tuple[Path, Artwork, PreparedImage]]:
+    """``files`` registered for the artist through the registry's own ingest, one at a time:
+    each with its artwork and what ingest prepared (its signals)."""
+    from service.registry.ingest import insert, prepare, store_files
+
+    done = []
+    for f in files:
+        item = prepare(f.read_bytes(), f.name, rt.decode_limits)
+        store_files(rt.blobs, rt.thumbnails, item)
+        with conn.transaction():
+            art, _ = insert(conn, rt.registry, "bench", artist_id, item, None, {})
+        done.append((f, art, item))
+    return done
+
+
 def jpeg(img: Image.Image, quality: int = 90) -> bytes:
     out = io.BytesIO()
     img.convert("RGB").save(out, format="JPEG", quality=quality)
@@ -316,34 +359,22 @@ def main() -> None:
     )
 
     from service.api.routes.stamps import StampMetadata, to_facts
-    from service.registry.ingest import insert, prepare, store_files
-    from service.runtime import Runtime
-    from service.settings import Settings
     from service.stamping.stamper import stamp_and_record
 
-    root = Path(tempfile.mkdtemp(prefix="chopmark-modbench-"))
-    root.chmod(0o755)
-    # no refreshes during the run (an index counts as stale only after two hours)
-    settings = Settings(
-        data_dir=root / "data", index_refresh_seconds=3600, index_stale_seconds=7200
-    )
-    rt = Runtime.open(settings)
-    try:
+    with bench_runtime("chopmark-modbench-") as rt:
         t0 = time.perf_counter()
         with rt.pool.connection() as conn:
             artist = rt.registry.create_artist(conn, "bench", "Bench", "bench@example.org", {})
-            for f in reg_files:
-                item = prepare(f.read_bytes(), f.name, rt.decode_limits)
-                store_files(rt.blobs, rt.thumbnails, item)
-                with conn.transaction():
-                    insert(conn, rt.registry, "bench", artist.id, item, None, {})
+            register_files(rt, conn, artist.id, reg_files)
             db_id = conn.execute(
                 "SELECT system_identifier::text AS id FROM pg_control_system()"
             ).fetchone()["id"]
         if args.works:
-            link_snapshot(cached, settings.index_dir, db_id, args.works)
+            link_snapshot(cached, rt.settings.index_dir, db_id, args.works)
         if args.outputs:
-            link_snapshot(cached_outputs, settings.index_dir, db_id, args.outputs, bank="output")
+            link_snapshot(
+                cached_outputs, rt.settings.index_dir, db_id, args.outputs, bank="output"
+            )
         rt.load_indexes()
         serve_synthetic_rows(rt.banks["artwork"], [s.local for s in pool], works_dense)
         serve_synthetic_rows(rt.banks["output"], [s.local for s in pool], outputs_dense)
@@ -485,9 +516,6 @@ def main() -> None:
                 f"Machine: {os.cpu_count()} CPU cores (shared), "
                 f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.\n\n" + text + "\n"
             )
-    finally:
-        rt.close()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def main() -> None:
     edits = [EDITS_BY_NAME[name] for name in args.edits.split(",")]
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from moderation_bench import Crowd, jpeg
+    from moderation_bench import Crowd, bench_runtime, jpeg, register_files
 
     crowd = Crowd.of(args.images, args.works, args.cache)
     reg_files = crowd.files[: args.registered]
@@ -76,26 +76,14 @@ def main() -> None:
 
     from service.registry.disputes import open_disputes
     from service.registry.ingest import insert, prepare, store_files
-    from service.runtime import Runtime
-    from service.settings import Settings
 
-    root = Path(tempfile.mkdtemp(prefix="chopmark-disputebench-"))
-    settings = Settings(
-        data_dir=root / "data", index_refresh_seconds=3600, index_stale_seconds=7200
-    )
-    rt = Runtime.open(settings)
-    try:
+    with bench_runtime("chopmark-disputebench-") as rt:
         t0 = time.perf_counter()
         with rt.pool.connection() as conn:
             a = rt.registry.create_artist(conn, "bench", "A", "a@example.org", {})
             b = rt.registry.create_artist(conn, "bench", "B", "b@example.org", {})
-            originals = {}
-            for f in reg_files:
-                item = prepare(f.read_bytes(), f.name, rt.decode_limits)
-                store_files(rt.blobs, rt.thumbnails, item)
-                with conn.transaction():
-                    art, _ = insert(conn, rt.registry, "bench", a.id, item, None, {})
-                originals[f.name] = art.id
+            registered = register_files(rt, conn, a.id, reg_files)
+            originals = {f.name: art.id for f, art, _ in registered}
         crowd.join(rt, args.works)
         bank = rt.banks["artwork"]
         size = bank.status().size
@@ -141,8 +129,6 @@ def main() -> None:
                     found.setdefault(kind, []).append(originals[original] in earlier)
                 if n % 20 == 19:
                     print(f"  {n + 1}/{len(order)} registered", flush=True)
-    finally:
-        rt.close()
 
     reg_mean, check_mean = statistics.fmean(register_ms), statistics.fmean(check_ms)
     lines = [

@@ -296,6 +296,12 @@ class MatchIndex:
         return index
 
     @staticmethod
+    def snapshot_dense_config(folder: Path) -> DenseStoreConfig:
+        """How a snapshot's dense index is built (read from its description alone)."""
+        meta = json.loads((Path(folder) / "index.json").read_text())
+        return DenseStoreConfig.from_saved(meta["dense"])
+
+    @staticmethod
     def snapshot_version(folder: Path) -> str | None:
         """The signals version a snapshot was made with, or None when there is none."""
         path = Path(folder) / "index.json"

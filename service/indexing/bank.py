@@ -302,7 +302,7 @@ class BankIndex:
             index,
             lambda ids: self._lookup_local(ids, versions),
             limit=limit,
-            dense_lookup=lambda ids: self._lookup_dense(ids),
+            dense_lookup=self._lookup_dense,
         )
         return self._with_stored_versions(found, versions)
 

@@ -67,16 +67,15 @@ def load_snapshot(root: Path, bank: str) -> tuple[MatchIndex, Checkpoint] | None
                 SIGNALS_VERSION,
             )
             return None
-        index = MatchIndex.load(folder)
-        if not index.config.dense.codes_like(DenseStoreConfig()):  # an upgrade too
-            log.info(
+        if not MatchIndex.snapshot_dense_config(folder).codes_like(DenseStoreConfig()):
+            log.info(  # an upgrade too: asked before the index files are read
                 "not loading the %s index snapshot: its approximate index codes vectors as an"
                 " earlier release did (this release finds more copies among many works);"
                 " building the index from the database",
                 bank,
             )
             return None
-        return index, checkpoint
+        return MatchIndex.load(folder), checkpoint
     # Whatever a damaged file raises (faiss: RuntimeError; numpy on an empty file: EOFError;
     # a torn checkpoint: ValueError...), the database still holds everything.
     except Exception as exc:

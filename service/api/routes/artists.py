@@ -95,14 +95,16 @@ def get_artist(artist_id: UUID, rt: RuntimeDep, key: RegistryKey) -> ArtistPubli
 def update_artist(
     artist_id: UUID, body: ArtistUpdate, rt: RuntimeDep, key: RegistryKey
 ) -> ArtistPublic:
+    artist = None
     with rt.pool.connection() as conn, conn.transaction():  # a refused address changes nothing
-        artist = rt.registry.update_artist_profile(
-            conn,
-            key.actor,
-            artist_id,
-            display_name=body.display_name,
-            email=str(body.email) if body.email is not None else None,
-        )
+        if body.display_name is not None or body.email is not None:
+            artist = rt.registry.update_artist_profile(
+                conn,
+                key.actor,
+                artist_id,
+                display_name=body.display_name,
+                email=str(body.email) if body.email is not None else None,
+            )
         if body.default_preferences is not None:
             artist = rt.registry.update_artist_defaults(
                 conn,
@@ -111,6 +113,7 @@ def update_artist(
                 body.default_preferences.explicit(),
                 clear=body.default_preferences.cleared(),
             )
+    assert artist is not None  # ArtistUpdate asks for one of them
     return ArtistPublic.of(artist)
 
 

@@ -111,12 +111,9 @@ async def read_dispute_picture(
 async def decide(
     dispute_id: UUID, body: DisputeDecision, rt: RuntimeDep, key: AdminKey
 ) -> dict[str, Any]:
-    def work() -> dict[str, Any]:
-        return decide_dispute(
-            rt, dispute_id, actor=key.actor, withdraw=body.withdraw, note=body.note
-        )
-
     try:
-        return await run_in_threadpool(work)
+        return await run_in_threadpool(
+            decide_dispute, rt, dispute_id, actor=key.actor, withdraw=body.withdraw, note=body.note
+        )
     except DisputeInvalid as exc:
         raise HTTPException(422, str(exc)) from None
